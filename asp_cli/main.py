@@ -1,0 +1,52 @@
+"""The `asp` command. Subcommands import their package lazily, so `asp spec validate` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _spec_validate(args: argparse.Namespace) -> int:
+    from spec.transcript import run
+
+    return run(args.file)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asp", description="Agent Stream Protocol tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    spec = commands.add_parser("spec", help="work with the protocol spec")
+    spec_commands = spec.add_subparsers(dest="spec_command", required=True)
+    validate = spec_commands.add_parser(
+        "validate",
+        help="validate one JSON message or a JSONL transcript of server events",
+        description="Exit 0 clean, 1 violations (each printed with its requirement ID), 2 unusable input.",
+    )
+    validate.add_argument("file", help="a file, or - for standard input")
+    validate.set_defaults(handler=_spec_validate)
+
+    for register in _extensions():
+        register(commands)
+    return parser
+
+
+def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    """Subcommands contributed by the other packages (each registers its own parser)."""
+    from asp_cli import commands
+
+    return list(commands.REGISTRARS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Executes spec/lifecycle.yaml: the ASP session and run ordering machine, sans I/O.
+
+The table decides which transitions exist, which guards apply and which requirement a failed
+guard breaks; this module only defines what each named guard, action and check computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from spec.resources import load_yaml, schema_documents
+from spec.schemas import is_vendor_type
+
+Event = Mapping[str, Any]
+VENDOR_EVENT = "x-vendor"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A broken requirement, located at one event of the stream."""
+
+    requirement: str
+    message: str
+    index: int
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        where = f"event #{self.index}" + (f" (seq {self.seq})" if self.seq is not None else "")
+        return f"{self.requirement} at {where}: {self.message}"
+
+
+@dataclass
+class Context:
+    """What the machine remembers about the session so far."""
+
+    state: str
+    seq: int = 0
+    session_id: str | None = None
+    capabilities: frozenset[str] = frozenset()
+    events_in_session: int = 0
+    resumed: bool = False
+    run: str | None = None
+    partial: bool = False
+    open_tool_calls: set[str] = field(default_factory=set)
+    seen_tool_calls: set[str] = field(default_factory=set)
+    runs_seen: set[str] = field(default_factory=set)
+    finished_runs: set[str] = field(default_factory=set)
+
+
+def _seq(event: Event) -> int | None:
+    value = event.get("seq")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# --- guards: (context, event) -> None when it holds, else what is wrong ---------------------------
+
+
+def _seq_is_one(ctx: Context, event: Event) -> str | None:
+    return None if _seq(event) == 1 else f"session has seq {event.get('seq')!r}, expected 1"
+
+
+def _directly_after_session(ctx: Context, event: Event) -> str | None:
+    return None if ctx.events_in_session == 1 else "history is sent only immediately after session"
+
+
+def _no_run_id(ctx: Context, event: Event) -> str | None:
+    run_id = event.get("run_id")
+    return None if run_id is None else f"error names run {run_id!r} but no run is active"
+
+
+def _run_id_absent_or_current(ctx: Context, event: Event) -> str | None:
+    run_id = event.get("run_id")
+    if run_id is None or run_id == ctx.run:
+        return None
+    return f"error names run {run_id!r} but the active run is {ctx.run!r}"
+
+
+def _run_id_is_new(ctx: Context, event: Event) -> str | None:
+    run_id = event.get("run_id")
+    return None if run_id not in ctx.runs_seen else f"run_id {run_id!r} was already used in this session"
+
+
+def _run_id_is_current(ctx: Context, event: Event) -> str | None:
+    run_id = event.get("run_id")
+    return (
+        None if run_id == ctx.run else f"{event.get('type')} names run {run_id!r}, active run is {ctx.run!r}"
+    )
+
+
+def _tool_call_id_is_new(ctx: Context, event: Event) -> str | None:
+    call = event.get("tool_call_id")
+    return None if call not in ctx.seen_tool_calls else f"tool_call_id {call!r} repeats within the run"
+
+
+def _tool_call_is_open(ctx: Context, event: Event) -> str | None:
+    call = event.get("tool_call_id")
+    if call in ctx.open_tool_calls:
+        return None
+    if ctx.partial and call not in ctx.seen_tool_calls:
+        return None  # the call was made before the resume point
+    if call in ctx.seen_tool_calls:
+        return f"tool_call {call!r} already has its tool_result"
+    return f"tool_result for {call!r}, which was never called in this run"
+
+
+def _no_open_tool_calls(ctx: Context, event: Event) -> str | None:
+    if not ctx.open_tool_calls:
+        return None
+    return f"complete while tool calls have no tool_result: {', '.join(sorted(ctx.open_tool_calls))}"
+
+
+# --- conditions that select a transition ---------------------------------------------------------
+
+
+def _replay_of_unknown_run(ctx: Context, event: Event) -> str | None:
+    run_id = event.get("run_id")
+    if ctx.resumed and isinstance(run_id, str) and run_id not in ctx.runs_seen:
+        return None
+    return "not a replayed run"
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+
+def _begin_session(ctx: Context, event: Event) -> None:
+    ctx.session_id = event.get("session_id")
+    capabilities = event.get("capabilities")
+    ctx.capabilities = (
+        frozenset(c for c in capabilities if isinstance(c, str))
+        if isinstance(capabilities, list)
+        else frozenset()
+    )
+    ctx.events_in_session = 1
+
+
+def _resume_session(ctx: Context, event: Event) -> None:
+    replay_from = event.get("replay_from")
+    ctx.session_id = event.get("session_id")
+    ctx.seq = replay_from - 1 if isinstance(replay_from, int) else ctx.seq
+    ctx.resumed = True
+    ctx.events_in_session = 2  # the resumed session is long past its start
+    ctx.run = None
+    ctx.partial = False
+    ctx.open_tool_calls = set()
+    ctx.seen_tool_calls = set()
+    ctx.runs_seen = set()
+    ctx.finished_runs = set()
+
+
+def _open_run(ctx: Context, event: Event) -> None:
+    ctx.run = event.get("run_id")
+    ctx.runs_seen.add(str(ctx.run))
+    ctx.partial = False
+    ctx.open_tool_calls = set()
+    ctx.seen_tool_calls = set()
+
+
+def _adopt_run(ctx: Context, event: Event) -> None:
+    _open_run(ctx, event)
+    ctx.partial = True
+
+
+def _open_tool_call(ctx: Context, event: Event) -> None:
+    call = str(event.get("tool_call_id"))
+    ctx.open_tool_calls.add(call)
+    ctx.seen_tool_calls.add(call)
+
+
+def _close_tool_call(ctx: Context, event: Event) -> None:
+    call = str(event.get("tool_call_id"))
+    ctx.open_tool_calls.discard(call)
+    ctx.seen_tool_calls.add(call)
+
+
+def _finish_run(ctx: Context, event: Event) -> None:
+    if ctx.run is not None:
+        ctx.finished_runs.add(ctx.run)
+    ctx.run = None
+    ctx.partial = False
+    ctx.open_tool_calls = set()
+
+
+# --- checks applied to every event -------------------------------------------------------------
+
+
+def _seq_follows(ctx: Context, event: Event) -> str | None:
+    seq = _seq(event)
+    if seq is None or seq == ctx.seq + 1:
+        return None
+    if seq <= ctx.seq:
+        return f"seq {seq} after {ctx.seq}: seq must rise by exactly 1"
+    return f"seq jumps from {ctx.seq} to {seq}: {seq - ctx.seq - 1} event(s) missing"
+
+
+def _capability_declared(ctx: Context, event: Event) -> str | None:
+    needed = event_capabilities().get(str(event.get("type")))
+    if needed is None or needed in ctx.capabilities:
+        return None
+    return f"{event.get('type')} needs capability {needed!r}, which the session did not declare"
+
+
+Rule = Callable[[Context, Event], str | None]
+Action = Callable[[Context, Event], None]
+
+GUARDS: dict[str, Rule] = {
+    "seq_is_one": _seq_is_one,
+    "directly_after_session": _directly_after_session,
+    "no_run_id": _no_run_id,
+    "run_id_absent_or_current": _run_id_absent_or_current,
+    "run_id_is_new": _run_id_is_new,
+    "run_id_is_current": _run_id_is_current,
+    "tool_call_not_yet_called": _tool_call_id_is_new,
+    "tool_call_id_is_new": _tool_call_id_is_new,
+    "tool_call_is_open": _tool_call_is_open,
+    "no_open_tool_calls": _no_open_tool_calls,
+}
+CONDITIONS: dict[str, Rule] = {"replay_of_unknown_run": _replay_of_unknown_run}
+CHECKS: dict[str, Rule] = {"seq_follows": _seq_follows, "capability_declared": _capability_declared}
+ACTIONS: dict[str, Action] = {
+    "begin_session": _begin_session,
+    "resume_session": _resume_session,
+    "open_run": _open_run,
+    "adopt_run": _adopt_run,
+    "open_tool_call": _open_tool_call,
+    "close_tool_call": _close_tool_call,
+    "finish_run": _finish_run,
+}
+
+
+@cache
+def lifecycle() -> dict[str, Any]:
+    table: dict[str, Any] = load_yaml("lifecycle.yaml")
+    return table
+
+
+@cache
+def event_capabilities() -> dict[str, str]:
+    """Event type -> the capability it needs, from the schemas' x-asp-capability."""
+    return {
+        name: document["x-asp-capability"]
+        for name, document in schema_documents().items()
+        if "x-asp-capability" in document
+    }
+
+
+class SessionMachine:
+    """Feeds server events of one connection through the lifecycle table, collecting violations."""
+
+    def __init__(self) -> None:
+        table = lifecycle()
+        self.ctx = Context(state=table["initial"])
+        self.violations: list[Violation] = []
+        self._index = 0
+
+    @property
+    def state(self) -> str:
+        return self.ctx.state
+
+    @property
+    def active_run(self) -> str | None:
+        return self.ctx.run
+
+    def feed(self, event: Event) -> list[Violation]:
+        """Advance by one event; returns the violations it caused."""
+        self._index += 1
+        found: list[Violation] = []
+        table = lifecycle()
+        for entry in table["checks"]:
+            if self.ctx.state in entry.get("skip_when_state", ()):
+                continue
+            problem = CHECKS[entry["check"]](self.ctx, event)
+            if problem:
+                found.append(self._violation(entry["requirement"], problem, event))
+        self._dispatch(event, found, table)
+        seq = _seq(event)
+        if seq is not None and event.get("type") != "resumed":
+            self.ctx.seq = seq
+        self.violations.extend(found)
+        return found
+
+    def _dispatch(self, event: Event, found: list[Violation], table: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            return
+        if is_vendor_type(kind):
+            kind = VENDOR_EVENT
+        run_id = event.get("run_id")
+        finished = table["unexpected"]["finished_run"]
+        if (
+            kind in table["run_events"]
+            and kind not in finished["except"]
+            and run_id in self.ctx.finished_runs
+        ):
+            requirement = finished["requirement"]
+            found.append(self._violation(requirement, f"{kind} of run {run_id!r} after its complete", event))
+            return
+        transition = self._transition(kind, event, table)
+        if transition is None:
+            if kind in table["run_events"] or kind in {"history", "resumed", "error", "pong", "session"}:
+                requirement = table["states"][self.ctx.state]["otherwise"]
+                found.append(
+                    self._violation(requirement, f"{kind} not allowed in state {self.ctx.state}", event)
+                )
+            return
+        if "violation" in transition:
+            found.append(
+                self._violation(
+                    transition["violation"], f"{kind} not allowed in state {self.ctx.state}", event
+                )
+            )
+            return
+        for guard in transition.get("guards", ()):
+            problem = GUARDS[guard["guard"]](self.ctx, event)
+            if problem:
+                found.append(self._violation(guard["requirement"], problem, event))
+        if transition["to"] != "same":
+            self.ctx.state = transition["to"]
+        for action in transition.get("actions", ()):
+            ACTIONS[action](self.ctx, event)
+        if kind != "session":
+            self.ctx.events_in_session += 1
+        if transition.get("then") == "reprocess":
+            self._dispatch(event, found, table)
+
+    def _transition(self, kind: str, event: Event, table: dict[str, Any]) -> dict[str, Any] | None:
+        for transition in table["transitions"]:
+            if self.ctx.state not in transition["from"] or kind not in transition["events"]:
+                continue
+            condition = transition.get("when")
+            if condition and CONDITIONS[condition](self.ctx, event) is not None:
+                continue
+            candidate: dict[str, Any] = transition
+            return candidate
+        return None
+
+    def _violation(self, requirement: str, message: str, event: Event) -> Violation:
+        return Violation(requirement=requirement, message=message, index=self._index, seq=_seq(event))

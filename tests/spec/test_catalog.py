@@ -1,0 +1,111 @@
+"""The requirements catalog and PROTOCOL.md name the same requirements, at the same levels."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from spec import SPEC_DIR
+from spec.catalog import LEVELS, TEST_METHODS, requirements
+from spec.registry import capabilities, error_codes
+from spec.resources import load_yaml
+
+PROSE = (SPEC_DIR / "PROTOCOL.md").read_text()
+ID_PATTERN = re.compile(r"ASP-[A-Z]+-\d{3}")
+DEFINITION = re.compile(r"\*\*\[(ASP-[A-Z]+-\d{3})\]\*\*(.*)")
+SECTIONS = {
+    "transport",
+    "versioning",
+    "authentication",
+    "session",
+    "envelope",
+    "client-messages",
+    "run-lifecycle",
+    "tools",
+    "errors",
+    "cancellation",
+    "heartbeats",
+    "limits",
+    "duplicates",
+    "history",
+    "resume",
+    "close-codes",
+    "security",
+    "conformance",
+    "extensions",
+}
+
+
+def prose_definitions() -> dict[str, str]:
+    """Each requirement ID defined in the prose, with the sentence that defines it."""
+    found: dict[str, str] = {}
+    for line in PROSE.splitlines():
+        for match in DEFINITION.finditer(line):
+            assert match.group(1) not in found, f"{match.group(1)} defined twice in PROTOCOL.md"
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def test_every_prose_id_is_in_the_catalog_and_vice_versa() -> None:
+    assert set(prose_definitions()) == set(requirements())
+
+
+def test_ids_mentioned_anywhere_in_the_spec_exist() -> None:
+    mentioned = set(ID_PATTERN.findall(PROSE))
+    for name in ("registry.yaml", "lifecycle.yaml", "asyncapi.yaml"):
+        mentioned |= set(ID_PATTERN.findall((SPEC_DIR / name).read_text()))
+    assert mentioned - set(requirements()) == set()
+
+
+def test_the_catalog_holds_at_least_sixty_requirements_across_all_sections() -> None:
+    catalog = requirements()
+    assert len(catalog) >= 60
+    assert {r.section for r in catalog.values()} == SECTIONS
+
+
+@pytest.mark.parametrize("requirement_id", sorted(requirements()))
+def test_prose_states_the_catalog_level(requirement_id: str) -> None:
+    requirement = requirements()[requirement_id]
+    sentence = prose_definitions()[requirement_id]
+    keywords = set(re.findall(r"\b(MUST|SHOULD|MAY)\b", sentence))
+    assert requirement.level in keywords, (
+        f"{requirement_id} is {requirement.level} but the prose says {keywords}"
+    )
+    assert requirement.level in LEVELS
+
+
+@pytest.mark.parametrize("requirement_id", sorted(requirements()))
+def test_requirement_says_how_it_can_be_tested(requirement_id: str) -> None:
+    requirement = requirements()[requirement_id]
+    assert requirement.method in TEST_METHODS
+    assert requirement.binds in {"server", "client"}
+    if requirement.method == "untestable":
+        assert requirement.reason, f"{requirement_id} is untestable without a reason"
+    if requirement.method == "capability":
+        assert requirement.capability in capabilities()
+    if requirement.binds == "client":
+        assert requirement.method == "untestable", "a server checker cannot test client requirements"
+
+
+def test_catalog_ids_are_well_formed_and_unique() -> None:
+    raw_ids = [entry["id"] for entry in load_yaml("requirements.yaml")["requirements"]]
+    assert len(raw_ids) == len(set(raw_ids))
+    assert all(ID_PATTERN.fullmatch(i) for i in raw_ids)
+
+
+def test_registry_entries_cite_catalog_requirements() -> None:
+    for code, entry in error_codes().items():
+        assert entry["requirement"] in requirements(), code
+
+
+def test_the_prose_close_code_table_matches_the_registry() -> None:
+    from spec.registry import close_codes
+
+    table_codes = {int(code) for code in re.findall(r"^\| (\d{4}) \|", PROSE, flags=re.MULTILINE)}
+    assert table_codes == set(close_codes())
+
+
+def test_the_prose_error_code_table_matches_the_registry() -> None:
+    table_codes = set(re.findall(r"^\| `([a-z_]+)` \| (?:yes|no) \|", PROSE, flags=re.MULTILINE))
+    assert table_codes == set(error_codes())
