@@ -7,4 +7,11 @@ from collections.abc import Callable
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-REGISTRARS: list[Registrar] = []
+
+def _reference_server(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from reference_server.cli import register
+
+    register(commands)
+
+
+REGISTRARS: list[Registrar] = [_reference_server]

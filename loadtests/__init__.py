@@ -1,0 +1,1 @@
+"""Load tests and benchmarks of ASP servers (Locust scenarios, asp bench)."""

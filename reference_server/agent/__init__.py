@@ -1,0 +1,1 @@
+"""The pydantic-ai agent behind the server: an offline deterministic model by default."""

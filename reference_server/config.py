@@ -1,0 +1,57 @@
+"""Server settings: `ASP_` environment variables, overridable by `asp serve` flags."""
+
+from __future__ import annotations
+
+import secrets
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    path: str = "/ws/chat"
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret for tokens; generated per start when unset."
+    )
+    database_url: str = "sqlite+aiosqlite:///asp.db"
+    max_connections: int = Field(default=100, ge=1)
+    model: str = Field(default="offline", description="'offline' or any pydantic-ai model string.")
+    token_delay_ms: int = Field(default=15, ge=0, description="Pace of the offline model, per token.")
+    heartbeat_interval_ms: int = Field(default=15_000, ge=100)
+    idle_timeout_ms: int = Field(default=60_000, ge=100)
+    rate_limit_messages: int = Field(default=20, ge=1)
+    rate_limit_window_ms: int = Field(default=60_000, ge=1)
+    max_message_bytes: int = Field(default=65_536, ge=1024)
+    replay_window: int = Field(default=1_000, ge=0)
+    session_ttl_ms: int = Field(default=60_000, ge=0)
+    send_timeout_ms: int = Field(
+        default=10_000, ge=100, description="A send blocked longer is a slow consumer."
+    )
+    max_pending_events: int = Field(default=10_000, ge=10)
+    max_coalesced_chars: int = Field(default=16_384, ge=1)
+    shutdown_grace_ms: int = Field(default=5_000, ge=0)
+    fixtures: bool = Field(
+        default=False, description="Declare and honour the test fixtures (never in production)."
+    )
+    reasoning: bool = Field(default=False, description="Stream the model's reasoning as reasoning_delta.")
+    access_log: bool = True
+    log_json: bool = False
+    tracing: bool = Field(default=False, description="OpenTelemetry spans per connection and run.")
+
+    generated_secret: bool = Field(default=False, exclude=True)
+
+    @model_validator(mode="after")
+    def _ensure_secret(self) -> Settings:
+        if self.jwt_secret is None or not self.jwt_secret.get_secret_value():
+            self.jwt_secret = SecretStr(secrets.token_urlsafe(32))
+            self.generated_secret = True
+        return self
+
+    @property
+    def secret(self) -> str:
+        assert self.jwt_secret is not None
+        return self.jwt_secret.get_secret_value()

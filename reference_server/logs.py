@@ -1,0 +1,97 @@
+"""Structured logging with token redaction on every handler, uvicorn's access log included."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+# token=... in URLs, asp.token.<jwt> subprotocols, Bearer headers, and bare JWTs.
+_PATTERNS = [
+    (re.compile(r"(token=)[^&\s\"']+"), r"\1[REDACTED]"),
+    (re.compile(r"(asp\.token\.)[A-Za-z0-9._~+/=-]+"), r"\1[REDACTED]"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[REDACTED]"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[REDACTED-JWT]"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactTokens(logging.Filter):
+    """Rewrites each record's final message so no token reaches any handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = getattr(record, "asp", None)
+        if isinstance(context, dict):
+            payload.update(context)
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(payload, default=str))
+
+
+class ContextFormatter(logging.Formatter):
+    """Plain text with the record's ASP context (user, session, run) appended as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        context = getattr(record, "asp", None)
+        if isinstance(context, dict) and context:
+            text += " " + " ".join(f"{key}={value}" for key, value in context.items())
+        return redact(text)
+
+
+def logging_config(*, json_lines: bool, access_log: bool) -> dict[str, Any]:
+    """A dictConfig for our loggers and uvicorn's, every handler behind the redaction filter."""
+    formatter = "json" if json_lines else "plain"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": RedactTokens}},
+        "formatters": {
+            "json": {"()": JsonFormatter},
+            "plain": {"()": ContextFormatter, "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": formatter,
+                "filters": ["redact"],
+            }
+        },
+        "loggers": {
+            "asp": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {
+                "handlers": ["stderr"] if access_log else [],
+                "level": "INFO",
+                "propagate": False,
+            },
+        },
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+    }
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"asp.{name}")

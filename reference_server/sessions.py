@@ -1,0 +1,259 @@
+"""Sessions: the sequenced event stream of one user's conversation, outliving its connection.
+
+One pump task per session is the only writer to its connection. It assigns seq at the moment an
+event is sent, so consecutive text deltas that piled up while the socket was blocked are merged
+into one event first (ASP-LIM-006) without leaving gaps. Every sequenced event is kept in a bounded
+replay buffer for resume (ASP-RES-001). A connection that stops reading is detached and closed
+with 4004 (ASP-LIM-005): the pump never waits on it longer than send_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from reference_server.logs import get_logger
+from reference_server.protocol.events import COALESCABLE, Event
+from spec.registry import close_code
+
+log = get_logger("sessions")
+SLOW_CONSUMER = close_code("slow_consumer")
+
+
+class SinkClosed(Exception):
+    """The connection is gone; nothing more can be sent on it."""
+
+
+class Sink(Protocol):
+    """A connection as a session sees it."""
+
+    cursor: int
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class DeliveryLimits:
+    replay_window: int
+    send_timeout_s: float
+    max_pending_events: int
+    max_coalesced_chars: int
+
+
+def new_session_id() -> str:
+    """At least 96 bits from the OS's cryptographic source (ASP-SEC-002); here 144."""
+    return "ses_" + secrets.token_urlsafe(18)
+
+
+@dataclass
+class RunState:
+    """The active run of a session, as the endpoint and the run task share it."""
+
+    run_id: str
+    message_id: str
+    task: asyncio.Task[None] | None = None
+    cancel: Callable[[], None] | None = None
+    cancel_requested: bool = False
+
+
+class Session:
+    def __init__(
+        self, *, user_id: str, conversation_id: str, capabilities: list[str], limits: DeliveryLimits
+    ) -> None:
+        self.id = new_session_id()
+        self.user_id = user_id
+        self.conversation_id = conversation_id
+        self.capabilities = capabilities
+        self.limits = limits
+        self.seq = 0
+        self.run: RunState | None = None
+        self.runs_started = 0
+        self.last_run_end = 0.0
+        self.closed = False
+        self.detached_at: float | None = time.monotonic()
+        self._buffer: deque[tuple[int, str]] = deque(maxlen=max(1, limits.replay_window))
+        self._outbox: deque[Event] = deque()
+        self._wakeup = asyncio.Event()
+        self._sink: Sink | None = None
+        self._pump = asyncio.create_task(self._run_pump(), name=f"pump-{self.id}")
+
+    # --- producing ------------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        """Queue an event; the pump sequences and sends it."""
+        if self.closed:
+            return
+        self._outbox.append(event)
+        self._wakeup.set()
+        if self._sink is not None and len(self._outbox) > self.limits.max_pending_events:
+            self._drop_slow_consumer(self._sink, "too many pending events")
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued event has been sequenced and sent or buffered."""
+        deadline = time.monotonic() + timeout
+        while (self._outbox or (self._sink is not None and self._sink.cursor < self.seq)) and not self.closed:
+            if time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.002)
+
+    # --- connections ------------------------------------------------------------------------------
+
+    @property
+    def attached(self) -> bool:
+        return self._sink is not None
+
+    def attach(self, sink: Sink, *, after_seq: int | None = None) -> None:
+        """Deliver to `sink` from now on: events after `after_seq` (a replay), or only new ones."""
+        sink.cursor = self.seq if after_seq is None else after_seq
+        self._sink = sink
+        self.detached_at = None
+        self._wakeup.set()
+
+    def detach(self, sink: Sink) -> None:
+        if self._sink is sink:
+            self._sink = None
+            self.detached_at = time.monotonic()
+            self._wakeup.set()
+
+    def can_replay_after(self, last_seq: int) -> bool:
+        """Whether every event after `last_seq` is still kept (ASP-RES-003)."""
+        if last_seq > self.seq or (self.limits.replay_window == 0 and last_seq < self.seq):
+            return False
+        if last_seq == self.seq:
+            return True
+        oldest = self._buffer[0][0] if self._buffer else self.seq + 1
+        return oldest <= last_seq + 1
+
+    def replay_count_after(self, last_seq: int) -> int:
+        return max(0, self.seq - last_seq)
+
+    # --- the pump ---------------------------------------------------------------------------------
+
+    async def _run_pump(self) -> None:
+        while not self.closed:
+            sink = self._sink
+            if sink is not None and sink.cursor < self.seq:
+                entry = self._buffered(sink.cursor + 1)
+                if entry is None:
+                    self._drop_slow_consumer(sink, "fell out of the replay window")
+                    continue
+                await self._deliver(sink, *entry)
+            elif self._outbox:
+                seq, text = self._sequence_next()
+                if sink is not None:
+                    await self._deliver(sink, seq, text)
+            else:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+
+    def _sequence_next(self) -> tuple[int, str]:
+        event = self._outbox.popleft()
+        if event["type"] in COALESCABLE:
+            event = self._coalesce(event)
+        self.seq += 1
+        event["seq"] = self.seq
+        text = orjson.dumps(event).decode()
+        self._buffer.append((self.seq, text))
+        return self.seq, text
+
+    def _coalesce(self, first: Event) -> Event:
+        """Merge the deltas of the same run and kind that queued up behind `first`."""
+        parts = [first["delta"]]
+        size = len(first["delta"])
+        while self._outbox and size < self.limits.max_coalesced_chars:
+            following = self._outbox[0]
+            if following["type"] != first["type"] or following["run_id"] != first["run_id"]:
+                break
+            parts.append(self._outbox.popleft()["delta"])
+            size += len(parts[-1])
+        return first if len(parts) == 1 else {**first, "delta": "".join(parts)}
+
+    def _buffered(self, seq: int) -> tuple[int, str] | None:
+        if not self._buffer or seq < self._buffer[0][0] or seq > self._buffer[-1][0]:
+            return None
+        entry = self._buffer[seq - self._buffer[0][0]]
+        return entry if entry[0] == seq else None
+
+    async def _deliver(self, sink: Sink, seq: int, text: str) -> None:
+        try:
+            await asyncio.wait_for(sink.send_text(text), self.limits.send_timeout_s)
+        except TimeoutError:
+            self._drop_slow_consumer(sink, f"send blocked for {self.limits.send_timeout_s:.1f}s")
+            return
+        except SinkClosed:
+            self.detach(sink)
+            return
+        if self._sink is sink:
+            sink.cursor = seq
+
+    def _drop_slow_consumer(self, sink: Sink, why: str) -> None:
+        log.warning(
+            "closing slow consumer: %s", why, extra={"asp": {"session": self.id, "user": self.user_id}}
+        )
+        self.detach(sink)
+        spawn(sink.close(SLOW_CONSUMER, "slow consumer"))
+
+    async def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+
+
+_background_tasks: set[asyncio.Task[Any]] = set()
+
+
+def spawn(awaitable: Awaitable[Any]) -> None:
+    """Run a best-effort coroutine without blocking the caller, keeping a reference until done."""
+
+    async def runner() -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(awaitable, 5.0)
+
+    task = asyncio.create_task(runner())
+    _background_tasks.add(task)
+    task.add_done_callback(_background_tasks.discard)
+
+
+@dataclass
+class SessionStore:
+    """Live and recently detached sessions; expired ones are swept (ASP-RES-003)."""
+
+    ttl_s: float
+    sessions: dict[str, Session] = field(default_factory=dict)
+
+    def add(self, session: Session) -> None:
+        self.sessions[session.id] = session
+
+    def get(self, session_id: str) -> Session | None:
+        session = self.sessions.get(session_id)
+        if session is not None and self._expired(session, time.monotonic()):
+            return None
+        return session
+
+    def _expired(self, session: Session, now: float) -> bool:
+        return (
+            session.detached_at is not None and session.run is None and now - session.detached_at > self.ttl_s
+        )
+
+    async def sweep(self) -> None:
+        now = time.monotonic()
+        for session in [s for s in self.sessions.values() if self._expired(s, now)]:
+            del self.sessions[session.id]
+            await session.close()
+
+    async def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.close()
+        self.sessions.clear()

@@ -1,0 +1,107 @@
+"""A real reference server in a subprocess on 127.0.0.1, with its own SQLite file and captured logs."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reference_server.auth import mint
+
+SECRET = "test-secret-for-the-asp-suite-0123456789abcdef"
+URL_LINE = re.compile(r"listening on (ws://\S+)")
+
+FAST_DEFAULTS = {
+    "ASP_TOKEN_DELAY_MS": "0",
+    "ASP_FIXTURES": "true",
+    "ASP_HEARTBEAT_INTERVAL_MS": "5000",
+    "ASP_IDLE_TIMEOUT_MS": "30000",
+    "ASP_SESSION_TTL_MS": "30000",
+    "ASP_SHUTDOWN_GRACE_MS": "3000",
+}
+
+
+@dataclass
+class ServerProcess:
+    database: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
+        env.update(FAST_DEFAULTS)
+        env.update(
+            {
+                "ASP_JWT_SECRET": SECRET,
+                "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{self.database}",
+                "ASP_HOST": "127.0.0.1",
+                "ASP_PORT": "0",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.settings)
+        return env
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "reference_server"],
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.output):
+                match = URL_LINE.search(line)
+                if match:
+                    self.url = match.group(1)
+                    if any("Application startup complete" in line for line in self.output):
+                        return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def token(self, user: str, ttl: int = 3600) -> str:
+        return mint(user, SECRET, ttl_seconds=ttl)
+
+    @property
+    def logs(self) -> str:
+        return "".join(self.output)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM (graceful shutdown), then SIGKILL if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        if self._reader is not None:
+            self._reader.join(5)
+        return self.process.returncode
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        self.output = []
+        return self.start()
