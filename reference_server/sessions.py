@@ -197,6 +197,8 @@ class Session:
             sink.cursor = seq
 
     def _drop_slow_consumer(self, sink: Sink, why: str) -> None:
+        if self._sink is not sink:
+            return  # already detached (and being closed) for another reason
         log.warning(
             "closing slow consumer: %s", why, extra={"asp": {"session": self.id, "user": self.user_id}}
         )

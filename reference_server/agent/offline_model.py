@@ -71,6 +71,9 @@ def _fixture_plan(name: str, first: str | None, second: str | None, earlier: lis
     count = int(first) if first else 0
     if name == "text":
         return Plan([f"t{i} " for i in range(count)])
+    if name == "bulk":
+        size = max(1, int(second or 1))
+        return Plan(["b" * (size - 1) + " "] * count)
     if name == "slow":
         return Plan([f"t{i} " for i in range(count)], delay_s=int(second or 0) / 1000)
     if name == "tool":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from reference_server.auth import mint
 
-SECRET = "test-secret-for-the-asp-suite-0123456789abcdef"
+SECRET = "test-secret-for-the-asp-suite-0123456789abcdef-0123456789abcdef-0123"
 URL_LINE = re.compile(r"listening on (ws://\S+)")
 
 FAST_DEFAULTS = {
@@ -52,6 +52,7 @@ class ServerProcess:
         return env
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.output = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reference_server"],
             env=self.env(),
@@ -103,5 +104,4 @@ class ServerProcess:
 
     def restart(self) -> ServerProcess:
         self.stop()
-        self.output = []
         return self.start()

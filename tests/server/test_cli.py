@@ -1,0 +1,72 @@
+"""`asp token` and `asp serve` as a user runs them: the printed token connects."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conformance.wire import AspClient
+from reference_server.auth import verify
+from tests.support.server import SECRET
+
+
+def test_asp_token_prints_only_a_token_for_the_configured_secret():
+    env = {**os.environ, "ASP_JWT_SECRET": SECRET}
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "token", "--user", "carol", "--ttl", "60"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    token = result.stdout.strip()
+    assert "\n" not in token and verify(token, SECRET) == "carol"
+
+
+def test_asp_token_refuses_without_a_secret():
+    env = {k: v for k, v in os.environ.items() if k != "ASP_JWT_SECRET"}
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "token", "--user", "carol"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+
+
+async def test_asp_serve_on_defaults_prints_a_url_and_a_token_that_connects(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
+    process = subprocess.Popen(  # noqa: ASYNC220 - the server outlives this coroutine's awaits
+        [sys.executable, "-m", "asp_cli.main", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        assert process.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("startup complete" in line for line in lines):
+            lines.append(process.stdout.readline())
+        output = "".join(lines)
+        url = re.search(r"listening on (ws://\S+)", output)
+        token = re.search(r"Development token \(user 'dev', 24 h\): (\S+)", output)
+        assert url and token, output
+        assert "generated a secret" in output
+        client = await AspClient.open(url.group(1), token=token.group(1))
+        session = await client.expect("session")
+        assert session["user"]["id"] == "dev" and "fixtures" in session["capabilities"]
+        await client.close()
+        assert client.violations == []
+        assert (tmp_path / "asp.db").exists()  # the embedded default database
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -1,0 +1,78 @@
+"""Resume: the missed events come back with their seq, live events follow; refusals are resume_failed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support.server import ServerProcess
+
+EXPECTED = "".join(f"t{i} " for i in range(40))
+
+
+async def test_resume_replays_missed_events_then_continues_live(server: ServerProcess, connect):
+    first = await connect(server, user="res-a", conversation_id="new")
+    session = await first.expect("session")
+    await first.send({"type": "message", "content": "asp-fixture:slow 40 25"})
+    await first.expect("run_started")
+    for _ in range(5):
+        await first.expect("text_delta")
+    last_seq = first.events[-1]["seq"]
+    seen_text = "".join(e["delta"] for e in first.events if e["type"] == "text_delta")
+    first.abort()
+    await asyncio.sleep(0.2)  # missed events pile up in the session
+
+    second = await connect(server, user="res-a", conversation_id=session["conversation_id"])
+    await second.expect("session")
+    await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
+    resumed = await second.expect("resumed")
+    assert resumed["session_id"] == session["session_id"] and resumed["replay_from"] == last_seq + 1
+    assert resumed["replay_count"] >= 1
+    replayed = []
+    while True:
+        event = await second.recv()
+        replayed.append(event)
+        if event["type"] == "complete":
+            break
+    assert [e["seq"] for e in replayed] == list(range(last_seq + 1, last_seq + 1 + len(replayed)))
+    assert seen_text + "".join(e["delta"] for e in replayed if e["type"] == "text_delta") == EXPECTED
+    await second.send({"type": "ping", "id": "after"})
+    assert (await second.expect("pong"))["seq"] == replayed[-1]["seq"] + 1
+
+
+async def test_resume_of_another_users_session_fails(server: ServerProcess, connect):
+    owner = await connect(server, user="res-owner")
+    session = await owner.expect("session")
+    intruder = await connect(server, user="res-intruder")
+    await intruder.expect("session")
+    await intruder.send({"type": "resume", "id": "r1", "session_id": session["session_id"], "last_seq": 0})
+    error = await intruder.expect("error")
+    assert (error["code"], error["message_id"]) == ("resume_failed", "r1")
+    await intruder.send({"type": "ping"})
+    assert (await intruder.expect("pong"))["seq"] == error["seq"] + 1
+
+
+async def test_resume_of_an_unknown_session_or_after_a_message_fails(server: ServerProcess, connect):
+    client = await connect(server, user="res-b", conversation_id="new")
+    await client.expect("session")
+    await client.send({"type": "resume", "session_id": "ses_unknown", "last_seq": 3})
+    assert (await client.expect("error"))["code"] == "resume_failed"
+    await client.send({"type": "message", "content": "asp-fixture:text 1"})
+    await client.collect_run()
+    other = await connect(server, user="res-b2")
+    other_session = await other.expect("session")
+    await client.send({"type": "resume", "session_id": other_session["session_id"], "last_seq": 1})
+    assert (await client.expect("error"))["code"] == "resume_failed"
+
+
+async def test_resume_beyond_the_replay_window_fails(make_server, connect):
+    server = make_server(replay_window=5)
+    first = await connect(server, user="res-c", conversation_id="new")
+    session = await first.expect("session")
+    await first.send({"type": "message", "content": "asp-fixture:slow 30 10"})
+    await first.expect("run_started")
+    first.abort()
+    await asyncio.sleep(0.6)
+    second = await connect(server, user="res-c")
+    await second.expect("session")
+    await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": 2})
+    assert (await second.expect("error"))["code"] == "resume_failed"

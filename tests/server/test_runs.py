@@ -1,0 +1,96 @@
+"""One run at a time, cancel, and pings answered during runs."""
+
+from __future__ import annotations
+
+import time
+
+from tests.support.server import ServerProcess
+
+
+async def test_cancel_ends_the_run_as_cancelled_within_a_second_and_keeps_the_text(
+    server: ServerProcess, connect
+):
+    client = await connect(server, user="run-a", conversation_id="new")
+    conversation = (await client.expect("session"))["conversation_id"]
+    await client.send({"type": "message", "content": "asp-fixture:slow 200 20"})
+    started = await client.expect("run_started")
+    for _ in range(3):
+        await client.expect("text_delta")
+    sent = time.monotonic()
+    await client.send({"type": "cancel", "id": "c1", "run_id": started["run_id"]})
+    complete = await client.expect("complete", 5)
+    assert complete["finish_reason"] == "cancelled"
+    assert time.monotonic() - sent < 1.0
+    streamed = "".join(e["delta"] for e in client.events if e["type"] == "text_delta")
+    await client.close()
+    again = await connect(server, user="run-a", conversation_id=conversation)
+    messages = (await again.expect("history"))["messages"]
+    assert messages[-1] == {"role": "assistant", "content": streamed}
+
+
+async def test_cancel_during_a_tool_answers_the_open_call_before_complete(server: ServerProcess, connect):
+    client = await connect(server, user="run-b", conversation_id="new")
+    await client.expect("session")
+    await client.send({"type": "message", "content": "asp-fixture:slow_tool 3000"})
+    call = await client.expect("tool_call")
+    await client.send({"type": "cancel"})
+    result = await client.expect("tool_result", 3)
+    assert result["tool_call_id"] == call["tool_call_id"] and result["is_error"] is True
+    assert (await client.expect("complete", 3))["finish_reason"] == "cancelled"
+
+
+async def test_cancel_without_an_active_run_is_no_active_run(server: ServerProcess, connect):
+    client = await connect(server, user="run-c")
+    await client.expect("session")
+    await client.send({"type": "cancel", "id": "c0"})
+    error = await client.expect("error")
+    assert (error["code"], error["message_id"]) == ("no_active_run", "c0")
+    await client.send({"type": "message", "content": "asp-fixture:slow 50 20"})
+    await client.expect("run_started")
+    await client.send({"type": "cancel", "id": "c2", "run_id": "run_not_this_one"})
+    assert (await client.expect("error"))["code"] == "no_active_run"
+    await client.send({"type": "cancel"})
+    await client.expect("complete")
+
+
+async def test_a_message_during_a_run_is_refused_and_not_stored(server: ServerProcess, connect):
+    client = await connect(server, user="run-d", conversation_id="new")
+    conversation = (await client.expect("session"))["conversation_id"]
+    await client.send({"type": "message", "id": "first", "content": "asp-fixture:slow 10 30"})
+    await client.expect("run_started")
+    await client.send({"type": "message", "id": "second", "content": "too early"})
+    error = await client.expect("error")
+    assert (error["code"], error["message_id"], error["retryable"]) == ("run_in_progress", "second", True)
+    assert "run_id" not in error
+    assert (await client.expect("complete"))["finish_reason"] == "stop"
+    await client.close()
+    again = await connect(server, user="run-d", conversation_id=conversation)
+    users = [m["content"] for m in (await again.expect("history"))["messages"] if m["role"] == "user"]
+    assert users == ["asp-fixture:slow 10 30"]
+
+
+async def test_pings_are_answered_during_a_run(server: ServerProcess, connect):
+    client = await connect(server, user="run-e", conversation_id="new")
+    await client.expect("session")
+    await client.send({"type": "message", "content": "asp-fixture:slow 20 20"})
+    await client.expect("text_delta")
+    await client.send({"type": "ping", "id": "mid-run"})
+    pong = await client.expect("pong")
+    assert pong["id"] == "mid-run"
+    complete = await client.expect("complete")
+    assert pong["seq"] < complete["seq"]
+
+
+async def test_text_streams_incrementally_not_all_at_the_end(server: ServerProcess, connect):
+    client = await connect(server, user="run-f", conversation_id="new")
+    await client.expect("session")
+    await client.send({"type": "message", "content": "asp-fixture:slow 10 50"})
+    await client.expect("run_started")
+    first = time.monotonic()
+    await client.expect("text_delta")
+    first_delta = time.monotonic() - first
+    await client.expect("complete")
+    total = time.monotonic() - first
+    assert first_delta < total / 2
+    deltas = [e for e in client.events if e["type"] == "text_delta"]
+    assert len(deltas) >= 5
