@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     reasoning: bool = Field(default=False, description="Stream the model's reasoning as reasoning_delta.")
     access_log: bool = True
     log_json: bool = False
-    tracing: bool = Field(default=False, description="OpenTelemetry spans per connection and run.")
+    tracing: str = Field(default="", description="OpenTelemetry spans: '' off, 'true' or 'console'.")
 
     generated_secret: bool = Field(default=False, exclude=True)
 

@@ -9,6 +9,7 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from reference_server import tracing
 from reference_server.auth import AuthError, extract_token, verify
 from reference_server.history import entries as history_entries
 from reference_server.hub import Hub, Peer
@@ -102,7 +103,8 @@ async def _serve(websocket: WebSocket, sink: WebSocketSink, hub: Hub, offered: l
     if refused_conversation:
         session.emit(events.error("conversation_not_found", "No such conversation; a new one was started."))
     try:
-        await _receive_loop(websocket, peer, hub)
+        with tracing.span("asp.connection", user=user_id, session=session.id):
+            await _receive_loop(websocket, peer, hub)
     finally:
         hub.registry.unregister(user_id, peer)
         peer.session.detach(sink)
@@ -199,7 +201,8 @@ async def _start_run(command: Command, peer: Peer, hub: Hub) -> None:
 
 async def _run(session: Session, state: RunState, prompt: str, hub: Hub) -> None:
     try:
-        await execute(session, state, prompt, hub.runs)
+        with tracing.span("asp.run", user=session.user_id, session=session.id, run=state.run_id):
+            await execute(session, state, prompt, hub.runs)
     finally:
         session.run = None
         session.last_run_end = time.monotonic()

@@ -7,7 +7,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_server import __version__
+from reference_server import __version__, tracing
 from reference_server.agent.factory import build_agent
 from reference_server.config import Settings
 from reference_server.connections import ConnectionRegistry, InMemoryRegistry
@@ -53,6 +53,7 @@ class Hub:
         self.runs = RunContext(agent=build_agent(settings), store=self.store, reasoning=settings.reasoning)
 
     async def start(self) -> None:
+        tracing.configure(self.settings.tracing)
         await self.store.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 

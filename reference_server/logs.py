@@ -39,14 +39,14 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         context = getattr(record, "asp", None)
         if isinstance(context, dict):
             payload.update(context)
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
-        return redact(json.dumps(payload, default=str))
+            payload["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(payload, default=str)  # redacted field by field: redacting JSON text could break it
 
 
 class ContextFormatter(logging.Formatter):

@@ -10,6 +10,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from conformance.wire import with_query
+from spec.oracle import Oracle
 
 
 async def test_a_client_that_stops_reading_is_closed_4004_and_others_stream_on(make_server, connect):
@@ -33,11 +34,17 @@ async def test_a_client_that_stops_reading_is_closed_4004_and_others_stream_on(m
     await asyncio.sleep(2)  # the sleeper still has not read a thing
 
     received = 0
+    oracle = Oracle()
     try:
         while True:
-            received += len(await asyncio.wait_for(sleeper.recv(), 10))
+            frame = await asyncio.wait_for(sleeper.recv(), 10)
+            assert isinstance(frame, str)
+            received += len(frame)
+            oracle.feed_text(frame)
     except ConnectionClosed:
         pass
     assert sleeper.close_code == 4004
+    oracle.feed_close(sleeper.close_code)
+    assert oracle.violations == []
     assert received < 10_000_000  # it was cut off, not served everything
     assert "closing slow consumer" in server.logs
