@@ -14,4 +14,10 @@ def _reference_server(commands: argparse._SubParsersAction[argparse.ArgumentPars
     register(commands)
 
 
-REGISTRARS: list[Registrar] = [_reference_server]
+def _conformance(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from conformance.cli import register
+
+    register(commands)
+
+
+REGISTRARS: list[Registrar] = [_reference_server, _conformance]

@@ -1,0 +1,151 @@
+"""Bad input, hand-written and generated: each gets its error code; the connection survives."""
+
+from __future__ import annotations
+
+import json
+
+from conformance.context import CaseContext
+from conformance.generate import Probe, invalid_probes, valid_probes
+from conformance.registry import case
+from conformance.wire import Closed
+
+REQUIREMENT_FOR = {
+    "invalid_json": "ASP-ERR-002",
+    "unsupported_frame": "ASP-ERR-003",
+    "invalid_message": "ASP-ERR-004",
+    "unknown_type": "ASP-ERR-005",
+}
+
+
+async def _answered(ctx: CaseContext, probe: Probe, client_holder: list) -> None:  # type: ignore[type-arg]
+    """Send one probe; expect its error and a live connection. A dead connection is replaced."""
+    client = client_holder[0]
+    requirement = REQUIREMENT_FOR[probe.expected_code]
+    await client.send(probe.frame)
+    try:
+        error = await client.expect("error", ctx.t(5))
+    except (TimeoutError, Closed) as problem:
+        ctx.check(False, requirement, f"no error event for {probe.describe()} ({problem})")
+        if client.close_code is not None:
+            client_holder[0], _ = await ctx.connect()
+        return
+    ctx.check(
+        error.get("code") == probe.expected_code,
+        requirement,
+        f"{probe.describe()} got {error.get('code')!r}, expected {probe.expected_code!r}",
+    )
+    ctx.check("run_id" not in error, "ASP-ERR-007", f"{probe.describe()}: error outside a run names a run")
+
+
+@case(
+    "errors.invalid_json",
+    "non-JSON text gets invalid_json; the connection stays",
+    ["ASP-ERR-002", "ASP-ERR-001"],
+)
+async def invalid_json(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect()
+    await client.send("this is not json")
+    error = await ctx.expect(client, "error", "ASP-ERR-002")
+    ctx.check(error.get("code") == "invalid_json", "ASP-ERR-002", f"code {error.get('code')!r}")
+    ctx.check(error.get("retryable") is False, "ASP-ERR-001", "invalid input is not retryable")
+    await ctx.alive(client, "ASP-ERR-002")
+
+
+@case("errors.binary_frame", "a binary frame gets unsupported_frame; the connection stays", ["ASP-ERR-003"])
+async def binary_frame(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect()
+    await client.send(b"\x89PNG\r\n")
+    error = await ctx.expect(client, "error", "ASP-ERR-003")
+    ctx.check(error.get("code") == "unsupported_frame", "ASP-ERR-003", f"code {error.get('code')!r}")
+    await ctx.alive(client, "ASP-ERR-003")
+
+
+@case(
+    "errors.schema_invalid",
+    "a known type breaking its schema gets invalid_message with the message_id",
+    ["ASP-ERR-004", "ASP-ERR-006"],
+)
+async def schema_invalid(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect()
+    await client.send(json.dumps({"type": "message", "id": "kit-bad-1", "content": ""}))
+    error = await ctx.expect(client, "error", "ASP-ERR-004")
+    ctx.check(error.get("code") == "invalid_message", "ASP-ERR-004", f"code {error.get('code')!r}")
+    ctx.check(
+        error.get("message_id") == "kit-bad-1", "ASP-ERR-006", f"message_id {error.get('message_id')!r}"
+    )
+    await ctx.alive(client, "ASP-ERR-004")
+
+
+@case(
+    "errors.unknown_type",
+    "an unknown or missing type gets unknown_type; the connection stays",
+    ["ASP-ERR-005", "ASP-ERR-006"],
+)
+async def unknown_type(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect()
+    await client.send(json.dumps({"type": "subscribe", "id": "kit-u1"}))
+    error = await ctx.expect(client, "error", "ASP-ERR-005")
+    ctx.check(error.get("code") == "unknown_type", "ASP-ERR-005", f"code {error.get('code')!r}")
+    ctx.check(error.get("message_id") == "kit-u1", "ASP-ERR-006", f"message_id {error.get('message_id')!r}")
+    await client.send(json.dumps({"content": "no type at all"}))
+    error = await ctx.expect(client, "error", "ASP-ERR-005")
+    ctx.check(error.get("code") == "unknown_type", "ASP-ERR-005", "a missing type is an unknown type")
+    await ctx.alive(client, "ASP-ERR-005")
+
+
+@case(
+    "errors.generated_invalid_input",
+    "generated invalid input: every frame answered by its error code",
+    ["ASP-ERR-002", "ASP-ERR-003", "ASP-ERR-004", "ASP-ERR-005", "ASP-ERR-007"],
+    timeout_s=60,
+)
+async def generated_invalid(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect()
+    holder = [client]
+    probes = invalid_probes(ctx.options.fuzz_examples)
+    for number, probe in enumerate(probes):
+        await _answered(ctx, probe, holder)
+        if number % 10 == 9:
+            await ctx.alive(holder[0], REQUIREMENT_FOR[probe.expected_code], f"alive-{number}")
+    await ctx.alive(holder[0], "ASP-ERR-004", "alive-end")
+
+
+@case(
+    "errors.generated_valid_input",
+    "generated valid pings and cancels each get their answer",
+    ["ASP-MSG-003", "ASP-CAN-002"],
+    capabilities=("cancel",),
+    timeout_s=60,
+)
+async def generated_valid(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect()
+    for name, message in valid_probes(max(4, ctx.options.fuzz_examples // 4)):
+        await client.send(json.dumps(message))
+        if name == "ping":
+            pong = await ctx.expect(client, "pong", "ASP-MSG-003", what=f"pong for {message}")
+            ctx.check(pong.get("id") == message.get("id"), "ASP-MSG-003", f"pong id for {message}")
+        else:
+            error = await ctx.expect(client, "error", "ASP-CAN-002", what=f"no_active_run for {message}")
+            ctx.check(
+                error.get("code") == "no_active_run", "ASP-CAN-002", f"{message} got {error.get('code')!r}"
+            )
+
+
+@case(
+    "errors.history_survives_bad_input",
+    "bad input never costs stored history",
+    ["ASP-ERR-009"],
+    capabilities=("history",),
+    timeout_s=60,
+)
+async def history_survives(ctx: CaseContext) -> None:
+    client, session = await ctx.connect(conversation_id="new")
+    await ctx.run(client, "keep this message", timeout=45)
+    holder = [client]
+    for probe in invalid_probes(15, random_seed=7):
+        await _answered(ctx, probe, holder)
+    await holder[0].close()
+    again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+    history = await ctx.expect(again, "history", "ASP-ERR-009")
+    users = [m.get("content") for m in history.get("messages", []) if m.get("role") == "user"]
+    ctx.check(users == ["keep this message"], "ASP-ERR-009", f"stored user turns after bad input: {users}")

@@ -1,0 +1,59 @@
+"""Transport and versioning: subprotocol negotiation and refusals by close code."""
+
+from __future__ import annotations
+
+from conformance.context import CaseContext
+from conformance.registry import case
+
+
+@case(
+    "handshake.version_selected",
+    "asp.v1 offered is selected; the first event is session",
+    ["ASP-VER-001", "ASP-TRN-002", "ASP-VER-004", "ASP-SES-001", "ASP-SES-002"],
+)
+async def version_selected(ctx: CaseContext) -> None:
+    client, session = await ctx.connect()
+    ctx.check(client.subprotocol == "asp.v1", "ASP-VER-001", f"selected subprotocol {client.subprotocol!r}")
+    ctx.check(
+        str(session.get("protocol_version", "")).startswith("1."), "ASP-VER-004", "protocol_version is 1.x"
+    )
+    ctx.check(session.get("seq") == 1, "ASP-SES-001", "session has seq 1")
+    ctx.check(
+        bool(session.get("limits")) and isinstance(session.get("capabilities"), list),
+        "ASP-SES-002",
+        "session announces limits and capabilities",
+    )
+
+
+@case(
+    "handshake.no_version_offered",
+    "a client that offers no subprotocol is served version 1",
+    ["ASP-VER-002", "ASP-SES-001"],
+)
+async def no_version_offered(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(subprotocols=())
+    ctx.check(client.subprotocol is None, "ASP-VER-002", "no subprotocol selected when none was offered")
+
+
+@case(
+    "handshake.unsupported_version",
+    "only unknown versions offered: accepted, then closed 4000",
+    ["ASP-VER-003", "ASP-TRN-002"],
+)
+async def unsupported_version(ctx: CaseContext) -> None:
+    client = await ctx.open(subprotocols=("asp.v99",))
+    ctx.check(client.subprotocol is None, "ASP-VER-002", f"selected {client.subprotocol!r}, not offered")
+    code = await ctx.closed_with(client)
+    ctx.check(code == 4000, "ASP-VER-003", f"closed with {code}, expected 4000")
+    ctx.check(client.events == [], "ASP-VER-003", f"{len(client.events)} event(s) before the close")
+
+
+@case(
+    "handshake.token_subprotocol_never_selected",
+    "the asp.token. subprotocol authenticates and is never selected",
+    ["ASP-AUTH-002", "ASP-VER-002"],
+)
+async def token_subprotocol(ctx: CaseContext) -> None:
+    client, session = await ctx.connect(token_in="subprotocol")
+    ctx.check(client.subprotocol == "asp.v1", "ASP-VER-002", f"selected {client.subprotocol!r}")
+    ctx.check(session.get("type") == "session", "ASP-AUTH-002", "the subprotocol token authenticated")

@@ -1,0 +1,94 @@
+"""History: the agent remembers across reconnects; disconnects lose nothing; owners only."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conformance.context import CaseContext, text_of
+from conformance.registry import case
+
+
+@case(
+    "history.agent_sees_earlier_turns",
+    "after a reconnect the agent's answer takes earlier turns into account",
+    ["ASP-HIS-003", "ASP-HIS-002", "ASP-CAP-004"],
+    capabilities=("history",),
+    fixtures=True,
+)
+async def agent_sees_earlier_turns(ctx: CaseContext) -> None:
+    client, session = await ctx.connect(conversation_id="new")
+    for content in ("first turn", "second turn"):
+        await ctx.run(client, content)
+    await client.close()
+    again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+    history = await ctx.expect(again, "history", "ASP-HIS-002")
+    users = [m.get("content") for m in history.get("messages", []) if m.get("role") == "user"]
+    ctx.check(users == ["first turn", "second turn"], "ASP-HIS-002", f"user turns {users}")
+    events = await ctx.run(again, "asp-fixture:recall")
+    ctx.check(
+        text_of(events) == "recall:first turn|second turn",
+        "ASP-HIS-003",
+        f"recall answered {text_of(events)!r}",
+    )
+
+
+@case(
+    "history.disconnect_mid_run_loses_nothing",
+    "a client that drops mid-run finds the whole answer stored",
+    ["ASP-HIS-004"],
+    capabilities=("history",),
+    fixtures=True,
+)
+async def disconnect_mid_run(ctx: CaseContext) -> None:
+    client, session = await ctx.connect(conversation_id="new")
+    await client.send({"type": "message", "content": "asp-fixture:slow 30 20"})
+    await ctx.expect(client, "text_delta", "ASP-RUN-009")
+    client.abort()
+    await asyncio.sleep(ctx.t(1.2))
+    again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+    history = await ctx.expect(again, "history", "ASP-HIS-004")
+    answers = "".join(
+        m.get("content", "") for m in history.get("messages", []) if m.get("role") == "assistant"
+    )
+    ctx.check(
+        answers == "".join(f"t{i} " for i in range(30)), "ASP-HIS-004", f"stored answer {answers[:60]!r}"
+    )
+
+
+@case(
+    "history.no_writing_into_foreign_conversations",
+    "a message naming another user's conversation is refused",
+    ["ASP-HIS-006", "ASP-MSG-004"],
+    capabilities=("history",),
+    needs=("two_users",),
+)
+async def no_foreign_writes(ctx: CaseContext) -> None:
+    owner, session = await ctx.connect(0, conversation_id="new")
+    await ctx.run(owner, "owner's own words", timeout=30)
+    await owner.close()
+    intruder, _ = await ctx.connect(1, conversation_id="new")
+    await intruder.send(
+        {
+            "type": "message",
+            "id": "kit-w1",
+            "content": "written by an intruder",
+            "conversation_id": session["conversation_id"],
+        }
+    )
+    answer = await ctx.expect(
+        intruder,
+        lambda e: e.get("type") in ("error", "run_started"),
+        "ASP-MSG-004",
+        what="an answer to the foreign message",
+    )
+    ctx.check(
+        answer.get("code") == "conversation_not_found",
+        "ASP-MSG-004",
+        f"got {answer.get('type')} {answer.get('code', '')}",
+    )
+    await intruder.close()
+    again, _ = await ctx.connect(0, conversation_id=session["conversation_id"])
+    history = await ctx.expect(again, "history", "ASP-HIS-006")
+    ctx.check(
+        "written by an intruder" not in str(history), "ASP-HIS-006", "the intruder's message was stored"
+    )

@@ -1,0 +1,197 @@
+"""Runs: start, ping during runs, one at a time, deltas, failures, cancellation."""
+
+from __future__ import annotations
+
+import time
+
+from conformance.context import CaseContext, text_of
+from conformance.registry import case
+
+
+@case(
+    "runs.message_starts_a_run",
+    "a message starts a run that ends with one complete",
+    ["ASP-MSG-001", "ASP-MSG-002", "ASP-RUN-001", "ASP-RUN-003", "ASP-RUN-004", "ASP-RUN-007"],
+    timeout_s=60,
+)
+async def message_starts_run(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(conversation_id="new")
+    events = await ctx.run(client, "Hello! Please answer briefly.", message_id="kit-m1", timeout=45)
+    ctx.check(
+        events[0].get("message_id") == "kit-m1",
+        "ASP-MSG-002",
+        f"run_started.message_id {events[0].get('message_id')!r}, sent 'kit-m1'",
+    )
+    ctx.check(
+        events[-1].get("finish_reason") in ("stop", "length"),
+        "ASP-RUN-007",
+        f"finish_reason {events[-1].get('finish_reason')!r} for a plain answer",
+    )
+
+
+@case("runs.unique_run_ids", "two runs of a session have different run ids", ["ASP-RUN-010"], timeout_s=60)
+async def unique_run_ids(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(conversation_id="new")
+    first = await ctx.run(client, "First question.", timeout=45)
+    second = await ctx.run(client, "Second question.", timeout=45)
+    ctx.check(first[0]["run_id"] != second[0]["run_id"], "ASP-RUN-010", "run ids differ")
+
+
+@case("runs.ping_pong", "ping is answered by pong with the same id", ["ASP-MSG-003"])
+async def ping_pong(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect()
+    for ping_id in ("p-1", "p-2"):
+        await ctx.alive(client, "ASP-MSG-003", ping_id)
+    await client.send({"type": "ping"})
+    pong = await ctx.expect(client, "pong", "ASP-MSG-003")
+    ctx.check("id" not in pong, "ASP-MSG-003", "a ping without id gets a pong without id")
+
+
+@case("runs.ping_during_run", "ping is answered while a run streams", ["ASP-MSG-003"], fixtures=True)
+async def ping_during_run(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(conversation_id="new")
+    await client.send({"type": "message", "content": "asp-fixture:slow 20 30"})
+    await ctx.expect(client, "text_delta", "ASP-RUN-009")
+    await ctx.alive(client, "ASP-MSG-003", "mid-run")
+    complete = await ctx.expect(client, "complete", "ASP-RUN-004")
+    pong = next(e for e in client.events if e.get("type") == "pong")
+    ctx.check(pong["seq"] < complete["seq"], "ASP-MSG-003", "the pong came during the run, not after it")
+
+
+@case(
+    "runs.one_at_a_time",
+    "a message during a run gets run_in_progress and is neither run nor stored",
+    ["ASP-RUN-002"],
+    fixtures=True,
+)
+async def one_at_a_time(ctx: CaseContext) -> None:
+    client, session = await ctx.connect(conversation_id="new")
+    await client.send({"type": "message", "id": "kit-first", "content": "asp-fixture:slow 10 50"})
+    await ctx.expect(client, "run_started", "ASP-MSG-001")
+    await client.send({"type": "message", "id": "kit-second", "content": "sent too early"})
+    error = await ctx.expect(client, "error", "ASP-RUN-002")
+    ctx.check(error.get("code") == "run_in_progress", "ASP-RUN-002", f"error code {error.get('code')!r}")
+    ctx.check(
+        error.get("message_id") == "kit-second", "ASP-ERR-006", f"message_id {error.get('message_id')!r}"
+    )
+    await ctx.expect(client, "complete", "ASP-RUN-004")
+    starts = [e for e in client.events if e.get("type") == "run_started"]
+    ctx.check(len(starts) == 1, "ASP-RUN-002", f"{len(starts)} runs started")
+    if ctx.declares("history"):
+        await client.close()
+        again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+        history = await ctx.expect(again, "history", "ASP-SES-005")
+        ctx.check("sent too early" not in str(history), "ASP-RUN-002", "the refused message was stored")
+
+
+@case(
+    "runs.deltas_rebuild_the_text",
+    "deltas carry only new text; their concatenation is the stored answer",
+    ["ASP-RUN-006", "ASP-CAP-004", "ASP-HIS-001"],
+    fixtures=True,
+)
+async def deltas_rebuild_text(ctx: CaseContext) -> None:
+    client, session = await ctx.connect(conversation_id="new")
+    events = await ctx.run(client, "asp-fixture:text 50")
+    expected = "".join(f"t{i} " for i in range(50))
+    ctx.check(text_of(events) == expected, "ASP-RUN-006", "the deltas rebuild exactly the fixture's text")
+    if ctx.declares("history"):
+        await client.close()
+        again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+        history = await ctx.expect(again, "history", "ASP-HIS-001")
+        answers = "".join(
+            m.get("content", "") for m in history.get("messages", []) if m.get("role") == "assistant"
+        )
+        ctx.check(answers == expected, "ASP-RUN-006", "the stored answer equals the streamed text")
+
+
+@case(
+    "runs.streams_incrementally",
+    "text arrives as it is produced, not at the end",
+    ["ASP-RUN-009"],
+    fixtures=True,
+)
+async def streams_incrementally(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(conversation_id="new")
+    await client.send({"type": "message", "content": "asp-fixture:slow 10 100"})
+    await ctx.expect(client, "run_started", "ASP-MSG-001")
+    began = time.monotonic()
+    await ctx.expect(client, "text_delta", "ASP-RUN-009")
+    first = time.monotonic() - began
+    await ctx.expect(client, "complete", "ASP-RUN-004")
+    total = time.monotonic() - began
+    ctx.check(first < total / 2, "ASP-RUN-009", f"first delta after {first:.2f}s of a {total:.2f}s run")
+
+
+@case(
+    "runs.model_error",
+    "a failing model gives an error of the run, then complete error, no internals",
+    ["ASP-RUN-008", "ASP-RUN-007", "ASP-ERR-007", "ASP-ERR-008", "ASP-ERR-001"],
+    fixtures=True,
+)
+async def model_error(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(conversation_id="new")
+    events = await ctx.run(client, "asp-fixture:model_error")
+    errors = [e for e in events if e.get("type") == "error"]
+    ctx.check(len(errors) == 1, "ASP-RUN-008", f"{len(errors)} error events in the failed run")
+    ctx.check(
+        events[-1].get("finish_reason") == "error",
+        "ASP-RUN-007",
+        f"finish_reason {events[-1].get('finish_reason')!r}",
+    )
+    if errors:
+        message = errors[0].get("message", "")
+        ctx.check(errors[0].get("code") == "model_error", "ASP-RUN-008", f"code {errors[0].get('code')!r}")
+        leaks = [w for w in ("Traceback", 'File "', "Exception", "Error:", ".py") if w in message]
+        ctx.check(not leaks, "ASP-ERR-008", f"the error message reveals internals: {message[:120]!r}")
+
+
+@case(
+    "runs.cancel",
+    "cancel ends the run as cancelled, promptly, and keeps the text",
+    ["ASP-CAN-001", "ASP-CAN-004", "ASP-CAN-003", "ASP-CAP-001"],
+    capabilities=("cancel",),
+    fixtures=True,
+)
+async def cancel(ctx: CaseContext) -> None:
+    client, session = await ctx.connect(conversation_id="new")
+    await client.send({"type": "message", "content": "asp-fixture:slow 200 25"})
+    started = await ctx.expect(client, "run_started", "ASP-MSG-001")
+    for _ in range(3):
+        await ctx.expect(client, "text_delta", "ASP-RUN-009")
+    sent = time.monotonic()
+    await client.send({"type": "cancel", "run_id": started["run_id"]})
+    complete = await ctx.expect(client, "complete", "ASP-CAN-001", timeout=5)
+    took = time.monotonic() - sent
+    ctx.check(
+        complete.get("finish_reason") == "cancelled",
+        "ASP-CAN-001",
+        f"finish_reason {complete.get('finish_reason')!r}",
+    )
+    ctx.check(took <= 1.0, "ASP-CAN-004", f"the cancel took {took:.2f}s")
+    streamed = text_of(client.events)
+    if ctx.declares("history"):
+        await client.close()
+        again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+        history = await ctx.expect(again, "history", "ASP-CAN-003")
+        answers = "".join(
+            m.get("content", "") for m in history.get("messages", []) if m.get("role") == "assistant"
+        )
+        ctx.check(answers == streamed, "ASP-CAN-003", "the text streamed before the cancel is stored")
+
+
+@case(
+    "runs.cancel_without_run",
+    "cancel with nothing to cancel gets no_active_run",
+    ["ASP-CAN-002", "ASP-ERR-006"],
+    capabilities=("cancel",),
+)
+async def cancel_without_run(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect()
+    await client.send({"type": "cancel", "id": "kit-c1"})
+    error = await ctx.expect(client, "error", "ASP-CAN-002")
+    ctx.check(error.get("code") == "no_active_run", "ASP-CAN-002", f"code {error.get('code')!r}")
+    ctx.check(error.get("message_id") == "kit-c1", "ASP-ERR-006", f"message_id {error.get('message_id')!r}")
+    await client.send({"type": "cancel", "id": "kit-c2", "run_id": "run_that_does_not_exist"})
+    error = await ctx.expect(client, "error", "ASP-CAN-002")
+    ctx.check(error.get("code") == "no_active_run", "ASP-CAN-002", "a cancel naming an unknown run")

@@ -1,0 +1,124 @@
+"""`asp check URL`: run the conformance cases against a server and write the reports."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_HARNESS = 2
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, content = value.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError("headers are NAME:VALUE")
+    return name.strip(), content.strip()
+
+
+def _check(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from conformance.options import CheckOptions, load_token_file
+    from conformance.report import writers
+    from conformance.runner import ProbeFailed, run_check
+
+    tokens = list(args.token or [])
+    if args.token_file:
+        tokens += load_token_file(Path(args.token_file))
+    options = CheckOptions(
+        url=args.url,
+        tokens=tokens,
+        jwt_secret=args.jwt_secret,
+        headers=dict(args.header or []),
+        timeout_multiplier=args.timeout_multiplier,
+        max_wait_s=args.max_wait,
+        max_connections=args.max_connections,
+        include=_split(args.cases),
+        exclude=_split(args.exclude),
+        strict=args.strict,
+        expected_failures=Path(args.expected_failures) if args.expected_failures else None,
+        fuzz_examples=args.fuzz_examples,
+    )
+    console = Console(stderr=False, highlight=False)
+
+    def progress(result: Any) -> None:
+        if not args.quiet:
+            colour = {"pass": "green", "fail": "red", "warning": "yellow", "harness_error": "magenta"}.get(
+                result.outcome.value, "dim"
+            )
+            console.print(
+                f"[{colour}]{result.outcome.value:15}[/] {result.case_id} [dim]{result.duration_s:.2f}s[/]"
+            )
+
+    try:
+        report = asyncio.run(run_check(options, progress))
+    except ProbeFailed as failed:
+        console.print(f"[red]cannot check {args.url}:[/] {failed}")
+        return 1
+    if args.json_file:
+        writers.write_json(report, Path(args.json_file))
+    if args.junit_file:
+        writers.write_junit(report, Path(args.junit_file))
+    if args.html_file:
+        writers.write_html(report, Path(args.html_file))
+    if args.traceability:
+        writers.write_traceability(report, Path(args.traceability))
+    console.print(writers.terminal(report, args.strict), highlight=False, markup=False)
+    return report.exit_code(args.strict)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]
+
+
+def _list_cases(args: argparse.Namespace) -> int:
+    from conformance.registry import all_cases
+
+    for case in all_cases():
+        gates = [*case.capabilities, *(["fixtures"] if case.fixtures else []), *case.needs]
+        print(f"{case.id:48} {' '.join(case.requirements)}{'  [' + ', '.join(gates) + ']' if gates else ''}")
+    return 0
+
+
+def register(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="judge an ASP server at a ws:// URL",
+        description="Run the ASP conformance cases against URL. Exit 0: every applicable case passed "
+        "(warnings allowed unless --strict); 1: a failure, a stale baseline entry, or the server "
+        "unreachable; 2: the kit's own error.",
+    )
+    check.add_argument("url", nargs="?", help="ws:// or wss:// URL of the endpoint")
+    check.add_argument("--token", action="append", help="a bearer token (repeat for more users)")
+    check.add_argument("--token-file", help="file with one token per line (one per user)")
+    check.add_argument("--jwt-secret", help="mint HS256 tokens (sub, exp) for servers you control")
+    check.add_argument("--header", action="append", type=_header, help="extra handshake header NAME:VALUE")
+    check.add_argument("--timeout-multiplier", type=float, default=1.0, help="scale every case timeout")
+    check.add_argument(
+        "--max-wait", type=float, default=20.0, help="longest real-time wait, seconds (idle timeout)"
+    )
+    check.add_argument("--max-connections", type=int, help="the server's limit when it does not announce one")
+    check.add_argument("--cases", action="append", help="only these case ids, requirement ids or sections")
+    check.add_argument("--exclude", action="append", help="skip these case ids, requirement ids or sections")
+    check.add_argument("--strict", action="store_true", help="missed SHOULDs fail the run")
+    check.add_argument("--expected-failures", help="baseline file of expected failures")
+    check.add_argument("--fuzz-examples", type=int, default=40, help="generated inputs per fuzz case")
+    check.add_argument("--json-file", help="write the JSON report here")
+    check.add_argument("--junit-file", help="write JUnit XML here")
+    check.add_argument("--html-file", help="write the HTML report here")
+    check.add_argument("--traceability", help="write the traceability matrix (Markdown) here")
+    check.add_argument("--quiet", action="store_true", help="no per-case progress lines")
+    check.add_argument("--list", action="store_true", help="list the cases and exit")
+    check.set_defaults(
+        handler=lambda args: (
+            _list_cases(args) if args.list else (_check(args) if args.url else _missing_url())
+        )
+    )
+
+
+def _missing_url() -> int:
+    print("error: asp check needs a URL (or --list)", file=sys.stderr)
+    return EXIT_HARNESS

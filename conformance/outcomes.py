@@ -1,0 +1,81 @@
+"""Verdicts, in the manner of Autobahn and the MCP suite: never a silent skip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from spec.catalog import requirement
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"  # a MUST broken
+    WARNING = "warning"  # a SHOULD missed
+    INFO = "info"  # informational, no requirement judged
+    NOT_APPLICABLE = "not_applicable"  # capability not declared
+    UNTESTABLE = "untestable"  # precondition missing (fixtures, credentials), with the reason
+    HARNESS_ERROR = "harness_error"  # the kit's own fault
+    EXPECTED_FAILURE = "expected_failure"  # failed, and listed in the baseline
+    STALE_BASELINE = "stale_baseline"  # listed in the baseline, but passed
+
+
+# Worst first: a case (or requirement) takes the worst outcome among its findings.
+SEVERITY = [
+    Outcome.HARNESS_ERROR,
+    Outcome.STALE_BASELINE,
+    Outcome.FAIL,
+    Outcome.WARNING,
+    Outcome.EXPECTED_FAILURE,
+    Outcome.PASS,
+    Outcome.INFO,
+    Outcome.UNTESTABLE,
+    Outcome.NOT_APPLICABLE,
+]
+
+
+def worst(outcomes: list[Outcome]) -> Outcome | None:
+    return min(outcomes, key=SEVERITY.index) if outcomes else None
+
+
+@dataclass
+class Finding:
+    """One judged statement inside a case."""
+
+    requirement: str
+    passed: bool
+    message: str
+    source: str = "case"  # "case" or "oracle"
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.passed:
+            return Outcome.PASS
+        return Outcome.FAIL if requirement(self.requirement).level == "MUST" else Outcome.WARNING
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requirement": self.requirement,
+            "passed": self.passed,
+            "message": self.message,
+            "source": self.source,
+            "outcome": self.outcome.value,
+        }
+
+
+@dataclass
+class CaseResult:
+    case_id: str
+    title: str
+    section: str
+    requirements: list[str]
+    outcome: Outcome
+    duration_s: float
+    reason: str = ""
+    findings: list[Finding] = field(default_factory=list)
+    transcripts: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def failed_requirements(self) -> list[str]:
+        return sorted({f.requirement for f in self.findings if not f.passed})

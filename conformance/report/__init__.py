@@ -1,0 +1,1 @@
+"""Report writers: terminal summary, versioned JSON, JUnit XML, static HTML, traceability matrix."""
