@@ -23,7 +23,14 @@ KIT_VERSION = "0.1.0"
 
 
 class ProbeFailed(Exception):
-    """The server could not even be reached and authenticated: nothing can be checked."""
+    """The server could not even be reached and authenticated: nothing can be checked.
+
+    `requirements` names what the probe's own connection saw broken (always-on oracle included).
+    """
+
+    def __init__(self, reason: str, requirements: list[str] | None = None) -> None:
+        super().__init__(reason + (f" [{', '.join(requirements)}]" if requirements else ""))
+        self.requirements = requirements or []
 
 
 @dataclass
@@ -132,9 +139,14 @@ async def probe(options: CheckOptions, credentials: Credentials) -> ServerTerms:
     try:
         session = await client.expect("session", 10 * options.timeout_multiplier)
     except (TimeoutError, Closed) as exc:
-        raise ProbeFailed(f"no session event from the server: {exc}") from None
+        seen = sorted({v.requirement for v in client.violations} | {"ASP-SES-001"})
+        raise ProbeFailed(f"no session event from the server: {exc}", seen) from None
     finally:
         await client.close()
+    if client.violations:
+        raise ProbeFailed(
+            "the session event breaks the spec", sorted({v.requirement for v in client.violations})
+        )
     return ServerTerms.from_session(session)
 
 

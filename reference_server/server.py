@@ -8,6 +8,7 @@ import sys
 from typing import TextIO
 
 import uvicorn
+from uvicorn._types import ASGIApplication
 
 from reference_server.app import create_app
 from reference_server.auth import mint
@@ -26,10 +27,10 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: ASGIApplication | None = None) -> uvicorn.Config:
     heartbeat_s = settings.heartbeat_interval_ms / 1000
     return uvicorn.Config(
-        create_app(settings),
+        app or create_app(settings),
         ws="websockets-sansio",  # measured fastest (field notes); ping support included
         ws_max_size=settings.max_message_bytes,  # larger frames close with 1009 (ASP-LIM-003)
         ws_per_message_deflate=False,
@@ -55,10 +56,11 @@ def announce(settings: Settings, port: int, out: TextIO) -> None:
     out.flush()
 
 
-def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
+def serve(settings: Settings, out: TextIO = sys.stdout, app: ASGIApplication | None = None) -> None:
+    """Run until SIGINT/SIGTERM. `app` wraps or replaces the reference app (tests use it for faults)."""
     logging.config.dictConfig(logging_config(json_lines=settings.log_json, access_log=settings.access_log))
     sock = bind(settings.host, settings.port)
     port = sock.getsockname()[1]
-    config = uvicorn_config(settings)
+    config = uvicorn_config(settings, app)
     announce(settings, port, out)
     uvicorn.Server(config).run(sockets=[sock])

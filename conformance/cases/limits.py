@@ -52,7 +52,6 @@ async def connection_limit(ctx: CaseContext) -> None:
             if kind == "closed:1013" and client is not None:
                 ctx.check(client.events == [], "ASP-LIM-001", "an event was sent before the 1013 close")
         await asyncio.gather(*[c.close() for _, c in outcomes if c is not None])
-        ctx.clients.clear()
         await asyncio.sleep(ctx.t(0.5))
 
 

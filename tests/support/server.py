@@ -31,6 +31,7 @@ FAST_DEFAULTS = {
 class ServerProcess:
     database: Path
     settings: dict[str, str] = field(default_factory=dict)
+    module: str = "reference_server"
     url: str = ""
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -54,7 +55,7 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.output = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "reference_server"],
+            [sys.executable, "-m", self.module],
             env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

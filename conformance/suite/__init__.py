@@ -1,0 +1,1 @@
+"""The packaged conformance suite for pytest: `pytest --pyargs conformance.suite --asp-url URL`."""
