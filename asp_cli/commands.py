@@ -20,4 +20,10 @@ def _conformance(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     register(commands)
 
 
-REGISTRARS: list[Registrar] = [_reference_server, _conformance]
+def _loadtests(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from loadtests.cli import register
+
+    register(commands)
+
+
+REGISTRARS: list[Registrar] = [_reference_server, _conformance, _loadtests]

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
         default=10_000, ge=100, description="A send blocked longer is a slow consumer."
     )
     max_pending_events: int = Field(default=10_000, ge=10)
+    history_cache_size: int = Field(
+        default=10_000, ge=0, description="0 when several processes share the DB."
+    )
     max_coalesced_chars: int = Field(default=16_384, ge=1)
     shutdown_grace_ms: int = Field(default=5_000, ge=0)
     fixtures: bool = Field(

@@ -124,7 +124,8 @@ async def _receive_loop(websocket: WebSocket, peer: Peer, hub: Hub) -> None:
             await peer.sink.close(IDLE_TIMEOUT, "idle timeout")
             return
         try:
-            message = await asyncio.wait_for(websocket.receive(), timeout=remaining)
+            async with asyncio.timeout(remaining):
+                message = await websocket.receive()
         except TimeoutError:
             continue
         except (WebSocketDisconnect, RuntimeError):

@@ -46,7 +46,7 @@ class Hub:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        self.store = ConversationStore(settings.database_url)
+        self.store = ConversationStore(settings.database_url, settings.history_cache_size)
         self.registry = InMemoryRegistry(settings.max_connections)
         self.sessions = SessionStore(ttl_s=settings.session_ttl_ms / 1000)
         self.limiter = MessageRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_ms)

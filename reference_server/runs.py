@@ -73,15 +73,19 @@ class Run:
         self.open_calls: dict[str, str] = {}
         self.text: list[str] = []
         self.usage: Usage = {}
+        self.pump_was_idle = False
+
+    def emit(self, event: events.Event) -> None:
+        self.pump_was_idle |= self.session.emit(event)
 
     def emit_text(self, delta: str) -> None:
         if delta:
             self.text.append(delta)
-            self.session.emit(events.text_delta(self.state.run_id, delta))
+            self.emit(events.text_delta(self.state.run_id, delta))
 
     def emit_reasoning(self, delta: str) -> None:
         if delta and self.context.reasoning:
-            self.session.emit(events.reasoning_delta(self.state.run_id, delta))
+            self.emit(events.reasoning_delta(self.state.run_id, delta))
 
     def on_event(self, event: Any) -> list[ModelMessage] | None:
         """Handle one pydantic-ai event; returns the run's messages when it is the final result."""
@@ -99,7 +103,7 @@ class Run:
         elif isinstance(event, FunctionToolCallEvent):
             part = event.part
             self.open_calls[part.tool_call_id] = part.tool_name
-            self.session.emit(events.tool_call(run_id, part.tool_call_id, part.tool_name, _arguments(part)))
+            self.emit(events.tool_call(run_id, part.tool_call_id, part.tool_name, _arguments(part)))
         elif isinstance(event, FunctionToolResultEvent):
             result = event.part
             if result.tool_call_id in self.open_calls:
@@ -109,7 +113,7 @@ class Run:
                     events.tool_result(run_id, result.tool_call_id, _jsonable(content), tool_failed(result))
                 )
         elif isinstance(event, AgentRunResultEvent):
-            usage = event.result.usage()
+            usage = event.result.usage
             self.usage = {
                 "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens,
@@ -164,6 +168,9 @@ async def execute(session: Session, state: RunState, prompt: str, context: RunCo
                 final = run.on_event(event)
                 if final is not None:
                     messages = final
+                if run.pump_was_idle:
+                    run.pump_was_idle = False
+                    await asyncio.sleep(0)  # let the pump send it now (see Session.emit)
     except RunCancelled as cancelled:
         finish = "cancelled"
         messages = list(cancelled.all_messages()) or None

@@ -1,0 +1,1 @@
+"""`asp bench`: the reference server measured against the floors of the stack beneath it."""
