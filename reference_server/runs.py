@@ -73,10 +73,9 @@ class Run:
         self.open_calls: dict[str, str] = {}
         self.text: list[str] = []
         self.usage: Usage = {}
-        self.pump_was_idle = False
 
     def emit(self, event: events.Event) -> None:
-        self.pump_was_idle |= self.session.emit(event)
+        self.session.emit(event)
 
     def emit_text(self, delta: str) -> None:
         if delta:
@@ -168,9 +167,6 @@ async def execute(session: Session, state: RunState, prompt: str, context: RunCo
                 final = run.on_event(event)
                 if final is not None:
                     messages = final
-                if run.pump_was_idle:
-                    run.pump_was_idle = False
-                    await asyncio.sleep(0)  # let the pump send it now (see Session.emit)
     except RunCancelled as cancelled:
         finish = "cancelled"
         messages = list(cancelled.all_messages()) or None

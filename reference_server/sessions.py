@@ -89,18 +89,14 @@ class Session:
 
     # --- producing ------------------------------------------------------------------------------
 
-    def emit(self, event: Event) -> bool:
-        """Queue an event for the pump. True when the pump was idle: a producer that never awaits
-        (an instant model) should then yield once, so the event leaves now instead of at its next
-        await; while the pump is busy, events queue up and coalesce instead."""
+    def emit(self, event: Event) -> None:
+        """Queue an event; the pump sequences and sends it."""
         if self.closed:
-            return False
-        idle = not self._outbox and not self._wakeup.is_set()
+            return
         self._outbox.append(event)
         self._wakeup.set()
         if self._sink is not None and len(self._outbox) > self.limits.max_pending_events:
             self._drop_slow_consumer(self._sink, "too many pending events")
-        return idle
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until every queued event has been sequenced and sent or buffered."""

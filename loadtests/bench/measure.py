@@ -61,25 +61,36 @@ async def transport_events_per_s(bare_url: str, events: int) -> float:
 # --- 2. the framework floor ------------------------------------------------------------------------
 
 
-def _instant_agent(tokens: int) -> Any:
+def bare_agent() -> Any:
+    """pydantic-ai with an instant FunctionModel and nothing else: the framework at its lightest."""
     from pydantic_ai import Agent
     from pydantic_ai.models.function import AgentInfo, FunctionModel
 
     async def stream(messages: list[Any], info: AgentInfo) -> AsyncIterator[str]:
-        for number in range(tokens):
+        text = str(messages[-1].parts[-1].content)
+        count = int(text.split()[-1]) if text.startswith("asp-fixture:text") else 1
+        for number in range(count):
             yield f"t{number} "
 
     return Agent(FunctionModel(stream_function=stream))
 
 
-async def _framework_run(agent: Any) -> tuple[float, int, float]:
+def server_agent() -> Any:
+    """The reference server's own agent (same offline model, tools, instructions), instant pace."""
+    from reference_server.agent.factory import build_agent
+    from reference_server.config import Settings
+
+    return build_agent(Settings(jwt_secret="bench-" * 8, token_delay_ms=0, fixtures=True))
+
+
+async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
     """(time to first text delta, deltas, total seconds) of one in-process run."""
     from pydantic_ai import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
 
     began = time.perf_counter()
     first: float | None = None
     deltas = 0
-    async with agent.run_stream_events("go") as events:
+    async with agent.run_stream_events(prompt) as events:
         async for event in events:
             text = (
                 isinstance(event, PartStartEvent) and isinstance(event.part, TextPart) and event.part.content
@@ -95,14 +106,15 @@ async def _framework_run(agent: Any) -> tuple[float, int, float]:
     return first or 0.0, deltas, time.perf_counter() - began
 
 
-async def framework_floor(tokens: int, ttft_samples: int) -> dict[str, Any]:
-    long_agent, short_agent = _instant_agent(tokens), _instant_agent(1)
-    await _framework_run(long_agent)  # warm-up
+async def framework_floor(agent: Any, tokens: int, ttft_samples: int) -> dict[str, Any]:
+    """Deltas/s of a long instant stream and TTFT of one-token answers, in process, no network."""
+    long_prompt, short_prompt = f"asp-fixture:text {tokens}", "asp-fixture:text 1"
+    await _framework_run(agent, long_prompt)  # warm-up
     rates = []
     for _ in range(3):
-        _, deltas, seconds = await _framework_run(long_agent)
+        _, deltas, seconds = await _framework_run(agent, long_prompt)
         rates.append(deltas / seconds)
-    firsts = [(await _framework_run(short_agent))[0] * 1000 for _ in range(ttft_samples)]
+    firsts = [(await _framework_run(agent, short_prompt))[0] * 1000 for _ in range(ttft_samples)]
     return {
         "deltas_per_s": statistics.median(rates),
         "ttft_ms": {"p50": percentile(firsts, 0.5), "p99": percentile(firsts, 0.99)},

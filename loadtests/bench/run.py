@@ -69,10 +69,13 @@ async def run_bench(plan: BenchPlan, progress: Any = print) -> dict[str, Any]:
         )
     finally:
         bare.stop()
-    progress("framework floor: pydantic-ai in process, instant model, no network")
-    framework = await measure.framework_floor(plan.stream_tokens, plan.ttft_samples)
+    progress("framework floor: pydantic-ai in process with the server's agent and instant model, no network")
+    framework = await measure.framework_floor(measure.server_agent(), plan.stream_tokens, plan.ttft_samples)
     results["framework_deltas_per_s"] = framework["deltas_per_s"]
     results["framework_ttft_ms"] = framework["ttft_ms"]
+    lightest = await measure.framework_floor(measure.bare_agent(), plan.stream_tokens, plan.ttft_samples)
+    results["bare_framework_deltas_per_s"] = lightest["deltas_per_s"]
+    results["bare_framework_ttft_ms"] = lightest["ttft_ms"]
     with TemporaryDirectory() as scratch:
         served = start(
             "reference_server", _server_env(Path(scratch) / "bench.db", secret, plan.memory_connections)
@@ -125,6 +128,8 @@ async def run_bench(plan: BenchPlan, progress: Any = print) -> dict[str, Any]:
         for name, (op, bound) in TARGETS.items()
     }
     results["definitions"] = {
+        "framework_*": "pydantic-ai in process running the server's own agent (offline model, tools, instructions)",
+        "bare_framework_*": "pydantic-ai in process with a bare instant FunctionModel agent (no tools), for reference",
         "server_vs_framework": "server tokens/s delivered over a real WebSocket / framework text deltas/s in process",
         "server_events_per_s": "WebSocket events/s of that stream (coalescing may pack several tokens in one)",
         "ttft_ratio": "server TTFT p50 (message sent to first delta, fresh conversation) / framework TTFT p50",
