@@ -115,10 +115,8 @@ def _bench(args: argparse.Namespace) -> int:
     print(text)
     missed = [name for name, target in results["targets"].items() if not target["met"]]
     for name in missed:
-        print(
-            f"target missed: {name} = {results['targets'][name]['value']} (target {results['targets'][name]['target']})",
-            file=sys.stderr,
-        )
+        target = results["targets"][name]
+        print(f"target missed: {name} = {target['value']} (target {target['target']})", file=sys.stderr)
     return 0
 
 

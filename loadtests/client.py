@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -120,8 +121,6 @@ class SyncAspClient:
 
     def close(self) -> None:
         if self.ws is not None:
-            try:
+            with contextlib.suppress(Exception):  # already closed by the server
                 self.ws.close()
-            except Exception:
-                pass
             self.ws = None

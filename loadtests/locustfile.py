@@ -53,6 +53,7 @@ def _arguments(parser: Any) -> None:
 
 def _token(environment: Environment, number: int) -> str:
     options = environment.parsed_options
+    assert options is not None
     if options.asp_jwt_secret:
         from reference_server.auth import mint
 

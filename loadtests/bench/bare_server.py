@@ -7,8 +7,6 @@ open (the memory floor).
 
 from __future__ import annotations
 
-import sys
-
 import orjson
 import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -56,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

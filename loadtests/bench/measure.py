@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 
@@ -28,9 +30,9 @@ async def open_ws(url: str, token: str | None = None, query: str = "") -> Client
         try:
             return await connect(
                 target,
-                subprotocols=protocols,
+                subprotocols=[Subprotocol(p) for p in protocols],
                 compression=None,
-                max_size=None,  # type: ignore[list-item]
+                max_size=None,
                 ping_interval=None,
                 open_timeout=20,
             )
@@ -80,7 +82,7 @@ def server_agent() -> Any:
     from reference_server.agent.factory import build_agent
     from reference_server.config import Settings
 
-    return build_agent(Settings(jwt_secret="bench-" * 8, token_delay_ms=0, fixtures=True))
+    return build_agent(Settings(jwt_secret=SecretStr("bench-" * 8), token_delay_ms=0, fixtures=True))
 
 
 async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
@@ -227,4 +229,4 @@ async def memory_per_connection(served: Any, url: str, tokens: list[str], expect
     await asyncio.sleep(1.5)
     after = served.rss_kib()
     await asyncio.gather(*[ws.close() for ws in sockets], return_exceptions=True)
-    return (after - before) / len(tokens)
+    return float(after - before) / len(tokens)

@@ -13,6 +13,18 @@ from loadtests.bench import measure
 from loadtests.bench.processes import start
 from reference_server.auth import mint
 
+DEFINITIONS = {
+    "framework_*": "pydantic-ai in process running the server's own agent (offline model, tools, "
+    "instructions)",
+    "bare_framework_*": "pydantic-ai in process with a bare instant FunctionModel agent (no tools), "
+    "for reference",
+    "server_vs_framework": "server tokens/s delivered over a real WebSocket / framework text deltas/s "
+    "in process",
+    "server_events_per_s": "WebSocket events/s of that stream (coalescing may pack several tokens in one)",
+    "ttft_ratio": "server TTFT p50 (message sent to first delta, fresh conversation) / framework TTFT p50",
+    "memory_ratio": "server RSS growth per idle authenticated connection / bare stack's per connection",
+    "max_streams_at_50tps": "largest sweep level whose pooled ITL p99 < 100 ms with every stream complete",
+}
 TARGETS = {"server_vs_framework": (">=", 0.8), "ttft_ratio": ("<=", 1.25), "memory_ratio": ("<=", 1.5)}
 
 
@@ -127,15 +139,7 @@ async def run_bench(plan: BenchPlan, progress: Any = print) -> dict[str, Any]:
         }
         for name, (op, bound) in TARGETS.items()
     }
-    results["definitions"] = {
-        "framework_*": "pydantic-ai in process running the server's own agent (offline model, tools, instructions)",
-        "bare_framework_*": "pydantic-ai in process with a bare instant FunctionModel agent (no tools), for reference",
-        "server_vs_framework": "server tokens/s delivered over a real WebSocket / framework text deltas/s in process",
-        "server_events_per_s": "WebSocket events/s of that stream (coalescing may pack several tokens in one)",
-        "ttft_ratio": "server TTFT p50 (message sent to first delta, fresh conversation) / framework TTFT p50",
-        "memory_ratio": "server RSS growth per idle authenticated connection / bare stack's per connection",
-        "max_streams_at_50tps": "largest sweep level whose pooled ITL p99 < 100 ms with every stream complete",
-    }
+    results["definitions"] = DEFINITIONS
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in results.items()}
 
 

@@ -1,0 +1,245 @@
+"""Short bounded Locust runs against the real server; the figures must be what they should be."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import SECRET, ServerProcess
+
+REPO = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {
+    "scenario",
+    "users",
+    "duration_s",
+    "connections",
+    "ttft_ms",
+    "itl_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "tokens_per_s",
+    "events_per_s",
+    "errors",
+}
+
+
+def asp_load(
+    server: ServerProcess, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict]:
+    summary = tmp_path / "summary.json"
+    command = [
+        sys.executable,
+        "-m",
+        "asp_cli.main",
+        "load",
+        server.url,
+        "--jwt-secret",
+        SECRET,
+        "--summary-json",
+        str(summary),
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    return result, (json.loads(summary.read_text()) if summary.exists() else {})
+
+
+@pytest.fixture(scope="module")
+def load_server(tmp_path_factory: pytest.TempPathFactory):
+    process = ServerProcess(
+        database=tmp_path_factory.mktemp("load") / "asp.db",
+        settings={
+            "ASP_MAX_CONNECTIONS": "10",
+            "ASP_RATE_LIMIT_MESSAGES": "100000",
+            "ASP_TOKEN_DELAY_MS": "0",
+        },
+    ).start()
+    yield process
+    process.stop()
+
+
+def test_connections_scenario_admits_exactly_the_limit_and_rejects_the_rest_with_1013(load_server, tmp_path):
+    result, summary = asp_load(
+        load_server,
+        tmp_path,
+        "--scenario",
+        "connections",
+        "--max-connections",
+        "10",
+        "--extra",
+        "5",
+        "--spawn-rate",
+        "50",
+        "--hold",
+        "2",
+        "--ping-interval",
+        "0.3",
+        "--run-time",
+        "20s",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert summary["connections"]["attempted"] == 15
+    assert summary["connections"]["accepted"] == 10
+    assert summary["connections"]["rejected_by_code"] == {"1013": 5}
+    assert summary["connections"]["dropped_by_code"] == {}
+    assert summary["samples"]["ping_ms"] >= 10  # the held connections answered their pings
+
+
+def test_throughput_scenario_measures_the_paced_stream_it_asked_for(load_server, tmp_path):
+    result, summary = asp_load(
+        load_server,
+        tmp_path,
+        "--scenario",
+        "throughput",
+        "--users",
+        "4",
+        "--spawn-rate",
+        "4",
+        "--run-time",
+        "5s",
+        "--prompt",
+        "asp-fixture:slow 20 20",
+        "--csv",
+        str(tmp_path / "locust"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert set(summary) >= SUMMARY_KEYS
+    assert summary["turns"] >= 8 and summary["errors"] == 0
+    assert 15 <= summary["itl_ms"]["p50"] <= 40  # 20 ms per token, as the fixture paces it
+    assert 15 <= summary["tpot_ms"]["p50"] <= 40
+    assert summary["e2e_ms"]["p50"] >= 19 * 20
+    assert summary["output_tokens"] == 20 * summary["turns"]
+    assert summary["samples"]["ttft_ms"] == summary["turns"]
+    assert (tmp_path / "locust_stats.csv").exists()
+    assert "definitions" in summary and "vLLM" in summary["definitions"]["tpot_ms"]
+
+
+def test_a_missed_slo_exits_non_zero_and_a_met_one_exits_zero(load_server, tmp_path):
+    common = [
+        "--scenario",
+        "throughput",
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--run-time",
+        "3s",
+        "--prompt",
+        "asp-fixture:text 5",
+    ]
+    missed, _ = asp_load(load_server, tmp_path, *common, "--slo", "ttft_p50_ms=0.001")
+    assert missed.returncode == 3 and "SLO missed" in missed.stderr
+    met, _ = asp_load(load_server, tmp_path, *common, "--slo", "ttft_p99_ms=5000,error_rate=0.01")
+    assert met.returncode == 0, met.stderr[-2000:]
+
+
+def test_soak_holds_idle_connections_without_drops(load_server, tmp_path):
+    result, summary = asp_load(
+        load_server,
+        tmp_path,
+        "--scenario",
+        "soak",
+        "--users",
+        "6",
+        "--spawn-rate",
+        "6",
+        "--run-time",
+        "4s",
+        "--ping-interval",
+        "0.5",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert summary["connections"]["accepted"] == 6
+    assert summary["connections"]["dropped_by_code"] == {} and summary["errors"] == 0
+    assert summary["samples"]["ping_ms"] >= 6 * 5
+
+
+def test_distributed_workers_merge_into_the_same_totals_locust_counts(load_server, tmp_path):
+    locust_json = tmp_path / "locust.json"
+    result, summary = asp_load(
+        load_server,
+        tmp_path,
+        "--scenario",
+        "throughput",
+        "--users",
+        "4",
+        "--spawn-rate",
+        "4",
+        "--run-time",
+        "5s",
+        "--processes",
+        "2",
+        "--prompt",
+        "asp-fixture:slow 10 20",
+        "--locust-json",
+        str(locust_json),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    locust = {entry["name"]: entry for entry in json.loads(locust_json.read_text())}
+    assert summary["turns"] > 0
+    assert summary["samples"]["ttft_ms"] == locust["ttft"]["num_requests"] == summary["turns"]
+    assert summary["connections"]["accepted"] == locust["connect"]["num_requests"] == 4
+
+
+def test_plain_locust_runs_the_locustfile(load_server, tmp_path):
+    summary = tmp_path / "plain.json"
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(REPO / "loadtests" / "locustfile.py"),
+        "ThroughputUser",
+        "--headless",
+        "-u",
+        "2",
+        "-r",
+        "2",
+        "-t",
+        "3s",
+        "--host",
+        load_server.url,
+        "--asp-jwt-secret",
+        SECRET,
+        "--asp-prompt",
+        "asp-fixture:text 3",
+        "--asp-summary-json",
+        str(summary),
+        "--only-summary",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(summary.read_text())["turns"] > 0
+
+
+def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "bench", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    required = {
+        "transport_events_per_s",
+        "framework_deltas_per_s",
+        "server_events_per_s",
+        "server_vs_framework",
+        "framework_ttft_ms",
+        "server_ttft_ms",
+        "ttft_ratio",
+        "max_streams_at_50tps",
+        "bare_kib_per_connection",
+        "server_kib_per_connection",
+        "memory_ratio",
+    }
+    assert required <= set(figures)
+    assert figures["transport_events_per_s"] > 0 and figures["server_events_per_s"] > 0
+    assert set(figures["targets"]) == {"server_vs_framework", "ttft_ratio", "memory_ratio"}
