@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 
 from reference_server import __version__
+from reference_server.auth import mint
 from reference_server.config import Settings
 from reference_server.endpoint import chat
 from reference_server.hub import Hub
+from reference_server.protocol.browser import protocol_module_source
+
+STATIC = Path(__file__).with_name("static")
+PROTOCOL_MODULE = protocol_module_source()
+
+
+class DevLogin(BaseModel):
+    user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,6 +41,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="ASP reference server", version=__version__, lifespan=lifespan)
     app.state.hub = hub
     app.add_api_websocket_route(settings.path, chat)
+
+    @app.get("/", include_in_schema=False)
+    async def demo_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/static/asp-protocol.js", include_in_schema=False)
+    async def protocol_module() -> Response:
+        return Response(PROTOCOL_MODULE, media_type="text/javascript")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # after the generated module
+
+    if settings.dev_login:
+
+        @app.post("/dev/token")
+        async def dev_token(request: DevLogin) -> dict[str, str]:
+            """Development sign-in: a token for any name. Off unless ASP_DEV_LOGIN (asp serve turns it on)."""
+            return {"token": mint(request.user, settings.secret, ttl_seconds=24 * 3600)}
 
     @app.get("/healthz")
     async def health() -> dict[str, object]:

@@ -32,6 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
         if getattr(args, name.replace("-", "_")) is not None
     }
     overrides["fixtures"] = not args.no_fixtures
+    overrides["dev_login"] = not args.no_dev_login
     serve(Settings(**overrides))
     return 0
 
@@ -53,11 +54,13 @@ def register(commands: Any) -> None:
         "serve",
         help="run the reference server",
         description="Run the ASP reference server on embedded defaults. Settings come from ASP_ "
-        "environment variables; these flags override them. Test fixtures are on (development).",
+        "environment variables; these flags override them. Test fixtures and the demo page's development "
+        "sign-in are on (development).",
     )
     for name, kind, text in FLAGS:
         serve.add_argument(f"--{name}", type=kind, help=text)
     serve.add_argument("--no-fixtures", action="store_true", help="do not declare the test fixtures")
+    serve.add_argument("--no-dev-login", action="store_true", help="no development sign-in on the demo page")
     serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("token", help="mint a development token for ASP_JWT_SECRET")

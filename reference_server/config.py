@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     fixtures: bool = Field(
         default=False, description="Declare and honour the test fixtures (never in production)."
     )
+    dev_login: bool = Field(
+        default=False, description="POST /dev/token mints tokens for any name (development)."
+    )
     reasoning: bool = Field(default=False, description="Stream the model's reasoning as reasoning_delta.")
     access_log: bool = True
     log_json: bool = False

@@ -48,6 +48,7 @@ def uvicorn_config(settings: Settings, app: ASGIApplication | None = None) -> uv
 def announce(settings: Settings, port: int, out: TextIO) -> None:
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     print(f"ASP reference server listening on ws://{host}:{port}{settings.path}", file=out)
+    print(f"Demo page: http://{host}:{port}/", file=out)
     if settings.generated_secret:
         print(
             "No ASP_JWT_SECRET set: generated a secret for this run; tokens die with the process.", file=out
