@@ -164,6 +164,11 @@ class CaseContext:
             )
         return events
 
+    async def reopen_history(self, conversation_id: str, requirement: str, user: int = 0) -> Event:
+        """Connect again to a conversation and return the history it is sent."""
+        again, _ = await self.connect(user, conversation_id=conversation_id)
+        return await self.expect(again, "history", requirement)
+
     async def closed_with(self, client: AspClient, timeout: float = 5) -> int | None:
         """The close code the server sends next (None if it does not close in time)."""
         try:
@@ -189,6 +194,16 @@ class CaseContext:
         for client in self.clients:
             with contextlib.suppress(Exception):  # closing is best effort; the verdict is already made
                 await asyncio.wait_for(client.close(), 3)
+
+
+def turns(history: Event, role: str) -> list[str]:
+    """The content of a history event's entries of one role, in order."""
+    return [str(m.get("content", "")) for m in history.get("messages", []) if m.get("role") == role]
+
+
+def assistant_text(history: Event) -> str:
+    """Everything the assistant said in a history event, joined."""
+    return "".join(turns(history, "assistant"))
 
 
 def text_of(events: list[Event]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conformance.context import CaseContext
+from conformance.context import CaseContext, assistant_text
 from conformance.registry import case
 
 
@@ -50,11 +50,8 @@ async def superseded_run(ctx: CaseContext) -> None:
     ctx.check(await ctx.closed_with(first) == 4002, "ASP-DUP-001", "the older connection closed with 4002")
     await second.close()
     await asyncio.sleep(ctx.t(1.0))
-    third, _ = await ctx.connect(0, conversation_id=session["conversation_id"])
-    history = await ctx.expect(third, "history", "ASP-DUP-003")
-    answers = "".join(
-        m.get("content", "") for m in history.get("messages", []) if m.get("role") == "assistant"
-    )
+    history = await ctx.reopen_history(session["conversation_id"], "ASP-DUP-003", user=0)
+    answers = assistant_text(history)
     ctx.check(
         answers == "".join(f"t{i} " for i in range(20)), "ASP-DUP-003", f"stored answer {answers[:60]!r}"
     )

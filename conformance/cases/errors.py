@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conformance.context import CaseContext
+from conformance.context import CaseContext, turns
 from conformance.generate import Probe, invalid_probes, valid_probes
 from conformance.registry import case
 from conformance.wire import Closed
@@ -145,7 +145,6 @@ async def history_survives(ctx: CaseContext) -> None:
     for probe in invalid_probes(15, random_seed=7):
         await _answered(ctx, probe, holder)
     await holder[0].close()
-    again, _ = await ctx.connect(conversation_id=session["conversation_id"])
-    history = await ctx.expect(again, "history", "ASP-ERR-009")
-    users = [m.get("content") for m in history.get("messages", []) if m.get("role") == "user"]
+    history = await ctx.reopen_history(session["conversation_id"], "ASP-ERR-009")
+    users = turns(history, "user")
     ctx.check(users == ["keep this message"], "ASP-ERR-009", f"stored user turns after bad input: {users}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conformance.context import CaseContext, text_of
+from conformance.context import CaseContext, assistant_text, text_of, turns
 from conformance.registry import case
 
 
@@ -20,9 +20,9 @@ async def agent_sees_earlier_turns(ctx: CaseContext) -> None:
     for content in ("first turn", "second turn"):
         await ctx.run(client, content)
     await client.close()
-    again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+    again, _ = await ctx.connect(conversation_id=session["conversation_id"])  # kept: the case goes on on it
     history = await ctx.expect(again, "history", "ASP-HIS-002")
-    users = [m.get("content") for m in history.get("messages", []) if m.get("role") == "user"]
+    users = turns(history, "user")
     ctx.check(users == ["first turn", "second turn"], "ASP-HIS-002", f"user turns {users}")
     events = await ctx.run(again, "asp-fixture:recall")
     ctx.check(
@@ -45,11 +45,8 @@ async def disconnect_mid_run(ctx: CaseContext) -> None:
     await ctx.expect(client, "text_delta", "ASP-RUN-009")
     client.abort()
     await asyncio.sleep(ctx.t(1.2))
-    again, _ = await ctx.connect(conversation_id=session["conversation_id"])
-    history = await ctx.expect(again, "history", "ASP-HIS-004")
-    answers = "".join(
-        m.get("content", "") for m in history.get("messages", []) if m.get("role") == "assistant"
-    )
+    history = await ctx.reopen_history(session["conversation_id"], "ASP-HIS-004")
+    answers = assistant_text(history)
     ctx.check(
         answers == "".join(f"t{i} " for i in range(30)), "ASP-HIS-004", f"stored answer {answers[:60]!r}"
     )
@@ -87,8 +84,7 @@ async def no_foreign_writes(ctx: CaseContext) -> None:
         f"got {answer.get('type')} {answer.get('code', '')}",
     )
     await intruder.close()
-    again, _ = await ctx.connect(0, conversation_id=session["conversation_id"])
-    history = await ctx.expect(again, "history", "ASP-HIS-006")
+    history = await ctx.reopen_history(session["conversation_id"], "ASP-HIS-006", user=0)
     ctx.check(
         "written by an intruder" not in str(history), "ASP-HIS-006", "the intruder's message was stored"
     )

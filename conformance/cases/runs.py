@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conformance.context import CaseContext, text_of
+from conformance.context import CaseContext, assistant_text, text_of
 from conformance.registry import case
 
 
@@ -79,8 +79,7 @@ async def one_at_a_time(ctx: CaseContext) -> None:
     ctx.check(len(starts) == 1, "ASP-RUN-002", f"{len(starts)} runs started")
     if ctx.declares("history"):
         await client.close()
-        again, _ = await ctx.connect(conversation_id=session["conversation_id"])
-        history = await ctx.expect(again, "history", "ASP-SES-005")
+        history = await ctx.reopen_history(session["conversation_id"], "ASP-SES-005")
         ctx.check("sent too early" not in str(history), "ASP-RUN-002", "the refused message was stored")
 
 
@@ -97,11 +96,8 @@ async def deltas_rebuild_text(ctx: CaseContext) -> None:
     ctx.check(text_of(events) == expected, "ASP-RUN-006", "the deltas rebuild exactly the fixture's text")
     if ctx.declares("history"):
         await client.close()
-        again, _ = await ctx.connect(conversation_id=session["conversation_id"])
-        history = await ctx.expect(again, "history", "ASP-HIS-001")
-        answers = "".join(
-            m.get("content", "") for m in history.get("messages", []) if m.get("role") == "assistant"
-        )
+        history = await ctx.reopen_history(session["conversation_id"], "ASP-HIS-001")
+        answers = assistant_text(history)
         ctx.check(answers == expected, "ASP-RUN-006", "the stored answer equals the streamed text")
 
 
@@ -172,11 +168,8 @@ async def cancel(ctx: CaseContext) -> None:
     streamed = text_of(client.events)
     if ctx.declares("history"):
         await client.close()
-        again, _ = await ctx.connect(conversation_id=session["conversation_id"])
-        history = await ctx.expect(again, "history", "ASP-CAN-003")
-        answers = "".join(
-            m.get("content", "") for m in history.get("messages", []) if m.get("role") == "assistant"
-        )
+        history = await ctx.reopen_history(session["conversation_id"], "ASP-CAN-003")
+        answers = assistant_text(history)
         ctx.check(answers == streamed, "ASP-CAN-003", "the text streamed before the cancel is stored")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.context import CaseContext
+from conformance.context import CaseContext, turns
 from conformance.registry import case
 
 
@@ -45,7 +45,7 @@ async def history_follows_session(ctx: CaseContext) -> None:
     again, _ = await ctx.connect(conversation_id=session["conversation_id"])
     history = await ctx.expect(again, "history", "ASP-SES-005", timeout=5)
     ctx.check(history.get("seq") == 2, "ASP-SES-005", f"history has seq {history.get('seq')}, expected 2")
-    users = [m.get("content") for m in history.get("messages", []) if m.get("role") == "user"]
+    users = turns(history, "user")
     ctx.check(users == ["hello from the conformance kit"], "ASP-HIS-002", f"user turns in history: {users}")
 
 

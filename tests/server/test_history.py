@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from conformance.context import text_of
 from tests.support.server import ServerProcess
 
 
@@ -22,7 +23,7 @@ async def test_reconnect_gets_history_and_the_next_answer_sees_earlier_turns(ser
     assert all(m["content"].startswith("You said") for m in history["messages"] if m["role"] == "assistant")
     await second.send({"type": "message", "content": "asp-fixture:recall"})
     run = await second.collect_run()
-    assert "".join(e["delta"] for e in run if e["type"] == "text_delta") == "recall:alpha|beta"
+    assert text_of(run) == "recall:alpha|beta"
 
 
 async def test_without_a_conversation_id_the_latest_conversation_is_bound(server: ServerProcess, connect):
@@ -41,7 +42,7 @@ async def test_the_stored_text_is_exactly_the_streamed_text_including_tools(serv
     conversation = (await client.expect("session"))["conversation_id"]
     await client.send({"type": "message", "content": "asp-fixture:tool"})
     run = await client.collect_run()
-    streamed = "".join(e["delta"] for e in run if e["type"] == "text_delta")
+    streamed = text_of(run)
     await client.close()
     again = await connect(server, user="his-b", conversation_id=conversation)
     messages = (await again.expect("history"))["messages"]
@@ -68,7 +69,7 @@ async def test_history_survives_a_server_restart(make_server, connect, tmp_path)
     assert history["messages"][0] == {"role": "user", "content": "before the restart"}
     await again.send({"type": "message", "content": "asp-fixture:recall"})
     run = await again.collect_run()
-    assert "".join(e["delta"] for e in run if e["type"] == "text_delta") == "recall:before the restart"
+    assert text_of(run) == "recall:before the restart"
 
 
 async def test_a_client_killed_mid_run_loses_nothing(server: ServerProcess, connect):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from conformance.context import text_of
 from tests.support.server import ServerProcess
 
 EXPECTED = "".join(f"t{i} " for i in range(40))
@@ -17,7 +18,7 @@ async def test_resume_replays_missed_events_then_continues_live(server: ServerPr
     for _ in range(5):
         await first.expect("text_delta")
     last_seq = first.events[-1]["seq"]
-    seen_text = "".join(e["delta"] for e in first.events if e["type"] == "text_delta")
+    seen_text = text_of(first.events)
     first.abort()
     await asyncio.sleep(0.2)  # missed events pile up in the session
 
@@ -34,7 +35,7 @@ async def test_resume_replays_missed_events_then_continues_live(server: ServerPr
         if event["type"] == "complete":
             break
     assert [e["seq"] for e in replayed] == list(range(last_seq + 1, last_seq + 1 + len(replayed)))
-    assert seen_text + "".join(e["delta"] for e in replayed if e["type"] == "text_delta") == EXPECTED
+    assert seen_text + text_of(replayed) == EXPECTED
     await second.send({"type": "ping", "id": "after"})
     assert (await second.expect("pong"))["seq"] == replayed[-1]["seq"] + 1
 

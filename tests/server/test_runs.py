@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from conformance.context import text_of
 from tests.support.server import ServerProcess
 
 
@@ -21,7 +22,7 @@ async def test_cancel_ends_the_run_as_cancelled_within_a_second_and_keeps_the_te
     complete = await client.expect("complete", 5)
     assert complete["finish_reason"] == "cancelled"
     assert time.monotonic() - sent < 1.0
-    streamed = "".join(e["delta"] for e in client.events if e["type"] == "text_delta")
+    streamed = text_of(client.events)
     await client.close()
     again = await connect(server, user="run-a", conversation_id=conversation)
     messages = (await again.expect("history"))["messages"]

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from conformance.context import text_of
 from tests.support.server import ServerProcess
-
-
-def text_of(run: list[dict[str, Any]]) -> str:
-    return "".join(e["delta"] for e in run if e["type"] == "text_delta")
 
 
 async def test_session_is_the_first_event_and_announces_limits_and_capabilities(
