@@ -110,24 +110,15 @@ def test_every_case_cites_catalog_requirements_and_has_a_unique_id():
     assert len(all_cases()) == len({c.id for c in all_cases()}) >= 45
 
 
+def run_packaged_suite(url: str, selection: str) -> subprocess.CompletedProcess[str]:
+    """`pytest --pyargs conformance.suite` as a user runs it, on the cases matching `selection`."""
+    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-q", "-p", "no:cacheprovider",
+               "--asp-url", url, "--asp-jwt-secret", SECRET, "-k", selection]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
 def test_the_pytest_plugin_runs_the_packaged_suite(check_server: ServerProcess):
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "--pyargs",
-        "conformance.suite",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--asp-url",
-        check_server.url,
-        "--asp-jwt-secret",
-        SECRET,
-        "-k",
-        "handshake or auth or ping_pong",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = run_packaged_suite(check_server.url, "handshake or auth or ping_pong")
     assert result.returncode == 0, result.stdout[-2000:]
     assert "12 passed" in result.stdout, result.stdout[-500:]
 
@@ -135,23 +126,7 @@ def test_the_pytest_plugin_runs_the_packaged_suite(check_server: ServerProcess):
 def test_the_pytest_plugin_fails_a_broken_server_with_the_requirement(tmp_path: Path):
     server = start(tmp_path / "asp.db", module="tests.support.broken_server", ASP_FAULT="no_pong")
     try:
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--pyargs",
-            "conformance.suite",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--asp-url",
-            server.url,
-            "--asp-jwt-secret",
-            SECRET,
-            "-k",
-            "ping_pong",
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        result = run_packaged_suite(server.url, "ping_pong")
     finally:
         server.stop()
     assert result.returncode == 1 and "ASP-MSG-003" in result.stdout
