@@ -112,8 +112,8 @@ def test_every_case_cites_catalog_requirements_and_has_a_unique_id():
 
 def run_packaged_suite(url: str, selection: str) -> subprocess.CompletedProcess[str]:
     """`pytest --pyargs conformance.suite` as a user runs it, on the cases matching `selection`."""
-    command = [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-q", "-p", "no:cacheprovider",
-               "--asp-url", url, "--asp-jwt-secret", SECRET, "-k", selection]  # fmt: skip
+    suite = ["-m", "pytest", "--pyargs", "conformance.suite", "-q", "-p", "no:cacheprovider"]
+    command = [sys.executable, *suite, "--asp-url", url, "--asp-jwt-secret", SECRET, "-k", selection]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
