@@ -26,6 +26,7 @@ typecheck: $(STAMP)
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing Debian's chromium for the browser tests"; \
+		if [ "$$(id -u)" != 0 ]; then echo "run as root, or: sudo apt-get install chromium" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 unit: $(STAMP) browser-deps

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 FLAGS: list[tuple[str, type, str]] = [
+    ("jwt-secret", str, "HS256 secret (prefer ASP_JWT_SECRET: flags show in process lists)"),
     ("host", str, "address to bind (default 127.0.0.1)"),
     ("port", int, "port (default 8000; 0 picks a free one)"),
     ("database-url", str, "SQLAlchemy async URL (default sqlite+aiosqlite:///asp.db)"),

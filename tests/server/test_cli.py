@@ -70,3 +70,37 @@ async def test_asp_serve_on_defaults_prints_a_url_and_a_token_that_connects(tmp_
     finally:
         process.terminate()
         process.wait(15)
+
+
+async def test_make_serve_prints_a_token_that_connects(tmp_path: Path):
+    """`make serve` exactly as the README gives it (the test run has already bootstrapped .venv)."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
+    env.update(
+        ASP_PORT="0", ASP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'make.db'}", PYTHONUNBUFFERED="1"
+    )
+    process = subprocess.Popen(  # noqa: ASYNC220 - the server outlives this coroutine's awaits
+        ["make", "-s", "serve"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("startup complete" in line for line in lines):
+            lines.append(process.stdout.readline())
+        output = "".join(lines)
+        url = re.search(r"listening on (ws://\S+)", output)
+        token = re.search(r"Development token \(user 'dev', 24 h\): (\S+)", output)
+        assert url and token, output
+        client = await AspClient.open(url.group(1), token=token.group(1))
+        assert (await client.expect("session"))["user"]["id"] == "dev"
+        await client.close()
+        assert client.violations == []
+    finally:
+        process.terminate()
+        process.wait(15)
