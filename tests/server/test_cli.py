@@ -13,6 +13,8 @@ from conformance.wire import AspClient
 from reference_server.auth import verify
 from tests.support.server import SECRET
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def test_asp_token_prints_only_a_token_for_the_configured_secret():
     env = {**os.environ, "ASP_JWT_SECRET": SECRET}
@@ -74,7 +76,6 @@ async def test_asp_serve_on_defaults_prints_a_url_and_a_token_that_connects(tmp_
 
 async def test_make_serve_prints_a_token_that_connects(tmp_path: Path):
     """`make serve` exactly as the README gives it (the test run has already bootstrapped .venv)."""
-    repo = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
     env.update(
         ASP_PORT="0", ASP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'make.db'}", PYTHONUNBUFFERED="1"
