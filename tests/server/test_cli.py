@@ -82,7 +82,7 @@ async def test_make_serve_prints_a_token_that_connects(tmp_path: Path):
     )
     process = subprocess.Popen(  # noqa: ASYNC220 - the server outlives this coroutine's awaits
         ["make", "-s", "serve"],
-        cwd=repo,
+        cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
