@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     history_cache_size: int = Field(
         default=10_000, ge=0, description="0 when several processes share the DB."
     )
+    coalesce_ms: float = Field(
+        default=2.0, ge=0, description="Bounded wait to coalesce deltas of an instant model."
+    )
     max_coalesced_chars: int = Field(default=16_384, ge=1)
     shutdown_grace_ms: int = Field(default=5_000, ge=0)
     fixtures: bool = Field(

@@ -39,12 +39,15 @@ class WebSocketSink:
         self.websocket = websocket
         self.cursor = 0
         self.closed = False
+        # The ASGI send callable itself: this is the per-token hot path, and the session's pump is
+        # its only caller after accept, so Starlette's per-message state checks add nothing.
+        self._asgi_send = websocket._send
 
     async def send_text(self, text: str) -> None:
         if self.closed:
             raise SinkClosed
         try:
-            await self.websocket.send_text(text)
+            await self._asgi_send({"type": "websocket.send", "text": text})
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             self.closed = True
             raise SinkClosed from exc

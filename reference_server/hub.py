@@ -92,6 +92,7 @@ class Hub:
             send_timeout_s=s.send_timeout_ms / 1000,
             max_pending_events=s.max_pending_events,
             max_coalesced_chars=s.max_coalesced_chars,
+            coalesce_s=s.coalesce_ms / 1000,
         )
 
     async def bind_conversation(self, user_id: str, requested: str | None) -> tuple[str, bool]:

@@ -89,16 +89,16 @@ class Run:
     def on_event(self, event: Any) -> list[ModelMessage] | None:
         """Handle one pydantic-ai event; returns the run's messages when it is the final result."""
         run_id = self.state.run_id
-        if isinstance(event, PartStartEvent):
-            if isinstance(event.part, TextPart):
-                self.emit_text(event.part.content)
-            elif isinstance(event.part, ThinkingPart):
-                self.emit_reasoning(event.part.content)
-        elif isinstance(event, PartDeltaEvent):
+        if isinstance(event, PartDeltaEvent):  # the most frequent event first: one per token
             if isinstance(event.delta, TextPartDelta):
                 self.emit_text(event.delta.content_delta)
             elif isinstance(event.delta, ThinkingPartDelta) and event.delta.content_delta:
                 self.emit_reasoning(event.delta.content_delta)
+        elif isinstance(event, PartStartEvent):
+            if isinstance(event.part, TextPart):
+                self.emit_text(event.part.content)
+            elif isinstance(event.part, ThinkingPart):
+                self.emit_reasoning(event.part.content)
         elif isinstance(event, FunctionToolCallEvent):
             part = event.part
             self.open_calls[part.tool_call_id] = part.tool_name

@@ -48,6 +48,7 @@ class DeliveryLimits:
     send_timeout_s: float
     max_pending_events: int
     max_coalesced_chars: int
+    coalesce_s: float = 0.0  # longest a delta waits for more when the producer outruns the socket
 
 
 def new_session_id() -> str:
@@ -84,6 +85,10 @@ class Session:
         self._buffer: deque[tuple[int, str]] = deque(maxlen=max(1, limits.replay_window))
         self._outbox: deque[Event] = deque()
         self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._last_delta_at = 0.0  # when the previous delta was queued
+        self._fast_producer = False  # the last two deltas came closer than a quarter window
+        self._head_since = 0.0  # when the oldest queued event was queued
         self._sink: Sink | None = None
         self._pump = asyncio.create_task(self._run_pump(), name=f"pump-{self.id}")
 
@@ -93,6 +98,14 @@ class Session:
         """Queue an event; the pump sequences and sends it."""
         if self.closed:
             return
+        if event["type"] in COALESCABLE:
+            now = self._loop.time()
+            self._fast_producer = now - self._last_delta_at < self.limits.coalesce_s / 4
+            self._last_delta_at = now
+        elif event["type"] == "run_started":
+            self._last_delta_at = 0.0  # a run's first delta always leaves at once (TTFT)
+        if not self._outbox:
+            self._head_since = self._loop.time()
         self._outbox.append(event)
         self._wakeup.set()
         if self._sink is not None and len(self._outbox) > self.limits.max_pending_events:
@@ -149,12 +162,23 @@ class Session:
                     continue
                 await self._deliver(sink, *entry)
             elif self._outbox:
+                await self._gather_fast_deltas()
                 seq, text = self._sequence_next()
                 if sink is not None:
                     await self._deliver(sink, seq, text)
             else:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+
+    async def _gather_fast_deltas(self) -> None:
+        """Adaptive coalescing: when deltas arrive faster than a quarter of the coalescing window
+        (an instant model), let them gather for at most the window, then send them as one event.
+        A paced stream, and the first delta of every run, never wait."""
+        if not (self._fast_producer and self.limits.coalesce_s and self._outbox[0]["type"] in COALESCABLE):
+            return
+        wait = self._head_since + self.limits.coalesce_s - self._loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _sequence_next(self) -> tuple[int, str]:
         event = self._outbox.popleft()

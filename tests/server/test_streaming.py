@@ -68,3 +68,20 @@ async def test_demo_calculator_is_a_real_tool(server: ServerProcess, connect):
     result = next(e for e in run if e["type"] == "tool_result")
     assert result["content"] == 43
     assert "43" in text_of(run)
+
+
+async def test_an_instant_models_deltas_are_coalesced_and_the_text_is_exact(server: ServerProcess, connect):
+    client = await connect(server, user="stream-g", conversation_id="new")
+    await client.send({"type": "message", "content": "asp-fixture:text 3000"})
+    run = await client.collect_run()
+    deltas = [e for e in run if e["type"] == "text_delta"]
+    assert text_of(run) == "".join(f"t{i} " for i in range(3000))
+    assert len(deltas) < 3000 / 4, f"{len(deltas)} events for 3000 instant tokens"
+    assert deltas[0]["delta"] == "t0 "  # the first delta is never held back
+
+
+async def test_a_paced_stream_is_sent_token_by_token(server: ServerProcess, connect):
+    client = await connect(server, user="stream-h", conversation_id="new")
+    await client.send({"type": "message", "content": "asp-fixture:slow 15 20"})
+    run = await client.collect_run()
+    assert [e["delta"] for e in run if e["type"] == "text_delta"] == [f"t{i} " for i in range(15)]
