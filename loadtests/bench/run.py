@@ -93,9 +93,10 @@ async def run_bench(plan: BenchPlan, progress: Any = print) -> dict[str, Any]:
             "reference_server", _server_env(Path(scratch) / "bench.db", secret, plan.memory_connections)
         )
         try:
-            token = mint("bench-stream", secret)
             progress("reference server: one stream from the instant model")
-            stream = await measure.server_stream(served.url, token, plan.stream_tokens, plan.ttft_samples)
+            stream = await measure.server_stream(
+                served.url, lambda user: mint(user, secret), plan.stream_tokens, plan.ttft_samples
+            )
             results.update(
                 server_events_per_s=stream["events_per_s"],
                 server_tokens_per_s=stream["tokens_per_s"],
