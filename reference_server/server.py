@@ -23,8 +23,13 @@ def bind(host: str, port: int) -> socket.socket:
     # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only then, and without it
     # Nagle's algorithm holds the second small frame of a reply for the peer's delayed ACK (40 ms).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if port:
+        # A fixed port may be rebound while the old one is in TIME_WAIT. Never for port 0: Linux lets
+        # SO_REUSEADDR sockets share a port until one listens, so two servers starting at once could
+        # be handed the same ephemeral port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # listening from now on: the port is ours before the app starts
     sock.set_inheritable(True)
     return sock
 
