@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from conformance.wire import AspClient
@@ -42,66 +44,56 @@ def test_asp_token_refuses_without_a_secret():
     assert result.returncode == 2
 
 
-async def test_asp_serve_on_defaults_prints_a_url_and_a_token_that_connects(tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
-    process = subprocess.Popen(  # noqa: ASYNC220 - the server outlives this coroutine's awaits
-        [sys.executable, "-m", "asp_cli.main", "serve", "--port", "0"],
-        cwd=tmp_path,
+@contextlib.contextmanager
+def announced(
+    command: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> Iterator[tuple[str, str, str]]:
+    """Run a server command; yield (url, dev token, everything it printed up to start-up)."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        lines: list[str] = []
         assert process.stdout is not None
-        deadline = time.monotonic() + 30
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not any("startup complete" in line for line in lines):
             lines.append(process.stdout.readline())
         output = "".join(lines)
         url = re.search(r"listening on (ws://\S+)", output)
         token = re.search(r"Development token \(user 'dev', 24 h\): (\S+)", output)
         assert url and token, output
+        yield url.group(1), token.group(1), output
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
+
+
+async def test_asp_serve_on_defaults_prints_a_url_and_a_token_that_connects(tmp_path: Path):
+    command = [sys.executable, "-m", "asp_cli.main", "serve", "--port", "0"]
+    with announced(command, tmp_path, clean_env(), timeout=30) as (url, token, output):
         assert "generated a secret" in output
-        client = await AspClient.open(url.group(1), token=token.group(1))
+        client = await AspClient.open(url, token=token)
         session = await client.expect("session")
         assert session["user"]["id"] == "dev" and "fixtures" in session["capabilities"]
         await client.close()
         assert client.violations == []
         assert (tmp_path / "asp.db").exists()  # the embedded default database
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 async def test_make_serve_prints_a_token_that_connects(tmp_path: Path):
     """`make serve` exactly as the README gives it (the test run has already bootstrapped .venv)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
-    env.update(
-        ASP_PORT="0", ASP_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'make.db'}", PYTHONUNBUFFERED="1"
-    )
-    process = subprocess.Popen(  # noqa: ASYNC220 - the server outlives this coroutine's awaits
-        ["make", "-s", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any("startup complete" in line for line in lines):
-            lines.append(process.stdout.readline())
-        output = "".join(lines)
-        url = re.search(r"listening on (ws://\S+)", output)
-        token = re.search(r"Development token \(user 'dev', 24 h\): (\S+)", output)
-        assert url and token, output
-        client = await AspClient.open(url.group(1), token=token.group(1))
+    env = {**clean_env(), "ASP_PORT": "0", "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'make.db'}"}
+    with announced(["make", "-s", "serve"], REPO, env, timeout=120) as (url, token, _):
+        client = await AspClient.open(url, token=token)
         assert (await client.expect("session"))["user"]["id"] == "dev"
         await client.close()
         assert client.violations == []
-    finally:
-        process.terminate()
-        process.wait(15)
