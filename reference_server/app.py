@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +34,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        # Everything alive now (imported modules, pydantic-ai's and SQLAlchemy's models) lives as long
+        # as the process: keep it out of the collector's full passes, which otherwise stall every
+        # stream (measured: ITL p99 at 100 concurrent 50 tokens/s streams 104 ms -> 49 ms).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
