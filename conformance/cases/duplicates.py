@@ -6,6 +6,7 @@ import asyncio
 
 from conformance.context import CaseContext, assistant_text
 from conformance.registry import case
+from spec.fixtures import fixture_text
 
 
 @case(
@@ -52,6 +53,4 @@ async def superseded_run(ctx: CaseContext) -> None:
     await asyncio.sleep(ctx.t(1.0))
     history = await ctx.reopen_history(session["conversation_id"], "ASP-DUP-003", user=0)
     answers = assistant_text(history)
-    ctx.check(
-        answers == "".join(f"t{i} " for i in range(20)), "ASP-DUP-003", f"stored answer {answers[:60]!r}"
-    )
+    ctx.check(answers == fixture_text(20), "ASP-DUP-003", f"stored answer {answers[:60]!r}")

@@ -6,6 +6,7 @@ import asyncio
 
 from conformance.context import CaseContext, assistant_text, text_of, turns
 from conformance.registry import case
+from spec.fixtures import fixture_text
 
 
 @case(
@@ -47,9 +48,7 @@ async def disconnect_mid_run(ctx: CaseContext) -> None:
     await asyncio.sleep(ctx.t(1.2))
     history = await ctx.reopen_history(session["conversation_id"], "ASP-HIS-004")
     answers = assistant_text(history)
-    ctx.check(
-        answers == "".join(f"t{i} " for i in range(30)), "ASP-HIS-004", f"stored answer {answers[:60]!r}"
-    )
+    ctx.check(answers == fixture_text(30), "ASP-HIS-004", f"stored answer {answers[:60]!r}")
 
 
 @case(

@@ -6,6 +6,7 @@ import asyncio
 
 from conformance.context import CaseContext, text_of
 from conformance.registry import case
+from spec.fixtures import fixture_text
 
 
 @case(
@@ -45,7 +46,7 @@ async def replays_then_continues(ctx: CaseContext) -> None:
         "the replay starts right after last_seq",
     )
     ctx.check(
-        seen + text_of(after) == "".join(f"t{i} " for i in range(40)),
+        seen + text_of(after) == fixture_text(40),
         "ASP-RES-004",
         "the text before the drop and after the resume make the whole answer",
     )

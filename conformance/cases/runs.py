@@ -6,6 +6,7 @@ import time
 
 from conformance.context import CaseContext, assistant_text, text_of
 from conformance.registry import case
+from spec.fixtures import fixture_text
 
 
 @case(
@@ -92,7 +93,7 @@ async def one_at_a_time(ctx: CaseContext) -> None:
 async def deltas_rebuild_text(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
     events = await ctx.run(client, "asp-fixture:text 50")
-    expected = "".join(f"t{i} " for i in range(50))
+    expected = fixture_text(50)
     ctx.check(text_of(events) == expected, "ASP-RUN-006", "the deltas rebuild exactly the fixture's text")
     if ctx.declares("history"):
         await client.close()

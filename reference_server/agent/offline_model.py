@@ -16,6 +16,7 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, RetryPromptPart, To
 from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from reference_server.history import tool_failed, user_prompts
+from spec.fixtures import text_tokens
 
 
 class OfflineModelFailure(Exception):
@@ -70,12 +71,12 @@ def plan_for_prompt(prompt: str, earlier_prompts: list[str], fixtures: bool) -> 
 def _fixture_plan(name: str, first: str | None, second: str | None, earlier: list[str]) -> Plan:
     count = int(first) if first else 0
     if name == "text":
-        return Plan([f"t{i} " for i in range(count)])
+        return Plan(text_tokens(count))
     if name == "bulk":
         size = max(1, int(second or 1))
         return Plan(["b" * (size - 1) + " "] * count)
     if name == "slow":
-        return Plan([f"t{i} " for i in range(count)], delay_s=int(second or 0) / 1000)
+        return Plan(text_tokens(count), delay_s=int(second or 0) / 1000)
     if name == "tool":
         return Plan(["Adding. "], ToolRequest("add", {"a": 2, "b": 3}))
     if name == "tool_error":

@@ -6,10 +6,11 @@ import time
 
 from playwright.sync_api import Browser, expect
 
+from spec.fixtures import fixture_text
 from tests.browser.conftest import http_url, send, shot, sign_in
 from tests.support.server import ServerProcess
 
-EXPECTED_30 = "".join(f"t{i} " for i in range(30))
+EXPECTED_30 = fixture_text(30)
 
 
 def test_text_appears_token_by_token(browser: Browser, demo_server: ServerProcess):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from conformance.context import text_of
+from spec.fixtures import fixture_text
 from tests.support.server import ServerProcess
 
 
@@ -81,7 +82,7 @@ async def test_a_client_killed_mid_run_loses_nothing(server: ServerProcess, conn
     await asyncio.sleep(1.2)  # the run goes on without the client: 30 tokens x 20 ms
     again = await connect(server, user="his-d", conversation_id=conversation)
     messages = (await again.expect("history"))["messages"]
-    assert messages[-1] == {"role": "assistant", "content": "".join(f"t{i} " for i in range(30))}
+    assert messages[-1] == {"role": "assistant", "content": fixture_text(30)}
 
 
 async def test_a_user_cannot_read_another_users_conversation(server: ServerProcess, connect):
@@ -130,4 +131,4 @@ async def test_a_superseded_connections_run_finishes_and_is_stored(server: Serve
     await asyncio.sleep(0.8)
     third = await connect(server, user="his-e", conversation_id=conversation)
     messages = (await third.expect("history"))["messages"]
-    assert messages[-1]["content"] == "".join(f"t{i} " for i in range(20))
+    assert messages[-1]["content"] == fixture_text(20)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from conformance.context import text_of
+from spec.fixtures import fixture_text
 from tests.support.server import ServerProcess
 
-EXPECTED = "".join(f"t{i} " for i in range(40))
+EXPECTED = fixture_text(40)
 
 
 async def test_resume_replays_missed_events_then_continues_live(server: ServerProcess, connect):

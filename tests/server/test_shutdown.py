@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from spec.fixtures import fixture_text
+
 
 async def test_shutdown_closes_1012_and_the_active_run_is_finished_and_stored(make_server, connect, tmp_path):
     server = make_server(database=tmp_path / "shutdown.db", shutdown_grace_ms=5000)
@@ -18,7 +20,7 @@ async def test_shutdown_closes_1012_and_the_active_run_is_finished_and_stored(ma
     server.start()
     again = await connect(server, user="down-a", conversation_id=conversation)
     messages = (await again.expect("history"))["messages"]
-    assert messages[-1] == {"role": "assistant", "content": "".join(f"t{i} " for i in range(20))}
+    assert messages[-1] == {"role": "assistant", "content": fixture_text(20)}
 
 
 async def test_a_run_past_the_grace_period_is_stored_as_far_as_it_got(make_server, connect, tmp_path):

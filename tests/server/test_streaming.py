@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conformance.context import text_of
+from spec.fixtures import fixture_text, text_tokens
 from tests.support.server import ServerProcess
 
 
@@ -24,7 +25,7 @@ async def test_a_message_streams_a_run_whose_deltas_rebuild_the_answer(server: S
     await client.send({"type": "message", "id": "m1", "content": "asp-fixture:text 25"})
     run = await client.collect_run()
     assert run[0]["message_id"] == "m1"
-    assert text_of(run) == "".join(f"t{i} " for i in range(25))
+    assert text_of(run) == fixture_text(25)
     assert run[-1]["finish_reason"] == "stop"
 
 
@@ -75,7 +76,7 @@ async def test_an_instant_models_deltas_are_coalesced_and_the_text_is_exact(serv
     await client.send({"type": "message", "content": "asp-fixture:text 3000"})
     run = await client.collect_run()
     deltas = [e for e in run if e["type"] == "text_delta"]
-    assert text_of(run) == "".join(f"t{i} " for i in range(3000))
+    assert text_of(run) == fixture_text(3000)
     assert len(deltas) < 3000 / 4, f"{len(deltas)} events for 3000 instant tokens"
     assert deltas[0]["delta"] == "t0 "  # the first delta is never held back
 
@@ -84,4 +85,4 @@ async def test_a_paced_stream_is_sent_token_by_token(server: ServerProcess, conn
     client = await connect(server, user="stream-h", conversation_id="new")
     await client.send({"type": "message", "content": "asp-fixture:slow 15 20"})
     run = await client.collect_run()
-    assert [e["delta"] for e in run if e["type"] == "text_delta"] == [f"t{i} " for i in range(15)]
+    assert [e["delta"] for e in run if e["type"] == "text_delta"] == text_tokens(15)
