@@ -170,11 +170,8 @@ async def execute(session: Session, state: RunState, prompt: str, context: RunCo
     except RunCancelled as cancelled:
         finish = "cancelled"
         messages = list(cancelled.all_messages()) or None
-    except asyncio.CancelledError:
-        finish = "cancelled"
-        run.close_open_calls("cancelled: the server is shutting down")
-        session.emit(events.complete(state.run_id, finish))
-        await _store(context, session, run.partial_messages(history))
+    except asyncio.CancelledError:  # the server is shutting down: end the run the same way, then stop
+        await _finish(run, context, "cancelled", None, history, "cancelled: the server is shutting down")
         raise
     except MODEL_FAILURES as failure:
         finish = "error"
@@ -186,9 +183,23 @@ async def execute(session: Session, state: RunState, prompt: str, context: RunCo
         session.emit(
             events.error("internal_error", "The server failed while answering.", run_id=state.run_id)
         )
-    run.close_open_calls("cancelled" if finish == "cancelled" else "interrupted")
-    await _store(context, session, messages if messages else run.partial_messages(history))
-    session.emit(events.complete(state.run_id, finish, run.usage or None))
+    await _finish(
+        run, context, finish, messages, history, "cancelled" if finish == "cancelled" else "interrupted"
+    )
+
+
+async def _finish(
+    run: Run,
+    context: RunContext,
+    finish: FinishReason,
+    messages: list[ModelMessage] | None,
+    history: list[ModelMessage],
+    why_open_calls_ended: str,
+) -> None:
+    """Every run ends here: open tool calls answered, the exchange stored, then complete."""
+    run.close_open_calls(why_open_calls_ended)
+    await _store(context, run.session, messages or run.partial_messages(history))
+    run.session.emit(events.complete(run.state.run_id, finish, run.usage or None))
 
 
 async def _store(context: RunContext, session: Session, messages: list[ModelMessage]) -> None:
