@@ -2,15 +2,21 @@
 
 Per-type validators give precise errors; the entry schemas (server-event.json,
 client-message.json) dispatch on `type` the same way, which the spec tests prove.
+
+`pattern` is enforced in the dialect JSON Schema names, ECMA-262 (with the `u` flag), through the
+`regress` engine: Python's `re.search` would let `$` match before a final newline and accept
+`"run_1\n"` as an identifier.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+import regress
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -32,6 +38,36 @@ class SchemaProblem:
 
 
 @cache
+def ecma_regex(pattern: str) -> regress.Regex:
+    """A JSON Schema `pattern` compiled as ECMA-262 (unicode mode). Raises regress.RegressError
+    for a pattern that is not valid ECMA-262."""
+    return regress.Regex(pattern, "u")
+
+
+def ecma_search(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches anywhere in `text`, as ECMA-262 `RegExp.prototype.test` decides.
+
+    A lone surrogate (JSON allows `"\ud800"`) cannot cross into the engine; it is searched as
+    U+FFFD, which no class of the spec's patterns admits either.
+    """
+    try:
+        return ecma_regex(pattern).find(text) is not None
+    except UnicodeEncodeError:
+        cleaned = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+        return ecma_regex(pattern).find(cleaned) is not None
+
+
+def _ecma_pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not ecma_search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+EcmaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
+@cache
 def schema_registry() -> Registry[Any]:
     resources = [
         (document["$id"], Resource.from_contents(document, default_specification=DRAFT202012))
@@ -42,8 +78,10 @@ def schema_registry() -> Registry[Any]:
 
 @cache
 def validator(name: str) -> Draft202012Validator:
-    """The validator of one schema file (`text_delta`, `server-event`, `message`, ...)."""
-    return Draft202012Validator(schema_documents()[name], registry=schema_registry())
+    """The validator of one schema file (`text_delta`, `server-event`, `message`, ...), with
+    `pattern` in the ECMA-262 dialect."""
+    checker: Draft202012Validator = EcmaValidator(schema_documents()[name], registry=schema_registry())
+    return checker
 
 
 @cache
