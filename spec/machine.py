@@ -15,7 +15,6 @@ from spec.resources import load_yaml, schema_documents
 from spec.schemas import is_vendor_type
 
 Event = Mapping[str, Any]
-VENDOR_EVENT = "x-vendor"
 
 
 @dataclass(frozen=True)
@@ -274,10 +273,10 @@ class SessionMachine:
             problem = CHECKS[entry["check"]](self.ctx, event)
             if problem:
                 found.append(self._violation(entry["requirement"], problem, event))
-        self._dispatch(event, found, table)
         seq = _seq(event)
-        if seq is not None and event.get("type") != "resumed":
-            self.ctx.seq = seq
+        if seq is not None:
+            self.ctx.seq = seq  # before the actions, which may move it (resume_session)
+        self._dispatch(event, found, table)
         self.violations.extend(found)
         return found
 
@@ -286,7 +285,7 @@ class SessionMachine:
         if not isinstance(kind, str):
             return
         if is_vendor_type(kind):
-            kind = VENDOR_EVENT
+            kind = table["vendor_event"]
         run_id = event.get("run_id")
         finished = table["unexpected"]["finished_run"]
         if (
@@ -299,7 +298,7 @@ class SessionMachine:
             return
         transition = self._transition(kind, event, table)
         if transition is None:
-            if kind in table["run_events"] or kind in {"history", "resumed", "error", "pong", "session"}:
+            if kind in table["run_events"] or kind in table["session_events"]:
                 requirement = table["states"][self.ctx.state]["otherwise"]
                 found.append(
                     self._violation(requirement, f"{kind} not allowed in state {self.ctx.state}", event)
@@ -318,10 +317,9 @@ class SessionMachine:
                 found.append(self._violation(guard["requirement"], problem, event))
         if transition["to"] != "same":
             self.ctx.state = transition["to"]
+        self.ctx.events_in_session += 1
         for action in transition.get("actions", ()):
             ACTIONS[action](self.ctx, event)
-        if kind != "session":
-            self.ctx.events_in_session += 1
         if transition.get("then") == "reprocess":
             self._dispatch(event, found, table)
 

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spec import EXAMPLES_DIR
+from spec import EXAMPLES_DIR, SPEC_DIR
 from spec.catalog import requirements
 from spec.machine import ACTIONS, CHECKS, CONDITIONS, GUARDS, lifecycle
 from spec.oracle import Oracle
@@ -194,3 +194,31 @@ def test_a_resume_adopts_a_run_that_began_before_the_resume_point() -> None:
         {"type": "text_delta", "seq": 32, "run_id": "r9", "delta": "late"},
     ]
     assert judge(events) == ["ASP-RUN-005"]
+
+
+def test_the_table_names_every_event_type_once_and_the_vendor_type_apart() -> None:
+    table = lifecycle()
+    run, session = set(table["run_events"]), set(table["session_events"])
+    assert run.isdisjoint(session)
+    assert run | session == server_event_types()
+    assert table["vendor_event"] not in run | session
+
+
+def test_the_machine_code_names_no_event_type_the_table_owns() -> None:
+    """Rule 1 of the table: every event type the machine treats specially is named in lifecycle.yaml."""
+    source = (SPEC_DIR / "machine.py").read_text()
+    for kind in (*server_event_types(), lifecycle()["vendor_event"]):
+        assert f'"{kind}"' not in source and f"'{kind}'" not in source, kind
+
+
+def test_a_vendor_event_may_carry_the_run_id_of_a_completed_run() -> None:
+    events = [
+        dict(SESSION),
+        {"type": "run_started", "seq": 2, "run_id": "r1", "message_id": "m1", "conversation_id": "conv_1"},
+        {"type": "complete", "seq": 3, "run_id": "r1", "finish_reason": "stop"},
+        {"type": "x-acme-usage", "seq": 4, "run_id": "r1", "cost": 3},
+        {"type": "run_started", "seq": 5, "run_id": "r2", "message_id": "m2", "conversation_id": "conv_1"},
+        {"type": "x-acme-usage", "seq": 6, "run_id": "r1"},
+        {"type": "complete", "seq": 7, "run_id": "r2", "finish_reason": "stop"},
+    ]
+    assert judge(events) == []
