@@ -9,7 +9,7 @@ from pathlib import Path
 SPEC_DIR = Path(__file__).resolve().parent
 SCHEMA_DIR = SPEC_DIR / "schema"
 EXAMPLES_DIR = SPEC_DIR / "examples"
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 SUBPROTOCOL = "asp.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "asp.token."
 

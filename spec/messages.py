@@ -9,6 +9,41 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 FinishReason = Literal["stop", "cancelled", "error", "length"]
 
+# The registry's error codes and close-code names (spec/registry.yaml), so a mistyped code fails
+# mypy; tests/spec/test_drift.py keeps them equal to the registry. Vendor error codes (`x-...`)
+# are plain strings.
+ErrorCode = Literal[
+    "invalid_json",
+    "unsupported_frame",
+    "invalid_message",
+    "unknown_type",
+    "run_in_progress",
+    "no_active_run",
+    "rate_limited",
+    "conversation_not_found",
+    "resume_failed",
+    "model_error",
+    "internal_error",
+    "shutting_down",
+]
+CloseCodeName = Literal[
+    "normal_closure",
+    "going_away",
+    "abnormal_closure",
+    "invalid_payload",
+    "policy_violation",
+    "message_too_big",
+    "internal_error",
+    "service_restart",
+    "try_again_later",
+    "unsupported_version",
+    "unauthorized",
+    "superseded",
+    "idle_timeout",
+    "slow_consumer",
+    "heartbeat_timeout",
+]
+
 
 class RateLimit(TypedDict):
     messages: int
@@ -23,6 +58,7 @@ class Limits(TypedDict):
     replay_window: int
     session_ttl_ms: NotRequired[int]
     max_connections: NotRequired[int]
+    max_event_bytes: NotRequired[int]
 
 
 class User(TypedDict):
@@ -58,6 +94,8 @@ class HistoryEvent(TypedDict):
     seq: int
     conversation_id: str
     messages: list[dict[str, Any]]
+    truncated: NotRequired[bool]
+    omitted: NotRequired[int]
 
 
 class ResumedEvent(TypedDict):
@@ -106,6 +144,7 @@ class ToolCallEvent(TypedDict):
     tool_call_id: str
     name: str
     arguments: dict[str, Any]
+    truncated: NotRequired[bool]
 
 
 class ToolResultEvent(TypedDict):
@@ -115,6 +154,7 @@ class ToolResultEvent(TypedDict):
     tool_call_id: str
     content: Any
     is_error: bool
+    truncated: NotRequired[bool]
 
 
 class CompleteEvent(TypedDict):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from spec.messages import CloseCodeName
 from spec.resources import load_yaml
 
 
@@ -17,6 +18,7 @@ class CloseCode:
     reconnect: str
     meaning: str
     min_delay_ms: int = 0
+    since: str = "1.0"
 
 
 def _registry() -> dict[str, Any]:
@@ -52,8 +54,12 @@ def is_retryable(code: str) -> bool:
     return bool(entry and entry["retryable"])
 
 
-def close_code(name: str) -> int:
-    """A close code by its registry name, so code never hard-codes the numbers."""
+def close_code(name: CloseCodeName) -> int:
+    """A close code by its registry name, so code never hard-codes the numbers.
+
+    Raises KeyError for a name the registry does not hold (mypy already rejects one not in
+    `CloseCodeName`, which the drift test keeps equal to the registry).
+    """
     for code in close_codes().values():
         if code.name == name:
             return code.code

@@ -1,4 +1,4 @@
-// ASP 1.0 message types, generated from spec/schema by `python -m spec.typescript`.
+// ASP 1.1 message types, generated from spec/schema by `python -m spec.typescript`.
 // Do not edit: regenerate. tests/spec/test_typescript.py fails when this file drifts.
 
 /** Position of the event in its session: 1 for the first event, +1 for each next one. */
@@ -40,23 +40,34 @@ export type HistoryEntry = {
   role: "user";
   content: string;
   message_id?: MessageId;
+  /** Since 1.1: the run that answered this message (ASP-HIS-009). */
+  run_id?: RunId;
+  /** Since 1.1: true when the server shortened this entry (its content keeps its beginning) to fit max_event_bytes (ASP-LIM-011). */
+  truncated?: boolean;
   [vendor: `x-${string}`]: unknown;
 } | {
   role: "assistant";
   content: string;
+  /** The run that produced this text (ASP-HIS-009). */
   run_id?: RunId;
+  /** Since 1.1: true when the server shortened this entry (its content keeps its beginning) to fit max_event_bytes (ASP-LIM-011). */
+  truncated?: boolean;
   [vendor: `x-${string}`]: unknown;
 } | {
   role: "tool";
+  /** Since 1.1: the run that made this call (ASP-HIS-009). */
+  run_id?: RunId;
   tool_call_id: ToolCallId;
   name: ToolName;
   arguments: Record<string, unknown>;
   content: unknown;
   is_error: boolean;
+  /** Since 1.1: true when the server shortened this entry (arguments become {}, content a string prefix) to fit max_event_bytes (ASP-LIM-011). */
+  truncated?: boolean;
   [vendor: `x-${string}`]: unknown;
 };
 
-export type ErrorCode = "invalid_json" | "unsupported_frame" | "invalid_message" | "unknown_type" | "run_in_progress" | "no_active_run" | "rate_limited" | "conversation_not_found" | "resume_failed" | "model_error" | "internal_error" | `x-${string}`;
+export type ErrorCode = "invalid_json" | "unsupported_frame" | "invalid_message" | "unknown_type" | "run_in_progress" | "no_active_run" | "rate_limited" | "conversation_not_found" | "resume_failed" | "model_error" | "internal_error" | "shutting_down" | `x-${string}`;
 
 /** The run ended; nothing more of it follows. */
 export interface CompleteEvent {
@@ -87,6 +98,10 @@ export interface HistoryEvent {
   seq: Seq;
   conversation_id: ConversationId;
   messages: Array<HistoryEntry>;
+  /** Since 1.1: true when earlier entries were left out to fit max_event_bytes; omitted says how many (ASP-LIM-011). */
+  truncated?: boolean;
+  /** Since 1.1: how many earlier entries were left out (ASP-LIM-011). */
+  omitted?: number;
   [vendor: `x-${string}`]: unknown;
 }
 
@@ -154,6 +169,8 @@ export interface SessionEvent {
     /** How long a session stays resumable after its connection ends. */
     session_ttl_ms?: number;
     max_connections?: number;
+    /** Since 1.1: no server event's UTF-8 JSON is larger (ASP-LIM-011). */
+    max_event_bytes?: number;
     [vendor: `x-${string}`]: unknown;
   };
   capabilities: Array<Capability>;
@@ -182,6 +199,8 @@ export interface ToolCallEvent {
   tool_call_id: ToolCallId;
   name: ToolName;
   arguments: Record<string, unknown>;
+  /** Since 1.1: true when the server shortened this tool_call (arguments become {}) to fit max_event_bytes (ASP-LIM-011). */
+  truncated?: boolean;
   [vendor: `x-${string}`]: unknown;
 }
 
@@ -205,6 +224,8 @@ export interface ToolResultEvent {
   /** The tool's return value, any JSON value. */
   content: unknown;
   is_error: boolean;
+  /** Since 1.1: true when the server shortened this tool_result (content becomes a string prefix) to fit max_event_bytes (ASP-LIM-011). */
+  truncated?: boolean;
   [vendor: `x-${string}`]: unknown;
 }
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from spec import SPEC_DIR
-from spec.catalog import LEVELS, TEST_METHODS, requirements
+from spec import PROTOCOL_VERSION, SPEC_DIR
+from spec.catalog import LEVELS, TEST_METHODS, CatalogError, parse_catalog, parse_version, requirements
 from spec.registry import capabilities, error_codes
 from spec.resources import load_yaml
 
@@ -109,3 +109,60 @@ def test_the_prose_close_code_table_matches_the_registry() -> None:
 def test_the_prose_error_code_table_matches_the_registry() -> None:
     table_codes = set(re.findall(r"^\| `([a-z_]+)` \| (?:yes|no) \|", PROSE, flags=re.MULTILINE))
     assert table_codes == set(error_codes())
+
+
+ENTRY = {
+    "id": "ASP-TST-001",
+    "level": "MUST",
+    "section": "transport",
+    "binds": "server",
+    "statement": "s",
+    "test": {"method": "black-box"},
+}
+
+
+def test_since_defaults_to_1_0_and_gates_by_minor_version() -> None:
+    parsed = parse_catalog(
+        {"version": "1.1", "requirements": [ENTRY, {**ENTRY, "id": "ASP-TST-002", "since": "1.1"}]}
+    )
+    old, new = parsed["ASP-TST-001"], parsed["ASP-TST-002"]
+    assert old.since == "1.0" and new.since == "1.1"
+    assert old.applies_to("1.0") and old.applies_to("1.1")
+    assert not new.applies_to("1.0") and new.applies_to("1.1") and new.applies_to("1.10")
+    with pytest.raises(ValueError):
+        new.applies_to("1.1\n")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"version": "1.1", "requirements": [{**ENTRY, "sinse": "1.1"}]},
+        {"version": "1.1", "requirements": [{**ENTRY, "test": {"method": "black-box", "reasons": "x"}}]},
+        {"version": "1.1", "requirements": [ENTRY], "extra": 1},
+        {"version": "1.1", "requirements": [{**ENTRY, "level": "must"}]},
+        {"version": "1.1", "requirements": [{**ENTRY, "test": {"method": "manual"}}]},
+        {"version": "1.1", "requirements": [{**ENTRY, "since": "1.1.0"}]},
+        {"version": "1.1", "requirements": [ENTRY, ENTRY]},
+        {"version": "1.1", "requirements": [{k: v for k, v in ENTRY.items() if k != "binds"}]},
+    ],
+    ids=[
+        "unknown-key",
+        "unknown-test-key",
+        "unknown-top-key",
+        "bad-level",
+        "bad-method",
+        "bad-since",
+        "duplicate",
+        "missing-key",
+    ],
+)
+def test_the_loader_fails_loudly_on_a_malformed_catalog(document: dict[str, object]) -> None:
+    with pytest.raises(CatalogError):
+        parse_catalog(document)
+
+
+def test_new_requirements_are_marked_with_the_version_that_added_them() -> None:
+    catalog = requirements()
+    assert {r.since for r in catalog.values()} <= {"1.0", PROTOCOL_VERSION}
+    assert all(parse_version(r.since) <= parse_version(PROTOCOL_VERSION) for r in catalog.values())
+    assert any(r.since == PROTOCOL_VERSION for r in catalog.values())

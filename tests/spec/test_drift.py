@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import pytest
 
-from spec.messages import CLIENT_MESSAGES, NESTED, SERVER_EVENTS
-from spec.registry import capabilities, error_codes
+from spec.messages import CLIENT_MESSAGES, NESTED, SERVER_EVENTS, CloseCodeName, ErrorCode
+from spec.registry import capabilities, close_codes, error_codes
 from spec.resources import message_schema_names, schema_documents
 
 
@@ -20,6 +20,16 @@ def enum_of(schema: dict[str, Any]) -> set[str]:
 
 def test_error_code_enum_is_the_registry() -> None:
     assert enum_of(schema_documents()["common"]["$defs"]["error_code"]) == set(error_codes())
+
+
+def test_error_code_literal_type_is_the_registry() -> None:
+    assert set(get_args(ErrorCode)) == set(error_codes())
+
+
+def test_close_code_name_literal_type_is_the_registry() -> None:
+    names = [entry.name for entry in close_codes().values()]
+    assert len(names) == len(set(names)), "close-code names are unique"
+    assert set(get_args(CloseCodeName)) == set(names)
 
 
 def test_capability_enum_is_the_registry() -> None:
