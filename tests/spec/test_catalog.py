@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,30 @@ def test_new_requirements_are_marked_with_the_version_that_added_them() -> None:
     assert {r.since for r in catalog.values()} <= {"1.0", PROTOCOL_VERSION}
     assert all(parse_version(r.since) <= parse_version(PROTOCOL_VERSION) for r in catalog.values())
     assert any(r.since == PROTOCOL_VERSION for r in catalog.values())
+
+
+HEADINGS = {int(n) for n in re.findall(r"^## (\d+)\. ", PROSE, flags=re.MULTILINE)}
+SECTION_REFERENCE = re.compile(r"§(\d+)|PROTOCOL\.md section (\d+)|\(section (\d+)\)")
+SPEC_TEXTS = sorted(
+    path
+    for path in SPEC_DIR.rglob("*")
+    if path.is_file() and path.suffix in {".md", ".yaml", ".py", ".json"} and "examples" not in path.parts
+)
+
+
+@pytest.mark.parametrize("path", SPEC_TEXTS, ids=lambda p: p.relative_to(SPEC_DIR).as_posix())
+def test_every_section_reference_names_a_section_of_protocol_md(path: Path) -> None:
+    text = path.read_text()
+    referenced = {int(next(g for g in m.groups() if g)) for m in SECTION_REFERENCE.finditer(text)}
+    assert referenced - HEADINGS == set(), f"{path.name} refers to sections PROTOCOL.md does not have"
+
+
+@pytest.mark.parametrize("path", SPEC_TEXTS, ids=lambda p: p.relative_to(SPEC_DIR).as_posix())
+def test_every_requirement_id_named_in_a_spec_file_exists(path: Path) -> None:
+    mentioned = set(ID_PATTERN.findall(path.read_text()))
+    assert mentioned - set(requirements()) == set(), f"{path.name} names requirements the catalog lacks"
+
+
+def test_the_section_reference_test_would_catch_a_dangling_reference() -> None:
+    assert 20 not in HEADINGS and SECTION_REFERENCE.search("vendor members (§20)")
+    assert "ASP-FOO-001" not in requirements() and ID_PATTERN.search("see ASP-FOO-001")
