@@ -68,10 +68,22 @@ EcmaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_patter
 
 
 @cache
+def _undeclared(name: str) -> dict[str, Any]:
+    """A schema document without its `$schema`: jsonschema picks the validator class of a referenced
+    document by its `$schema`, which would swap the ECMA pattern back out behind every `$ref`
+    (server-event.json -> text_delta.json). Undeclared, every document is validated by the class
+    that started, and the registry still reads it as draft 2020-12."""
+    return {key: value for key, value in schema_documents()[name].items() if key != "$schema"}
+
+
+@cache
 def schema_registry() -> Registry[Any]:
     resources = [
-        (document["$id"], Resource.from_contents(document, default_specification=DRAFT202012))
-        for document in schema_documents().values()
+        (
+            _undeclared(name)["$id"],
+            Resource.from_contents(_undeclared(name), default_specification=DRAFT202012),
+        )
+        for name in schema_documents()
     ]
     return Registry().with_resources(resources)
 
@@ -80,7 +92,7 @@ def schema_registry() -> Registry[Any]:
 def validator(name: str) -> Draft202012Validator:
     """The validator of one schema file (`text_delta`, `server-event`, `message`, ...), with
     `pattern` in the ECMA-262 dialect."""
-    checker: Draft202012Validator = EcmaValidator(schema_documents()[name], registry=schema_registry())
+    checker: Draft202012Validator = EcmaValidator(_undeclared(name), registry=schema_registry())
     return checker
 
 

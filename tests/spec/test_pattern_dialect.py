@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from spec.oracle import Oracle
 from spec.resources import schema_documents
-from spec.schemas import EcmaValidator, check_client_message, check_server_event
+from spec.schemas import EcmaValidator, check_client_message, check_server_event, validator
 
 
 def patterns(node: Any, where: str) -> list[tuple[str, str]]:
@@ -88,10 +88,13 @@ NEWLINE_EVENTS = [
 @pytest.mark.parametrize("event", NEWLINE_EVENTS, ids=lambda e: e["type"])
 def test_server_events_with_a_trailing_newline_in_an_identifier_are_violations(event: dict[str, Any]) -> None:
     assert check_server_event(event)
+    # through the entry schema too: its $ref into the type's document keeps the ECMA dialect
+    assert list(validator("server-event").iter_errors(event))
 
 
 def test_a_client_message_id_with_a_trailing_newline_is_invalid() -> None:
     assert check_client_message({"type": "ping", "id": "p1\n"})
+    assert list(validator("client-message").iter_errors({"type": "ping", "id": "p1\n"}))
 
 
 def session_with(**changes: Any) -> dict[str, Any]:
