@@ -18,7 +18,8 @@ def session(config: Config, session_id: str, conversation_id: str, user_id: str)
     """The first event (ASP-SES-001..004): the limits this server enforces and what it implements.
 
     With `minimal_session` only the required members and limits are announced; the optional
-    ones (`session_ttl_ms`, `max_connections`, `max_event_bytes`, `server`) are left out.
+    ones (`session_ttl_ms`, `max_connections`, `server`) are left out. `max_event_bytes` is
+    optional in session.json but a 1.1 server MUST announce it (ASP-LIM-011), so it stays.
     """
     limits: Event = {
         "max_message_bytes": config.max_message_bytes,
@@ -26,6 +27,7 @@ def session(config: Config, session_id: str, conversation_id: str, user_id: str)
         "idle_timeout_ms": config.idle_timeout_ms,
         "rate_limit": {"messages": config.rate_limit_messages, "window_ms": config.rate_limit_window_ms},
         "replay_window": config.replay_window,
+        "max_event_bytes": config.max_event_bytes,
     }
     capabilities = ["history", "cancel", "resume"] + (["fixtures"] if config.fixtures else [])
     event: Event = {
@@ -38,11 +40,7 @@ def session(config: Config, session_id: str, conversation_id: str, user_id: str)
         "capabilities": capabilities,
     }
     if not config.minimal_session:
-        limits.update(
-            session_ttl_ms=config.session_ttl_ms,
-            max_connections=config.max_connections,
-            max_event_bytes=config.max_event_bytes,
-        )
+        limits.update(session_ttl_ms=config.session_ttl_ms, max_connections=config.max_connections)
         event["server"] = dict(SERVER)
     if config.vendor_extensions:
         capabilities.append("x-minimal.echo")

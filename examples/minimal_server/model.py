@@ -57,12 +57,14 @@ def text_tokens(count: int) -> Iterator[str]:
     return (f"t{number} " for number in range(count))
 
 
-def _numbers(args: list[str], highs: list[int]) -> list[int] | None:
-    """`args` as decimal integers, one per entry of `highs`, each within [0, high]; else None."""
+def _numbers(args: list[str], highs: list[int | None]) -> list[int] | None:
+    """`args` as decimal integers (ASCII digits), one per entry of `highs`, each within [0, high]
+    (None: no upper bound); else None."""
     if len(args) != len(highs) or not all(re.fullmatch(r"[0-9]+", arg) for arg in args):
         return None
     values = [int(arg) for arg in args]
-    return values if all(v <= high for v, high in zip(values, highs, strict=True)) else None
+    fits = all(high is None or v <= high for v, high in zip(values, highs, strict=True))
+    return values if fits else None
 
 
 def fixture(content: str, earlier_user_messages: list[str], pace_ms: int) -> list[Step] | None:
@@ -75,7 +77,7 @@ def fixture(content: str, earlier_user_messages: list[str], pace_ms: int) -> lis
         return [Say(text_tokens(n[0]), pace_ms)]
     if name == "slow" and (n := _numbers(args, [MAX_TOKENS, MAX_MS])):
         return [Say(text_tokens(n[0]), n[1])]
-    if name == "bulk" and (n := _numbers(args, [MAX_TOKENS, MAX_BULK_SIZE])) and n[0] >= 1 and n[1] >= 1:
+    if name == "bulk" and (n := _numbers(args, [None, MAX_BULK_SIZE])) and n[0] >= 1 and n[1] >= 1:
         count, size = n
         return [Say(("b" * (size - 1) + " " for _ in range(count)), None)]
     if name == "slow_tool" and (n := _numbers(args, [MAX_MS])):

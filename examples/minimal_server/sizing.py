@@ -82,6 +82,7 @@ def fit_tool_result(event: Event, limit: int) -> Event:
 
 
 def _as_text(content: Any) -> str:
+    """What a shortened tool content is a prefix of: a string's own text, any other value's JSON."""
     return content if isinstance(content, str) else encode(content)
 
 
