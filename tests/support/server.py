@@ -32,6 +32,7 @@ class ServerProcess:
     database: Path
     settings: dict[str, str] = field(default_factory=dict)
     module: str = "reference_server"
+    ready_marker: str | None = "Application startup complete"  # None: ready once the URL is printed
     url: str = ""
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -69,7 +70,7 @@ class ServerProcess:
                 match = URL_LINE.search(line)
                 if match:
                     self.url = match.group(1)
-                    if any("Application startup complete" in line for line in self.output):
+                    if self.ready_marker is None or any(self.ready_marker in line for line in self.output):
                         return self
             if self.process.poll() is not None:
                 break
