@@ -3,8 +3,8 @@
 Four tasks per connection:
 - the reader (`serve`) handles each client frame as it arrives;
 - the writer sends queued frames one at a time; a send stalled for `send_timeout_ms`, or more than
-  `max_pending_events` frames waiting, is a slow consumer: closed with 4004 and, if even the close
-  cannot be written, the transport is aborted (ASP-LIM-005);
+  `max_pending_events` live frames waiting, is a slow consumer: closed with 4004 and, if even the
+  close cannot be written within a moment, the transport is aborted (ASP-LIM-005);
 - the idle watcher closes with 4003 once no data frame arrived for `idle_timeout_ms`, counted from
   the later of the last data frame and the end of the last run, never while a run is active
   (ASP-HB-002, ASP-HB-005, ASP-HB-006);
@@ -44,6 +44,14 @@ class Closing:
     reason: str
 
 
+@dataclass(frozen=True)
+class Replay:
+    """A resumed session's kept frames, queued as one item: they are already held by the session's
+    replay buffer, so they do not count against `max_pending_events`."""
+
+    frames: list[str]
+
+
 class Connection:
     def __init__(self, websocket: ServerConnection, app: App, user: str) -> None:
         self.websocket = websocket
@@ -54,8 +62,7 @@ class Connection:
         self.last_data = time.monotonic()  # the last client data frame (ASP-HB-005)
         self.resumed = False
         self.closing = False
-        self._outbox: asyncio.Queue[str | Closing] = asyncio.Queue()
-        self._pending_limit = self.config.max_pending_events + self.config.replay_window
+        self._outbox: asyncio.Queue[str | Replay | Closing] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
@@ -178,9 +185,10 @@ class Connection:
         own.emit(events.resumed(earlier.id, last_seq + 1, len(frames)))
         own.detach(self)
         self.app.sessions.discard(own)  # the new session ends here
-        if earlier.outlet is not None and earlier.outlet is not self:
+        if earlier.outlet is not None:
             earlier.detach(earlier.outlet)
-        earlier.attach(self, frames)
+        self._outbox.put_nowait(Replay(frames))
+        earlier.attach(self)
         self.session, self.resumed = earlier, True
         self.app.store.remember(self.user, earlier.conversation_id)
 
@@ -190,7 +198,7 @@ class Connection:
         """Queue one encoded event; too many waiting makes this a slow consumer (ASP-LIM-005)."""
         if self.closing:
             return
-        if self._outbox.qsize() >= self._pending_limit:
+        if self._outbox.qsize() >= self.config.max_pending_events:
             self.close(codes.SLOW_CONSUMER, "slow consumer: resume to catch up", flush=False)
             return
         self._outbox.put_nowait(frame)
@@ -203,7 +211,8 @@ class Connection:
                 self._closer = asyncio.create_task(self._close_now(item.code, item.reason))
                 return
             try:
-                await asyncio.wait_for(self.websocket.send(item), timeout)
+                for frame in item.frames if isinstance(item, Replay) else [item]:
+                    await asyncio.wait_for(self.websocket.send(frame), timeout)
             except TimeoutError:
                 self.close(codes.SLOW_CONSUMER, "slow consumer: resume to catch up", flush=False)
                 return

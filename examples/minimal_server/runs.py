@@ -48,6 +48,7 @@ class Run:
         self.exchange: list[Entry] = [
             {"role": "user", "content": content, "message_id": message_id, "run_id": self.id}
         ]
+        self.stretch: list[str] = []  # text since the last tool call: one assistant entry when it ends
         self.open_calls: dict[str, Entry] = {}
         self.tokens = 0
         self.stop_reason: StopReason | None = None
@@ -104,13 +105,16 @@ class Run:
         for piece in sizing.split_text(text, budget):
             self.session.emit(events.text_delta(self.id, piece))
         self.tokens += 1
-        last = self.exchange[-1]
-        if last["role"] == "assistant":
-            last["content"] += text
-        else:
-            self.exchange.append({"role": "assistant", "content": text, "run_id": self.id})
+        self.stretch.append(text)
+
+    def _end_stretch(self) -> None:
+        """Contiguous text of a run is one assistant entry; a run without text has none (ASP-HIS-008)."""
+        if self.stretch:
+            self.exchange.append({"role": "assistant", "content": "".join(self.stretch), "run_id": self.id})
+            self.stretch = []
 
     async def _call(self, step: CallTool) -> None:
+        self._end_stretch()
         call_id = "call_" + secrets.token_hex(6)
         entry: Entry = {
             "role": "tool",
@@ -143,6 +147,7 @@ class Run:
             self._answer(call_id, "the run ended before the tool returned", True)
         if code is not None:
             self.session.emit(events.error(code, message, run_id=self.id, message_id=self.message_id))
+        self._end_stretch()
         try:
             self.store.append(self.conversation_id, self.exchange)
         except Exception:

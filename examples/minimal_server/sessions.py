@@ -65,12 +65,10 @@ class Session:
             return None
         return [frame for seq, frame in self.replay if seq > last_seq]
 
-    def attach(self, outlet: Outlet, frames: list[str] | None = None) -> None:
-        """`outlet` carries the session from now on, starting with `frames` (a replay)."""
+    def attach(self, outlet: Outlet) -> None:
+        """`outlet` carries the session from now on: its next events go there."""
         self.outlet = outlet
         self.ended_at = None
-        for frame in frames or []:
-            outlet.deliver(frame)
 
     def detach(self, outlet: Outlet) -> None:
         """`outlet` no longer carries the session; it stays resumable for the TTL from now."""

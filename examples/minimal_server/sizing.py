@@ -35,23 +35,27 @@ def size(value: Any) -> int:
     return len(encode(value))
 
 
-def _char_size(char: str) -> int:
-    return len(json.dumps(char)) - 2  # without the quotes
+def _text_size(text: str) -> int:
+    return len(json.dumps(text)) - 2  # without the quotes
 
 
 def prefix(text: str, budget: int) -> str:
     """The longest beginning of `text` whose encoded form (without quotes) takes at most `budget` bytes."""
-    used = 0
-    for index, char in enumerate(text):
-        used += _char_size(char)
-        if used > budget:
-            return text[:index]
-    return text
+    if _text_size(text) <= budget:
+        return text
+    fits, too_long = 0, min(len(text), max(budget, 0) + 1)  # every character takes at least a byte
+    while too_long - fits > 1:  # binary search: text[:fits] fits, text[:too_long] does not
+        middle = (fits + too_long) // 2
+        if _text_size(text[:middle]) <= budget:
+            fits = middle
+        else:
+            too_long = middle
+    return text[:fits]
 
 
 def split_text(text: str, budget: int) -> list[str]:
     """`text` cut into consecutive non-empty pieces that each encode within `budget` bytes."""
-    if size(text) - 2 <= budget:
+    if _text_size(text) <= budget:
         return [text]
     pieces = []
     while text:

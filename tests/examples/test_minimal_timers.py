@@ -1,0 +1,110 @@
+"""The minimal server's clocks and back-pressure, over real sockets.
+
+The idle timer counts data frames only and restarts at a run's end (ASP-HB-005, ASP-HB-006); a
+peer that answers no Ping is closed 4005 (ASP-HB-001); a client that stops reading is closed 4004
+without slowing anyone else, and its session stays resumable (ASP-LIM-005).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from tests.examples.conftest import MinimalServer
+
+Opener = Callable[..., Any]
+Starter = Callable[..., MinimalServer]
+
+
+async def test_websocket_pings_do_not_keep_a_connection_from_idling_out(
+    make_minimal: Starter, connect: Opener
+):
+    server = make_minimal(idle_timeout_ms=1000)
+    client = await connect(server, "pinger")
+    await client.expect("session", 5)
+    opened = time.monotonic()
+    for _ in range(8):  # control frames only, every 200 ms, for 1.6 s
+        if client.websocket.close_code is not None:
+            break
+        try:
+            await client.websocket.ping()
+        except Exception:
+            break
+        await asyncio.sleep(0.2)
+    assert await client.wait_closed(5) == 4003
+    assert 0.9 <= time.monotonic() - opened < 2.5
+
+
+async def test_the_idle_period_counts_from_the_end_of_the_last_run(make_minimal: Starter, connect: Opener):
+    server = make_minimal(idle_timeout_ms=1000)
+    client = await connect(server, "long-runner")
+    await client.expect("session", 5)
+    await client.send({"type": "message", "content": "asp-fixture:slow 4 500"})  # 1.5 s, no client frame
+    await client.expect("complete", 5)
+    ended = time.monotonic()
+    assert await client.wait_closed(5) == 4003
+    assert time.monotonic() - ended >= 0.9  # a full idle_timeout_ms after complete
+
+
+async def test_a_peer_that_answers_no_ping_is_closed_4005(make_minimal: Starter, connect: Opener):
+    server = make_minimal(heartbeat_interval_ms=300)
+    client = await connect(server, "deaf")
+    await client.expect("session", 5)
+    client.websocket.transport.pause_reading()  # the server's Pings stay unread, unanswered
+    await asyncio.sleep(1.0)
+    client.websocket.transport.resume_reading()
+    assert await client.wait_closed(5) == 4005
+
+
+async def stalled_client(server: MinimalServer, user: str) -> ClientConnection:
+    """A client with a small receive buffer (no kernel autotuning to absorb megabytes for it)."""
+    address = urlsplit(server.url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect((address.hostname, address.port))
+    sock.setblocking(False)
+    token = server.token(user)
+    return await ws_connect(f"{server.url}?token={token}", sock=sock, subprotocols=[Subprotocol("asp.v1")])
+
+
+async def test_a_client_that_stops_reading_is_closed_4004_and_nobody_else_waits(
+    make_minimal: Starter, connect: Opener
+):
+    server = make_minimal(send_timeout_ms=300, max_pending_events=200, replay_window=3000)
+    stalled = await stalled_client(server, "stalled")
+    session = json.loads(await stalled.recv())
+    other = await connect(server, "reader")
+    await other.expect("session", 5)
+    stalled.transport.pause_reading()
+    await stalled.send(json.dumps({"type": "message", "content": "asp-fixture:bulk 2000 8192"}))  # 16 MB
+    worst = 0.0
+    for number in range(10):  # meanwhile another connection is served promptly
+        sent = time.monotonic()
+        await other.send({"type": "ping", "id": f"p{number}"})
+        await other.expect(lambda e, n=number: e.get("id") == f"p{n}", 5)
+        worst = max(worst, time.monotonic() - sent)
+        await asyncio.sleep(0.1)
+    assert worst < 0.5
+    stalled.transport.resume_reading()
+    with pytest.raises(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(stalled.recv(), 10)
+    assert stalled.close_code in (4004, None)  # None: aborted before the close frame could leave
+    again = await connect(server, "stalled", conversation_id=session["conversation_id"])
+    await again.expect("history", 5)
+    await again.send({"type": "resume", "session_id": session["session_id"], "last_seq": 1})
+    resumed = await again.expect("resumed", 5)
+    assert resumed["replay_from"] == 2 and resumed["replay_count"] == 2002  # run_started, deltas, complete
+    complete = await again.expect("complete", 10)
+    assert complete["finish_reason"] == "stop"
