@@ -11,7 +11,11 @@ from typing import Any
 import jwt
 import pytest
 
+from conformance.wire import AspClient
 from tests.support.server import SECRET, ServerProcess
+
+Opener = Callable[..., Any]  # the `connect` fixture of tests/conftest.py
+Event = dict[str, Any]
 
 
 def mint(
@@ -65,3 +69,14 @@ def make_minimal(tmp_path: Path) -> Iterator[Callable[..., MinimalServer]]:
     yield factory
     for process in started:
         process.stop()
+
+
+Starter = Callable[..., MinimalServer]
+
+
+async def opened(
+    connect: Opener, server: MinimalServer, user: str, **options: Any
+) -> tuple[AspClient, Event]:
+    """A connection of `user` (judged by the oracle, see tests/conftest.py) and its session event."""
+    client: AspClient = await connect(server, user, **options)
+    return client, await client.expect("session", 5)

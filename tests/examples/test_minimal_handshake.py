@@ -8,18 +8,13 @@ size on reassembled fragments (ASP-LIM-010) and invalid UTF-8 (ASP-TRN-004).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conformance.wire import AspClient
-from tests.examples.conftest import MinimalServer
-
-Opener = Callable[..., Any]
-Starter = Callable[..., MinimalServer]
+from tests.examples.conftest import MinimalServer, Opener, Starter
 
 
 async def closed_with(client: AspClient, timeout: float = 5) -> int | None:

@@ -9,22 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
 
 from conformance.wire import AspClient
-from tests.examples.conftest import MinimalServer
-
-Opener = Callable[..., Any]
-Starter = Callable[..., MinimalServer]
-Event = dict[str, Any]
-
-
-async def opened(
-    connect: Opener, server: MinimalServer, user: str, **options: Any
-) -> tuple[AspClient, Event]:
-    client = await connect(server, user, **options)
-    return client, await client.expect("session", 5)
+from tests.examples.conftest import Event, MinimalServer, Opener, Starter, opened
 
 
 async def run(client: AspClient, content: str, message_id: str | None = None) -> list[Event]:

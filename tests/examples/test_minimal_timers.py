@@ -11,8 +11,6 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,10 +19,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from tests.examples.conftest import MinimalServer
-
-Opener = Callable[..., Any]
-Starter = Callable[..., MinimalServer]
+from tests.examples.conftest import MinimalServer, Opener, Starter
 
 
 async def test_websocket_pings_do_not_keep_a_connection_from_idling_out(
