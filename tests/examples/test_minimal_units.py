@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from examples.minimal_server import auth, sizing
+from examples.minimal_server import auth, inbound, sizing
 from examples.minimal_server.config import ConfigError, load
 from examples.minimal_server.handshake import Offer, select_subprotocol
 from examples.minimal_server.model import CallTool, Fail, Say, answer, fixture
@@ -161,3 +161,29 @@ def test_configuration_errors_name_the_variable():
         load({"ASP_JWT_SECRET": "s", "ASP_FIXTURES": "maybe"})
     config = load({"ASP_JWT_SECRET": "s", "ASP_PORT": "0", "ASP_MINIMAL_SESSION": "yes"})
     assert (config.port, config.minimal_session, config.path) == (0, True, "/ws/chat")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "message_id"),
+    [
+        (b"\x00\x01", "unsupported_frame", None),
+        ("not json", "invalid_json", None),
+        ("[1, 2]", "invalid_json", None),
+        ('{"type": "ping", "x-n": NaN}', "invalid_json", None),  # NaN is not JSON
+        ('{"type": "subscribe", "id": "u1"}', "unknown_type", "u1"),
+        ('{"content": "no type", "id": "u2"}', "unknown_type", "u2"),
+        ('{"type": "message", "id": "m1", "content": ""}', "invalid_message", "m1"),
+        ('{"type": "ping", "id": "p1\\n"}', "invalid_message", None),  # ECMA-262: $ is the very end
+        ('{"type": "ping", "id": "bad id"}', "invalid_message", None),
+    ],
+)
+def test_client_frames_that_get_an_error(frame: str | bytes, code: str, message_id: str | None):
+    refusal = inbound.read(frame)
+    assert isinstance(refusal, inbound.Refusal)
+    assert (refusal.code, refusal.message_id) == (code, message_id)
+
+
+def test_valid_client_messages_pass_through():
+    assert inbound.read('{"type": "ping", "id": "p.1:x-y_z"}') == {"type": "ping", "id": "p.1:x-y_z"}
+    resume = '{"type": "resume", "session_id": "ses_1", "last_seq": 0, "x-note": 1}'
+    assert inbound.read(resume) == {"type": "resume", "session_id": "ses_1", "last_seq": 0, "x-note": 1}
