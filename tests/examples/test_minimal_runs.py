@@ -189,3 +189,15 @@ async def test_conversations_survive_a_restart(make_minimal: Starter, connect: O
     history = await history_of(connect, server, "restarter", session["conversation_id"])
     contents = [m["content"] for m in history["messages"]]
     assert contents == ["before the restart", "You said: before the restart"]
+
+
+async def test_a_lone_surrogate_from_a_client_is_echoed_and_stored_as_valid_utf8(
+    minimal: MinimalServer, connect: Opener
+):
+    client, session = await opened(connect, minimal, "surrogate", conversation_id="new")
+    await client.send('{"type": "message", "content": "odd \\ud800 text"}')  # valid JSON, not valid Unicode
+    events = await client.collect_run(10)
+    assert "".join(e["delta"] for e in events if e["type"] == "text_delta") == "You said: odd \ud800 text"
+    await client.close()
+    history = await history_of(connect, minimal, "surrogate", session["conversation_id"])
+    assert history["messages"][0]["content"] == "odd \ud800 text"
