@@ -78,16 +78,12 @@ class Connection:
         self.app.sessions.add(session)
         session.attach(self)
         self.session = session
-        session.emit(events.session(self.config, session.id, conversation_id, self.user))
+        session.emit(events.session(config, session.id, conversation_id, self.user))
         entries = store.entries(conversation_id)
         if entries:
-            session.emit(sizing.fit_history(events.history(conversation_id, entries), self._event_limit))
+            session.emit(sizing.fit_history(events.history(conversation_id, entries), config.max_event_bytes))
         if unknown:
             session.emit(events.error("conversation_not_found", "no such conversation; started a new one"))
-
-    @property
-    def _event_limit(self) -> int:
-        return self.config.max_event_bytes
 
     def _current(self) -> Session:
         assert self.session is not None, "open() first"
@@ -156,7 +152,7 @@ class Connection:
                 content,
                 message_id or "msg_" + secrets.token_hex(8),
                 app.store,
-                self._event_limit,
+                self.config.max_event_bytes,
                 self.config.vendor_extensions,
             )
             run.start(steps)

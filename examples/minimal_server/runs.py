@@ -36,14 +36,21 @@ class ModelFailed(Exception):
 
 class Run:
     def __init__(
-        self, session: Session, content: str, message_id: str, store: Store, config_limit: int, vendor: bool
+        self,
+        session: Session,
+        content: str,
+        message_id: str,
+        store: Store,
+        max_event_bytes: int,
+        vendor: bool,
     ) -> None:
+        """A run answering `content` in `session`; `vendor`: send an `x-` event after its complete."""
         self.id = "run_" + secrets.token_hex(8)
         self.session = session
         self.conversation_id = session.conversation_id
         self.message_id = message_id
         self.store = store
-        self.limit = config_limit  # max_event_bytes
+        self.limit = max_event_bytes
         self.vendor = vendor
         self.exchange: list[Entry] = [
             {"role": "user", "content": content, "message_id": message_id, "run_id": self.id}
