@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn, cast
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -15,9 +16,21 @@ def _spec_validate(args: argparse.Namespace) -> int:
     return run(args.file)
 
 
+class UsageParser(argparse.ArgumentParser):
+    """Usage errors in one line (`asp load: error: ...`), exit 2; `--help` shows the usage.
+
+    Subcommand parsers are of the same class (argparse makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asp", description="Agent Stream Protocol tools.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = UsageParser(prog="asp", description="Agent Stream Protocol tools.")
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True),
+    )
 
     spec = commands.add_parser("spec", help="work with the protocol spec")
     spec_commands = spec.add_subparsers(dest="spec_command", required=True)
