@@ -1,22 +1,126 @@
-"""`asp load URL --scenario NAME ...`: Locust headless with ASP users, exact summary and SLO gates."""
+"""`asp load URL` and `asp bench`: Locust headless with ASP users, progress, a final table, a verdict.
+
+`asp load` validates every option before Locust starts (a usage error exits 2 with one line),
+passes secrets to Locust through the environment (never its command line), prints progress while
+it runs and the summary as tables at the end, and exits with the verdict of loadtests.summary.judge:
+0 pass, 1 failed (nothing measured, or errors no --slo error_rate allows), 3 an SLO missed,
+2 usage errors or Locust itself failing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from loadtests.credentials import SECRET_ENV, TOKEN_ENV, read_token_file, redact
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCENARIOS = {"connections": "ConnectionsUser", "throughput": "ThroughputUser", "soak": "SoakUser"}
+EXIT_USAGE = 2
 EXIT_SLO = 3
+STOP_GRACE_S = 2.0  # beyond --event-timeout, so a turn stalled at the end is judged, not cut short
+_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
 
-def locust_command(args: argparse.Namespace, summary: Path) -> tuple[list[str], dict[str, str]]:
+class UsageError(ValueError):
+    """An option that cannot work; the message is one line."""
+
+
+@dataclass
+class Plan:
+    """What `asp load` runs, every option checked. Secrets are kept apart from the command."""
+
+    url: str
+    run_time_s: int
+    jwt_secret: str
+    token: str
+    bounds: dict[str, float]
+    stop_timeout_s: float
+
+    def secrets(self) -> list[str]:
+        return [value for value in (self.jwt_secret, self.token) if value]
+
+
+def parse_duration(text: str) -> int:
+    """Locust's time spans: `30`, `30s`, `2m`, `1h30m` -> seconds. Raises UsageError."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    match = _DURATION.match(text)
+    if not text or not match:
+        raise UsageError(f"--run-time {text!r}: expected a time span such as 30s, 2m, 1h30m")
+    return int(match["h"] or 0) * 3600 + int(match["m"] or 0) * 60 + int(match["s"] or 0)
+
+
+def plan_load(args: argparse.Namespace) -> Plan:
+    """Every option checked, before anything starts. Raises UsageError (one line)."""
+    from loadtests.summary import SloError, parse_slo
+
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise UsageError(f"{args.url!r} is not a ws:// or wss:// URL")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    url_token = next((value for key, value in query if key == "token"), "")
+    url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "token"])))
+    checks = [
+        (args.users >= 1, "--users must be at least 1"),
+        (args.spawn_rate > 0, "--spawn-rate must be positive"),
+        (args.event_timeout > 0, "--event-timeout must be positive"),
+        (0 <= args.think_min <= args.think_max, "--think-min and --think-max: 0 <= min <= max"),
+        (args.extra >= 0 and args.hold >= 0, "--extra and --hold must not be negative"),
+        (args.max_connections is None or args.max_connections >= 1, "--max-connections must be at least 1"),
+        (args.ping_interval is None or args.ping_interval > 0, "--ping-interval must be positive"),
+        (args.processes is None or args.processes >= 1, "--processes must be at least 1"),
+        (args.progress_interval > 0, "--progress-interval must be positive"),
+        (args.web_port is None or 0 <= args.web_port <= 65535, "--web-port must be 0 to 65535"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    run_time_s = parse_duration(args.run_time)
+    if run_time_s < 1:
+        raise UsageError("--run-time must be at least 1 s")
+    stop_timeout_s = args.event_timeout + STOP_GRACE_S
+    if args.timeout < run_time_s + stop_timeout_s:
+        raise UsageError(
+            f"--timeout {args.timeout:g} s is shorter than the run: --run-time {run_time_s} s plus "
+            f"{stop_timeout_s:g} s for the last turns (--event-timeout + {STOP_GRACE_S:g})"
+        )
+    try:
+        bounds = parse_slo(args.slo or "")
+    except SloError as bad:
+        raise UsageError(str(bad)) from None
+    if args.token_file:
+        try:
+            if not read_token_file(args.token_file):
+                raise UsageError(f"--token-file {args.token_file}: no token in it")
+        except OSError as unreadable:
+            raise UsageError(f"--token-file {args.token_file}: {unreadable.strerror}") from None
+    return Plan(
+        url=url,
+        run_time_s=run_time_s,
+        jwt_secret=args.jwt_secret or os.environ.get(SECRET_ENV, ""),
+        token=args.token or url_token or os.environ.get(TOKEN_ENV, ""),
+        bounds=bounds,
+        stop_timeout_s=stop_timeout_s,
+    )
+
+
+def locust_command(
+    args: argparse.Namespace, plan: Plan, summary: Path, progress: Path
+) -> tuple[list[str], dict[str, str]]:
+    """Locust's command line (no secret in it) and its environment (the secrets, by name)."""
     command = [
         sys.executable,
         "-m",
@@ -24,30 +128,50 @@ def locust_command(args: argparse.Namespace, summary: Path) -> tuple[list[str], 
         "-f",
         str(LOCUSTFILE),
         SCENARIOS[args.scenario],
-        "--headless",
         "--host",
-        args.url,
+        plan.url,
         "-u",
         str(args.users),
         "-r",
         str(args.spawn_rate),
         "-t",
-        args.run_time,
+        f"{plan.run_time_s}s",
         "--stop-timeout",
-        "5",
+        f"{plan.stop_timeout_s:g}",
         "--exit-code-on-error",
         "0",
         "--only-summary",
         "--asp-summary-json",
         str(summary),
+        "--asp-progress-file",
+        str(progress),
+        "--asp-progress-interval",
+        f"{args.progress_interval:g}",
         "--asp-scenario",
         args.scenario,
+        "--asp-event-timeout",
+        f"{args.event_timeout:g}",
+        "--asp-think-min",
+        f"{args.think_min:g}",
+        "--asp-think-max",
+        f"{args.think_max:g}",
     ]
+    if args.web_port is None:
+        command.append("--headless")
+    else:
+        command += [
+            "--autostart",
+            "--autoquit",
+            "0",
+            "--web-host",
+            "127.0.0.1",
+            "--web-port",
+            str(args.web_port),
+        ]
     for flag, value in [
-        ("--asp-token", args.token),
         ("--asp-token-file", args.token_file),
-        ("--asp-jwt-secret", args.jwt_secret),
         ("--asp-prompt", args.prompt),
+        ("--asp-slo", ",".join(f"{name}={bound:g}" for name, bound in plan.bounds.items())),
         ("--csv", args.csv),
         ("--html", args.html),
         ("--json-file", args.locust_json.removesuffix(".json") if args.locust_json else None),
@@ -67,40 +191,119 @@ def locust_command(args: argparse.Namespace, summary: Path) -> tuple[list[str], 
         command += ["--asp-ping-interval", str(args.ping_interval)]
     if args.processes:
         command += ["--processes", str(args.processes)]
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in (SECRET_ENV, TOKEN_ENV, "ASP_LOCUST_SHAPE")}
+    if plan.jwt_secret:
+        env[SECRET_ENV] = plan.jwt_secret
+    if plan.token:
+        env[TOKEN_ENV] = plan.token
     if args.scenario == "connections":
         env["ASP_LOCUST_SHAPE"] = "connections"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(LOCUSTFILE.parents[1]), env.get("PYTHONPATH")]))
     return command, env
 
 
-def run_load(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None, list[str]]:
-    from loadtests.summary import breaches, parse_slo
+class _Tail:
+    """New complete lines of a file another process appends to."""
 
-    bounds = parse_slo(args.slo or "")
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        return complete.decode("utf-8", errors="replace").splitlines()
+
+
+def run_load(
+    args: argparse.Namespace, plan: Plan, show: Any = print
+) -> tuple[int, dict[str, Any] | None, list[str]]:
+    """Run Locust to the end; `show(record)` gets each progress record (dicts, see locustfile).
+
+    Returns (exit code, summary or None, messages). The summary carries its own verdict.
+    """
     with tempfile.TemporaryDirectory() as scratch:
-        summary_path = Path(args.summary_json) if args.summary_json else Path(scratch) / "summary.json"
-        command, env = locust_command(args, summary_path)
-        result = subprocess.run(
-            command, env=env, capture_output=not args.verbose, text=True, timeout=args.timeout
+        summary_path, progress_path = Path(scratch) / "summary.json", Path(scratch) / "progress.jsonl"
+        command, env = locust_command(args, plan, summary_path, progress_path)
+        output = None if args.verbose else (Path(scratch) / "locust.log").open("w+", encoding="utf-8")
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=output, text=True, start_new_session=True
         )
-        if result.returncode != 0 or not summary_path.exists():
-            detail = (result.stderr or "")[-2000:] if not args.verbose else ""
-            return 2, None, [f"locust exited {result.returncode} without a summary. {detail}"]
-        summary: dict[str, Any] = json.loads(summary_path.read_text())
-    missed = breaches(summary, bounds)
-    return (EXIT_SLO if missed else 0), summary, missed
+        tail = _Tail(progress_path)
+        deadline = time.monotonic() + args.timeout
+        timed_out = False
+        try:
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(10)
+                    break
+                for line in tail.lines():
+                    show(json.loads(line))
+                time.sleep(0.2)
+        except KeyboardInterrupt:  # stop the test early; Locust still writes its summary
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(plan.stop_timeout_s + 30)
+        for line in tail.lines():
+            show(json.loads(line))
+        log = ""
+        if output is not None:
+            output.seek(0)
+            log = redact(output.read()[-2000:], plan.secrets())
+            output.close()
+        if timed_out:
+            return (
+                EXIT_USAGE,
+                None,
+                [f"Locust did not finish within --timeout {args.timeout:g} s and was killed"],
+            )
+        if not summary_path.exists():
+            return EXIT_USAGE, None, [f"Locust exited {process.returncode} without a summary. {log}".strip()]
+        summary: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
+    return int(summary["verdict"]["exit_code"]), summary, []
 
 
 def _load(args: argparse.Namespace) -> int:
-    code, summary, messages = run_load(args)
-    if summary is not None:
-        print(json.dumps({k: v for k, v in summary.items() if k != "definitions"}, indent=2))
-        print("definitions:")
-        for name, text in summary["definitions"].items():
-            print(f"  {name}: {text}")
+    from rich.console import Console
+
+    from loadtests.report import final_tables, progress_line
+
+    try:
+        plan = plan_load(args)
+    except UsageError as bad:
+        print(f"asp load: error: {bad}", file=sys.stderr)
+        return EXIT_USAGE
+    err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False)
+
+    def show(record: dict[str, Any]) -> None:
+        if record["event"] == "web_ui":
+            err.print(f"web UI: {record['url']}", markup=False)
+        elif record["event"] == "progress" and not args.quiet:
+            err.print(progress_line(record), markup=False, soft_wrap=True)
+
+    if not args.quiet:
+        err.print(
+            f"asp load: {args.scenario} against {plan.url}: {args.users} users at {args.spawn_rate:g}/s for "
+            f"{plan.run_time_s} s",
+            markup=False,
+            soft_wrap=True,
+        )
+    code, summary, messages = run_load(args, plan, show)
     for message in messages:
-        print(("SLO missed: " if code == EXIT_SLO else "error: ") + message, file=sys.stderr)
+        err.print(f"error: {message}", markup=False)
+    if summary is None:
+        return code
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    out.print(final_tables(summary))
     return code
 
 
@@ -135,30 +338,42 @@ def register(commands: Any) -> None:
     load = commands.add_parser(
         "load",
         help="load-test an ASP server with Locust",
-        description="Run a Locust scenario headless against URL and print its exact summary. Exit 0; 3 when "
-        "an --slo is missed; 2 when Locust fails. Plain `locust -f loadtests/locustfile.py` works too.",
+        description="Run a Locust scenario headless against URL, show progress, print the exact summary and "
+        "its verdict. Exit 0 pass; 1 nothing measured, or errors no --slo error_rate allows; 3 an --slo "
+        "missed; 2 a usage error or Locust failing. Plain `locust -f loadtests/locustfile.py` works too.",
     )
-    load.add_argument("url")
+    load.add_argument("url", help="ws:// or wss:// URL of the ASP endpoint")
     load.add_argument("--scenario", choices=sorted(SCENARIOS), default="throughput")
     load.add_argument("--users", type=int, default=10)
     load.add_argument("--spawn-rate", type=float, default=10)
     load.add_argument("--run-time", default="30s", help="Locust duration, e.g. 30s, 2m")
-    load.add_argument("--token")
-    load.add_argument("--token-file")
-    load.add_argument("--jwt-secret")
+    load.add_argument("--token", help=f"one token for every user (or {TOKEN_ENV}, kept out of ps)")
+    load.add_argument("--token-file", help="tokens, one per line, one per user")
+    load.add_argument("--jwt-secret", help=f"mint a token per user (or {SECRET_ENV}, kept out of ps)")
     load.add_argument("--prompt", help="message of each turn (default: a 50-token stream at 50 tokens/s)")
+    load.add_argument("--think-min", type=float, default=0.5, help="think time between turns, min seconds")
+    load.add_argument("--think-max", type=float, default=1.5, help="think time between turns, max seconds")
+    load.add_argument(
+        "--event-timeout",
+        type=float,
+        default=30.0,
+        help="longest silence within a turn or a ping before it counts as stalled, seconds",
+    )
     load.add_argument("--max-connections", type=int, help="connections scenario: the server's limit")
     load.add_argument("--extra", type=int, default=5, help="connections scenario: attempts beyond the limit")
     load.add_argument("--hold", type=float, default=5.0, help="connections scenario: seconds at the top")
     load.add_argument("--ping-interval", type=float, help="connections/soak: seconds between pings")
     load.add_argument("--processes", type=int, help="Locust worker processes (distributed on this machine)")
-    load.add_argument("--summary-json", help="write the summary here")
+    load.add_argument("--summary-json", help="write the summary, with its verdict, here")
     load.add_argument(
         "--slo", help="e.g. ttft_p99_ms=500,itl_p99_ms=100,error_rate=0.01,tokens_per_s_min=100"
     )
     load.add_argument("--csv", help="Locust CSV prefix")
     load.add_argument("--html", help="Locust HTML report")
     load.add_argument("--locust-json", help="Locust's own JSON stats file")
+    load.add_argument("--web-port", type=int, help="also serve Locust's web UI on 127.0.0.1:PORT (0: any)")
+    load.add_argument("--progress-interval", type=float, default=2.0, help="seconds between progress lines")
     load.add_argument("--timeout", type=float, default=3600, help="kill Locust after this many seconds")
+    load.add_argument("--quiet", action="store_true", help="no progress lines")
     load.add_argument("--verbose", action="store_true", help="show Locust's output")
     load.set_defaults(handler=_load)

@@ -3,67 +3,126 @@
 Scenarios are user classes: ConnectionsUser (with ConnectionsShape ramping past the limit),
 ThroughputUser (conversations with think time), SoakUser (idle connections that ping). Every
 request reaches Locust's statistics through its request event: `connect`, `ttft`, `turn`, `ping`,
-and each close code under its own name (request type CLOSE). Exact percentiles are kept apart
-(loadtests.metrics) and merged from workers on the master; --asp-summary-json writes them.
+and each close code under its own name (request type CLOSE). Exact percentiles and every failure
+by kind are kept apart (loadtests.metrics) and merged from workers on the master; the summary, its
+SLO verdict and exit code (loadtests.summary) go to --asp-summary-json and the process's exit
+code. Secrets come from ASP_LOAD_JWT_SECRET / ASP_LOAD_TOKEN, not argv.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
+import sys
 import time
 from typing import Any
 
+import gevent
 from locust import LoadTestShape, User, between, events, task
 from locust.env import Environment
 from locust.exception import StopUser
+from locust.runners import WorkerRunner
 
-from loadtests.client import Closed, SyncAspClient
+from loadtests.client import Closed, Failure, SyncAspClient
+from loadtests.credentials import SECRET_ENV, TOKEN_ENV, Credentials, read_token_file, redact
 from loadtests.metrics import Recorder
-from loadtests.summary import build_summary
+from loadtests.summary import SloError, build_summary, parse_slo
 
 RECORDER = Recorder()
+SCENARIO_OF_CLASS = {"ThroughputUser": "throughput", "ConnectionsUser": "connections", "SoakUser": "soak"}
 _user_numbers = itertools.count()
-_STARTED: dict[str, float] = {}
+_CLOCK: dict[str, float] = {}
+_PROGRESS: list[Any] = []  # the greenlet writing progress lines
+_STATE: dict[str, Any] = {"credentials": Credentials(), "bounds": {}}
 
 
 @events.init_command_line_parser.add_listener
 def _arguments(parser: Any) -> None:
     parser.add_argument(
-        "--asp-token", default="", help="bearer token for every user", include_in_web_ui=False
+        "--asp-token",
+        default="",
+        env_var=TOKEN_ENV,
+        help=f"bearer token for every user (better in {TOKEN_ENV}: argv is public)",
+        include_in_web_ui=False,
     )
     parser.add_argument("--asp-token-file", default="", help="tokens, one per line, one per user")
     parser.add_argument(
-        "--asp-jwt-secret", default="", help="mint a token per user (HS256)", include_in_web_ui=False
+        "--asp-jwt-secret",
+        default="",
+        env_var=SECRET_ENV,
+        help=f"mint a token per user (HS256; better in {SECRET_ENV}: argv is public)",
+        include_in_web_ui=False,
     )
     parser.add_argument("--asp-prompt", default="asp-fixture:slow 50 20", help="message each turn sends")
     parser.add_argument("--asp-think-min", type=float, default=0.5, help="think time between turns, min s")
     parser.add_argument("--asp-think-max", type=float, default=1.5, help="think time between turns, max s")
+    parser.add_argument(
+        "--asp-event-timeout", type=float, default=30.0, help="longest silence within a turn or ping, s"
+    )
     parser.add_argument("--asp-max-connections", type=int, default=0, help="connections scenario: the limit")
     parser.add_argument("--asp-extra", type=int, default=5, help="connections scenario: attempts beyond it")
     parser.add_argument(
         "--asp-hold", type=float, default=10.0, help="connections scenario: seconds at the top"
     )
     parser.add_argument("--asp-ping-interval", type=float, default=0.0, help="s between pings (0: heartbeat)")
+    parser.add_argument(
+        "--asp-slo", default="", help="e.g. ttft_p99_ms=500,error_rate=0.01 (verdict, exit code)"
+    )
     parser.add_argument("--asp-summary-json", default="", help="write the exact summary here at the end")
+    parser.add_argument("--asp-progress-file", default="", help="append JSON progress lines here")
+    parser.add_argument("--asp-progress-interval", type=float, default=2.0, help="s between progress lines")
     parser.add_argument("--asp-scenario", default="", help="scenario name recorded in the summary")
     parser.add_argument("--asp-user-prefix", default="load", help="user names when minting")
 
 
-def _token(environment: Environment, number: int) -> str:
+@events.init.add_listener
+def _init(environment: Environment, web_ui: Any = None, **_: Any) -> None:
     options = environment.parsed_options
-    assert options is not None
-    if options.asp_jwt_secret:
-        from reference_server.auth import mint
+    if options is None:  # library use: configure _STATE yourself
+        return
+    try:
+        _STATE["bounds"] = parse_slo(options.asp_slo)
+        tokens = read_token_file(options.asp_token_file) if options.asp_token_file else []
+    except (SloError, OSError) as bad:
+        sys.stderr.write(f"error: {bad}\n")
+        raise SystemExit(2) from None
+    _STATE["credentials"] = Credentials(
+        jwt_secret=options.asp_jwt_secret,
+        token=options.asp_token,
+        tokens=tokens,
+        user_prefix=options.asp_user_prefix,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
+    if web_ui is not None and options.asp_progress_file:
+        gevent.spawn(_announce_web_ui, web_ui, options.asp_progress_file)
 
-        worker = os.getpid()
-        return mint(f"{options.asp_user_prefix}-{worker}-{number}", options.asp_jwt_secret, ttl_seconds=3600)
-    if options.asp_token_file:
-        with open(options.asp_token_file, encoding="utf-8") as handle:
-            tokens = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
-        return tokens[number % len(tokens)]
-    return str(options.asp_token)
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Keeps every log line free of the secrets (websocket-client logs the subprotocols it offered)."""
+    message = record.getMessage()
+    clean = redact(message, _STATE["credentials"].secrets())
+    if clean != message:
+        record.msg, record.args = clean, ()
+    return True
+
+
+def _write_progress(path: str, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _announce_web_ui(web_ui: Any, path: str) -> None:
+    for _ in range(600):  # the server starts after the init event; bounded wait, 30 s
+        server = web_ui.server
+        if server is not None and server.started and server.server_port:
+            _write_progress(
+                path, {"event": "web_ui", "url": f"http://{server.server_host}:{server.server_port}/"}
+            )
+            return
+        gevent.sleep(0.05)
 
 
 def _fire(
@@ -84,60 +143,104 @@ def _fire(
     )
 
 
+def _failed(environment: Environment, counter: str, name: str, failure: Failure, seconds: float) -> None:
+    """Count one failed operation under its kind and report it to Locust."""
+    RECORDER.count(counter)
+    RECORDER.count(f"error:{failure.kind}")
+    if isinstance(failure, Closed):
+        RECORDER.count(f"dropped:{failure.code}")
+        _fire(environment, "CLOSE", str(failure.code), 0.0, exception=failure)
+    _fire(environment, "WS", name, seconds, exception=failure)
+
+
+def _unexpected(error: Exception) -> Failure:
+    """A failure of the load tool itself, counted so it can never pass for a measurement."""
+    secrets = _STATE["credentials"].secrets()
+    return Failure("client_error", redact(f"{type(error).__name__}: {error}", secrets))
+
+
 class AspUser(User):
-    """Opens one authenticated connection per user; a refusal is reported by its close code."""
+    """Holds one authenticated connection; a failed or refused connection is counted and stops it."""
 
     abstract = True
     client: SyncAspClient | None = None
+    heartbeat_s = 15.0
+    # 1013 on connecting is the expected outcome of this scenario (the connections scenario's
+    # attempts beyond the limit), not an error.
+    refusal_expected = False
 
     def on_start(self) -> None:
+        self.number = next(_user_numbers)
+
+    def open(self) -> None:
+        """Connect (from a task: StopUser in on_start would be logged as a crash)."""
         environment = self.environment
-        number = next(_user_numbers)
-        self.client = SyncAspClient(self.host or "", _token(environment, number))
+        options = environment.parsed_options
+        token = _STATE["credentials"].token_for(self.number)
+        client = SyncAspClient(self.host or "", token, event_timeout=options.asp_event_timeout)
         RECORDER.count("connections_attempted")
         began = time.perf_counter()
         try:
-            session = self.client.connect()
-        except Closed as closed:
-            RECORDER.count(f"rejected:{closed.code}")
-            _fire(environment, "CLOSE", str(closed.code), time.perf_counter() - began, exception=closed)
-            _fire(environment, "WS", "connect", time.perf_counter() - began, exception=closed)
-            self.client = None
+            session = client.connect()
+        except Failure as failure:
+            self.refused(failure, time.perf_counter() - began)
             raise StopUser() from None
-        except Exception as failure:
-            RECORDER.count("rejected:error")
-            _fire(environment, "WS", "connect", time.perf_counter() - began, exception=failure)
-            self.client = None
+        except Exception as error:  # the tool's own fault, counted
+            self.refused(_unexpected(error), time.perf_counter() - began)
             raise StopUser() from None
         elapsed = time.perf_counter() - began
         RECORDER.count("connections_accepted")
+        RECORDER.count("connections_open")
         RECORDER.latency("connect_ms", elapsed)
         _fire(environment, "WS", "connect", elapsed, len(json.dumps(session)))
         self.heartbeat_s = session.get("limits", {}).get("heartbeat_interval_ms", 15000) / 1000
+        self.client = client
 
-    def on_stop(self) -> None:
+    def refused(self, failure: Failure, seconds: float) -> None:
+        if failure.code is not None:
+            RECORDER.count(f"rejected:{failure.code}")
+            _fire(self.environment, "CLOSE", str(failure.code), seconds, exception=failure)
+        if self.refusal_expected and failure.code == 1013:
+            RECORDER.count("rejected_expected:1013")
+            return
+        RECORDER.count("connections_failed")
+        RECORDER.count(f"error:{failure.kind}")
+        _fire(self.environment, "WS", "connect", seconds, exception=failure)
+
+    def disconnect(self) -> None:
         if self.client is not None:
             self.client.close()
+            self.client = None
+            RECORDER.count("connections_open", -1)
 
-    def dropped(self, closed: Closed) -> None:
-        RECORDER.count("errors")
-        RECORDER.count(f"dropped:{closed.code}")
-        _fire(self.environment, "CLOSE", str(closed.code), 0.0, exception=closed)
-        self.client = None
-        raise StopUser()
+    def on_stop(self) -> None:
+        self.disconnect()
 
     def ping(self) -> None:
         assert self.client is not None
+        began = time.perf_counter()
         try:
             seconds = self.client.ping(f"p{time.monotonic_ns()}")
-        except Closed as closed:
-            self.dropped(closed)
+        except Failure as failure:
+            _failed(self.environment, "pings_failed", "ping", failure, time.perf_counter() - began)
+            self.disconnect()
+            raise StopUser() from None
+        except Exception as error:
+            _failed(self.environment, "pings_failed", "ping", _unexpected(error), time.perf_counter() - began)
+            self.disconnect()
+            raise StopUser() from None
+        RECORDER.count("pings_succeeded")
         RECORDER.latency("ping_ms", seconds)
         _fire(self.environment, "WS", "ping", seconds)
 
 
 class ThroughputUser(AspUser):
-    """A conversation: one message, its whole streamed answer, think time, again."""
+    """A conversation: one message, its whole streamed answer, think time, again.
+
+    A turn that fails in a way that leaves the stream untrustworthy (a stall, a bad frame, an
+    event of another run...) closes the connection: a late event of the failed run must never be
+    measured as the next run's. The next turn opens a new one.
+    """
 
     def wait_time(self) -> float:
         options = self.environment.parsed_options
@@ -145,46 +248,59 @@ class ThroughputUser(AspUser):
 
     @task
     def turn(self) -> None:
+        if self.client is None:
+            self.open()
         assert self.client is not None
+        environment = self.environment
+        began = time.perf_counter()
         try:
-            run = self.client.run(self.environment.parsed_options.asp_prompt)
-        except Closed as closed:
-            self.dropped(closed)
-        except RuntimeError as refused:
-            RECORDER.count("errors")
-            _fire(self.environment, "WS", "turn", 0.0, exception=refused)
+            run = self.client.run(environment.parsed_options.asp_prompt)
+        except Failure as failure:
+            _failed(environment, "turns_failed", "turn", failure, time.perf_counter() - began)
+            if failure.breaks_stream:
+                self.disconnect()
             return
+        except Exception as error:
+            _failed(environment, "turns_failed", "turn", _unexpected(error), time.perf_counter() - began)
+            self.disconnect()
+            return
+        except BaseException:  # killed by the end of the test: neither attempted nor measured
+            RECORDER.count("turns_interrupted")
+            raise
+        RECORDER.count("turns_succeeded")
         if run.ttft_s is not None:
             RECORDER.latency("ttft_ms", run.ttft_s)
-            _fire(self.environment, "WS", "ttft", run.ttft_s)
+            _fire(environment, "WS", "ttft", run.ttft_s)
         for gap in run.gaps_s:
             RECORDER.latency("itl_ms", gap)
         if run.tpot_s is not None:
             RECORDER.latency("tpot_ms", run.tpot_s)
         RECORDER.latency("e2e_ms", run.e2e_s)
-        RECORDER.count("turns")
         RECORDER.count("output_tokens", run.output_tokens)
         RECORDER.count("events", run.events)
-        failed = None if run.finish_reason == "stop" else RuntimeError(f"finish_reason {run.finish_reason}")
-        if failed:
-            RECORDER.count("errors")
-        _fire(self.environment, "WS", "turn", run.e2e_s, run.output_tokens, exception=failed)
+        _fire(environment, "WS", "turn", run.e2e_s, run.output_tokens)
 
 
 class ConnectionsUser(AspUser):
-    """Holds its connection and checks it stays healthy with pings."""
+    """Holds its connection and checks it stays healthy with pings; 1013 on connecting is expected."""
+
+    refusal_expected = True
 
     def wait_time(self) -> float:
         interval = self.environment.parsed_options.asp_ping_interval
-        return float(interval or getattr(self, "heartbeat_s", 1.0))
+        return float(interval or self.heartbeat_s)
 
     @task
     def keep_alive(self) -> None:
+        if self.client is None:
+            self.open()
         self.ping()
 
 
 class SoakUser(ConnectionsUser):
-    """Many idle connections pinging at the heartbeat interval; every unexpected drop is counted."""
+    """Many idle connections pinging at the heartbeat interval; every refusal and drop is an error."""
+
+    refusal_expected = False
 
 
 class ConnectionsShape(LoadTestShape):
@@ -210,9 +326,78 @@ if os.environ.get("ASP_LOCUST_SHAPE") == "connections":
         abstract = False
 
 
+def current_summary(environment: Environment) -> dict[str, Any]:
+    """The summary of everything measured so far (on the master: merged from every worker)."""
+    options = environment.parsed_options
+    assert options is not None
+    classes = {SCENARIO_OF_CLASS.get(cls.__name__, "") for cls in environment.user_classes}
+    scenario = options.asp_scenario or (classes.pop() if len(classes) == 1 else "")
+    users = int(options.num_users or 0)
+    if environment.shape_class is not None and scenario == "connections":
+        users = options.asp_max_connections + options.asp_extra
+    began = _CLOCK.get("start", time.monotonic())
+    return build_summary(
+        RECORDER,
+        scenario=scenario,
+        users=users,
+        duration_s=_CLOCK.get("stop", time.monotonic()) - began,
+        expected_rejections=options.asp_extra if scenario == "connections" else 0,
+        bounds=_STATE["bounds"],
+    )
+
+
+def _progress(environment: Environment, path: str, interval: float) -> None:
+    runner = environment.runner
+    assert runner is not None
+    requests, then = runner.stats.total.num_requests, time.monotonic()
+    while True:
+        gevent.sleep(interval)
+        now, count = time.monotonic(), runner.stats.total.num_requests
+        rps = (count - requests) / max(now - then, 1e-9)
+        requests, then = count, now
+        _write_progress(path, {"event": "progress", **_snapshot(environment), "rps": round(rps, 2)})
+
+
+def _snapshot(environment: Environment) -> dict[str, Any]:
+    """What a progress line shows; `rps` (Locust requests/s over the last interval) is added by the caller."""
+    summary = current_summary(environment)
+    runner = environment.runner
+    assert runner is not None
+    return {
+        "elapsed_s": round(time.monotonic() - _CLOCK.get("start", time.monotonic()), 1),
+        "users": runner.user_count,
+        "connections_open": RECORDER.counters.get("connections_open", 0),
+        "turns_succeeded": summary["turns"]["succeeded"],
+        "turns_failed": summary["turns"]["failed"],
+        "pings": summary["pings"]["attempted"],
+        "errors": summary["errors"],
+        "ttft_ms": summary["ttft_ms"],
+        "itl_ms": summary["itl_ms"],
+    }
+
+
 @events.test_start.add_listener
 def _started(environment: Environment, **_: Any) -> None:
-    _STARTED["t"] = time.monotonic()
+    _CLOCK["start"] = time.monotonic()
+    _CLOCK.pop("stop", None)
+    options = environment.parsed_options
+    if options and options.asp_progress_file and not isinstance(environment.runner, WorkerRunner):
+        _PROGRESS.append(
+            gevent.spawn(_progress, environment, options.asp_progress_file, options.asp_progress_interval)
+        )
+
+
+@events.test_stop.add_listener
+def _stopped(environment: Environment, **_: Any) -> None:
+    _CLOCK["stop"] = time.monotonic()
+
+
+@events.reset_stats.add_listener
+def _reset(**_: Any) -> None:
+    """Drop everything recorded so far, as Locust's own statistics do; open connections stay open."""
+    still_open = RECORDER.counters.get("connections_open", 0)
+    RECORDER.export()
+    RECORDER.count("connections_open", still_open)
 
 
 @events.report_to_master.add_listener
@@ -229,16 +414,13 @@ def _collect(client_id: str, data: dict[str, Any]) -> None:
 @events.quitting.add_listener
 def _summarise(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
-    if not options or not options.asp_summary_json:
+    if not options or isinstance(environment.runner, WorkerRunner):
         return
-    from locust.runners import WorkerRunner
-
-    if isinstance(environment.runner, WorkerRunner):
-        return
-    duration = time.monotonic() - _STARTED.get("t", time.monotonic())
-    users = int(options.num_users or 0)
-    if os.environ.get("ASP_LOCUST_SHAPE") == "connections":
-        users = options.asp_max_connections + options.asp_extra
-    summary = build_summary(RECORDER, scenario=options.asp_scenario, users=users, duration_s=duration)
-    with open(options.asp_summary_json, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
+    while _PROGRESS:
+        _PROGRESS.pop().kill(block=False)
+    summary = current_summary(environment)
+    if options.asp_summary_json:
+        with open(options.asp_summary_json, "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
+    if summary["verdict"]["exit_code"]:
+        environment.process_exit_code = summary["verdict"]["exit_code"]

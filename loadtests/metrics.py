@@ -19,13 +19,30 @@ PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 LATENCIES = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms", "connect_ms", "ping_ms")
 
 DEFINITIONS = {
-    "ttft_ms": "time to first token: message sent to the first non-empty text_delta received",
-    "itl_ms": "inter-token latency: gaps between consecutive text_delta events of a run, pooled over runs",
+    "turn": "one message and the run that answers it. It succeeds when the run ends with complete "
+    "finish_reason stop or length, every event from run_started to complete carries that run's run_id, seq "
+    "rises by one, every frame is a JSON event and no gap between events exceeds --event-timeout; "
+    "otherwise it fails and is counted in errors_by_kind. Unless the run failed by the protocol's rules "
+    "(error then complete) or the message was refused, the connection is then closed and the user "
+    "reconnects for its next turn, so no late event of a failed run is measured as the next one's. A turn "
+    "the end of the test kills mid-way is interrupted: neither attempted nor measured",
+    "latency_figures": "TTFT, ITL, TPOT and E2E come from successful turns only, as vLLM's benchmark counts "
+    "only successful requests: a failed turn is an error, never a latency sample",
+    "ttft_ms": "time to first token: message sent to the first non-empty text_delta of its run",
+    "itl_ms": "inter-token latency: gaps between consecutive non-empty text_delta events of a run, pooled "
+    "over runs",
     "tpot_ms": "time per output token (vLLM's): (E2E - TTFT) / (output tokens - 1), per run with 2+ tokens",
     "e2e_ms": "end to end: message sent to the run's complete received",
     "connect_ms": "WebSocket handshake to the session event",
     "ping_ms": "ping sent to pong received on held connections",
     "output_tokens": "usage.output_tokens of complete when the server reports it, else the text_delta count",
+    "error_rate": "errors / attempts. Attempts: turns and pings attempted, and connections that failed or "
+    "were refused (each stands for the operation it could not make). Errors: failed turns, failed pings, "
+    "failed or refused connections. In the connections scenario, 1013 refusals up to --extra are the "
+    "expected outcome and neither",
+    "verdict": "fail (exit 1) when nothing was measured (no successful turn; no accepted connection; no "
+    "answered ping) or when there were errors and no --slo error_rate allows them; fail (exit 3) when "
+    "an --slo is missed; else pass (exit 0)",
 }
 
 

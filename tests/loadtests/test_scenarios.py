@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.loadtests.asp_load import REPO, assert_errors_add_up, assert_nothing_fabricated, load_env
+from tests.loadtests.asp_load import asp_load as run_asp_load
 from tests.support.server import SECRET, ServerProcess
 
-REPO = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {
     "scenario",
     "users",
@@ -25,27 +25,16 @@ SUMMARY_KEYS = {
     "tokens_per_s",
     "events_per_s",
     "errors",
+    "errors_by_kind",
+    "error_rate",
+    "verdict",
 }
 
 
 def asp_load(
     server: ServerProcess, tmp_path: Path, *args: str
 ) -> tuple[subprocess.CompletedProcess[str], dict]:
-    summary = tmp_path / "summary.json"
-    command = [
-        sys.executable,
-        "-m",
-        "asp_cli.main",
-        "load",
-        server.url,
-        "--jwt-secret",
-        SECRET,
-        "--summary-json",
-        str(summary),
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    return result, (json.loads(summary.read_text()) if summary.exists() else {})
+    return run_asp_load(server.url, tmp_path, "--jwt-secret", SECRET, *args)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +75,7 @@ def test_connections_scenario_admits_exactly_the_limit_and_rejects_the_rest_with
     assert summary["connections"]["accepted"] == 10
     assert summary["connections"]["rejected_by_code"] == {"1013": 5}
     assert summary["connections"]["dropped_by_code"] == {}
+    assert summary["errors"] == 0  # the 5 refusals beyond the limit are the expected outcome
     assert summary["samples"]["ping_ms"] >= 10  # the held connections answered their pings
 
 
@@ -108,12 +98,14 @@ def test_throughput_scenario_measures_the_paced_stream_it_asked_for(load_server,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert set(summary) >= SUMMARY_KEYS
-    assert summary["turns"] >= 8 and summary["errors"] == 0
+    assert summary["turns"]["succeeded"] >= 8 and summary["errors"] == 0
     assert 15 <= summary["itl_ms"]["p50"] <= 40  # 20 ms per token, as the fixture paces it
     assert 15 <= summary["tpot_ms"]["p50"] <= 40
     assert summary["e2e_ms"]["p50"] >= 19 * 20
-    assert summary["output_tokens"] == 20 * summary["turns"]
-    assert summary["samples"]["ttft_ms"] == summary["turns"]
+    assert summary["output_tokens"] == 20 * summary["turns"]["succeeded"]
+    assert summary["samples"]["ttft_ms"] == summary["turns"]["succeeded"]
+    assert_nothing_fabricated(summary)
+    assert_errors_add_up(summary)
     assert (tmp_path / "locust_stats.csv").exists()
     assert "definitions" in summary and "vLLM" in summary["definitions"]["tpot_ms"]
 
@@ -132,7 +124,7 @@ def test_a_missed_slo_exits_non_zero_and_a_met_one_exits_zero(load_server, tmp_p
         "asp-fixture:text 5",
     ]
     missed, _ = asp_load(load_server, tmp_path, *common, "--slo", "ttft_p50_ms=0.001")
-    assert missed.returncode == 3 and "SLO missed" in missed.stderr
+    assert missed.returncode == 3 and "verdict: FAIL (exit 3): SLO ttft_p50_ms" in missed.stdout
     met, _ = asp_load(load_server, tmp_path, *common, "--slo", "ttft_p99_ms=5000,error_rate=0.01")
     assert met.returncode == 0, met.stderr[-2000:]
 
@@ -180,8 +172,8 @@ def test_distributed_workers_merge_into_the_same_totals_locust_counts(load_serve
     )
     assert result.returncode == 0, result.stderr[-2000:]
     locust = {entry["name"]: entry for entry in json.loads(locust_json.read_text())}
-    assert summary["turns"] > 0
-    assert summary["samples"]["ttft_ms"] == locust["ttft"]["num_requests"] == summary["turns"]
+    assert summary["turns"]["succeeded"] > 0
+    assert summary["samples"]["ttft_ms"] == locust["ttft"]["num_requests"] == summary["turns"]["succeeded"]
     assert summary["connections"]["accepted"] == locust["connect"]["num_requests"] == 4
 
 
@@ -203,18 +195,16 @@ def test_plain_locust_runs_the_locustfile(load_server, tmp_path):
         "3s",
         "--host",
         load_server.url,
-        "--asp-jwt-secret",
-        SECRET,
         "--asp-prompt",
         "asp-fixture:text 3",
         "--asp-summary-json",
         str(summary),
         "--only-summary",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = load_env(ASP_LOAD_JWT_SECRET=SECRET)  # secrets through the environment, never argv
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(summary.read_text())["turns"] > 0
+    assert json.loads(summary.read_text())["turns"]["succeeded"] > 0
 
 
 def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
@@ -243,3 +233,28 @@ def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
     assert required <= set(figures)
     assert figures["transport_events_per_s"] > 0 and figures["server_events_per_s"] > 0
     assert set(figures["targets"]) == {"server_vs_framework", "ttft_ratio", "memory_ratio"}
+
+
+@pytest.mark.parametrize("credentials", [["--jwt-secret", "not-the-servers-secret"], []])
+def test_a_wrong_secret_or_no_credentials_is_a_refused_handshake_per_user_and_fails(
+    load_server, tmp_path, credentials
+):
+    result, summary = run_asp_load(
+        load_server.url,
+        tmp_path,
+        *credentials,
+        "--users",
+        "2",
+        "--spawn-rate",
+        "10",
+        "--run-time",
+        "2s",
+        "--slo",
+        "error_rate=0.01",
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert summary["connections"]["attempted"] == 2 and summary["connections"]["accepted"] == 0
+    assert summary["connections"]["rejected_by_code"] == {"4001": 2}
+    assert summary["errors"] == 2 and summary["errors_by_kind"] == {"refused:4001": 2}
+    assert_nothing_fabricated(summary)
+    assert "verdict: FAIL" in result.stdout
