@@ -307,6 +307,11 @@ def _load(args: argparse.Namespace) -> int:
     return code
 
 
+def bench_exit_code(results: dict[str, Any]) -> int:
+    """0 when every target of `asp bench` is met, EXIT_SLO (3) when one is missed."""
+    return EXIT_SLO if any(not target["met"] for target in results["targets"].values()) else 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from loadtests.bench.run import BenchPlan, bench
 
@@ -316,11 +321,10 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
     print(text)
-    missed = [name for name, target in results["targets"].items() if not target["met"]]
-    for name in missed:
-        target = results["targets"][name]
-        print(f"target missed: {name} = {target['value']} (target {target['target']})", file=sys.stderr)
-    return 0
+    for name, target in results["targets"].items():
+        verdict = "met" if target["met"] else "MISSED"
+        print(f"target {verdict}: {name} = {target['value']} (target {target['target']})", file=sys.stderr)
+    return bench_exit_code(results)
 
 
 def register(commands: Any) -> None:
@@ -329,7 +333,8 @@ def register(commands: Any) -> None:
         help="measure the reference server against the floors of its stack",
         description="Measures, in one run on this machine: the transport floor (bare uvicorn/WebSocket), the "
         "framework floor (pydantic-ai in process), and the reference server (one stream, TTFT, a sweep of "
-        "concurrent 50 tokens/s streams, memory per idle connection), as ratios against the floors.",
+        "concurrent 50 tokens/s streams, memory per idle connection), as ratios against the floors. "
+        "Exit 0 when every target is met, 3 when one is missed.",
     )
     bench_parser.add_argument("--json", help="write the results here")
     bench_parser.add_argument("--quick", action="store_true", help="a small run (seconds), for smoke tests")
