@@ -5,8 +5,8 @@ ThroughputUser (conversations with think time), SoakUser (idle connections that 
 request reaches Locust's statistics through its request event: `connect`, `ttft`, `turn`, `ping`,
 and each close code under its own name (request type CLOSE). Exact percentiles and every failure
 by kind are kept apart (loadtests.metrics) and merged from workers on the master; the summary, its
-SLO verdict and exit code (loadtests.summary) go to --asp-summary-json and the process's exit
-code. Secrets come from ASP_LOAD_JWT_SECRET / ASP_LOAD_TOKEN, not argv.
+SLO verdict and exit code (loadtests.summary) go to --asp-summary-json, the web UI's ASP tabs and
+the process's exit code. Secrets come from ASP_LOAD_JWT_SECRET / ASP_LOAD_TOKEN, not argv.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
+from loadtests import webui
 from loadtests.client import Closed, Failure, SyncAspClient
 from loadtests.credentials import SECRET_ENV, TOKEN_ENV, Credentials, read_token_file, redact
 from loadtests.metrics import Recorder
@@ -96,8 +97,10 @@ def _init(environment: Environment, web_ui: Any = None, **_: Any) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_redact_record)
-    if web_ui is not None and options.asp_progress_file:
-        gevent.spawn(_announce_web_ui, web_ui, options.asp_progress_file)
+    if web_ui is not None:
+        webui.install(web_ui, lambda: current_summary(environment))
+        if options.asp_progress_file:
+            gevent.spawn(_announce_web_ui, web_ui, options.asp_progress_file)
 
 
 def _redact_record(record: logging.LogRecord) -> bool:
