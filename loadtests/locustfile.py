@@ -24,6 +24,7 @@ from locust import LoadTestShape, User, between, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from loadtests import webui
 from loadtests.client import Closed, Failure, SyncAspClient
@@ -246,13 +247,26 @@ class ThroughputUser(AspUser):
     """
 
     def wait_time(self) -> float:
-        options = self.environment.parsed_options
-        return float(between(options.asp_think_min, options.asp_think_max)(self))
+        return 0.0  # the think time is part of the task: see think()
 
     @task
-    def turn(self) -> None:
+    def conversation(self) -> None:
         if self.client is None:
             self.open()
+        self.turn()
+        self.think()
+
+    def think(self) -> None:
+        """Think time after each turn, inside the task: Locust kills a user that is in its wait
+        at once when the test ends, and a kill that lands as the wait ends would cut the next
+        turn short; a user stopping in its task finishes it instead. Cut short when stopping."""
+        options = self.environment.parsed_options
+        until = time.monotonic() + between(options.asp_think_min, options.asp_think_max)(self)
+        while self._state != LOCUST_STATE_STOPPING and time.monotonic() < until:
+            gevent.sleep(max(0.0, min(0.1, until - time.monotonic())))
+
+    def turn(self) -> None:
+        """One turn on the open connection, counted and measured; Failure never escapes."""
         assert self.client is not None
         environment = self.environment
         began = time.perf_counter()
