@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -190,7 +191,11 @@ def locust_command(
     if args.ping_interval:
         command += ["--asp-ping-interval", str(args.ping_interval)]
     if args.processes:
-        command += ["--processes", str(args.processes)]
+        # Locust's master binds every interface on port 5557 by default: two runs on one machine
+        # would share it (and each other's workers). Loopback and a port of its own instead.
+        port = str(_free_port())
+        command += ["--processes", str(args.processes), "--master-bind-host", "127.0.0.1"]
+        command += ["--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     env = {k: v for k, v in os.environ.items() if k not in (SECRET_ENV, TOKEN_ENV, "ASP_LOCUST_SHAPE")}
     if plan.jwt_secret:
         env[SECRET_ENV] = plan.jwt_secret
@@ -200,6 +205,14 @@ def locust_command(
         env["ASP_LOCUST_SHAPE"] = "connections"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(LOCUSTFILE.parents[1]), env.get("PYTHONPATH")]))
     return command, env
+
+
+def _free_port() -> int:
+    """A loopback port free now (the kernel's pick for port 0); Locust binds it a moment later."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class _Tail:
