@@ -16,6 +16,12 @@ def _spec_validate(args: argparse.Namespace) -> int:
     return run(args.file)
 
 
+def _spec_site(args: argparse.Namespace) -> int:
+    from spec.site.build import run
+
+    return run(args.out)
+
+
 class UsageParser(argparse.ArgumentParser):
     """Usage errors in one line (`asp load: error: ...`), exit 2; `--help` shows the usage.
 
@@ -41,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("file", help="a file, or - for standard input")
     validate.set_defaults(handler=_spec_validate)
+    site = spec_commands.add_parser(
+        "site",
+        help="build the spec as a static HTML site and check it",
+        description=(
+            "Write the spec (prose, messages with examples, sequence diagrams, requirements catalog, "
+            "registries, AsyncAPI reference) as HTML into OUT, replacing an earlier build there. "
+            "Exit 0 built and checked, 1 the checks found problems (each printed), 2 OUT unusable."
+        ),
+    )
+    site.add_argument("out", metavar="OUT", help="output directory: new, empty, or an earlier build")
+    site.set_defaults(handler=_spec_site)
 
     for register in _extensions():
         register(commands)

@@ -12,7 +12,7 @@ from spec import SPEC_DIR
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_wheel_carries_every_canonical_spec_file(tmp_path: Path) -> None:
+def test_the_wheel_carries_every_canonical_spec_file_and_the_site_templates(tmp_path: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -35,7 +35,7 @@ def test_the_wheel_carries_every_canonical_spec_file(tmp_path: Path) -> None:
     canonical = [
         path.relative_to(SPEC_DIR.parent).as_posix()
         for path in SPEC_DIR.rglob("*")
-        if path.is_file() and path.suffix in {".json", ".yaml", ".md", ".jsonl"}
+        if path.is_file() and path.suffix in {".json", ".yaml", ".md", ".jsonl", ".j2", ".css", ".js"}
     ]
     assert canonical, "no spec files found"
     missing = sorted(set(canonical) - names)
