@@ -31,7 +31,7 @@ from spec import SCHEMA_DIR, SPEC_DIR
 from spec.site import pages
 from spec.site.check import check_site
 from spec.site.prose import Document, LinkTargets, inline_renderer, render
-from spec.site.sequences import Sequence, SequenceError, detail, layout, sequences
+from spec.site.sequences import Sequence, SequenceError, arrow_text, layout, sequences
 
 MARKER = ".asp-spec-site"
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -73,7 +73,7 @@ def _environment() -> Environment:
     env.globals["fixture_anchor"] = pages.fixture_anchor
     env.filters["linked"] = _linker(markdown=False)
     env.filters["markdown"] = _linker(markdown=True)
-    env.globals["detail"] = detail
+    env.globals["arrow_text"] = arrow_text
     return env
 
 

@@ -70,10 +70,11 @@ def capability_links(root: str = "") -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Fragment:
-    """A piece of a type description; href links it (to a shared definition, a capability, ...)."""
+    """A piece of a type description: code (a literal, a pattern) or text; href links it to a definition."""
 
     text: str
     href: str | None = None
+    code: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,45 +91,58 @@ def describe(node: Any, root: str = "") -> tuple[Fragment, ...]:
     if node is True or node == {}:
         return (Fragment("any JSON value"),)
     if not isinstance(node, dict):
-        return (Fragment(json.dumps(node)),)
+        return (Fragment(json.dumps(node), code=True),)
     if "$ref" in node:
         name = str(node["$ref"]).rsplit("/", 1)[-1].removesuffix(".json")
-        return (Fragment(name, definition_href(name, root)),)
+        return (Fragment(name, definition_href(name, root), code=True),)
     if "const" in node:
-        return (Fragment(json.dumps(node["const"], ensure_ascii=False)),)
+        return (Fragment(json.dumps(node["const"], ensure_ascii=False), code=True),)
     if "enum" in node:
-        return (Fragment("one of " + ", ".join(json.dumps(v, ensure_ascii=False) for v in node["enum"])),)
+        values = [Fragment(json.dumps(v, ensure_ascii=False), code=True) for v in node["enum"]]
+        return (Fragment("one of "), *_joined(values, ", "))
     for combinator in ("oneOf", "anyOf"):
         if combinator in node:
-            parts: list[Fragment] = []
-            for position, branch in enumerate(node[combinator]):
-                if position:
-                    parts.append(Fragment(" or "))
-                title = branch.get("title") if isinstance(branch, dict) else None
-                parts.extend((Fragment(title),) if title else describe(branch, root))
-            return tuple(parts)
+            branches = [
+                (Fragment(branch["title"]),)
+                if isinstance(branch, dict) and "title" in branch
+                else describe(branch, root)
+                for branch in node[combinator]
+            ]
+            return tuple(_joined(branches, " or ", flatten=True))
     kind = node.get("type", "any JSON value")
     text = " or ".join(kind) if isinstance(kind, list) else str(kind)
     if kind == "array" and "items" in node:
-        return (Fragment("array of "), *describe(node["items"], root), Fragment(_constraints(node)))
-    return (Fragment(text + _constraints(node)),)
+        return (Fragment("array of "), *describe(node["items"], root), *_constraints(node))
+    return (Fragment(text), *_constraints(node))
 
 
-def _constraints(node: Mapping[str, Any]) -> str:
-    found = []
-    for key, label in (
-        ("minimum", "≥ {}"),
-        ("maximum", "≤ {}"),
-        ("minLength", "at least {} characters"),
-        ("maxLength", "at most {} characters"),
-        ("minItems", "at least {} items"),
-        ("pattern", "matching {}"),
-    ):
-        if key in node:
-            found.append(label.format(node[key]))
+def _joined(items: list[Any], separator: str, *, flatten: bool = False) -> list[Fragment]:
+    joined: list[Fragment] = []
+    for position, item in enumerate(items):
+        if position:
+            joined.append(Fragment(separator))
+        joined.extend(item if flatten else (item,))
+    return joined
+
+
+def _plural(count: Any, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _constraints(node: Mapping[str, Any]) -> list[Fragment]:
+    said = {
+        "minimum": f"≥ {node.get('minimum')}",
+        "maximum": f"≤ {node.get('maximum')}",
+        "minLength": f"at least {_plural(node.get('minLength'), 'character')}",
+        "maxLength": f"at most {_plural(node.get('maxLength'), 'character')}",
+        "minItems": f"at least {_plural(node.get('minItems'), 'item')}",
+    }
+    found = [Fragment(", " + text) for key, text in said.items() if key in node]
     if node.get("uniqueItems"):
-        found.append("no duplicates")
-    return (", " if found else "") + ", ".join(found)
+        found.append(Fragment(", no duplicates"))
+    if "pattern" in node:
+        found.extend((Fragment(", matching "), Fragment(str(node["pattern"]), code=True)))
+    return found
 
 
 def members(schema: Mapping[str, Any], root: str = "", depth: int = 0) -> list[Member]:

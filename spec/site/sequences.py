@@ -25,7 +25,7 @@ from spec.schemas import check_client_message
 
 STEP_KINDS = ("connect", "client", "server", "transcript", "note", "close")
 HIDDEN_MEMBERS = frozenset({"type", "seq", "run_id", "conversation_id"})
-DETAIL_CHARS = 70
+DETAIL_CHARS = 80
 
 
 class SequenceError(ValueError):
@@ -263,22 +263,28 @@ def layout(sequence: Sequence) -> Layout:
     return Layout(WIDTH, y + BOTTOM, CLIENT_X, SERVER_X, TOP, tuple(rows), tuple(bars))
 
 
-def _message_row(step: Step, y: int) -> Row:
+def arrow_text(step: Step) -> tuple[str, str]:
+    """The two lines written on a message's arrow: `type · seq N` and its members worth reading."""
     frame = step.frame or {}
     kind = str(frame.get("type", "?"))
     label = kind if step.kind == "client" or "seq" not in frame else f"{kind} · seq {frame['seq']}"
     if step.replayed:
         label += " (replayed)"
+    return label, detail(frame, HIDDEN_MEMBERS if step.kind == "server" else frozenset({"type"}))
+
+
+def _message_row(step: Step, y: int) -> Row:
+    frame = step.frame or {}
+    label, text = arrow_text(step)
     classes = [step.kind]
-    if kind == "error":
+    if frame.get("type") == "error":
         classes.append("error")
     if step.replayed:
         classes.append("replayed")
-    hidden = HIDDEN_MEMBERS if step.kind == "server" else frozenset({"type"})
     tooltip = json.dumps(frame, ensure_ascii=False)
     # arrows stop at the server's run bar (6 units each side of its lifeline)
     x1, x2 = (CLIENT_X, SERVER_X - 7) if step.kind == "client" else (SERVER_X - 6, CLIENT_X + 1)
-    return Row(y, step.kind, " ".join(classes), label, detail(frame, hidden), tooltip, x1, x2)
+    return Row(y, step.kind, " ".join(classes), label, text, tooltip, x1, x2)
 
 
 def _note_row(step: Step, top: int) -> Row:
