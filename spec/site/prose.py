@@ -30,6 +30,7 @@ DEFINITION = re.compile(rf"^\[({REQUIREMENT_ID.pattern})\]$")
 MENTION = re.compile(rf"({REQUIREMENT_ID.pattern})|§(\d+)")
 NUMBERED_HEADING = re.compile(r"^(\d+)\.\s")
 CAPABILITY_CONTEXT = re.compile(r"capabilit(y|ies)\s*$")
+LIST_SEPARATOR = re.compile(r"^\s*(?:,|/|\band\b|\bor\b)\s*(?:optional\s+)?$")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ def _link_rule(targets: LinkTargets, defines_requirements: bool) -> Callable[[St
 def _linked(children: list[Token], targets: LinkTargets, defines_requirements: bool) -> list[Token]:
     out: list[Token] = []
     inside_link = False
+    plain = _member_lists(children, targets)
     for position, child in enumerate(children):
         if child.type in {"link_open", "link_close"}:
             inside_link = child.type == "link_open"
@@ -161,11 +163,30 @@ def _linked(children: list[Token], targets: LinkTargets, defines_requirements: b
             else:
                 out.extend(_mentions(child.content, targets))
         elif child.type == "code_inline":
-            href = _code_href(child.content, children[:position], targets)
+            href = None if position in plain else _code_href(child.content, children[:position], targets)
             out.extend(_link([child], href) if href else [child])
         else:
             out.append(child)
     return out
+
+
+def _member_lists(children: list[Token], targets: LinkTargets) -> set[int]:
+    """Positions of code spans in a list (`code`, `message`, `retryable`) naming something without a
+    page: such a list names members, so none of it is linked (the error's `message` member is not
+    the `message` type)."""
+    plain: set[int] = set()
+    run: list[int] = []
+    for position, child in enumerate([*children, Token("text", "", 0, content=".")]):
+        if child.type == "code_inline":
+            run.append(position)
+        elif child.type == "text" and run and LIST_SEPARATOR.match(child.content):
+            continue
+        else:
+            hrefs = [_code_href(children[i].content, children[:i], targets) for i in run]
+            if len(run) > 1 and not all(hrefs):
+                plain.update(run)
+            run = []
+    return plain
 
 
 def _code_href(content: str, before: list[Token], targets: LinkTargets) -> str | None:

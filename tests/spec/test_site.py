@@ -157,6 +157,16 @@ def test_a_dangling_section_in_the_prose_becomes_a_link_the_check_rejects() -> N
     assert 'id="section-1"' in document.html and 'id="section-20"' not in document.html
 
 
+def test_a_member_list_is_not_taken_for_message_types() -> None:
+    targets = LinkTargets(
+        prose="", catalog="r.html", code={"message": "m.html", "ping": "p.html"}, capabilities={}
+    )
+    members = render("`code`, `message`, `retryable`", targets, defines_requirements=False).html
+    assert "m.html" not in members, "the error's message member is not the message type"
+    prose = render("A `message` whose `conversation_id` is `ping`", targets, defines_requirements=False).html
+    assert 'href="m.html"' in prose and 'href="p.html"' in prose
+
+
 def test_a_scenario_that_breaks_the_spec_is_refused() -> None:
     session = next(s for s in sequences() if s.key == "cancel").steps[1]
     gap = Step("server", frame={"type": "pong", "seq": 5})
