@@ -71,6 +71,7 @@ def _environment() -> Environment:
     env.filters["mermaid"] = _mermaid_text
     env.filters["site_path"] = lambda ref: str(ref).removeprefix("./")
     env.globals["fixture_anchor"] = pages.fixture_anchor
+    env.globals["schema_for"] = pages.schema_for
     env.filters["linked"] = _linker(markdown=False)
     env.filters["markdown"] = _linker(markdown=True)
     env.globals["arrow_text"] = arrow_text

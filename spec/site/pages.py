@@ -239,6 +239,13 @@ def _load(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def schema_for(frame: Mapping[str, Any], direction: str) -> str:
+    """The schema a frame of a diagram is held to: its type's, or the entry schema of its direction
+    (vendor `x-` events are judged by server-event.json)."""
+    kind = frame.get("type")
+    return str(kind) if kind in message_types() else ENTRY_SCHEMAS[direction]
+
+
 def examples_for(schema: str) -> list[Example]:
     return [example for example in examples() if example.schema == schema]
 
