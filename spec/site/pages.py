@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spec import EXAMPLES_DIR, PROTOCOL_VERSION, SPEC_DIR
-from spec.catalog import requirements
+from spec.catalog import Requirement, parse_version, requirements
 from spec.registry import capabilities, close_codes, error_codes, fixtures
 from spec.resources import load_yaml, message_schema_names, schema_documents
 
@@ -286,7 +286,7 @@ class MessageType:
     schema_text: str
     valid: tuple[Example, ...]
     invalid: tuple[Example, ...]
-    requirements: tuple[CatalogRow, ...]
+    requirements: tuple[Requirement, ...]
 
 
 def message_type(name: str, mentions: Mapping[str, frozenset[str]], root: str = "") -> MessageType:
@@ -310,44 +310,12 @@ def message_type(name: str, mentions: Mapping[str, frozenset[str]], root: str = 
 # --- requirements catalog ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CatalogRow:
-    id: str
-    level: str
-    section: str
-    binds: str
-    method: str
-    since: str
-    statement: str
-    capability: str | None = None
-    needs: tuple[str, ...] = ()
-    reason: str | None = None
-    withdrawn: bool = False
+def catalog() -> tuple[Requirement, ...]:
+    """The requirements in catalog order (each with its `since`, 1.0 unless the catalog says)."""
+    return tuple(requirements().values())
 
 
-@cache
-def catalog() -> tuple[CatalogRow, ...]:
-    """The requirements in catalog order; `since` defaults to 1.0 as the catalog's rule says."""
-    raw = {entry["id"]: entry for entry in load_yaml("requirements.yaml")["requirements"]}
-    return tuple(
-        CatalogRow(
-            id=req.id,
-            level=req.level,
-            section=req.section,
-            binds=req.binds,
-            method=req.method,
-            since=str(raw[req.id].get("since", "1.0")),
-            statement=req.statement,
-            capability=req.capability,
-            needs=req.needs,
-            reason=req.reason,
-            withdrawn=bool(raw[req.id].get("withdrawn", False)),
-        )
-        for req in requirements().values()
-    )
-
-
-def facets(rows: Iterable[CatalogRow]) -> dict[str, list[str]]:
+def facets(rows: Iterable[Requirement]) -> dict[str, list[str]]:
     """The values each filter of the catalog table offers, in first-seen order."""
     values: dict[str, list[str]] = {"level": [], "section": [], "binds": [], "method": [], "since": []}
     for row in rows:
@@ -355,7 +323,7 @@ def facets(rows: Iterable[CatalogRow]) -> dict[str, list[str]]:
             value = getattr(row, key)
             if value not in seen:
                 seen.append(value)
-    values["since"].sort(key=lambda v: tuple(int(p) for p in v.split(".")))
+    values["since"].sort(key=parse_version)
     return values
 
 

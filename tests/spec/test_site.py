@@ -15,6 +15,7 @@ import pytest
 from asp_cli.main import main
 from spec import EXAMPLES_DIR
 from spec.catalog import requirements
+from spec.registry import capabilities, close_codes, error_codes, fixtures
 from spec.resources import message_schema_names
 from spec.site.build import MARKER, BuildResult, build
 from spec.site.check import (
@@ -24,6 +25,7 @@ from spec.site.check import (
     parse_site,
     requirement_anchor_problems,
 )
+from spec.site.pages import fixture_anchor
 from spec.site.prose import LinkTargets, render
 from spec.site.sequences import Step, check, sequences
 
@@ -84,6 +86,29 @@ def test_the_page_for_each_message_type_exists(site: Path) -> None:
     for name in message_schema_names("server") + message_schema_names("client"):
         page = (site / "messages" / f"{name}.html").read_text()
         assert f'data-example-schema="{name}"' in page, f"{name}: no example beside its members"
+
+
+def test_every_registry_entry_has_its_row(site: Path) -> None:
+    ids = set(parse_site(site)["registries.html"].ids)
+    expected = (
+        {f"error-{code}" for code in error_codes()}
+        | {f"close-{code}" for code in close_codes()}
+        | {f"capability-{name}" for name in capabilities()}
+        | {fixture_anchor(name) for name in fixtures()}
+    )
+    assert expected - ids == set()
+    assert {"error-shutting_down", "close-1007", "close-4005"} <= ids, "the 1.1 codes"
+
+
+def test_the_catalog_table_carries_every_facet_of_every_requirement(site: Path) -> None:
+    html = (site / "requirements.html").read_text()
+    for requirement in requirements().values():
+        row = html[html.index(f'<tr id="{requirement.id}"') :].split(">", 1)[0]
+        for facet in ("level", "section", "binds", "method", "since"):
+            assert f'data-{facet}="{getattr(requirement, facet)}"' in row, (requirement.id, facet)
+    for since in {r.since for r in requirements().values()}:
+        assert f'<option value="{since}">' in html
+    assert any(r.since == "1.1" for r in requirements().values())
 
 
 def test_each_sequence_diagram_draws_every_frame_of_its_scenario(site: Path) -> None:
