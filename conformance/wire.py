@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -72,17 +72,52 @@ def with_query(url: str, **params: str | None) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-class AspClient:
-    """One connection. Use `await AspClient.open(...)`; always `await close()` (or use `async with`)."""
+KEEPALIVE_PREFIX = "kit-keepalive-"
+SYNC_PREFIX = "kit-sync-"
 
-    def __init__(self, websocket: ClientConnection, transcript: Transcript) -> None:
+
+@dataclass(frozen=True)
+class _Ended:
+    """Put on the queue by the reader when the connection is gone."""
+
+
+_ENDED = _Ended()
+
+
+class AspClient:
+    """One connection, read continuously in the background.
+
+    Use `await AspClient.open(...)`; always `await close()` (or use `async with`). Every frame is
+    recorded in the transcript and judged by the oracle the moment it arrives (so `arrival()` is
+    the time the frame reached the kit, not the time a case read it); `recv`/`expect` hand the
+    events to the caller in arrival order. With `keepalive` (seconds) the client sends a `ping`
+    whenever it has sent nothing for that long (ASP-HB-004); the pongs of those pings are judged
+    but never handed to the caller.
+    """
+
+    def __init__(self, websocket: ClientConnection, transcript: Transcript, keepalive: float | None) -> None:
         self.websocket = websocket
         self.transcript = transcript
         self.oracle = Oracle()
-        self.events: list[Event] = []
+        self.events: list[Event] = []  # events handed to the caller, in order
         self.close_code: int | None = None
         self.close_reason: str = ""
+        self.last_sent = time.monotonic()
+        self.round_trip: float | None = None  # seconds, of the last sync ping
+        # awaited before every frame is sent (the conformance kit paces its messages with it)
+        self.before_send: Callable[[str | bytes], Awaitable[None]] | None = None
         self._backlog: list[Event] = []
+        self._queue: asyncio.Queue[Event | _Ended] = asyncio.Queue()
+        self._arrivals: list[tuple[Event, float]] = []
+        self._ended = False
+        self._closing = False
+        self._pings = 0
+        self._reader = asyncio.create_task(self._read(), name="asp-client-reader")
+        self._keepalive = (
+            asyncio.create_task(self._keep_alive(keepalive), name="asp-client-keepalive")
+            if keepalive
+            else None
+        )
 
     @classmethod
     async def open(
@@ -95,6 +130,7 @@ class AspClient:
         conversation_id: str | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 10.0,
+        keepalive: float | None = None,
     ) -> AspClient:
         offered = list(subprotocols or [])
         if token is not None and token_in == "subprotocol":
@@ -118,7 +154,7 @@ class AspClient:
             transcript.add("error", reason=f"HTTP {refused.response.status_code}")
             raise HandshakeRefused(refused.response.status_code) from refused
         transcript.add("open", reason=websocket.subprotocol or "")
-        return cls(websocket, transcript)
+        return cls(websocket, transcript, keepalive)
 
     async def __aenter__(self) -> AspClient:
         return self
@@ -134,28 +170,85 @@ class AspClient:
     def violations(self) -> list[Violation]:
         return self.oracle.violations
 
+    # --- the background reader --------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                frame = await self.websocket.recv()
+            except ConnectionClosed as closed:
+                if not self._closing:
+                    self._record_close(closed)
+                break
+            except Exception:  # the transport failed under us: the connection is gone
+                if not self._closing:
+                    self.close_code = 1006
+                    self.transcript.add("close", code=1006, reason="transport failed")
+                break
+            arrived = time.monotonic()
+            if isinstance(frame, bytes):
+                self.transcript.add("recv", text=f"<binary {len(frame)} bytes>")
+                self.oracle.feed_binary(frame)
+                event: Event = {"type": "<binary>"}
+            else:
+                self.transcript.add("recv", text=frame)
+                parsed, _ = self.oracle.feed_text(frame)
+                event = parsed if parsed is not None else {"type": "<unparsable>", "raw": frame}
+                if _is_keepalive_pong(event):
+                    continue
+            self._arrivals.append((event, arrived))
+            self._queue.put_nowait(event)
+        self._queue.put_nowait(_ENDED)
+
+    async def _keep_alive(self, interval: float) -> None:
+        while not self._ended and self.close_code is None and not self._closing:
+            await asyncio.sleep(max(0.01, self.last_sent + interval - time.monotonic()))
+            if time.monotonic() - self.last_sent >= interval and self.close_code is None:
+                self._pings += 1
+                try:
+                    await self.send({"type": "ping", "id": f"{KEEPALIVE_PREFIX}{self._pings}"})
+                except Exception:  # the connection is gone: the reader records how
+                    return
+
+    def arrival(self, event: Event) -> float | None:
+        """When `event` (an object this client handed out) reached the kit, in monotonic seconds."""
+        for candidate, arrived in reversed(self._arrivals):
+            if candidate is event:
+                return arrived
+        return None
+
+    def arrived(self, matches: Callable[[Event], bool]) -> tuple[Event, float] | None:
+        """The first event that reached the kit (read by the caller or not) matching, with its
+        arrival time; None when none did."""
+        for event, arrived in self._arrivals:
+            if matches(event):
+                return event, arrived
+        return None
+
+    # --- sending and receiving ----------------------------------------------------------------
+
     async def send(self, message: Event | str | bytes) -> None:
         payload = json.dumps(message) if isinstance(message, dict) else message
+        if self.before_send is not None:
+            await self.before_send(payload)
         self.transcript.add(
             "send", text=payload if isinstance(payload, str) else f"<binary {len(payload)} bytes>"
         )
+        self.last_sent = time.monotonic()
         await self.websocket.send(payload)
 
     async def _receive_one(self, timeout: float) -> Event:
+        if self._ended and self._queue.empty():
+            raise Closed(self.close_code, self.close_reason)
         try:
-            frame = await asyncio.wait_for(self.websocket.recv(), timeout)
-        except ConnectionClosed as closed:
-            self._record_close(closed)
-            raise Closed(self.close_code, self.close_reason) from None
-        if isinstance(frame, bytes):
-            self.transcript.add("recv", text=f"<binary {len(frame)} bytes>")
-            self.oracle.feed_binary(frame)
-            return {"type": "<binary>"}
-        self.transcript.add("recv", text=frame)
-        event, _ = self.oracle.feed_text(frame)
-        parsed = event if event is not None else {"type": "<unparsable>", "raw": frame}
-        self.events.append(parsed)
-        return parsed
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"nothing received within {timeout:.1f}s") from None
+        if isinstance(item, _Ended):
+            self._ended = True
+            raise Closed(self.close_code, self.close_reason)
+        self.events.append(item)
+        return item
 
     def _record_close(self, closed: ConnectionClosed) -> None:
         if self.close_code is None:
@@ -208,10 +301,28 @@ class AspClient:
             if event["type"] == "complete":
                 return collected
 
+    async def sync(self, timeout: float = 10.0) -> bool:
+        """Send a ping and read on until its pong: every event the server sent before it is then in.
+
+        Events read on the way are kept for `recv`; the pong itself is not. False when no pong came
+        within `timeout` seconds or the connection closed (the events that did come are kept).
+        """
+        self._pings += 1
+        ping_id = f"{SYNC_PREFIX}{self._pings}"
+        sent = time.monotonic()
+        try:
+            await self.send({"type": "ping", "id": ping_id})
+            await self.expect(lambda e: e.get("type") == "pong" and e.get("id") == ping_id, timeout)
+        except (TimeoutError, Closed, ConnectionClosed):
+            return False
+        self.round_trip = time.monotonic() - sent
+        self.events = [e for e in self.events if not (e.get("type") == "pong" and e.get("id") == ping_id)]
+        return True
+
     async def wait_closed(self, timeout: float = 10.0) -> int | None:
         """Read until the server closes; returns the close code."""
         deadline = time.monotonic() + timeout
-        while self.close_code is None:
+        while not self._ended:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"server did not close within {timeout}s")
@@ -223,15 +334,37 @@ class AspClient:
         return self.close_code
 
     async def close(self, code: int = 1000) -> None:
+        self._stop_keepalive()
         if self.close_code is None:
+            self._closing = True
             await self.websocket.close(code)
             self.transcript.add("close", code=code, reason="client")
             if self.close_code is None:
                 self.close_code = code
+        await self._stop_reader()
 
     def abort(self) -> None:
         """Drop the TCP connection without a close frame (a killed client)."""
+        self._stop_keepalive()
+        self._closing = True
         transport = self.websocket.transport
         transport.abort()
         self.transcript.add("close", code=1006, reason="client aborted")
         self.close_code = 1006
+
+    def _stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+
+    async def _stop_reader(self) -> None:
+        if not self._reader.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reader), 2)
+            except TimeoutError:
+                self._reader.cancel()
+
+
+def _is_keepalive_pong(event: Event) -> bool:
+    ping_id = event.get("id")
+    return event.get("type") == "pong" and isinstance(ping_id, str) and ping_id.startswith(KEEPALIVE_PREFIX)
