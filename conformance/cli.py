@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +22,33 @@ def _header(value: str) -> tuple[str, str]:
 def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from conformance.options import CheckOptions, load_token_file
+    from conformance.credentials import Credentials
+    from conformance.options import CheckOptions, UsageError, load_token_file
     from conformance.report import writers
-    from conformance.runner import ProbeFailed, run_check
+    from conformance.runner import run_check
 
-    tokens = list(args.token or [])
-    if args.token_file:
-        tokens += load_token_file(Path(args.token_file))
-    options = CheckOptions(
-        url=args.url,
-        tokens=tokens,
-        jwt_secret=args.jwt_secret,
-        headers=dict(args.header or []),
-        timeout_multiplier=args.timeout_multiplier,
-        max_wait_s=args.max_wait,
-        max_connections=args.max_connections,
-        include=_split(args.cases),
-        exclude=_split(args.exclude),
-        strict=args.strict,
-        expected_failures=Path(args.expected_failures) if args.expected_failures else None,
-        fuzz_examples=args.fuzz_examples,
-    )
+    try:
+        tokens = list(args.token or [])
+        if args.token_file:
+            tokens += load_token_file(Path(args.token_file))
+        options = CheckOptions(
+            url=args.url,
+            tokens=tokens,
+            jwt_secret=args.jwt_secret,
+            headers=dict(args.header or []),
+            timeout_multiplier=args.timeout_multiplier,
+            max_wait_s=args.max_wait,
+            max_connections=args.max_connections,
+            include=_split(args.cases),
+            exclude=_split(args.exclude),
+            strict=args.strict,
+            expected_failures=Path(args.expected_failures) if args.expected_failures else None,
+            fuzz_examples=args.fuzz_examples,
+        )
+        options.validate()
+    except (UsageError, OSError) as problem:
+        return _usage(str(problem))
+    credentials = Credentials(options)
     console = Console(stderr=False, highlight=False)
 
     def progress(result: Any) -> None:
@@ -50,24 +57,33 @@ def _check(args: argparse.Namespace) -> int:
                 result.outcome.value, "dim"
             )
             console.print(
-                f"[{colour}]{result.outcome.value:15}[/] {result.case_id} [dim]{result.duration_s:.2f}s[/]"
+                f"[{colour}]{result.outcome.value:15}[/] {result.case_id} [dim]{result.duration_s:.2f}s[/]",
+                highlight=False,
             )
 
     try:
-        report = asyncio.run(run_check(options, progress))
-    except ProbeFailed as failed:
-        console.print(f"[red]cannot check {args.url}:[/] {failed}")
-        return 1
-    if args.json_file:
-        writers.write_json(report, Path(args.json_file))
-    if args.junit_file:
-        writers.write_junit(report, Path(args.junit_file))
-    if args.html_file:
-        writers.write_html(report, Path(args.html_file))
-    if args.traceability:
-        writers.write_traceability(report, Path(args.traceability))
-    console.print(writers.terminal(report, args.strict), highlight=False, markup=False)
-    return report.exit_code(args.strict)
+        report = asyncio.run(run_check(options, progress, credentials=credentials))
+    except UsageError as problem:
+        return _usage(str(problem))
+    except Exception:
+        print(credentials.redact(traceback.format_exc()), file=sys.stderr)
+        print("asp check: the kit failed (the traceback above, tokens redacted)", file=sys.stderr)
+        return EXIT_HARNESS
+    for kind, target in (
+        ("json", args.json_file),
+        ("junit", args.junit_file),
+        ("html", args.html_file),
+        ("traceability", args.traceability),
+    ):
+        if target:
+            writers.write(report, Path(target), kind)
+    console.print(writers.to_terminal(report), highlight=False, markup=False)
+    return report.exit_code()
+
+
+def _usage(message: str) -> int:
+    print(f"asp check: error: {message}", file=sys.stderr)
+    return EXIT_HARNESS
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -77,9 +93,11 @@ def _split(values: list[str] | None) -> list[str]:
 def _list_cases(args: argparse.Namespace) -> int:
     from conformance.registry import all_cases
 
-    for case in all_cases():
+    cases = all_cases()
+    for case in cases:
         gates = [*case.capabilities, *(["fixtures"] if case.fixtures else []), *case.needs]
         print(f"{case.id:48} {' '.join(case.requirements)}{'  [' + ', '.join(gates) + ']' if gates else ''}")
+    print(f"{len(cases)} cases")
     return 0
 
 
@@ -89,7 +107,8 @@ def register(commands: Any) -> None:
         help="judge an ASP server at a ws:// URL",
         description="Run the ASP conformance cases against URL. Exit 0: every applicable case passed "
         "(warnings allowed unless --strict); 1: a failure, a stale baseline entry, or the server "
-        "unreachable; 2: the kit's own error.",
+        "unreachable; 2: a usage error (bad URL, unknown selector, credentials the server refused) "
+        "or the kit's own error.",
     )
     check.add_argument("url", nargs="?", help="ws:// or wss:// URL of the endpoint")
     check.add_argument("--token", action="append", help="a bearer token (repeat for more users)")
@@ -120,5 +139,4 @@ def register(commands: Any) -> None:
 
 
 def _missing_url() -> int:
-    print("error: asp check needs a URL (or --list)", file=sys.stderr)
-    return EXIT_HARNESS
+    return _usage("asp check needs a URL (or --list)")

@@ -1,61 +1,90 @@
-"""What a case works with: connections judged by the oracle, findings, credentials, the server's terms."""
+"""What a case works with: connections judged by the oracle, findings, credentials, the server's terms.
+
+Every wait a case makes goes through its `CaseContext`, which sizes it (from the server's terms and
+the check's options), names what is awaited and the requirement that promises it, and grows the
+case's own budget by it: a case's cap is derived from the waits inside it, so only the kit's own
+stalls can exhaust it (a harness error, never a verdict on the server).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from conformance.credentials import Credentials
+from conformance.credentials import Credentials, Unavailable
+from conformance.gating import applies
 from conformance.options import CheckOptions
 from conformance.outcomes import Finding
+from conformance.pacing import RatePacer, is_message
 from conformance.registry import Case
+from conformance.terms import ServerTerms
 from conformance.wire import AspClient, Closed, Event, HandshakeRefused
 from spec import SUBPROTOCOL
+from spec.registry import close_code
 
+T = TypeVar("T")
 DEFAULT = object()
+
+CARRIAGE_REQUIREMENT = {"query": "ASP-AUTH-001", "subprotocol": "ASP-AUTH-002"}
+UNAUTHORIZED = close_code("unauthorized")
+SUPERSEDED = close_code("superseded")
+TRY_AGAIN_LATER = close_code("try_again_later")
+
+# The kit's own time between two waits (building frames, judging): the slack of a case's budget.
+KIT_SLACK_S = 10.0
+# How long a server may take to answer a frame, before --timeout-multiplier.
+ANSWER_S = 10.0
+# The longest quiet time inside a real model's answer (a message that is not a fixture).
+MODEL_ANSWER_S = 45.0
+FIXTURE_PREFIX = "asp-fixture:"
 
 
 class CaseAbort(Exception):
     """A finding made going on pointless; the case ends with what it found."""
 
 
-@dataclass
-class ServerTerms:
-    """What the server announced in its session event."""
-
-    session: Event
-    limits: dict[str, Any]
-    capabilities: frozenset[str]
-    user_id: str
-
-    @classmethod
-    def from_session(cls, session: Event) -> ServerTerms:
-        return cls(
-            session,
-            dict(session.get("limits", {})),
-            frozenset(session.get("capabilities", [])),
-            str(session.get("user", {}).get("id", "")),
-        )
+class Precondition(Exception):
+    """The scenario's premise did not hold (e.g. the run ended before the kit's probe reached the
+    server): no evidence either way. The runner retries the case with longer runs, then reports it
+    untestable with this reason; never a failure."""
 
 
 @dataclass
 class CaseContext:
+    """One run of one case: its connections, findings and budget.
+
+    `stretch` (1 on the first attempt, more on a retry after a `Precondition`) scales the
+    durations of the runs a case provokes. `deadline` (monotonic seconds) is the case's budget:
+    every wait moves it to at least the wait's end plus the kit's slack.
+    """
+
     case: Case
     index: int
     options: CheckOptions
     credentials: Credentials
     terms: ServerTerms
+    pacer: RatePacer
+    stretch: float = 1.0
     findings: list[Finding] = field(default_factory=list)
     clients: list[AspClient] = field(default_factory=list)
     tokens_used: set[str] = field(default_factory=set)
+    deadline: float = 0.0
+    waiting_for: str = "the case to start"
+    _ids: int = 0
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.scaled(KIT_SLACK_S)
 
     # --- judging -------------------------------------------------------------------------------
 
     def check(self, ok: bool, requirement: str, message: str) -> bool:
-        self.findings.append(Finding(requirement, bool(ok), message))
+        """Record a finding; one on a requirement newer than the server's version is not made."""
+        if applies(requirement, self.terms.protocol_version):
+            self.findings.append(Finding(requirement, bool(ok), message))
         return bool(ok)
 
     def require(self, ok: bool, requirement: str, message: str) -> None:
@@ -65,10 +94,42 @@ class CaseContext:
     def fail(self, requirement: str, message: str) -> None:
         self.require(False, requirement, message)
 
-    # --- time and terms ------------------------------------------------------------------------
+    def precondition(self, ok: bool, reason: str) -> None:
+        """The scenario's premise; when it did not hold, no verdict (see `Precondition`)."""
+        if not ok:
+            raise Precondition(reason)
 
-    def t(self, seconds: float) -> float:
+    # --- time and budget ------------------------------------------------------------------------
+
+    def scaled(self, seconds: float) -> float:
+        """A wait for the server, scaled by --timeout-multiplier."""
         return seconds * self.options.timeout_multiplier
+
+    def allow(self, seconds: float, what: str) -> None:
+        """Grow the case's budget by a wait of `seconds` for `what`, starting now."""
+        self.waiting_for = what
+        self.deadline = max(self.deadline, time.monotonic() + seconds + self.scaled(KIT_SLACK_S))
+
+    def real_time(self, seconds: float, what: str) -> float:
+        """A wait on real time the case needs (an idle timeout, a long run), in seconds.
+
+        Raises:
+            Unavailable: longer than --max-wait.
+        """
+        if seconds > self.options.max_wait_s:
+            raise Unavailable(
+                f"{what} takes {seconds:.1f}s, longer than --max-wait ({self.options.max_wait_s:g}s)"
+            )
+        return seconds
+
+    async def within(self, awaitable: Awaitable[T], seconds: float, what: str) -> T:
+        """Await `awaitable` for at most `seconds` (TimeoutError after), budgeted as a wait for `what`."""
+        self.allow(seconds, what)
+        return await asyncio.wait_for(awaitable, seconds)
+
+    async def sleep(self, seconds: float, what: str = "a pause") -> None:
+        self.allow(seconds, what)
+        await asyncio.sleep(seconds)
 
     def declares(self, capability: str) -> bool:
         return capability in self.terms.capabilities
@@ -76,6 +137,10 @@ class CaseContext:
     @property
     def limits(self) -> dict[str, Any]:
         return self.terms.limits
+
+    def new_id(self, prefix: str = "kit") -> str:
+        self._ids += 1
+        return f"{prefix}-{self.index}-{self._ids}"
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -89,24 +154,30 @@ class CaseContext:
         user: int = 0,
         *,
         token: Any = DEFAULT,
-        token_in: str = "query",
+        token_in: str | None = None,
         subprotocols: tuple[str, ...] | list[str] = (SUBPROTOCOL,),
         conversation_id: str | None = None,
         requirement: str = "ASP-TRN-002",
+        keepalive: bool = True,
     ) -> AspClient:
-        """A raw connection (no event awaited). A refused handshake is a finding against `requirement`."""
+        """A raw connection (no event awaited), pinged at the announced heartbeat unless
+        `keepalive` is false (cases about idleness). A refused handshake is a finding against
+        `requirement`. The token goes in the carriage the probe found working unless `token_in`."""
         chosen = self.token(user) if token is DEFAULT else token
         if isinstance(chosen, str):
             self.tokens_used.add(chosen)
+        seconds = self.scaled(ANSWER_S)
+        self.allow(seconds, "the WebSocket handshake")
         try:
             client = await AspClient.open(
                 self.options.url,
                 token=chosen,
-                token_in=token_in,
+                token_in=token_in or self.terms.carriage,
                 subprotocols=subprotocols,
                 conversation_id=conversation_id,
                 headers=self.options.headers or None,
-                timeout=self.t(10),
+                timeout=seconds,
+                keepalive=self.terms.keepalive_s if keepalive else None,
             )
         except HandshakeRefused as refused:
             self.fail(requirement, f"the handshake was refused with HTTP {refused.status} instead of 101")
@@ -114,13 +185,52 @@ class CaseContext:
         except (OSError, TimeoutError) as exc:
             self.fail(requirement, f"cannot open a connection: {exc}")
             raise
+        if token is DEFAULT:
+            client.before_send = self._pace(self.credentials.identity(self.index, user))
         self.clients.append(client)
         return client
 
-    async def connect(self, user: int = 0, **options: Any) -> tuple[AspClient, Event]:
-        """An authenticated connection and its session event."""
+    def _pace(self, identity: str) -> Callable[[str | bytes], Awaitable[None]]:
+        async def pace(frame: str | bytes) -> None:
+            if is_message(frame):
+                await self.pacer.acquire(identity, self.allow)
+
+        return pace
+
+    async def connect(
+        self, user: int = 0, *, requirement: str | None = None, **options: Any
+    ) -> tuple[AspClient, Event]:
+        """An authenticated connection and its session event.
+
+        No session is a finding against `requirement`, or else the most specific requirement the
+        close code points to: the kit's own valid token refused (4001) breaks its carriage
+        (ASP-AUTH-001 query, ASP-AUTH-002 subprotocol); a new connection superseded (4002) breaks
+        ASP-DUP-002; otherwise ASP-SES-001. A 1013 refusal is untestable: others may hold the
+        server's connections.
+        """
         client = await self.open(user, **options)
-        session = await self.expect(client, "session", "ASP-SES-001", timeout=10)
+        seconds = self.scaled(ANSWER_S)
+        self.allow(seconds, "the session event")
+        try:
+            session = await client.expect("session", seconds)
+        except TimeoutError:
+            self.fail(requirement or "ASP-SES-001", f"no session event within {seconds:.1f}s")
+            raise
+        except Closed as closed:
+            if closed.code == TRY_AGAIN_LATER and requirement is None:
+                raise Unavailable(
+                    "the server is at its connection limit (1013): others hold its connections"
+                ) from None
+            own_token = options.get("token", DEFAULT) is DEFAULT
+            cited = requirement or (
+                CARRIAGE_REQUIREMENT[options.get("token_in") or self.terms.carriage]
+                if closed.code == UNAUTHORIZED and own_token
+                else "ASP-DUP-002"
+                if closed.code == SUPERSEDED
+                else "ASP-SES-001"
+            )
+            self.fail(cited, f"the server closed ({closed.code} {closed.reason!r}) before the session event")
+            raise
         return client, session
 
     async def expect(
@@ -129,50 +239,156 @@ class CaseContext:
         kind: str | Callable[[Event], bool],
         requirement: str,
         *,
-        timeout: float = 10,
+        timeout: float = ANSWER_S,
         what: str | None = None,
     ) -> Event:
         """The next matching event; its absence (timeout or close) is a finding against `requirement`."""
         label = what or (kind if isinstance(kind, str) else "the expected event")
+        seconds = self.scaled(timeout)
+        self.allow(seconds, label)
         try:
-            return await client.expect(kind, self.t(timeout))
+            return await client.expect(kind, seconds)
         except TimeoutError:
-            self.fail(requirement, f"no {label} within {self.t(timeout):.1f}s")
+            self.fail(requirement, f"no {label} within {seconds:.1f}s")
         except Closed as closed:
             self.fail(requirement, f"the server closed ({closed.code} {closed.reason!r}) before {label}")
         raise AssertionError("unreachable")
 
+    async def send_message(
+        self, client: AspClient, content: str, *, message_id: str | None = None, **members: Any
+    ) -> str:
+        """Send a `message` (paced under the rate limit); returns its id."""
+        chosen = message_id or self.new_id("kit-m")
+        await client.send({"type": "message", "id": chosen, "content": content, **members})
+        return chosen
+
+    async def started(self, client: AspClient, message_id: str) -> Event:
+        """The run_started answering message `message_id`; an error answering it instead is a
+        finding against ASP-MSG-001 (the kit sent it within the announced limits, with no run
+        active)."""
+        answer = await self.expect(
+            client,
+            lambda e: (
+                e.get("type") == "run_started"
+                or (e.get("type") == "error" and e.get("message_id") == message_id)
+            ),
+            "ASP-MSG-001",
+            what=f"run_started for message {message_id!r}",
+        )
+        if answer.get("type") == "error":
+            self.fail(
+                "ASP-MSG-001",
+                f"message {message_id!r}, sent with no run active and within the announced rate "
+                f"limit, was answered with error {answer.get('code')!r} instead of a run",
+            )
+        return answer
+
     async def run(
-        self, client: AspClient, content: str, *, message_id: str | None = None, timeout: float = 15
+        self,
+        client: AspClient,
+        content: str,
+        *,
+        message_id: str | None = None,
+        gap: float | None = None,
+        lasts: float = 0.0,
     ) -> list[Event]:
-        """Send a message and collect its run, run_started to complete."""
-        message: Event = {"type": "message", "content": content}
-        if message_id:
-            message["id"] = message_id
-        await client.send(message)
-        started = await self.expect(client, "run_started", "ASP-MSG-001", timeout=timeout)
+        """Send a message and collect its run, run_started to complete, then read on to a sync
+        point so that events after the complete meet the oracle (ASP-RUN-004, ASP-RUN-005).
+
+        `gap` is the longest quiet time between two events of the run (before the multiplier;
+        by default ANSWER_S for a fixture, MODEL_ANSWER_S for a real model's answer); `lasts` the
+        run's own expected duration in seconds, when the case provoked a slow one.
+        """
+        gap = gap if gap is not None else ANSWER_S if content.startswith(FIXTURE_PREFIX) else MODEL_ANSWER_S
+        sent_id = await self.send_message(client, content, message_id=message_id)
+        started = await self.started(client, sent_id)
         events = [started]
+        run_id = started["run_id"]
         while events[-1]["type"] != "complete":
             events.append(
                 await self.expect(
                     client,
-                    lambda e: e.get("run_id") == started["run_id"],
+                    lambda e: e.get("run_id") == run_id,
                     "ASP-RUN-004",
-                    timeout=timeout,
-                    what=f"complete of run {started['run_id']}",
+                    timeout=gap + lasts,
+                    what=f"complete of run {run_id}",
                 )
             )
+        await self.settle(client)
         return events
+
+    async def settle(self, client: AspClient) -> None:
+        """Read on until a ping's pong: whatever the server sent before it meets the oracle."""
+        if client.close_code is None:
+            seconds = self.scaled(5)
+            self.allow(seconds, "the pong of a sync ping")
+            await client.sync(seconds)
+
+    async def underway(
+        self, client: AspClient, requirement: str = "ASP-MSG-001", deltas: int = 3, within: float = 0.3
+    ) -> Event:
+        """A run just started on `client`: its run_started, then up to `deltas` text deltas or
+        `within` seconds (times `stretch`), whichever comes first. A server that holds its text
+        back (a missed SHOULD) still gets the kit's next frame while its run is active."""
+        started = await self.expect(client, "run_started", requirement)
+        seconds = within * self.stretch
+        self.allow(seconds, "the first text of the run")
+        end = time.monotonic() + seconds
+        for _ in range(deltas):
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                await client.expect(
+                    lambda e: e.get("type") == "text_delta" or e.get("type") == "complete", remaining
+                )
+            except (TimeoutError, Closed):
+                break
+        return started
+
+    def completed_before(self, client: AspClient, run_id: str, moment: float) -> bool:
+        """Whether run `run_id` had completed before the frame the kit sent at `moment` (monotonic)
+        could reach the server: its complete reached the kit before `moment` plus a round trip."""
+        margin = 2 * (client.round_trip or 0.05) + self.scaled(0.05)
+        found = client.arrived(lambda e: e.get("type") == "complete" and e.get("run_id") == run_id)
+        return found is not None and found[1] <= moment + margin
 
     async def reopen_history(self, conversation_id: str, requirement: str, user: int = 0) -> Event:
         """Connect again to a conversation and return the history it is sent."""
         again, _ = await self.connect(user, conversation_id=conversation_id)
         return await self.expect(again, "history", requirement)
 
-    async def closed_with(self, client: AspClient, timeout: float = 5) -> int | None:
-        """The close code the server sends next (None if it does not close in time)."""
+    async def stored_history(
+        self,
+        conversation_id: str,
+        requirement: str,
+        until: Callable[[Event], bool],
+        *,
+        within: float = 0.0,
+        user: int = 0,
+    ) -> Event:
+        """The conversation's stored history (an empty one when none is sent), read on fresh
+        connections until `until` holds or `within` seconds (a run still finishing) plus the
+        answer time have passed; the last one read is returned either way."""
+        deadline = time.monotonic() + within + self.scaled(ANSWER_S)
+        while True:
+            client, _ = await self.connect(user, conversation_id=conversation_id, requirement=requirement)
+            await self.settle(client)
+            found = client.arrived(lambda e: e.get("type") == "history")
+            history: Event = found[0] if found else {"type": "history", "messages": []}
+            await client.close()
+            remaining = deadline - time.monotonic()
+            if until(history) or remaining <= 0:
+                return history
+            await self.sleep(min(self.scaled(0.25), remaining), "the run to be stored")
+
+    async def closed_with(self, client: AspClient, timeout: float = 5, *, scaled: bool = True) -> int | None:
+        """The close code the server sends next within `timeout` seconds (times the multiplier
+        unless `scaled` is false), None if it does not close in time."""
+        seconds = self.scaled(timeout) if scaled else timeout
+        self.allow(seconds, "the server's close")
         try:
-            return await client.wait_closed(self.t(timeout))
+            return await client.wait_closed(seconds)
         except TimeoutError:
             return None
 
@@ -191,8 +407,11 @@ class CaseContext:
         self.check(pong.get("id") == ping_id, requirement, "pong answers the ping")
 
     async def close_all(self) -> None:
+        """Read every open connection on to a sync point (late events meet the oracle), then close."""
         for client in self.clients:
-            with contextlib.suppress(Exception):  # closing is best effort; the verdict is already made
+            with contextlib.suppress(Exception):  # best effort: the verdict is already made
+                await asyncio.wait_for(self.settle(client), self.scaled(6))
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 3)
 
 

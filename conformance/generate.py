@@ -142,23 +142,38 @@ SAFE_VALID = ("ping", "cancel")
 MUTATED = ("message", "cancel", "ping", "resume")
 
 
-def invalid_probes(count: int, random_seed: int = 1) -> list[Probe]:
-    """`count` invalid frames: generic ones plus mutations of generated valid messages."""
+@cache
+def invalid_probes(count: int, random_seed: int = 1) -> tuple[Probe, ...]:
+    """`count` invalid frames: generic ones plus mutations of generated valid messages (cached:
+    generating them costs CPU time no held connection should wait through)."""
     probes = list(GENERIC)
     per_type = max(1, count // (len(MUTATED) * 4))
     for offset, name in enumerate(MUTATED):
         for message in draw(from_schema(inlined(name)), per_type, random_seed + offset):
             probes.extend(mutations(message, name))
-    return _spread(probes, count)
+    return tuple(_spread(probes, count))
 
 
-def valid_probes(count: int, random_seed: int = 1) -> list[tuple[str, dict[str, Any]]]:
-    """Valid ping and cancel messages, as generated from their schemas."""
+@cache
+def valid_probes(count: int, random_seed: int = 1) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Valid ping and cancel messages, as generated from their schemas (cached)."""
     per_type = max(1, count // len(SAFE_VALID))
     drawn: list[tuple[str, dict[str, Any]]] = []
     for offset, name in enumerate(SAFE_VALID):
         drawn.extend((name, m) for m in draw(from_schema(inlined(name)), per_type, random_seed + offset))
-    return drawn[:count]
+    return tuple(drawn[:count])
+
+
+def warm(fuzz_examples: int) -> None:
+    """Generate, before any case holds a connection, every input the cases will send."""
+    invalid_probes(fuzz_examples)
+    invalid_probes(HISTORY_PROBES, HISTORY_SEED)
+    valid_probes(max(4, fuzz_examples // 4))
+
+
+# The bad input sent into a conversation with history (errors.history_survives_bad_input).
+HISTORY_PROBES = 15
+HISTORY_SEED = 7
 
 
 def _spread(probes: list[Probe], count: int) -> list[Probe]:

@@ -4,16 +4,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+
+class UsageError(Exception):
+    """The check was asked for something it cannot do as given (exit 2, one line, no secret)."""
+
+
+def check_url(url: str) -> str:
+    """`url` when it is a ws:// or wss:// URL with a host; checked before any token is attached.
+
+    Raises:
+        UsageError: any other scheme, no host, or a token already in the query string.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        shown = (
+            f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+            if parts.scheme
+            else "a URL without a scheme"
+        )
+        raise UsageError(f"the target must be a ws:// or wss:// URL with a host, not {shown}")
+    try:
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise UsageError("the target URL has a malformed port") from None
+    if "token" in parse_qs(parts.query):
+        raise UsageError("give the token with --token or --token-file, not in the URL")
+    return url
 
 
 @dataclass
 class CheckOptions:
+    """A check's inputs. Waits are seconds; `max_wait_s` bounds every real-time wait a case needs
+    (an idle timeout, a long run, a pause under the rate limit): longer ones make it untestable."""
+
     url: str
     tokens: list[str] = field(default_factory=list)
     jwt_secret: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     timeout_multiplier: float = 1.0
-    max_wait_s: float = 20.0  # longest real-time wait (idle timeout) a case may take, before the multiplier
+    max_wait_s: float = 20.0  # longest real-time wait (idle timeout) a case may take
     max_connections: int | None = None  # when the server does not announce its limit
     include: list[str] = field(default_factory=list)  # case ids, requirement ids or sections
     exclude: list[str] = field(default_factory=list)
@@ -21,6 +52,14 @@ class CheckOptions:
     expected_failures: Path | None = None
     fuzz_examples: int = 40  # generated inputs per fuzz case
     user_prefix: str = "asp-kit"
+
+    def validate(self) -> None:
+        """Raises UsageError for a bad URL or budget (before any connection is made)."""
+        check_url(self.url)
+        if self.timeout_multiplier <= 0:
+            raise UsageError("--timeout-multiplier must be positive")
+        if self.max_wait_s <= 0:
+            raise UsageError("--max-wait must be positive")
 
 
 def load_token_file(path: Path) -> list[str]:

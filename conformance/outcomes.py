@@ -39,6 +39,15 @@ def worst(outcomes: list[Outcome]) -> Outcome | None:
     return min(outcomes, key=SEVERITY.index) if outcomes else None
 
 
+def blocks(outcome: Outcome, strict: bool) -> bool:
+    """Whether a result with this outcome fails the run: the one rule used by the exit code, the
+    JUnit report, the pytest plugin and the terminal. A missed SHOULD (warning) fails only under
+    --strict; untestable, not applicable and expected failures never do."""
+    if outcome in (Outcome.FAIL, Outcome.HARNESS_ERROR, Outcome.STALE_BASELINE):
+        return True
+    return strict and outcome == Outcome.WARNING
+
+
 @dataclass
 class Finding:
     """One judged statement inside a case."""

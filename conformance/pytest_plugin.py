@@ -1,7 +1,9 @@
 """pytest plugin: `pytest --pyargs conformance.suite --asp-url URL` runs the kit's cases as tests.
 
-Each case is one test; not applicable and untestable cases are skipped with their reason (never
-silently), failures fail with the requirement IDs and findings, warnings fail under --asp-strict.
+One test per case (the same count `asp check --list` gives). Not applicable and untestable cases
+are skipped with their reason (never silently); a case fails exactly when `asp check` would fail
+the run on it (`conformance.outcomes.blocks`). Collecting the suite without --asp-url, with a bad
+URL, or with credentials the server refuses is a usage error.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from typing import Any
 
 import pytest
 
+SUITE_MODULE = "conformance/suite/test_asp_conformance.py"
+_STATE = pytest.StashKey[dict[str, Any]]()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("asp", "ASP conformance")
@@ -19,54 +24,91 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--asp-token-file", help="file with one token per line")
     group.addoption("--asp-jwt-secret", help="mint HS256 tokens for servers you control")
     group.addoption("--asp-timeout-multiplier", type=float, default=1.0)
+    group.addoption("--asp-max-wait", type=float, default=20.0, help="longest real-time wait, seconds")
     group.addoption("--asp-max-connections", type=int)
     group.addoption("--asp-strict", action="store_true", help="missed SHOULDs fail")
 
 
 def check_options(config: pytest.Config) -> Any:
+    """The CheckOptions the pytest options describe.
+
+    Raises:
+        pytest.UsageError: no --asp-url, or a URL that is not ws:// or wss://.
+    """
     from pathlib import Path
 
-    from conformance.options import CheckOptions, load_token_file
+    from conformance.options import CheckOptions, UsageError, load_token_file
 
     url = config.getoption("--asp-url")
     if not url:
-        pytest.skip("no --asp-url given: the ASP conformance suite needs a server to check")
+        raise pytest.UsageError(
+            "the ASP conformance suite needs a server to check: --asp-url ws://HOST:PORT/PATH "
+            "(with --asp-jwt-secret or --asp-token)"
+        )
     tokens = list(config.getoption("--asp-token"))
-    if config.getoption("--asp-token-file"):
-        tokens += load_token_file(Path(config.getoption("--asp-token-file")))
-    return CheckOptions(
-        url=url,
-        tokens=tokens,
-        jwt_secret=config.getoption("--asp-jwt-secret"),
-        timeout_multiplier=config.getoption("--asp-timeout-multiplier"),
-        max_connections=config.getoption("--asp-max-connections"),
-        strict=config.getoption("--asp-strict"),
-    )
+    try:
+        if config.getoption("--asp-token-file"):
+            tokens += load_token_file(Path(config.getoption("--asp-token-file")))
+        options = CheckOptions(
+            url=url,
+            tokens=tokens,
+            jwt_secret=config.getoption("--asp-jwt-secret"),
+            timeout_multiplier=config.getoption("--asp-timeout-multiplier"),
+            max_wait_s=config.getoption("--asp-max-wait"),
+            max_connections=config.getoption("--asp-max-connections"),
+            strict=config.getoption("--asp-strict"),
+        )
+        options.validate()
+    except (UsageError, OSError) as problem:
+        raise pytest.UsageError(str(problem)) from None
+    return options
 
 
-def run_one(config: pytest.Config, case_id: str, state: dict[str, Any]) -> None:
-    """Run one case (probing the server once per session) and turn its outcome into a pytest verdict."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """When the suite is collected: check the options and probe the server once."""
+    if not any(str(item.path).replace("\\", "/").endswith(SUITE_MODULE) for item in items):
+        return
     from conformance.credentials import Credentials
-    from conformance.outcomes import Outcome
-    from conformance.registry import CASES, all_cases
-    from conformance.runner import ProbeFailed, probe, run_case
+    from conformance.pacing import RatePacer
+    from conformance.registry import all_cases
+    from conformance.runner import CredentialsRefused, ProbeFailed, plan, probe
 
     options = check_options(config)
-    if "credentials" not in state:
-        state["credentials"] = Credentials(options)
-        try:
-            state["terms"] = asyncio.run(probe(options, state["credentials"]))
-        except ProbeFailed as refused:
-            state["terms"] = refused
-    if isinstance(state["terms"], ProbeFailed):
-        pytest.fail(f"cannot check {options.url}: {state['terms']}")
-    all_cases()
-    index = list(CASES).index(case_id) + 1
-    result = asyncio.run(run_case(CASES[case_id], index, options, state["credentials"], state["terms"]))
+    credentials = Credentials(options)
+    state: dict[str, Any] = {"options": options, "credentials": credentials}
+    try:
+        terms = asyncio.run(probe(options, credentials))
+    except CredentialsRefused as refused:
+        raise pytest.UsageError(credentials.redact(refused.reason)) from None
+    except ProbeFailed as failed:
+        state["refused"] = credentials.redact(str(failed))
+    else:
+        plan(all_cases(), terms, options, credentials)
+        state["terms"] = terms
+        state["pacer"] = RatePacer(terms.rate_limit, options.max_wait_s)
+    config.stash[_STATE] = state
+
+
+def run_one(config: pytest.Config, case_id: str) -> None:
+    """Run one case and turn its outcome into a pytest verdict."""
+    from conformance.outcomes import Outcome, blocks
+    from conformance.registry import CASES
+    from conformance.runner import case_index, run_case
+
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        raise pytest.UsageError("the ASP conformance suite needs --asp-url")
+    if "refused" in state:
+        pytest.fail(f"cannot check {state['options'].url}: {state['refused']}")
+    case = CASES[case_id]
+    options = state["options"]
+    result = asyncio.run(
+        run_case(case, case_index(case), options, state["credentials"], state["terms"], state["pacer"])
+    )
     if result.outcome in (Outcome.NOT_APPLICABLE, Outcome.UNTESTABLE):
         pytest.skip(f"{result.outcome.value}: {result.reason}")
-    findings = "\n".join(f"{f.requirement} {f.message}" for f in result.findings if not f.passed)
     if result.outcome == Outcome.HARNESS_ERROR:
-        pytest.fail(f"harness error:\n{result.reason}")
-    if result.outcome == Outcome.FAIL or (result.outcome == Outcome.WARNING and options.strict):
+        pytest.fail(f"harness error (the kit's own fault, not a verdict):\n{result.reason}")
+    if blocks(result.outcome, options.strict):
+        findings = "\n".join(f"{f.requirement} {f.message}" for f in result.findings if not f.passed)
         pytest.fail(f"{case_id} ({', '.join(result.requirements)}):\n{findings}")

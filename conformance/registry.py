@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spec.catalog import requirements
 
 if TYPE_CHECKING:
     from conformance.context import CaseContext
 
-CaseBody = Callable[["CaseContext"], Awaitable[None]]
+CaseBody = Callable[["CaseContext"], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
 class Case:
+    """One conformance case: the requirements it proves, what it needs, how it may be scheduled.
+
+    A case has no fixed time cap: its budget grows with the waits inside it (CaseContext.allow).
+    `realtime` cases wait on real time (idle timeouts, long runs) and run beside the others;
+    an `exclusive` case needs the server to itself (it fills the connection limit); `connections`
+    is the most connections the case holds at once.
+    """
+
     id: str
     title: str
     requirements: tuple[str, ...]
@@ -23,8 +31,10 @@ class Case:
     capabilities: tuple[str, ...] = ()  # not declared -> not applicable
     fixtures: bool = False  # fixtures capability absent -> untestable
     needs: tuple[str, ...] = ()  # jwt_secret, two_users, many_users, max_connections
-    timeout_s: float = 15.0
     order: int = 0  # cases that exhaust budgets (rate limit) run late
+    realtime: bool = False
+    exclusive: bool = False
+    connections: int = 1
 
     @property
     def section(self) -> str:
@@ -42,8 +52,10 @@ def case(
     capabilities: tuple[str, ...] = (),
     fixtures: bool = False,
     needs: tuple[str, ...] = (),
-    timeout_s: float = 15.0,
     order: int = 0,
+    realtime: bool = False,
+    exclusive: bool = False,
+    connections: int = 1,
 ) -> Callable[[CaseBody], CaseBody]:
     """Register a case; every requirement it cites must exist in the catalog."""
     unknown = [r for r in requirements_ if r not in requirements()]
@@ -54,7 +66,17 @@ def case(
         if case_id in CASES:
             raise ValueError(f"case {case_id} registered twice")
         CASES[case_id] = Case(
-            case_id, title, tuple(requirements_), body, capabilities, fixtures, needs, timeout_s, order
+            case_id,
+            title,
+            tuple(requirements_),
+            body,
+            capabilities,
+            fixtures,
+            needs,
+            order,
+            realtime,
+            exclusive,
+            connections,
         )
         return body
 

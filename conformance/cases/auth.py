@@ -7,7 +7,7 @@ from conformance.registry import case
 
 
 async def _refused(ctx: CaseContext, token: str | None, requirement: str, label: str) -> None:
-    client = await ctx.open(token=token, requirement="ASP-TRN-002")
+    client = await ctx.open(token=token, requirement="ASP-TRN-002", keepalive=False)
     code = await ctx.closed_with(client)
     ctx.check(code == 4001, requirement, f"{label}: closed with {code}, expected 4001")
     ctx.check(
@@ -17,7 +17,7 @@ async def _refused(ctx: CaseContext, token: str | None, requirement: str, label:
 
 @case("auth.query_token", "a valid token in the token query parameter authenticates", ["ASP-AUTH-001"])
 async def query_token(ctx: CaseContext) -> None:
-    _, session = await ctx.connect()
+    _, session = await ctx.connect(token_in="query", requirement="ASP-AUTH-001")
     ctx.check(session.get("type") == "session", "ASP-AUTH-001", "session after a query-parameter token")
 
 

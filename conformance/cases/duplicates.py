@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 
-from conformance.context import CaseContext, assistant_text
+from conformance.context import ANSWER_S, CaseContext, assistant_text
 from conformance.registry import case
+from conformance.wire import Closed
 from spec.fixtures import fixture_text
+from spec.registry import close_code
+
+SUPERSEDED = close_code("superseded")
 
 
 @case(
     "duplicates.newer_supersedes_older",
     "a second connection of a user closes the first with 4002",
     ["ASP-DUP-001", "ASP-DUP-002"],
+    connections=2,
 )
 async def newer_supersedes(ctx: CaseContext) -> None:
     first, _ = await ctx.connect(0)
-    second, _ = await ctx.connect(0)
+    second = await ctx.open(0)
+    seconds = ctx.scaled(ANSWER_S)
+    try:
+        await ctx.within(second.expect("session", seconds), seconds, "the newer connection's session")
+        served = True
+    except (TimeoutError, Closed) as problem:
+        served = False
+        ctx.check(
+            False,
+            "ASP-DUP-002",
+            f"the newer connection was not served (closed {second.close_code}): {problem}",
+        )
     code = await ctx.closed_with(first)
-    ctx.check(code == 4002, "ASP-DUP-001", f"the older connection closed with {code}, expected 4002")
-    await ctx.alive(second, "ASP-DUP-002")
+    ctx.check(
+        code == SUPERSEDED,
+        "ASP-DUP-001",
+        f"the older connection closed with {code}, expected 4002"
+        if code is not None
+        else "the older connection stayed open",
+    )
+    if served:
+        await ctx.alive(second, "ASP-DUP-002")
 
 
 @case(
@@ -27,11 +50,12 @@ async def newer_supersedes(ctx: CaseContext) -> None:
     "connections of different users do not close each other",
     ["ASP-DUP-005"],
     needs=("two_users",),
+    connections=2,
 )
 async def other_users(ctx: CaseContext) -> None:
     first, _ = await ctx.connect(0)
     second, _ = await ctx.connect(1)
-    await asyncio.sleep(ctx.t(0.3))
+    await ctx.sleep(ctx.scaled(0.3))
     await ctx.alive(first, "ASP-DUP-005", "first")
     await ctx.alive(second, "ASP-DUP-005", "second")
 
@@ -42,15 +66,29 @@ async def other_users(ctx: CaseContext) -> None:
     ["ASP-DUP-003"],
     capabilities=("history",),
     fixtures=True,
+    connections=2,
 )
 async def superseded_run(ctx: CaseContext) -> None:
     first, session = await ctx.connect(0, conversation_id="new")
-    await first.send({"type": "message", "content": "asp-fixture:slow 20 25"})
-    await ctx.expect(first, "text_delta", "ASP-RUN-009")
+    await ctx.settle(first)
+    pace = int(50 * ctx.stretch)
+    await ctx.send_message(first, f"asp-fixture:slow 20 {pace}")
+    started = await ctx.underway(first)
+    moment = time.monotonic()
     second, _ = await ctx.connect(0, conversation_id=session["conversation_id"])
-    ctx.check(await ctx.closed_with(first) == 4002, "ASP-DUP-001", "the older connection closed with 4002")
+    ctx.precondition(
+        not ctx.completed_before(first, started["run_id"], moment),
+        "the run completed before the newer connection reached the server",
+    )
+    ctx.check(
+        await ctx.closed_with(first) == SUPERSEDED, "ASP-DUP-001", "the older connection closed with 4002"
+    )
     await second.close()
-    await asyncio.sleep(ctx.t(1.0))
-    history = await ctx.reopen_history(session["conversation_id"], "ASP-DUP-003", user=0)
+    history = await ctx.stored_history(
+        session["conversation_id"],
+        "ASP-DUP-003",
+        lambda h: assistant_text(h) == fixture_text(20),
+        within=20 * pace / 1000,
+    )
     answers = assistant_text(history)
     ctx.check(answers == fixture_text(20), "ASP-DUP-003", f"stored answer {answers[:60]!r}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from conformance.context import CaseContext, turns
-from conformance.generate import Probe, invalid_probes, valid_probes
+from conformance.generate import HISTORY_PROBES, HISTORY_SEED, Probe, invalid_probes, valid_probes
 from conformance.registry import case
-from conformance.wire import Closed
+from conformance.wire import AspClient, Closed
 
 REQUIREMENT_FOR = {
     "invalid_json": "ASP-ERR-002",
@@ -17,13 +17,13 @@ REQUIREMENT_FOR = {
 }
 
 
-async def _answered(ctx: CaseContext, probe: Probe, client_holder: list) -> None:  # type: ignore[type-arg]
+async def _answered(ctx: CaseContext, probe: Probe, client_holder: list[AspClient]) -> None:
     """Send one probe; expect its error and a live connection. A dead connection is replaced."""
     client = client_holder[0]
     requirement = REQUIREMENT_FOR[probe.expected_code]
     await client.send(probe.frame)
     try:
-        error = await client.expect("error", ctx.t(5))
+        error = await ctx.within(client.expect("error", ctx.scaled(5)), ctx.scaled(6), "an error event")
     except (TimeoutError, Closed) as problem:
         ctx.check(False, requirement, f"no error event for {probe.describe()} ({problem})")
         if client.close_code is not None:
@@ -97,12 +97,11 @@ async def unknown_type(ctx: CaseContext) -> None:
     "errors.generated_invalid_input",
     "generated invalid input: every frame answered by its error code",
     ["ASP-ERR-002", "ASP-ERR-003", "ASP-ERR-004", "ASP-ERR-005", "ASP-ERR-007"],
-    timeout_s=60,
 )
 async def generated_invalid(ctx: CaseContext) -> None:
+    probes = invalid_probes(ctx.options.fuzz_examples)  # generated before the connection is held
     client, _ = await ctx.connect()
     holder = [client]
-    probes = invalid_probes(ctx.options.fuzz_examples)
     for number, probe in enumerate(probes):
         await _answered(ctx, probe, holder)
         if number % 10 == 9:
@@ -115,11 +114,11 @@ async def generated_invalid(ctx: CaseContext) -> None:
     "generated valid pings and cancels each get their answer",
     ["ASP-MSG-003", "ASP-CAN-002"],
     capabilities=("cancel",),
-    timeout_s=60,
 )
 async def generated_valid(ctx: CaseContext) -> None:
+    probes = valid_probes(max(4, ctx.options.fuzz_examples // 4))
     client, _ = await ctx.connect()
-    for name, message in valid_probes(max(4, ctx.options.fuzz_examples // 4)):
+    for name, message in probes:
         await client.send(json.dumps(message))
         if name == "ping":
             pong = await ctx.expect(client, "pong", "ASP-MSG-003", what=f"pong for {message}")
@@ -136,13 +135,13 @@ async def generated_valid(ctx: CaseContext) -> None:
     "bad input never costs stored history",
     ["ASP-ERR-009"],
     capabilities=("history",),
-    timeout_s=60,
 )
 async def history_survives(ctx: CaseContext) -> None:
+    probes = invalid_probes(HISTORY_PROBES, HISTORY_SEED)
     client, session = await ctx.connect(conversation_id="new")
-    await ctx.run(client, "keep this message", timeout=45)
+    await ctx.run(client, "keep this message")
     holder = [client]
-    for probe in invalid_probes(15, random_seed=7):
+    for probe in probes:
         await _answered(ctx, probe, holder)
     await holder[0].close()
     history = await ctx.reopen_history(session["conversation_id"], "ASP-ERR-009")

@@ -1,55 +1,114 @@
-"""Idle timeout and pings, waiting the times the server announces."""
+"""Idle timeout and pings, waiting the times the server announces (bounded by --max-wait).
+
+These cases wait on real time, so the runner runs them beside the others: a check of a server on
+spec defaults takes about its idle timeout plus the rest, not their sum.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import math
 import time
 
 from conformance.context import CaseContext
 from conformance.credentials import Unavailable
 from conformance.registry import case
+from conformance.wire import Closed
+from spec.registry import close_code
+
+IDLE_TIMEOUT = close_code("idle_timeout")
 
 
 def _idle_seconds(ctx: CaseContext) -> float:
-    idle = ctx.limits.get("idle_timeout_ms")
-    if not isinstance(idle, int):
+    idle = ctx.terms.idle_timeout_s
+    if idle is None:
         raise Unavailable("the session announces no idle_timeout_ms")
-    seconds = idle / 1000
-    if seconds > ctx.options.max_wait_s:
-        raise Unavailable(
-            f"the announced idle timeout ({seconds:.0f}s) exceeds --max-wait ({ctx.options.max_wait_s:.0f}s)"
-        )
-    return seconds
+    return idle
+
+
+def _grace(ctx: CaseContext, idle: float) -> float:
+    """How late past the idle timeout a server's timer may fire (its tick, the trip here)."""
+    return ctx.scaled(max(1.0, 0.1 * idle))
 
 
 @case(
     "heartbeats.idle_timeout",
     "a quiet connection is closed with 4003 after idle_timeout_ms",
     ["ASP-HB-002"],
-    timeout_s=90,
+    realtime=True,
 )
 async def idle_timeout(ctx: CaseContext) -> None:
     idle = _idle_seconds(ctx)
-    client, _ = await ctx.connect()
+    wait = ctx.real_time(idle + _grace(ctx, idle), "waiting out the announced idle timeout")
+    client, _ = await ctx.connect(keepalive=False)
     opened = time.monotonic()
-    code = await ctx.closed_with(client, timeout=idle * 1.5 + 2)
+    code = await ctx.closed_with(client, wait, scaled=False)
     waited = time.monotonic() - opened
     ctx.check(
-        code == 4003, "ASP-HB-002", f"closed with {code} after {waited:.1f}s (idle timeout {idle:.1f}s)"
+        code == IDLE_TIMEOUT,
+        "ASP-HB-002",
+        f"closed with {code} after {waited:.1f}s (idle timeout {idle:.1f}s)",
     )
     ctx.check(
-        code != 4003 or waited >= idle * 0.9, "ASP-HB-002", f"closed after {waited:.1f}s, before the timeout"
+        code != IDLE_TIMEOUT or waited >= idle * 0.9,
+        "ASP-HB-002",
+        f"closed after {waited:.1f}s, before the timeout",
     )
 
 
-@case("heartbeats.pings_keep_alive", "pings restart the idle timer", ["ASP-HB-003"], timeout_s=90)
+@case(
+    "heartbeats.pings_keep_alive",
+    "pings restart the idle timer",
+    ["ASP-HB-003"],
+    realtime=True,
+)
 async def pings_keep_alive(ctx: CaseContext) -> None:
     idle = _idle_seconds(ctx)
-    client, _ = await ctx.connect()
-    deadline = time.monotonic() + idle * 1.6
+    span = ctx.real_time(idle + _grace(ctx, idle), "pinging past the announced idle timeout")
+    interval = min(ctx.terms.keepalive_s, idle / 3)
+    client, _ = await ctx.connect(keepalive=False)
+    deadline = time.monotonic() + span
     number = 0
     while time.monotonic() < deadline:
-        await asyncio.sleep(idle / 4)
+        await ctx.sleep(min(interval, max(0.0, deadline - time.monotonic())), "the next keepalive ping")
         number += 1
         await ctx.alive(client, "ASP-HB-003", f"keepalive-{number}")
     ctx.check(client.close_code is None, "ASP-HB-003", f"closed with {client.close_code} despite pings")
+
+
+@case(
+    "heartbeats.no_idle_close_during_run",
+    "a run longer than the idle timeout is not cut by it, though the client sends nothing",
+    ["ASP-HB-002"],
+    fixtures=True,
+    realtime=True,
+)
+async def no_idle_close_during_run(ctx: CaseContext) -> None:
+    idle = _idle_seconds(ctx)
+    span = ctx.real_time(idle + _grace(ctx, idle), "a run outlasting the announced idle timeout")
+    pace_ms = max(20, min(500, int(idle * 100)))
+    tokens = min(100_000, math.ceil(span * 1000 / pace_ms) + 1)
+    client, _ = await ctx.connect(conversation_id="new", keepalive=False)
+    message_id = await ctx.send_message(client, f"asp-fixture:slow {tokens} {pace_ms}")
+    started = await ctx.started(client, message_id)
+    began = time.monotonic()
+    lasts = (tokens - 1) * pace_ms / 1000
+    ctx.allow(lasts + ctx.scaled(10), f"complete of run {started['run_id']}")
+    try:
+        await client.expect(
+            lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
+            lasts + ctx.scaled(10),
+        )
+    except Closed as closed:
+        ran = time.monotonic() - began
+        ctx.check(
+            closed.code != IDLE_TIMEOUT,
+            "ASP-HB-002",
+            f"closed with 4003 (idle timeout) {ran:.1f}s into a run of {lasts:.1f}s: idleness counts "
+            "only while no run is active",
+        )
+        ctx.fail("ASP-RUN-004", f"the server closed ({closed.code}) before the run completed")
+    except TimeoutError:
+        ctx.fail(
+            "ASP-RUN-004", f"no complete of run {started['run_id']} within {lasts + ctx.scaled(10):.1f}s"
+        )
+    ctx.check(True, "ASP-HB-002", f"a run of {lasts:.1f}s outlasted the idle timeout of {idle:.1f}s")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 
 from conformance.context import CaseContext, assistant_text, text_of, turns
 from conformance.registry import case
@@ -42,11 +42,22 @@ async def agent_sees_earlier_turns(ctx: CaseContext) -> None:
 )
 async def disconnect_mid_run(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
-    await client.send({"type": "message", "content": "asp-fixture:slow 30 20"})
-    await ctx.expect(client, "text_delta", "ASP-RUN-009")
+    await ctx.settle(client)
+    pace = int(40 * ctx.stretch)
+    await ctx.send_message(client, f"asp-fixture:slow 30 {pace}")
+    started = await ctx.underway(client)
+    moment = time.monotonic()
     client.abort()
-    await asyncio.sleep(ctx.t(1.2))
-    history = await ctx.reopen_history(session["conversation_id"], "ASP-HIS-004")
+    ctx.precondition(
+        not ctx.completed_before(client, started["run_id"], moment),
+        "the run completed before the client dropped",
+    )
+    history = await ctx.stored_history(
+        session["conversation_id"],
+        "ASP-HIS-004",
+        lambda h: assistant_text(h) == fixture_text(30),
+        within=30 * pace / 1000,
+    )
     answers = assistant_text(history)
     ctx.check(answers == fixture_text(30), "ASP-HIS-004", f"stored answer {answers[:60]!r}")
 
@@ -60,16 +71,11 @@ async def disconnect_mid_run(ctx: CaseContext) -> None:
 )
 async def no_foreign_writes(ctx: CaseContext) -> None:
     owner, session = await ctx.connect(0, conversation_id="new")
-    await ctx.run(owner, "owner's own words", timeout=30)
+    await ctx.run(owner, "owner's own words")
     await owner.close()
     intruder, _ = await ctx.connect(1, conversation_id="new")
-    await intruder.send(
-        {
-            "type": "message",
-            "id": "kit-w1",
-            "content": "written by an intruder",
-            "conversation_id": session["conversation_id"],
-        }
+    await ctx.send_message(
+        intruder, "written by an intruder", message_id="kit-w1", conversation_id=session["conversation_id"]
     )
     answer = await ctx.expect(
         intruder,

@@ -1,10 +1,15 @@
-"""Runs: start, ping during runs, one at a time, deltas, failures, cancellation."""
+"""Runs: message to complete, one at a time, streamed text, model errors, cancellation.
+
+A probe the kit sends into a run (a ping, a second message, a cancel) is evidence only when it
+reached the server while the run was active: when the run's complete reached the kit first, the
+premise did not hold and the case is retried with a longer run (then untestable), never failed.
+"""
 
 from __future__ import annotations
 
 import time
 
-from conformance.context import CaseContext, assistant_text, text_of
+from conformance.context import CaseContext, assistant_text, text_of, turns
 from conformance.registry import case
 from spec.fixtures import fixture_text
 
@@ -13,11 +18,10 @@ from spec.fixtures import fixture_text
     "runs.message_starts_a_run",
     "a message starts a run that ends with one complete",
     ["ASP-MSG-001", "ASP-MSG-002", "ASP-RUN-001", "ASP-RUN-003", "ASP-RUN-004", "ASP-RUN-007"],
-    timeout_s=60,
 )
 async def message_starts_run(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
-    events = await ctx.run(client, "Hello! Please answer briefly.", message_id="kit-m1", timeout=45)
+    events = await ctx.run(client, "Hello! Please answer briefly.", message_id="kit-m1")
     ctx.check(
         events[0].get("message_id") == "kit-m1",
         "ASP-MSG-002",
@@ -30,11 +34,11 @@ async def message_starts_run(ctx: CaseContext) -> None:
     )
 
 
-@case("runs.unique_run_ids", "two runs of a session have different run ids", ["ASP-RUN-010"], timeout_s=60)
+@case("runs.unique_run_ids", "two runs of a session have different run ids", ["ASP-RUN-010"])
 async def unique_run_ids(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
-    first = await ctx.run(client, "First question.", timeout=45)
-    second = await ctx.run(client, "Second question.", timeout=45)
+    first = await ctx.run(client, "First question.")
+    second = await ctx.run(client, "Second question.")
     ctx.check(first[0]["run_id"] != second[0]["run_id"], "ASP-RUN-010", "run ids differ")
 
 
@@ -44,18 +48,44 @@ async def ping_pong(ctx: CaseContext) -> None:
     for ping_id in ("p-1", "p-2"):
         await ctx.alive(client, "ASP-MSG-003", ping_id)
     await client.send({"type": "ping"})
-    pong = await ctx.expect(client, "pong", "ASP-MSG-003")
+    pong = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "pong" and "id" not in e,
+        "ASP-MSG-003",
+        what="a pong without id for a ping without id",
+    )
     ctx.check("id" not in pong, "ASP-MSG-003", "a ping without id gets a pong without id")
 
 
 @case("runs.ping_during_run", "ping is answered while a run streams", ["ASP-MSG-003"], fixtures=True)
 async def ping_during_run(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
-    await client.send({"type": "message", "content": "asp-fixture:slow 20 30"})
-    await ctx.expect(client, "text_delta", "ASP-RUN-009")
-    await ctx.alive(client, "ASP-MSG-003", "mid-run")
-    complete = await ctx.expect(client, "complete", "ASP-RUN-004")
-    pong = next(e for e in client.events if e.get("type") == "pong")
+    await ctx.settle(client)  # measures the round trip
+    pace = int(30 * ctx.stretch)
+    message_id = await ctx.send_message(client, f"asp-fixture:slow 20 {pace}")
+    started = await ctx.started(client, message_id)
+    sent = time.monotonic()
+    await client.send({"type": "ping", "id": "kit-mid-run"})
+    pong = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "pong" and e.get("id") == "kit-mid-run",
+        "ASP-MSG-003",
+        what="pong 'kit-mid-run'",
+        timeout=10 + 20 * pace / 1000,
+    )
+    complete = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
+        "ASP-RUN-004",
+        what=f"complete of run {started['run_id']}",
+        timeout=10 + 20 * pace / 1000,
+    )
+    await ctx.settle(client)
+    if pong["seq"] > complete["seq"]:
+        ctx.precondition(
+            not ctx.completed_before(client, started["run_id"], sent),
+            "the run completed before the ping could reach the server",
+        )
     ctx.check(pong["seq"] < complete["seq"], "ASP-MSG-003", "the pong came during the run, not after it")
 
 
@@ -67,15 +97,42 @@ async def ping_during_run(ctx: CaseContext) -> None:
 )
 async def one_at_a_time(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
-    await client.send({"type": "message", "id": "kit-first", "content": "asp-fixture:slow 10 50"})
-    await ctx.expect(client, "run_started", "ASP-MSG-001")
-    await client.send({"type": "message", "id": "kit-second", "content": "sent too early"})
-    error = await ctx.expect(client, "error", "ASP-RUN-002")
-    ctx.check(error.get("code") == "run_in_progress", "ASP-RUN-002", f"error code {error.get('code')!r}")
-    ctx.check(
-        error.get("message_id") == "kit-second", "ASP-ERR-006", f"message_id {error.get('message_id')!r}"
+    await ctx.settle(client)
+    pace = int(50 * ctx.stretch)
+    first = await ctx.send_message(client, f"asp-fixture:slow 10 {pace}", message_id="kit-first")
+    started = await ctx.started(client, first)
+    sent = time.monotonic()
+    await ctx.send_message(client, "sent too early", message_id="kit-second")
+    answer = await ctx.expect(
+        client,
+        lambda e: e.get("message_id") == "kit-second" and e.get("type") in ("error", "run_started"),
+        "ASP-RUN-002",
+        what="an answer to the message sent during the run",
+        timeout=10 + 10 * pace / 1000,
     )
-    await ctx.expect(client, "complete", "ASP-RUN-004")
+    if answer.get("type") == "run_started" or answer.get("code") != "run_in_progress":
+        ctx.precondition(
+            not ctx.completed_before(client, started["run_id"], sent),
+            "the first run completed before the second message could reach the server",
+        )
+    ctx.check(
+        answer.get("type") == "error" and answer.get("code") == "run_in_progress",
+        "ASP-RUN-002",
+        f"a message during the run got {answer.get('type')} {answer.get('code', '')}",
+    )
+    ctx.check(
+        answer.get("type") != "error" or answer.get("message_id") == "kit-second",
+        "ASP-ERR-006",
+        f"message_id {answer.get('message_id')!r}",
+    )
+    await ctx.expect(
+        client,
+        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
+        "ASP-RUN-004",
+        what=f"complete of run {started['run_id']}",
+        timeout=10 + 10 * pace / 1000,
+    )
+    await ctx.settle(client)
     starts = [e for e in client.events if e.get("type") == "run_started"]
     ctx.check(len(starts) == 1, "ASP-RUN-002", f"{len(starts)} runs started")
     if ctx.declares("history"):
@@ -110,24 +167,22 @@ async def deltas_rebuild_text(ctx: CaseContext) -> None:
 )
 async def streams_incrementally(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
-    await client.send({"type": "message", "content": "asp-fixture:slow 10 100"})
-    await ctx.expect(client, "run_started", "ASP-MSG-001")
-    began = time.monotonic()
-    await ctx.expect(client, "text_delta", "ASP-RUN-009")
-    first = time.monotonic() - began
-    await ctx.expect(client, "complete", "ASP-RUN-004")
-    total = time.monotonic() - began
+    events = await ctx.run(client, "asp-fixture:slow 10 100", lasts=1.0)
+    began = client.arrival(events[0]) or 0.0
+    deltas = [e for e in events if e.get("type") == "text_delta"]
+    first = (client.arrival(deltas[0]) or 0.0) - began if deltas else float("inf")
+    total = (client.arrival(events[-1]) or 0.0) - began
     ctx.check(first < total / 2, "ASP-RUN-009", f"first delta after {first:.2f}s of a {total:.2f}s run")
 
 
 @case(
     "runs.model_error",
-    "a failing model gives an error of the run, then complete error, no internals",
-    ["ASP-RUN-008", "ASP-RUN-007", "ASP-ERR-007", "ASP-ERR-008", "ASP-ERR-001"],
+    "a failing model gives an error of the run, then complete error, no internals; the exchange is stored",
+    ["ASP-RUN-008", "ASP-RUN-007", "ASP-ERR-007", "ASP-ERR-008", "ASP-ERR-001", "ASP-HIS-001"],
     fixtures=True,
 )
 async def model_error(ctx: CaseContext) -> None:
-    client, _ = await ctx.connect(conversation_id="new")
+    client, session = await ctx.connect(conversation_id="new")
     events = await ctx.run(client, "asp-fixture:model_error")
     errors = [e for e in events if e.get("type") == "error"]
     ctx.check(len(errors) == 1, "ASP-RUN-008", f"{len(errors)} error events in the failed run")
@@ -141,6 +196,19 @@ async def model_error(ctx: CaseContext) -> None:
         ctx.check(errors[0].get("code") == "model_error", "ASP-RUN-008", f"code {errors[0].get('code')!r}")
         leaks = [w for w in ("Traceback", 'File "', "Exception", "Error:", ".py") if w in message]
         ctx.check(not leaks, "ASP-ERR-008", f"the error message reveals internals: {message[:120]!r}")
+    if ctx.declares("history"):
+        await client.close()
+        history = await ctx.reopen_history(session["conversation_id"], "ASP-HIS-001")
+        ctx.check(
+            turns(history, "user") == ["asp-fixture:model_error"],
+            "ASP-HIS-001",
+            f"a run that ended in error is stored: user turns {turns(history, 'user')}",
+        )
+        ctx.check(
+            assistant_text(history) == text_of(events),
+            "ASP-HIS-001",
+            f"the failed run's text {text_of(events)!r} is stored, found {assistant_text(history)!r}",
+        )
 
 
 @case(
@@ -152,14 +220,26 @@ async def model_error(ctx: CaseContext) -> None:
 )
 async def cancel(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
-    await client.send({"type": "message", "content": "asp-fixture:slow 200 25"})
-    started = await ctx.expect(client, "run_started", "ASP-MSG-001")
-    for _ in range(3):
-        await ctx.expect(client, "text_delta", "ASP-RUN-009")
+    await ctx.settle(client)
+    pace = int(25 * ctx.stretch)
+    await ctx.send_message(client, f"asp-fixture:slow 200 {pace}")
+    started = await ctx.underway(client)
     sent = time.monotonic()
     await client.send({"type": "cancel", "run_id": started["run_id"]})
-    complete = await ctx.expect(client, "complete", "ASP-CAN-001", timeout=5)
-    took = time.monotonic() - sent
+    complete = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
+        "ASP-CAN-001",
+        timeout=5,
+        what=f"complete of the cancelled run {started['run_id']}",
+    )
+    took = (client.arrival(complete) or time.monotonic()) - sent
+    await ctx.settle(client)
+    if complete.get("finish_reason") != "cancelled":
+        ctx.precondition(
+            not ctx.completed_before(client, started["run_id"], sent),
+            "the run completed before the cancel could reach the server",
+        )
     ctx.check(
         complete.get("finish_reason") == "cancelled",
         "ASP-CAN-001",
@@ -172,6 +252,47 @@ async def cancel(ctx: CaseContext) -> None:
         history = await ctx.reopen_history(session["conversation_id"], "ASP-CAN-003")
         answers = assistant_text(history)
         ctx.check(answers == streamed, "ASP-CAN-003", "the text streamed before the cancel is stored")
+
+
+@case(
+    "runs.cancel_names_another_run",
+    "a cancel naming a run that is not the active one gets no_active_run; the active run goes on",
+    ["ASP-CAN-002"],
+    capabilities=("cancel",),
+    fixtures=True,
+)
+async def cancel_names_another_run(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(conversation_id="new")
+    await ctx.settle(client)
+    pace = int(25 * ctx.stretch)
+    await ctx.send_message(client, f"asp-fixture:slow 20 {pace}")
+    started = await ctx.underway(client, deltas=1, within=0.1)
+    sent = time.monotonic()
+    await client.send({"type": "cancel", "id": "kit-c-other", "run_id": "run_kit_not_the_active_one"})
+    error = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "error" and e.get("message_id") == "kit-c-other",
+        "ASP-CAN-002",
+        what="no_active_run for the cancel naming another run",
+    )
+    complete = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
+        "ASP-RUN-004",
+        timeout=10 + 20 * pace / 1000,
+        what=f"complete of run {started['run_id']}",
+    )
+    await ctx.settle(client)
+    ctx.precondition(
+        not ctx.completed_before(client, started["run_id"], sent),
+        "the run completed before the cancel could reach the server",
+    )
+    ctx.check(error.get("code") == "no_active_run", "ASP-CAN-002", f"code {error.get('code')!r}")
+    ctx.check(
+        complete.get("finish_reason") == "stop",
+        "ASP-CAN-002",
+        f"the active run ended {complete.get('finish_reason')!r}: a cancel naming another run stopped it",
+    )
 
 
 @case(

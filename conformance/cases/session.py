@@ -40,7 +40,7 @@ async def unique_ids(ctx: CaseContext) -> None:
 )
 async def history_follows_session(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
-    await ctx.run(client, "hello from the conformance kit", timeout=30)
+    await ctx.run(client, "hello from the conformance kit")
     await client.close()
     again, _ = await ctx.connect(conversation_id=session["conversation_id"])
     history = await ctx.expect(again, "history", "ASP-SES-005", timeout=5)
@@ -55,10 +55,11 @@ async def history_follows_session(ctx: CaseContext) -> None:
     ["ASP-SES-006", "ASP-HIS-005", "ASP-SEC-003"],
     capabilities=("history",),
     needs=("two_users",),
+    connections=2,
 )
 async def foreign_conversation(ctx: CaseContext) -> None:
     owner, session = await ctx.connect(0, conversation_id="new")
-    await ctx.run(owner, "private words of the owner", timeout=30)
+    await ctx.run(owner, "private words of the owner")
     await owner.close()
     intruder, intruder_session = await ctx.connect(1, conversation_id=session["conversation_id"])
     ctx.check(

@@ -1,19 +1,54 @@
-"""Tools: calls with complete arguments, one result each, failures that do not end the run."""
+"""Tools: calls with complete arguments, one result each, failures that do not end the run; every
+call is stored with its result (ASP-HIS-001)."""
 
 from __future__ import annotations
 
-from conformance.context import CaseContext
+import time
+from typing import Any
+
+from conformance.context import CaseContext, assistant_text, text_of
 from conformance.registry import case
+from conformance.wire import Event
+
+
+def _stored_calls(history: Event) -> list[dict[str, Any]]:
+    return [m for m in history.get("messages", []) if m.get("role") == "tool"]
+
+
+async def _stored_exchange(
+    ctx: CaseContext, conversation_id: str, call: Event, result: Event, events: list[Event]
+) -> None:
+    """The conversation holds the run's tool call with its result and the run's text."""
+    history = await ctx.reopen_history(conversation_id, "ASP-HIS-001")
+    stored = [c for c in _stored_calls(history) if c.get("tool_call_id") == call.get("tool_call_id")]
+    ctx.check(
+        len(stored) == 1,
+        "ASP-HIS-001",
+        f"the tool call {call.get('tool_call_id')!r} is stored {len(stored)} times, expected once",
+    )
+    if stored:
+        entry = stored[0]
+        ctx.check(
+            (entry.get("name"), entry.get("arguments"), entry.get("content"), entry.get("is_error"))
+            == (call.get("name"), call.get("arguments"), result.get("content"), result.get("is_error")),
+            "ASP-HIS-001",
+            f"stored tool entry {entry!r} differs from the streamed call and result",
+        )
+    ctx.check(
+        assistant_text(history) == text_of(events),
+        "ASP-HIS-001",
+        f"stored text {assistant_text(history)!r}, streamed {text_of(events)!r}",
+    )
 
 
 @case(
     "tools.call_and_result",
-    "a tool call is answered by exactly one result before complete",
+    "a tool call is answered by exactly one result before complete, and both are stored",
     ["ASP-TOOL-001", "ASP-TOOL-002", "ASP-TOOL-003", "ASP-TOOL-006", "ASP-TOOL-005", "ASP-CAP-004"],
     fixtures=True,
 )
 async def call_and_result(ctx: CaseContext) -> None:
-    client, _ = await ctx.connect(conversation_id="new")
+    client, session = await ctx.connect(conversation_id="new")
     events = await ctx.run(client, "asp-fixture:tool")
     calls = [e for e in events if e.get("type") == "tool_call"]
     results = [e for e in events if e.get("type") == "tool_result"]
@@ -32,14 +67,21 @@ async def call_and_result(ctx: CaseContext) -> None:
             "ASP-CAP-004",
             f"tool_result {answers[0].get('content')!r}",
         )
+        if ctx.declares("history"):
+            await client.close()
+            await _stored_exchange(ctx, session["conversation_id"], call, answers[0], events)
 
 
 @case(
-    "tools.failure", "a failing tool gives is_error true and the run goes on", ["ASP-TOOL-004"], fixtures=True
+    "tools.failure",
+    "a failing tool gives is_error true, the run goes on, and the failed call is stored",
+    ["ASP-TOOL-004"],
+    fixtures=True,
 )
 async def failure(ctx: CaseContext) -> None:
-    client, _ = await ctx.connect(conversation_id="new")
+    client, session = await ctx.connect(conversation_id="new")
     events = await ctx.run(client, "asp-fixture:tool_error")
+    calls = [e for e in events if e.get("type") == "tool_call"]
     results = [e for e in events if e.get("type") == "tool_result"]
     ctx.check(
         len(results) == 1 and results[0].get("is_error") is True,
@@ -51,6 +93,9 @@ async def failure(ctx: CaseContext) -> None:
         "ASP-TOOL-004",
         f"the run ended {events[-1].get('finish_reason')!r} instead of going on",
     )
+    if len(calls) == 1 and len(results) == 1 and ctx.declares("history"):
+        await client.close()
+        await _stored_exchange(ctx, session["conversation_id"], calls[0], results[0], events)
 
 
 @case(
@@ -62,10 +107,26 @@ async def failure(ctx: CaseContext) -> None:
 )
 async def cancel_open_call(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
-    await client.send({"type": "message", "content": "asp-fixture:slow_tool 5000"})
+    await ctx.settle(client)
+    sleep_ms = int(5000 * ctx.stretch)
+    message_id = await ctx.send_message(client, f"asp-fixture:slow_tool {sleep_ms}")
+    started = await ctx.started(client, message_id)
     call = await ctx.expect(client, "tool_call", "ASP-TOOL-001")
+    sent = time.monotonic()
     await client.send({"type": "cancel"})
-    complete = await ctx.expect(client, "complete", "ASP-CAN-001", timeout=5)
+    complete = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
+        "ASP-CAN-001",
+        timeout=5,
+        what=f"complete of the cancelled run {started['run_id']}",
+    )
+    await ctx.settle(client)
+    if complete.get("finish_reason") != "cancelled":
+        ctx.precondition(
+            not ctx.completed_before(client, started["run_id"], sent),
+            "the run completed before the cancel could reach the server",
+        )
     ctx.check(
         complete.get("finish_reason") == "cancelled",
         "ASP-CAN-001",

@@ -1,4 +1,8 @@
-"""The report in every format a CI or a person reads."""
+"""The report in every format a CI or a person reads: pure functions of a `Report` to a string.
+
+No I/O here; the caller decides where the strings go (`write` is the one helper that does).
+Which results fail the run is `conformance.outcomes.blocks`, the same rule the exit code uses.
+"""
 
 from __future__ import annotations
 
@@ -8,72 +12,77 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from conformance.outcomes import Outcome
-from conformance.runner import KIT_VERSION, Report
+from conformance.outcomes import CaseResult, Outcome, blocks
+from conformance.report.model import KIT_VERSION, LEVELS, Report
 from spec import PROTOCOL_VERSION
 from spec.catalog import requirements
 
 REPORT_SCHEMA = Path(__file__).with_name("report.schema.json")
+REPORT_VERSION = 2
+
+
+def _case(result: CaseResult) -> dict[str, Any]:
+    return {
+        "id": result.case_id,
+        "title": result.title,
+        "section": result.section,
+        "requirements": result.requirements,
+        "outcome": result.outcome.value,
+        "duration_s": result.duration_s,
+        "reason": result.reason,
+        "findings": [f.as_dict() for f in result.findings],
+        "transcripts": result.transcripts,
+    }
 
 
 def as_json(report: Report) -> dict[str, Any]:
+    """The report as a JSON-ready dict (the shape report.schema.json describes)."""
     catalog = requirements()
     terms = report.terms
     return {
-        "report_version": 1,
+        "report_version": REPORT_VERSION,
         "spec_version": PROTOCOL_VERSION,
         "kit_version": KIT_VERSION,
         "target": report.target,
         "started": report.started,
         "duration_s": report.duration_s,
         "options": report.options,
+        "exit_code": report.exit_code(),
+        "usage_error": report.usage_error,
         "server": {
             "protocol_version": str(terms.session.get("protocol_version", "")) if terms else "",
             "capabilities": sorted(terms.capabilities) if terms else [],
             "limits": terms.limits if terms else {},
+            "token_carriage": terms.carriage if terms else "",
         },
         "summary": report.counts(),
-        "compliance": report.compliance(),
-        "cases": [
-            {
-                "id": r.case_id,
-                "title": r.title,
-                "section": r.section,
-                "requirements": r.requirements,
-                "outcome": r.outcome.value,
-                "duration_s": r.duration_s,
-                "reason": r.reason,
-                "findings": [f.as_dict() for f in r.findings],
-                "transcripts": r.transcripts,
-            }
-            for r in report.results
-        ],
+        "compliance": {name: level.as_dict() for name, level in report.compliance().items()},
+        "cases": [_case(r) for r in report.results],
+        "oracle": _case(report.oracle) if report.oracle else None,
+        "stale_baseline": [_case(r) for r in report.stale],
         "requirements": {
             rid: {"level": catalog[rid].level, **entry} for rid, entry in report.requirement_results().items()
         },
     }
 
 
-def write_json(report: Report, path: Path) -> None:
-    path.write_text(json.dumps(as_json(report), indent=2) + "\n", encoding="utf-8")
+def to_json(report: Report) -> str:
+    return json.dumps(as_json(report), indent=2) + "\n"
 
 
-def write_junit(report: Report, path: Path) -> None:
+def to_junit(report: Report) -> str:
+    """JUnit XML: one testcase per case and per stale baseline entry (the oracle's violations fail
+    the cases that saw them)."""
+    listed = [*report.results, *report.stale]
     suite = ElementTree.Element(
-        "testsuite", name="asp-conformance", tests=str(len(report.results)), time=f"{report.duration_s:.3f}"
+        "testsuite", name="asp-conformance", tests=str(len(listed)), time=f"{report.duration_s:.3f}"
     )
-    counts = report.counts()
-    suite.set(
-        "failures",
-        str(
-            counts["fail"]
-            + counts["stale_baseline"]
-            + (counts["warning"] if report.options.get("strict") else 0)
-        ),
-    )
-    suite.set("errors", str(counts["harness_error"]))
-    suite.set("skipped", str(counts["not_applicable"] + counts["untestable"]))
-    for result in report.results:
+    failing = [r for r in listed if blocks(r.outcome, report.strict)]
+    errors = [r for r in failing if r.outcome == Outcome.HARNESS_ERROR]
+    suite.set("failures", str(len(failing) - len(errors)))
+    suite.set("errors", str(len(errors)))
+    suite.set("skipped", str(sum(r.outcome in (Outcome.NOT_APPLICABLE, Outcome.UNTESTABLE) for r in listed)))
+    for result in listed:
         case = ElementTree.SubElement(
             suite,
             "testcase",
@@ -85,20 +94,18 @@ def write_junit(report: Report, path: Path) -> None:
             [ElementTree.Element("property", name="requirement", value=r) for r in result.requirements]
         )
         detail = "\n".join(f"{f.requirement}: {f.message}" for f in result.findings if not f.passed)
-        if result.outcome in (Outcome.FAIL, Outcome.STALE_BASELINE) or (
-            result.outcome == Outcome.WARNING and report.options.get("strict")
-        ):
+        if result.outcome == Outcome.HARNESS_ERROR:
+            ElementTree.SubElement(case, "error", message="harness error").text = result.reason
+        elif blocks(result.outcome, report.strict):
             failure = ElementTree.SubElement(
                 case, "failure", message=result.reason[:500], type=result.outcome.value
             )
             failure.text = detail or result.reason
-        elif result.outcome == Outcome.HARNESS_ERROR:
-            ElementTree.SubElement(case, "error", message="harness error").text = result.reason
         elif result.outcome in (Outcome.NOT_APPLICABLE, Outcome.UNTESTABLE):
             ElementTree.SubElement(case, "skipped", message=f"{result.outcome.value}: {result.reason}")
         elif result.outcome == Outcome.WARNING:
             ElementTree.SubElement(case, "system-out").text = f"warning (SHOULD missed): {detail}"
-    ElementTree.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
 _COLOURS = {
@@ -114,11 +121,12 @@ _COLOURS = {
 }
 
 
-def write_html(report: Report, path: Path) -> None:
+def to_html(report: Report) -> str:
     data = as_json(report)
     e = html.escape
     rows = []
-    for case in data["cases"]:
+    shown = [*data["cases"], *([data["oracle"]] if data["oracle"] else []), *data["stale_baseline"]]
+    for case in shown:
         colour = _COLOURS.get(case["outcome"], "#000")
         findings = "".join(
             f"<li class='{'ok' if f['passed'] else 'bad'}'><b>{e(f['requirement'])}</b> {e(f['message'])}"
@@ -145,19 +153,21 @@ def write_html(report: Report, path: Path) -> None:
         for k, v in data["summary"].items()
         if v
     )
-    compliance = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in data["compliance"].items())
+    compliance = "; ".join(f"{name} {level.describe()}" for name, level in report.compliance().items())
     server = data["server"]
-    page = (
+    refusal = f"<p class=reason>{e(report.usage_error)}</p>" if report.usage_error else ""
+    return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>ASP conformance: {e(data['target'])}</title><style>{_CSS}</style></head><body>"
         f"<h1>ASP conformance report</h1>"
         f"<p>Target <code>{e(data['target'])}</code> &middot; spec {e(data['spec_version'])} &middot; "
-        f"kit {e(data['kit_version'])} &middot; {e(data['started'])} &middot; {data['duration_s']:.1f}s</p>"
+        f"kit {e(data['kit_version'])} &middot; {e(data['started'])} &middot; {data['duration_s']:.1f}s "
+        f"&middot; exit {data['exit_code']}</p>{refusal}"
         f"<p>Server protocol {e(server['protocol_version'])}; "
         f"capabilities {e(', '.join(server['capabilities']))}</p>"
-        f"<p>{summary}</p><p>Compliance: {e(compliance)}</p>{''.join(rows)}</body></html>"
+        f"<p>{len(data['cases'])} cases: {summary}</p><p>Compliance: {e(compliance)}</p>"
+        f"{''.join(rows)}</body></html>"
     )
-    path.write_text(page, encoding="utf-8")
 
 
 def _wire_row(frame: dict[str, Any]) -> str:
@@ -181,7 +191,7 @@ _CSS = " ".join(
 )
 
 
-def write_traceability(report: Report, path: Path) -> None:
+def to_traceability(report: Report) -> str:
     """Markdown matrix: requirement, level, cases, result on this run."""
     catalog = requirements()
     lines = [
@@ -197,28 +207,43 @@ def write_traceability(report: Report, path: Path) -> None:
         cases = ", ".join(f"`{c}`" for c in entry["cases"]) or "-"
         result = entry["outcome"] + (f" ({entry['reason']})" if entry["reason"] else "")
         lines.append(f"| {rid} | {requirement.level} | {requirement.binds} | {cases} | {result} |")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
 
 
-def terminal(report: Report, strict: bool) -> str:
-    """A plain-text summary (rich renders it in colour on a terminal)."""
+def to_terminal(report: Report) -> str:
+    """A plain-text summary: what did not pass and why, the counts, compliance, the exit code."""
     lines = []
-    for result in report.results:
+    if report.usage_error:
+        lines.append(f"cannot check {report.target}: {report.usage_error}")
+    elif report.terms is None:
+        reason = report.results[0].reason if report.results else "the probe failed"
+        lines.append(f"cannot check {report.target}: {reason}")
+    for result in report.everything:
         if result.outcome in (Outcome.PASS, Outcome.INFO):
             continue
         first_line = result.reason.splitlines()[0] if result.reason else ""
-        lines.append(f"{result.outcome.value.upper():15} {result.case_id}: {first_line}")
+        marker = "!" if blocks(result.outcome, report.strict) else " "
+        lines.append(f"{marker}{result.outcome.value.upper():15} {result.case_id}: {first_line}")
         for finding in result.findings:
             if not finding.passed:
-                lines.append(f"{'':15}   {finding.requirement} {finding.message[:160]}")
+                lines.append(f"{'':16}   {finding.requirement} {finding.message[:160]}")
     counts = {k: v for k, v in report.counts().items() if v}
     lines.append("")
     lines.append(
         f"{len(report.results)} cases in {report.duration_s:.1f}s: "
         + ", ".join(f"{v} {k}" for k, v in counts.items())
     )
-    lines.append(
-        "compliance: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in report.compliance().items())
-    )
-    lines.append(f"exit {report.exit_code(strict)}")
+    if report.oracle is not None:
+        lines.append(f"oracle over every frame: {report.oracle.outcome.value}")
+    compliance = report.compliance()
+    lines.extend(f"compliance {name}: {compliance[name].describe()}" for name in LEVELS)
+    lines.append(f"exit {report.exit_code()}")
     return "\n".join(lines)
+
+
+FORMATS = {"json": to_json, "junit": to_junit, "html": to_html, "traceability": to_traceability}
+
+
+def write(report: Report, path: Path, kind: str) -> None:
+    """Write the report in format `kind` (a key of FORMATS) to `path`."""
+    path.write_text(FORMATS[kind](report), encoding="utf-8")

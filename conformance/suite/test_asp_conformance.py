@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from conformance.pytest_plugin import run_one
 from conformance.registry import all_cases
 
-_STATE: dict[str, Any] = {}
-
 
 @pytest.mark.parametrize("case_id", [case.id for case in all_cases()])
 def test_case(case_id: str, pytestconfig: pytest.Config) -> None:
-    run_one(pytestconfig, case_id, _STATE)
+    run_one(pytestconfig, case_id)

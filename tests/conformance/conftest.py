@@ -22,7 +22,7 @@ def start(database: Path, module: str = "reference_server", **extra: str) -> Ser
 
 
 def options(server: ServerProcess, **extra: object) -> CheckOptions:
-    return CheckOptions(url=server.url, jwt_secret=SECRET, **extra)  # type: ignore[arg-type]
+    return CheckOptions(**{"url": server.url, "jwt_secret": SECRET, **extra})  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ async def test_without_fixtures_or_a_secret_cases_are_untestable_with_reasons_ne
     assert "fixtures" in by_id["tools.call_and_result"].reason
     assert by_id["runs.message_starts_a_run"].outcome == Outcome.PASS
     assert all(r.reason for r in report.results if r.outcome in (Outcome.UNTESTABLE, Outcome.NOT_APPLICABLE))
-    assert report.exit_code(strict=False) == 0
+    assert report.exit_code() == 0
 
 
 async def test_an_undeclared_capability_makes_its_cases_not_applicable(check_server: ServerProcess):
@@ -57,10 +57,10 @@ async def test_a_baseline_entry_that_now_passes_is_stale_and_fails_the_run(
     baseline = tmp_path / "expected.json"
     baseline.write_text(json.dumps({"runs.ping_pong": "was broken once", "ASP-XYZ-999": "never matches"}))
     report = await run_check(options(check_server, include=["runs.ping_pong"], expected_failures=baseline))
-    outcomes = {r.case_id: r.outcome for r in report.results}
+    outcomes = {r.case_id: r.outcome for r in report.everything}
     assert outcomes["runs.ping_pong"] == Outcome.STALE_BASELINE
     assert outcomes["baseline.ASP-XYZ-999"] == Outcome.STALE_BASELINE
-    assert report.exit_code(strict=False) == 1
+    assert report.exit_code() == 1
 
 
 async def test_a_known_failure_in_the_baseline_is_expected_and_the_run_passes(tmp_path: Path):
@@ -73,7 +73,7 @@ async def test_a_known_failure_in_the_baseline_is_expected_and_the_run_passes(tm
         server.stop()
     case = next(r for r in report.results if r.case_id == "runs.ping_pong")
     assert case.outcome == Outcome.EXPECTED_FAILURE
-    assert report.exit_code(strict=False) == 0
+    assert report.exit_code() == 0
 
 
 async def test_an_exception_in_the_kit_is_a_harness_error_not_a_verdict(check_server: ServerProcess):

@@ -1,19 +1,36 @@
 """Deliberately broken ASP servers: the reference server with one requirement broken each.
 
-Most faults are ASGI middleware around the reference app that corrupts, drops, reorders, delays
-or injects frames; some announce limits the server does not enforce; some patch the reference
-code. `python -m tests.support.broken_server` serves the one named by ASP_FAULT.
+Almost every fault is ASGI middleware around the reference app that corrupts, drops, reorders,
+delays or injects frames, rewrites the handshake, lies in its announcement or answers in the
+server's stead; one patches the reference code. `python -m tests.support.broken_server` serves
+either the fault named by ASP_FAULT, or (ASP_FAULT=panel) every middleware fault at once, each at
+its own path `/fault/<name>/<endpoint path>`, so the self-test panel needs one server process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import jwt
 
 Event = dict[str, Any]
 Message = dict[str, Any]
+PANEL_PREFIX = "/fault/"
+
+
+@dataclass
+class Shared:
+    """State a fault keeps across the connections of one server."""
+
+    failed_contents: set[str] = field(default_factory=set)
+    live_users: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -21,30 +38,45 @@ class Connection:
     """Per-connection state a fault may keep."""
 
     query: dict[str, str]
+    shared: Shared
     next_seq: int = 0
     renumber: bool = False
     held: list[Event] = field(default_factory=list)
     sent: int = 0
+    messages: int = 0
+    last_content: str = ""
+    last_client_frame: float = field(default_factory=time.monotonic)
+    replies: list[Event] = field(default_factory=list)  # events an incoming hook answers with
 
 
 Outgoing = Callable[[Connection, Event], list[Event]]
 Incoming = Callable[[Connection, Message], Message | None]
+ScopeRewrite = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class Fault:
     name: str
-    requirement: str  # the requirement the kit must name
+    requirements: tuple[str, ...]  # every one of them the kit must name
     cases: tuple[str, ...]  # the cases to run against it
     outgoing: Outgoing | None = None  # rewrite server events (list: zero or more events to send)
-    incoming: Incoming | None = None  # rewrite client frames (None: swallow)
+    incoming: Incoming | None = None  # rewrite client frames (None: swallow; conn.replies: answer)
     announce: dict[str, Any] = field(default_factory=dict)  # session.limits values that lie
     close_codes: dict[int, int | None] = field(default_factory=dict)  # rewrite (None: swallow) server closes
-    settings: dict[str, str] = field(default_factory=dict)
-    patch: str | None = None  # name of a patch in PATCHES
+    scope: ScopeRewrite | None = None  # rewrite the handshake the app sees
+    settings: dict[str, str] = field(default_factory=dict)  # needs a server of its own
+    patch: str | None = None  # name of a patch in PATCHES (needs a server of its own)
     binary: bool = False
     reject_before_accept: bool = False
+    supersede_newer: bool = False  # a user's newer connection is closed 4002, the older kept
+    idle_close_s: float | None = None  # close 4003 this long after the last client frame, runs or not
     strict: bool = False
+    not_named: tuple[str, ...] = ()  # requirements the kit must not blame (symptoms of the fault)
+    also_pass: tuple[str, ...] = ()  # cases that must still pass: the fault blocks nothing else
+
+    @property
+    def own_process(self) -> bool:
+        return bool(self.settings or self.patch)
 
 
 def drop(kind: str) -> Outgoing:
@@ -91,6 +123,13 @@ def _event_after_complete(conn: Connection, event: Event) -> list[Event]:
     return [event]
 
 
+def _second_complete_after_cancel(conn: Connection, event: Event) -> list[Event]:
+    if event.get("type") == "complete" and event.get("finish_reason") == "cancelled":
+        conn.renumber = True
+        return [event, {k: v for k, v in event.items() if k != "seq"}]
+    return [event]
+
+
 def _result_before_call(conn: Connection, event: Event) -> list[Event]:
     if event.get("type") == "tool_call":
         conn.held.append(event)
@@ -101,6 +140,8 @@ def _result_before_call(conn: Connection, event: Event) -> list[Event]:
 
 
 def _buffer_text(conn: Connection, event: Event) -> list[Event]:
+    """Holds every text delta back until the run's complete (misses only the SHOULD ASP-RUN-009)."""
+    conn.renumber = True  # the held deltas go out after later events: number in sending order
     if event.get("type") == "text_delta":
         conn.held.append(event)
         return []
@@ -124,6 +165,40 @@ def _reasoning(conn: Connection, event: Event) -> list[Event]:
     return [event]
 
 
+def _newline_in_run_ids(conn: Connection, event: Event) -> list[Event]:
+    if isinstance(event.get("run_id"), str):
+        event["run_id"] += "\n"
+    return [event]
+
+
+def _no_tool_entries(conn: Connection, event: Event) -> list[Event]:
+    if event.get("type") == "history":
+        event["messages"] = [m for m in event["messages"] if m.get("role") != "tool"]
+        if not event["messages"]:
+            conn.renumber = True
+            return []
+    return [event]
+
+
+def _forget_failed_runs(conn: Connection, event: Event) -> list[Event]:
+    """Exchanges whose run ended in error are left out of the stored conversation."""
+    if event.get("type") == "complete" and event.get("finish_reason") == "error":
+        conn.shared.failed_contents.add(conn.last_content)
+    if event.get("type") == "history":
+        kept: list[Event] = []
+        skipping = False
+        for entry in event["messages"]:
+            if entry.get("role") == "user":
+                skipping = entry.get("content") in conn.shared.failed_contents
+            if not skipping:
+                kept.append(entry)
+        event["messages"] = kept
+        if not kept:
+            conn.renumber = True
+            return []
+    return [event]
+
+
 def _echo_token(conn: Connection, event: Event) -> None:
     event["x-debug-token"] = conn.query.get("token", "")
 
@@ -138,12 +213,58 @@ def _wrong_code(conn: Connection, event: Event) -> None:
         event["code"] = "invalid_json"
 
 
+def _newline_in_version(conn: Connection, event: Event) -> None:
+    event["protocol_version"] = str(event["protocol_version"]) + "\n"
+
+
+def _frame(message: Message) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(message.get("text") or "")
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def _swallow_cancel(conn: Connection, message: Message) -> Message | None:
     return None if '"cancel"' in (message.get("text") or "") else message
 
 
 def _swallow_resume(conn: Connection, message: Message) -> Message | None:
     return None if '"resume"' in (message.get("text") or "") else message
+
+
+def _cancel_whatever_named(conn: Connection, message: Message) -> Message | None:
+    """A cancel stops the active run whatever run it names."""
+    frame = _frame(message)
+    if frame is not None and frame.get("type") == "cancel" and "run_id" in frame:
+        frame.pop("run_id")
+        return {**message, "text": json.dumps(frame)}
+    return message
+
+
+def _rate_limit_per_connection(limit: int) -> Incoming:
+    """Counts messages per connection (the spec counts them per user)."""
+
+    def hook(conn: Connection, message: Message) -> Message | None:
+        frame = _frame(message)
+        if frame is None or frame.get("type") != "message":
+            return message
+        conn.messages += 1
+        if conn.messages <= limit:
+            return message
+        refusal: Event = {
+            "type": "error",
+            "code": "rate_limited",
+            "message": "Too many messages on this connection.",
+            "retryable": True,
+            "retry_after_ms": 1000,
+        }
+        if isinstance(frame.get("id"), str):
+            refusal["message_id"] = frame["id"]
+        conn.replies.append(refusal)
+        return None
+
+    return hook
 
 
 def _crash_on_bad_json(conn: Connection, message: Message) -> Message | None:
@@ -156,107 +277,242 @@ def _crash_on_bad_json(conn: Connection, message: Message) -> Message | None:
     return message
 
 
+def _no_query_token(scope: dict[str, Any]) -> None:
+    query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode()) if k != "token"]
+    scope["query_string"] = urlencode(query).encode()
+
+
+def _no_subprotocol_token(scope: dict[str, Any]) -> None:
+    scope["subprotocols"] = [p for p in scope.get("subprotocols", []) if not p.startswith("asp.token.")]
+
+
+def _honour(kind: str) -> ScopeRewrite:
+    """Accept tokens the reference server refuses (expired, or alg none) by re-signing them."""
+
+    def rewrite(scope: dict[str, Any]) -> None:
+        query = dict(parse_qsl(scope.get("query_string", b"").decode()))
+        token = query.get("token")
+        if not token:
+            return
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+        except jwt.InvalidTokenError:
+            return
+        expired = isinstance(claims.get("exp"), int) and claims["exp"] < time.time()
+        if (kind == "expired" and expired and header.get("alg") == "HS256") or (
+            kind == "alg_none" and header.get("alg") == "none"
+        ):
+            secret = os.environ["ASP_JWT_SECRET"]
+            if kind == "expired":
+                try:
+                    jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+                except jwt.InvalidTokenError:
+                    return  # forged, not just expired
+            fresh = {**claims, "exp": int(time.time()) + 600}
+            query["token"] = jwt.encode(fresh, secret, algorithm="HS256")
+            scope["query_string"] = urlencode(query).encode()
+
+    return rewrite
+
+
 FAULTS = {
     fault.name: fault
     for fault in [
-        Fault("seq_gap", "ASP-ENV-002", ("runs.message_starts_a_run",), outgoing=_seq_gap),
+        Fault("seq_gap", ("ASP-ENV-002",), ("runs.message_starts_a_run",), outgoing=_seq_gap),
         Fault(
-            "delta_before_run_started", "ASP-RUN-001", ("runs.message_starts_a_run",), outgoing=_delta_first
+            "delta_before_run_started",
+            ("ASP-RUN-001",),
+            ("runs.message_starts_a_run",),
+            outgoing=_delta_first,
         ),
         Fault(
-            "unanswered_tool_call", "ASP-TOOL-002", ("tools.call_and_result",), outgoing=drop("tool_result")
+            "unanswered_tool_call",
+            ("ASP-TOOL-002",),
+            ("tools.call_and_result",),
+            outgoing=drop("tool_result"),
         ),
         Fault(
-            "event_after_complete", "ASP-RUN-005", ("runs.unique_run_ids",), outgoing=_event_after_complete
+            "event_after_complete", ("ASP-RUN-005",), ("runs.unique_run_ids",), outgoing=_event_after_complete
+        ),
+        Fault(
+            "second_complete_after_cancel",
+            ("ASP-RUN-005",),
+            ("runs.cancel",),
+            outgoing=_second_complete_after_cancel,
         ),
         Fault(
             "tool_result_before_call",
-            "ASP-TOOL-003",
+            ("ASP-TOOL-003",),
             ("tools.call_and_result",),
             outgoing=_result_before_call,
         ),
-        Fault("no_complete_after_error", "ASP-RUN-004", ("runs.model_error",), outgoing=_no_error_complete),
-        Fault("auth_wrong_close_code", "ASP-AUTH-003", ("auth",), close_codes={4001: 1008}),
         Fault(
-            "auth_refused_before_accept", "ASP-TRN-002", ("auth.missing_token",), reject_before_accept=True
+            "no_complete_after_error", ("ASP-RUN-004",), ("runs.model_error",), outgoing=_no_error_complete
+        ),
+        Fault(
+            "never_completes",
+            ("ASP-RUN-004",),
+            ("runs.deltas_rebuild_the_text", "tools.call_and_result"),
+            outgoing=drop("complete"),
+            not_named=("ASP-RUN-006", "ASP-TOOL-001"),
+        ),
+        Fault("auth_wrong_close_code", ("ASP-AUTH-003",), ("auth",), close_codes={4001: 1008}),
+        Fault(
+            "auth_refused_before_accept",
+            ("ASP-TRN-002",),
+            ("auth.missing_token",),
+            reject_before_accept=True,
+        ),
+        Fault(
+            "query_token_ignored",
+            ("ASP-AUTH-001",),
+            ("auth.query_token", "runs.message_starts_a_run", "handshake.version_selected"),
+            scope=_no_query_token,
+            also_pass=("runs.message_starts_a_run", "handshake.version_selected"),
+        ),
+        Fault(
+            "subprotocol_token_refused",
+            ("ASP-AUTH-002",),
+            ("handshake.token_subprotocol_never_selected", "auth.query_token"),
+            scope=_no_subprotocol_token,
+            not_named=("ASP-SES-001",),
+            also_pass=("auth.query_token",),
         ),
         Fault(
             "no_connection_limit",
-            "ASP-LIM-002",
+            ("ASP-LIM-002",),
             ("limits.connection_limit",),
             announce={"max_connections": 3},
         ),
         Fault(
             "no_duplicate_closure",
-            "ASP-DUP-001",
+            ("ASP-DUP-001",),
             ("duplicates.newer_supersedes_older",),
             close_codes={4002: None},
         ),
-        Fault("crash_on_bad_json", "ASP-ERR-002", ("errors.invalid_json",), incoming=_crash_on_bad_json),
-        Fault("no_pong", "ASP-MSG-003", ("runs.ping_pong",), outgoing=drop("pong")),
-        Fault("ignores_cancel", "ASP-CAN-001", ("runs.cancel",), incoming=_swallow_cancel),
-        Fault("broken_resume", "ASP-RES-002", ("resume",), incoming=_swallow_resume),
         Fault(
-            "history_missing", "ASP-SES-005", ("session.history_follows_session",), outgoing=drop("history")
+            "duplicate_closes_newer",
+            ("ASP-DUP-001", "ASP-DUP-002"),
+            ("duplicates.newer_supersedes_older",),
+            supersede_newer=True,
+            not_named=("ASP-SES-001",),
+        ),
+        Fault("crash_on_bad_json", ("ASP-ERR-002",), ("errors.invalid_json",), incoming=_crash_on_bad_json),
+        Fault("no_pong", ("ASP-MSG-003",), ("runs.ping_pong",), outgoing=drop("pong")),
+        Fault("ignores_cancel", ("ASP-CAN-001",), ("runs.cancel",), incoming=_swallow_cancel),
+        Fault(
+            "cancel_ignores_run_id",
+            ("ASP-CAN-002",),
+            ("runs.cancel_names_another_run",),
+            incoming=_cancel_whatever_named,
+        ),
+        Fault("broken_resume", ("ASP-RES-002",), ("resume",), incoming=_swallow_resume),
+        Fault(
+            "history_missing",
+            ("ASP-SES-005",),
+            ("session.history_follows_session",),
+            outgoing=drop("history"),
+        ),
+        Fault(
+            "tool_calls_not_stored",
+            ("ASP-HIS-001",),
+            ("tools.call_and_result",),
+            outgoing=_no_tool_entries,
+        ),
+        Fault(
+            "failed_runs_not_stored",
+            ("ASP-HIS-001",),
+            ("runs.model_error",),
+            outgoing=_forget_failed_runs,
         ),
         Fault(
             "token_echoed",
-            "ASP-AUTH-007",
+            ("ASP-AUTH-007",),
             ("handshake.version_selected",),
             outgoing=edit("session", _echo_token),
         ),
-        Fault("binary_frames", "ASP-TRN-001", ("handshake.version_selected",), binary=True),
+        Fault("binary_frames", ("ASP-TRN-001",), ("handshake.version_selected",), binary=True),
         Fault(
             "error_without_retryable",
-            "ASP-ENV-001",
+            ("ASP-ENV-001",),
             ("errors.invalid_json",),
             outgoing=edit("error", lambda c, e: e.pop("retryable", None)),
         ),
         Fault(
+            "run_id_ends_in_newline",
+            ("ASP-ENV-001",),
+            ("runs.message_starts_a_run",),
+            outgoing=_newline_in_run_ids,
+        ),
+        Fault(
+            "protocol_version_ends_in_newline",
+            ("ASP-ENV-001",),
+            ("handshake.version_selected",),
+            outgoing=edit("session", _newline_in_version),
+        ),
+        Fault(
             "wrong_message_id",
-            "ASP-MSG-002",
+            ("ASP-MSG-002",),
             ("runs.message_starts_a_run",),
             outgoing=edit("run_started", lambda c, e: e.update(message_id="msg_not_yours")),
         ),
         Fault(
             "no_idle_timeout",
-            "ASP-HB-002",
+            ("ASP-HB-002",),
             ("heartbeats.idle_timeout",),
             announce={"idle_timeout_ms": 1000},
             settings={"ASP_IDLE_TIMEOUT_MS": "60000"},
         ),
         Fault(
-            "wrong_error_code", "ASP-ERR-004", ("errors.schema_invalid",), outgoing=edit("error", _wrong_code)
+            "idle_timer_during_runs",
+            ("ASP-HB-002",),
+            ("heartbeats.no_idle_close_during_run",),
+            idle_close_s=2.0,
+            announce={"idle_timeout_ms": 2000},
+        ),
+        Fault(
+            "wrong_error_code",
+            ("ASP-ERR-004",),
+            ("errors.schema_invalid",),
+            outgoing=edit("error", _wrong_code),
         ),
         Fault(
             "no_rate_limit",
-            "ASP-LIM-004",
+            ("ASP-LIM-004",),
             ("limits.rate_limit",),
             announce={"rate_limit": {"messages": 2, "window_ms": 60000}},
         ),
         Fault(
+            "rate_limit_per_connection",
+            ("ASP-LIM-004",),
+            ("limits.rate_limit",),
+            announce={"rate_limit": {"messages": 3, "window_ms": 60000}},
+            incoming=_rate_limit_per_connection(3),
+        ),
+        Fault(
             "oversize_frames_accepted",
-            "ASP-LIM-003",
+            ("ASP-LIM-003",),
             ("limits.frame_size",),
             announce={"max_message_bytes": 2048},
         ),
-        Fault("leaks_internals", "ASP-ERR-008", ("runs.model_error",), outgoing=edit("error", _leak)),
-        Fault("accepts_expired_tokens", "ASP-AUTH-006", ("auth.expired_token",), patch="accept_expired"),
-        Fault("accepts_alg_none", "ASP-AUTH-005", ("auth.alg_none",), patch="accept_alg_none"),
+        Fault("leaks_internals", ("ASP-ERR-008",), ("runs.model_error",), outgoing=edit("error", _leak)),
+        Fault("accepts_expired_tokens", ("ASP-AUTH-006",), ("auth.expired_token",), scope=_honour("expired")),
+        Fault("accepts_alg_none", ("ASP-AUTH-005",), ("auth.alg_none",), scope=_honour("alg_none")),
         Fault(
             "foreign_conversations_readable",
-            "ASP-SES-006",
+            ("ASP-SES-006",),
             ("session.foreign_conversation",),
             patch="any_owner",
         ),
         Fault(
             "buffers_text_until_complete",
-            "ASP-RUN-009",
+            ("ASP-RUN-009",),
             ("runs.streams_incrementally",),
             outgoing=_buffer_text,
             strict=True,
         ),
-        Fault("undeclared_reasoning", "ASP-CAP-002", ("runs.message_starts_a_run",), outgoing=_reasoning),
+        Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
 }
 
@@ -267,38 +523,103 @@ class FaultMiddleware:
     def __init__(self, app: Any, fault: Fault) -> None:
         self.app = app
         self.fault = fault
+        self.shared = Shared()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
-        from urllib.parse import parse_qsl
+        fault = self.fault
+        if fault.scope is not None:
+            scope = {**scope}
+            fault.scope(scope)
+        conn = Connection(query=dict(parse_qsl(scope.get("query_string", b"").decode())), shared=self.shared)
+        if fault.supersede_newer:
+            await self._supersede_newer(scope, receive, send, conn)
+            return
+        await self._serve(scope, receive, send, conn)
 
-        conn = Connection(query=dict(parse_qsl(scope.get("query_string", b"").decode())))
+    async def _supersede_newer(
+        self, scope: dict[str, Any], receive: Any, send: Any, conn: Connection
+    ) -> None:
+        """A user's newer connection is closed with 4002 and never reaches the app; the older stays."""
+        user = _subject(scope)
+        live = self.shared.live_users
+        if user is not None and live.get(user):
+            await receive()  # websocket.connect
+            offered = scope.get("subprotocols") or []
+            await send({"type": "websocket.accept", "subprotocol": "asp.v1" if "asp.v1" in offered else None})
+            await send({"type": "websocket.close", "code": 4002, "reason": "superseded"})
+            return
+        if user is not None:
+            live[user] = live.get(user, 0) + 1
+        try:
+            await self._serve(scope, receive, send, conn)
+        finally:
+            if user is not None:
+                live[user] -= 1
+
+    async def _serve(self, scope: dict[str, Any], receive: Any, send: Any, conn: Connection) -> None:
         fault = self.fault
         closed_by_fault = False
 
-        async def faulty_receive() -> Message:
+        async def send_event(item: Event) -> None:
+            if "seq" not in item:  # an injected event
+                conn.renumber = True
+            if conn.renumber:
+                item["seq"] = conn.next_seq + 1
+            conn.next_seq = item["seq"]
+            text = json.dumps(item)
+            if fault.binary:
+                await send({"type": "websocket.send", "bytes": text.encode()})
+            else:
+                await send({"type": "websocket.send", "text": text})
+
+        async def close_as_fault(code: int) -> Message:
             nonlocal closed_by_fault
+            await send({"type": "websocket.close", "code": code})
+            closed_by_fault = True
+            return {"type": "websocket.disconnect", "code": code}
+
+        async def next_message() -> Message:
+            if fault.idle_close_s is None:
+                return await receive()  # type: ignore[no-any-return]
+            try:
+                async with asyncio.timeout_at(
+                    asyncio.get_running_loop().time()
+                    + fault.idle_close_s
+                    - (time.monotonic() - conn.last_client_frame)
+                ):
+                    return await receive()  # type: ignore[no-any-return]
+            except TimeoutError:
+                return {"type": "fault.idle"}
+
+        async def faulty_receive() -> Message:
             while True:
-                message: Message = await receive()
+                message = await next_message()
+                if message["type"] == "fault.idle":
+                    return await close_as_fault(4003)
+                if message["type"] == "websocket.receive":
+                    conn.last_client_frame = time.monotonic()
+                    frame = _frame(message)
+                    if frame is not None and frame.get("type") == "message":
+                        conn.last_content = str(frame.get("content", ""))
                 if (
                     message["type"] == "websocket.connect"
                     and fault.reject_before_accept
                     and not _token_valid(conn)
                 ):
-                    await send({"type": "websocket.close", "code": 1008})
-                    closed_by_fault = True
-                    return {"type": "websocket.disconnect", "code": 1008}
+                    return await close_as_fault(1008)
                 if message["type"] != "websocket.receive" or fault.incoming is None:
                     return message
                 changed = fault.incoming(conn, message)
+                for reply in conn.replies:
+                    await send_event(reply)
+                conn.replies.clear()
                 if changed is None:
                     continue
                 if changed["type"] == "fault.close":
-                    await send({"type": "websocket.close", "code": changed["code"]})
-                    closed_by_fault = True
-                    return {"type": "websocket.disconnect", "code": changed["code"]}
+                    return await close_as_fault(changed["code"])
                 return changed
 
         async def faulty_send(message: Message) -> None:
@@ -321,23 +642,53 @@ class FaultMiddleware:
                 event["limits"].update(fault.announce)
             outgoing = fault.outgoing(conn, event) if fault.outgoing else [event]
             for item in outgoing:
-                if "seq" not in item:  # an injected event
-                    conn.renumber = True
-                if conn.renumber:
-                    item["seq"] = conn.next_seq + 1
-                conn.next_seq = item["seq"]
-                text = json.dumps(item)
-                if fault.binary:
-                    await send({"type": "websocket.send", "bytes": text.encode()})
-                else:
-                    await send({"type": "websocket.send", "text": text})
+                await send_event(item)
 
         await self.app(scope, faulty_receive, faulty_send)
 
 
-def _token_valid(conn: Connection) -> bool:
-    import os
+class PanelMiddleware:
+    """Every fault that needs no server of its own, each at `/fault/<name>/...` of one app."""
 
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.faults = {
+            name: FaultMiddleware(app, fault) for name, fault in FAULTS.items() if not fault.own_process
+        }
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "websocket" and path.startswith(PANEL_PREFIX):
+            name, _, rest = path[len(PANEL_PREFIX) :].partition("/")
+            if name in self.faults:
+                inner = {**scope, "path": "/" + rest, "raw_path": ("/" + rest).encode()}
+                await self.faults[name](inner, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def panel_url(base_url: str, name: str) -> str:
+    """The URL of fault `name` on a panel server listening at `base_url` (ws://host:port/path)."""
+    scheme, _, rest = base_url.partition("://")
+    host, _, path = rest.partition("/")
+    return f"{scheme}://{host}{PANEL_PREFIX}{name}/{path}"
+
+
+def _subject(scope: dict[str, Any]) -> str | None:
+    token = dict(parse_qsl(scope.get("query_string", b"").decode())).get("token")
+    for offered in scope.get("subprotocols") or []:
+        if offered.startswith("asp.token."):
+            token = offered[len("asp.token.") :]
+    if not token:
+        return None
+    try:
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.InvalidTokenError:
+        return None
+    return subject if isinstance(subject, str) else None
+
+
+def _token_valid(conn: Connection) -> bool:
     from reference_server.auth import AuthError, verify
 
     try:
@@ -348,43 +699,26 @@ def _token_valid(conn: Connection) -> bool:
 
 
 def apply_patch(name: str) -> None:
-    """Break the reference code itself, for faults middleware cannot express."""
-    import jwt
+    """Break the reference code itself, for the fault middleware cannot express: a conversation
+    store that finds every conversation the user's own (a store-level ownership bug)."""
+    from reference_server import storage
 
-    from reference_server import auth, storage
-
-    if name in ("accept_expired", "accept_alg_none"):
-        original = auth.verify
-
-        def lenient(token: str | None, secret: str) -> str:
-            if token and name == "accept_expired":
-                claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
-                return str(claims["sub"])
-            if token and name == "accept_alg_none" and jwt.get_unverified_header(token).get("alg") == "none":
-                return str(jwt.decode(token, options={"verify_signature": False})["sub"])
-            return original(token, secret)
-
-        auth.verify = lenient
-        import reference_server.endpoint as endpoint
-
-        endpoint.verify = lenient  # type: ignore[attr-defined]
-    elif name == "any_owner":
-
-        async def owned(self: Any, conversation_id: str, user_id: str) -> bool:
-            return True
-
-        async def load(self: Any, conversation_id: str, user_id: str) -> list[Any]:
-            from sqlalchemy import select
-
-            from reference_server.storage import Conversation, ModelMessagesTypeAdapter
-
-            async with self._sessions() as session:
-                raw = await session.scalar(
-                    select(Conversation.messages_json).where(Conversation.id == conversation_id)
-                )
-            return list(ModelMessagesTypeAdapter.validate_json(raw)) if raw else []
-
-        storage.ConversationStore.owned = owned  # type: ignore[method-assign]
-        storage.ConversationStore.load = load  # type: ignore[method-assign]
-    else:
+    if name != "any_owner":
         raise KeyError(name)
+
+    async def owned(self: Any, conversation_id: str, user_id: str) -> bool:
+        return True
+
+    async def load(self: Any, conversation_id: str, user_id: str) -> list[Any]:
+        from sqlalchemy import select
+
+        from reference_server.storage import Conversation, ModelMessagesTypeAdapter
+
+        async with self._sessions() as session:
+            raw = await session.scalar(
+                select(Conversation.messages_json).where(Conversation.id == conversation_id)
+            )
+        return list(ModelMessagesTypeAdapter.validate_json(raw)) if raw else []
+
+    storage.ConversationStore.owned = owned  # type: ignore[method-assign]
+    storage.ConversationStore.load = load  # type: ignore[method-assign]

@@ -1,0 +1,193 @@
+"""The Report model: what one check found, and the verdicts derived from it.
+
+Writers (`conformance.report.writers`) are pure functions of this model; the exit code, the
+compliance levels and the per-requirement table are computed here and nowhere else. Whether an
+outcome fails the run is `conformance.outcomes.blocks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.gating import applies, since
+from conformance.outcomes import CaseResult, Outcome, blocks, worst
+from conformance.terms import ServerTerms
+from spec.catalog import requirements
+
+KIT_VERSION = "0.2.0"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# Outcomes a case passes on to every requirement it cites, whatever its findings say.
+_PASSED_ON = (
+    Outcome.NOT_APPLICABLE,
+    Outcome.UNTESTABLE,
+    Outcome.HARNESS_ERROR,
+    Outcome.EXPECTED_FAILURE,
+    Outcome.STALE_BASELINE,
+)
+LEVELS = ("core", "recommended", "full")
+
+
+@dataclass(frozen=True)
+class Level:
+    """A compliance level's verdict: "yes", "no" or "not proven" (untested requirements remain)."""
+
+    verdict: str
+    failed: list[str] = field(default_factory=list)
+    untestable: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.verdict == "no":
+            return f"no ({len(self.failed)} failed: {', '.join(self.failed)})"
+        if self.verdict == "not proven":
+            return f"not proven ({len(self.untestable)} untestable: {', '.join(self.untestable)})"
+        return "yes"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "failed": self.failed, "untestable": self.untestable}
+
+
+@dataclass
+class Report:
+    """One check of one server.
+
+    `results` are the cases (one per registered case that was selected); `oracle` is the
+    always-on oracle's verdict over every frame of every case (its violations also fail the case
+    that saw them); `stale` are baseline entries no case used. `usage_error` says why the check
+    could not be made with what it was given (refused credentials): exit 2.
+    """
+
+    target: str
+    started: str
+    duration_s: float
+    terms: ServerTerms | None
+    strict: bool = False
+    results: list[CaseResult] = field(default_factory=list)
+    oracle: CaseResult | None = None
+    stale: list[CaseResult] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    usage_error: str | None = None
+
+    @property
+    def everything(self) -> list[CaseResult]:
+        """Cases, then the oracle, then stale baseline entries: every result that has a verdict."""
+        return [*self.results, *([self.oracle] if self.oracle else []), *self.stale]
+
+    @property
+    def protocol_version(self) -> str | None:
+        return self.terms.protocol_version if self.terms else None
+
+    def requirement_results(self) -> dict[str, dict[str, Any]]:
+        """Per catalog requirement: its outcome across the results that cite it (or why none could)."""
+        table: dict[str, dict[str, Any]] = {}
+        version = self.protocol_version
+        for requirement in requirements().values():
+            if not requirement.testable:
+                table[requirement.id] = {
+                    "outcome": Outcome.UNTESTABLE.value,
+                    "cases": [],
+                    "reason": requirement.reason or "",
+                }
+                continue
+            if version is not None and not applies(requirement.id, version):
+                table[requirement.id] = {
+                    "outcome": Outcome.NOT_APPLICABLE.value,
+                    "cases": [],
+                    "reason": f"introduced in {since(requirement.id)}; the server announces {version}",
+                }
+                continue
+            outcomes: list[Outcome] = []
+            cases: list[str] = []
+            for result in [*self.results, *([self.oracle] if self.oracle else [])]:
+                judged = [f.outcome for f in result.findings if f.requirement == requirement.id]
+                if requirement.id not in result.requirements and not judged:
+                    continue
+                cases.append(result.case_id)
+                if result.outcome in _PASSED_ON:
+                    outcomes.append(result.outcome)
+                elif judged:
+                    outcomes.append(worst(judged) or Outcome.PASS)
+                elif result.outcome in (Outcome.PASS, Outcome.INFO):
+                    outcomes.append(Outcome.PASS)
+            outcome = worst(outcomes)
+            if outcome is None:
+                reason = "no case ran for it (excluded or deselected)"
+            elif outcome == Outcome.PASS:
+                reason = ""
+            else:
+                cited = [r for r in self.results if r.case_id in cases and r.reason]
+                reason = next((r.reason for r in cited if r.outcome == outcome), "") or (
+                    cited[0].reason if cited else ""
+                )
+            table[requirement.id] = {
+                "outcome": (outcome or Outcome.UNTESTABLE).value,
+                "cases": cases,
+                "reason": reason,
+            }
+        return table
+
+    def compliance(self) -> dict[str, Level]:
+        """core / recommended / full, as PROTOCOL.md section 18 defines them.
+
+        A level is "yes" only when every requirement it needs passed (or does not apply: a
+        capability not declared, a requirement newer than the server's version); "no" when one
+        failed; else "not proven", naming the requirements no case could test.
+        """
+        table = self.requirement_results()
+        catalog = requirements()
+        declared = self.terms.capabilities if self.terms else frozenset()
+        server = [r for r in catalog.values() if r.binds == "server" and r.testable]
+        core = [r.id for r in server if r.level == "MUST" and r.capability is None]
+        recommended = core + [r.id for r in server if r.level == "SHOULD"]
+        full = recommended + [r.id for r in server if r.capability in declared and r.level == "MUST"]
+
+        def judge(ids: list[str], extra_failure: str | None = None) -> Level:
+            failed = [i for i in ids if table[i]["outcome"] in ("fail", "warning", "expected_failure")]
+            unproven = [
+                i for i in ids if table[i]["outcome"] in ("untestable", "harness_error", "stale_baseline")
+            ]
+            if extra_failure:
+                failed.append(extra_failure)
+            if failed:
+                return Level("no", failed, unproven)
+            if unproven:
+                return Level("not proven", [], unproven)
+            return Level("yes")
+
+        missing = sorted({"history", "cancel", "resume"} - declared)
+        return {
+            "core": judge(core),
+            "recommended": judge(list(dict.fromkeys(recommended))),
+            "full": judge(
+                list(dict.fromkeys(full)),
+                f"capabilities not declared: {', '.join(missing)}" if missing and self.terms else None,
+            ),
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Cases per outcome (the oracle and stale baseline entries are not cases)."""
+        counted: dict[str, int] = {outcome.value: 0 for outcome in Outcome}
+        for result in self.results:
+            counted[result.outcome.value] += 1
+        return counted
+
+    def blocking(self) -> list[CaseResult]:
+        """The results that fail the run."""
+        return [r for r in self.everything if blocks(r.outcome, self.strict)]
+
+    def exit_code(self) -> int:
+        """0 every applicable case passed; 1 a failure (a server fault, a stale baseline entry, an
+        unreachable server); 2 the check could not be made as asked (refused credentials) or only
+        the kit's own errors stand in the way."""
+        if self.usage_error:
+            return EXIT_USAGE
+        bad = self.blocking()
+        if not bad:
+            return EXIT_OK
+        if all(r.outcome == Outcome.HARNESS_ERROR for r in bad):
+            return EXIT_USAGE
+        return EXIT_FAILED
