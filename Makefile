@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck unit browser-deps clean
+.PHONY: serve test test-slow lint typecheck unit browser-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ unit: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
+
+# Tests that wait out spec-default timeouts (a check of a server on a 60 s idle timeout).
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -77,7 +77,7 @@ def _check(args: argparse.Namespace) -> int:
     ):
         if target:
             writers.write(report, Path(target), kind)
-    console.print(writers.to_terminal(report), highlight=False, markup=False)
+    console.print(writers.to_terminal(report), highlight=False, markup=False, soft_wrap=True)
     return report.exit_code()
 
 

@@ -398,13 +398,20 @@ class CaseContext:
             await client.send({"type": "ping", "id": ping_id})
         except Exception as exc:
             self.fail(requirement, f"the connection is gone: {exc}")
-        pong = await self.expect(
-            client,
-            lambda e: e.get("type") == "pong" and e.get("id") == ping_id,
-            requirement,
-            what=f"pong {ping_id!r} (the connection should have stayed open)",
-        )
-        self.check(pong.get("id") == ping_id, requirement, "pong answers the ping")
+        seconds = self.scaled(ANSWER_S)
+        self.allow(seconds, f"pong {ping_id!r}")
+        try:
+            await client.expect(lambda e: e.get("type") == "pong" and e.get("id") == ping_id, seconds)
+        except TimeoutError:
+            client.unanswered = True
+            self.fail(
+                requirement, f"no pong {ping_id!r} within {seconds:.1f}s (the connection should answer)"
+            )
+        except Closed as closed:
+            self.fail(
+                requirement, f"the server closed ({closed.code} {closed.reason!r}) before pong {ping_id!r}"
+            )
+        self.check(True, requirement, f"pong {ping_id!r} answers the ping")
 
     async def close_all(self) -> None:
         """Read every open connection on to a sync point (late events meet the oracle), then close."""

@@ -54,8 +54,10 @@ class CheckOptions:
     user_prefix: str = "asp-kit"
 
     def validate(self) -> None:
-        """Raises UsageError for a bad URL or budget (before any connection is made)."""
+        """Raises UsageError for a bad URL, no credentials or a bad budget (before any connection)."""
         check_url(self.url)
+        if not self.tokens and self.jwt_secret is None:
+            raise UsageError("no credentials: give --token, --token-file or --jwt-secret")
         if self.timeout_multiplier <= 0:
             raise UsageError("--timeout-multiplier must be positive")
         if self.max_wait_s <= 0:

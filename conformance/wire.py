@@ -104,6 +104,7 @@ class AspClient:
         self.close_reason: str = ""
         self.last_sent = time.monotonic()
         self.round_trip: float | None = None  # seconds, of the last sync ping
+        self.unanswered = False  # a ping of ours went unanswered: no sync point to wait for
         # awaited before every frame is sent (the conformance kit paces its messages with it)
         self.before_send: Callable[[str | bytes], Awaitable[None]] | None = None
         self._backlog: list[Event] = []
@@ -305,15 +306,21 @@ class AspClient:
         """Send a ping and read on until its pong: every event the server sent before it is then in.
 
         Events read on the way are kept for `recv`; the pong itself is not. False when no pong came
-        within `timeout` seconds or the connection closed (the events that did come are kept).
+        within `timeout` seconds or the connection closed (the events that did come are kept); after
+        a ping went unanswered, False at once.
         """
+        if self.unanswered:
+            return False
         self._pings += 1
         ping_id = f"{SYNC_PREFIX}{self._pings}"
         sent = time.monotonic()
         try:
             await self.send({"type": "ping", "id": ping_id})
             await self.expect(lambda e: e.get("type") == "pong" and e.get("id") == ping_id, timeout)
-        except (TimeoutError, Closed, ConnectionClosed):
+        except TimeoutError:
+            self.unanswered = True
+            return False
+        except (Closed, ConnectionClosed):
             return False
         self.round_trip = time.monotonic() - sent
         self.events = [e for e in self.events if not (e.get("type") == "pong" and e.get("id") == ping_id)]

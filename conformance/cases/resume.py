@@ -75,16 +75,19 @@ async def replays_then_continues(ctx: CaseContext) -> None:
     )
     complete = await ctx.expect(second, "complete", "ASP-RES-004", timeout=ANSWER_S + tokens * pace_ms / 1000)
     await ctx.settle(second)
+    received = second.oracle.events  # every event, the kit's own keepalive pongs included
+    following = received[received.index(answer) + 1 :] if answer in received else []
+    ctx.check(
+        bool(following) and following[0].get("seq") == last_seq + 1,
+        "ASP-RES-001",
+        f"the first event after resumed has seq {following[0].get('seq') if following else None}, "
+        f"expected {last_seq + 1}",
+    )
     after_events = [
         e
         for e in second.events
         if isinstance(e.get("seq"), int) and e["seq"] > last_seq and e.get("run_id") == complete.get("run_id")
     ]
-    ctx.check(
-        bool(after_events) and after_events[0]["seq"] == last_seq + 1,
-        "ASP-RES-001",
-        "the replay starts right after last_seq",
-    )
     ctx.check(
         seen + text_of(after_events) == fixture_text(tokens),
         "ASP-RES-004",

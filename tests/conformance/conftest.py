@@ -10,8 +10,10 @@ import pytest
 from conformance.options import CheckOptions
 from tests.support.server import SECRET, ServerProcess
 
+# A one-second idle timeout under a five-second heartbeat (FAST_DEFAULTS): legal, and the kit must
+# hold every connection through it without a false alarm.
 CHECK_SETTINGS = {
-    "ASP_IDLE_TIMEOUT_MS": "2000",
+    "ASP_IDLE_TIMEOUT_MS": "1000",
     "ASP_MAX_CONNECTIONS": "20",
     "ASP_RATE_LIMIT_MESSAGES": "10",
 }
@@ -28,5 +30,15 @@ def options(server: ServerProcess, **extra: object) -> CheckOptions:
 @pytest.fixture(scope="module")
 def check_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process = start(tmp_path_factory.mktemp("check") / "asp.db")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server with every middleware fault of the panel, each at its own path (faults.panel_url)."""
+    process = start(
+        tmp_path_factory.mktemp("panel") / "asp.db", module="tests.support.broken_server", ASP_FAULT="panel"
+    )
     yield process
     process.stop()

@@ -7,7 +7,6 @@ timeout multiplier for a server on loopback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ from tests.support.server import ServerProcess
 
 # Waits for answers a broken server never sends: loopback answers in milliseconds.
 PANEL_MULTIPLIER = 0.3
-
-
-@pytest.fixture(scope="module")
-def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = start(
-        tmp_path_factory.mktemp("panel") / "asp.db", module="tests.support.broken_server", ASP_FAULT="panel"
-    )
-    yield process
-    process.stop()
 
 
 def test_the_panel_has_at_least_forty_broken_servers_each_citing_real_requirements_and_cases():

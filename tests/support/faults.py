@@ -407,7 +407,12 @@ FAULTS = {
             ("runs.cancel_names_another_run",),
             incoming=_cancel_whatever_named,
         ),
-        Fault("broken_resume", ("ASP-RES-002",), ("resume",), incoming=_swallow_resume),
+        Fault(
+            "broken_resume",
+            ("ASP-RES-002",),
+            ("resume.refused_for_unknown_sessions",),
+            incoming=_swallow_resume,
+        ),
         Fault(
             "history_missing",
             ("ASP-SES-005",),

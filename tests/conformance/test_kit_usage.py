@@ -1,0 +1,221 @@
+"""No green without evidence, no red without a server fault: `asp check` as a new user runs it.
+
+Usage errors exit 2 with one line and no secret; every requested report is written on every run,
+also when nothing could be checked; a level with untested requirements is "not proven".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from conformance.registry import all_cases
+from conformance.report.writers import REPORT_SCHEMA
+from tests.conformance.conftest import start
+from tests.support.faults import panel_url
+from tests.support.server import SECRET, ServerProcess
+
+REPO = Path(__file__).resolve().parents[2]
+A_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEyMyJ9.c2VjcmV0LXNpZ25hdHVyZS1ub3QtdG8tcHJpbnQ"
+UNREACHABLE = "ws://127.0.0.1:9/ws/chat"
+
+
+def asp_check(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def report_files(directory: Path) -> list[str]:
+    return [
+        "--json-file",
+        str(directory / "report.json"),
+        "--junit-file",
+        str(directory / "report.xml"),
+        "--html-file",
+        str(directory / "report.html"),
+        "--traceability",
+        str(directory / "TRACEABILITY.md"),
+    ]
+
+
+def valid_report(path: Path) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(path.read_text())
+    assert list(Draft202012Validator(json.loads(REPORT_SCHEMA.read_text())).iter_errors(report)) == []
+    return report
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/ws/chat",
+        "127.0.0.1:9/ws/chat",
+        "ws:///ws/chat",
+        f"ws://127.0.0.1:9/ws/chat?token={A_TOKEN}",
+    ],
+    ids=["http", "no-scheme", "no-host", "token-in-url"],
+)
+def test_a_bad_url_is_a_usage_error_of_one_line_that_never_shows_the_token(url: str):
+    result = asp_check(url, "--token", A_TOKEN, "--quiet")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert A_TOKEN not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("selector", ["nosuchthing", "runs.no_such_case", "ASP-XYZ-001"])
+def test_an_unknown_case_requirement_or_section_is_a_usage_error(selector: str):
+    result = asp_check(UNREACHABLE, "--token", A_TOKEN, "--cases", selector, "--quiet")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert selector in result.stderr and "matches no case" in result.stderr
+
+
+def test_an_unreachable_server_writes_every_report_and_exits_1(tmp_path: Path):
+    result = asp_check(UNREACHABLE, "--token", A_TOKEN, "--quiet", *report_files(tmp_path))
+    assert result.returncode == 1 and "cannot check" in result.stdout
+    report = valid_report(tmp_path / "report.json")
+    assert report["exit_code"] == 1 and report["cases"][0]["id"] == "probe.first_connection"
+    assert {level["verdict"] for level in report["compliance"].values()} == {"not proven"}
+    for name in ("report.xml", "report.html", "TRACEABILITY.md"):
+        assert (tmp_path / name).read_text()
+    assert A_TOKEN not in "".join(p.read_text() for p in tmp_path.iterdir()) + result.stdout
+
+
+def test_a_session_that_breaks_the_spec_is_a_failure_citing_its_requirement_in_every_report(
+    panel: ServerProcess, tmp_path: Path
+):
+    url = panel_url(panel.url, "protocol_version_ends_in_newline")
+    result = asp_check(url, "--jwt-secret", SECRET, "--quiet", *report_files(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = valid_report(tmp_path / "report.json")
+    (probe,) = report["cases"]
+    assert probe["outcome"] == "fail" and "ASP-ENV-001" in probe["requirements"]
+    assert probe["transcripts"] and report["compliance"]["core"]["verdict"] == "no"
+    assert "ASP-ENV-001" in (tmp_path / "report.xml").read_text()
+
+
+def test_credentials_the_server_refuses_are_a_usage_error_not_a_server_fault(
+    check_server: ServerProcess, tmp_path: Path
+):
+    wrong = "a-secret-that-is-not-the-servers-0123456789"
+    result = asp_check(check_server.url, "--jwt-secret", wrong, "--quiet", *report_files(tmp_path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "refused the credentials" in result.stdout
+    assert wrong not in result.stdout + result.stderr
+    report = valid_report(tmp_path / "report.json")
+    assert report["exit_code"] == 2 and "refused the credentials" in report["usage_error"]
+    assert [c["outcome"] for c in report["cases"]] == ["untestable"]
+    assert wrong not in (tmp_path / "report.json").read_text()
+
+
+def test_one_users_token_stays_inside_the_announced_rate_limit(tmp_path: Path):
+    """With the one token `make serve` prints, the kit used up the 20-per-minute rate limit itself
+    and blamed the server's right answers on ASP-MSG-001 / ASP-RES-002."""
+    server = start(tmp_path / "asp.db", ASP_RATE_LIMIT_MESSAGES="20", ASP_RATE_LIMIT_WINDOW_MS="60000")
+    try:
+        result = asp_check(
+            server.url, "--token", server.token("dev"), "--quiet", "--json-file", str(tmp_path / "r.json")
+        )
+    finally:
+        server.stop()
+    report = valid_report(tmp_path / "r.json")
+    not_passed = {c["id"]: (c["outcome"], c["reason"]) for c in report["cases"] if c["outcome"] != "pass"}
+    assert result.returncode == 0, not_passed
+    assert {outcome for outcome, _ in not_passed.values()} <= {"untestable", "not_applicable"}
+    paced = [reason for outcome, reason in not_passed.values() if "rate limit" in reason]
+    assert paced, not_passed  # some cases could not fit the limit: said so, not failed
+
+
+def test_a_level_with_untestable_requirements_is_not_proven_and_names_them(tmp_path: Path):
+    """With the default --max-wait the 60 s idle timeout is not waited out: ASP-HB-002 (a core MUST)
+    is untestable, and core compliance is not "yes"."""
+    server = start(tmp_path / "asp.db", ASP_IDLE_TIMEOUT_MS="60000")
+    try:
+        result = asp_check(
+            server.url,
+            "--jwt-secret",
+            SECRET,
+            "--cases",
+            "heartbeats,handshake",
+            "--json-file",
+            str(tmp_path / "r.json"),
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stdout
+    core = valid_report(tmp_path / "r.json")["compliance"]["core"]
+    assert core["verdict"] == "not proven" and "ASP-HB-002" in core["untestable"]
+    assert re.search(r"compliance core: not proven \(\d+ untestable: .*ASP-HB-002", result.stdout)
+    assert "--max-wait" in result.stdout
+
+
+def test_the_packaged_suite_without_a_url_is_a_usage_error():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "conformance.suite", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr  # pytest's usage-error exit code
+    assert "--asp-url" in result.stderr
+
+
+def test_the_packaged_suite_with_refused_credentials_is_a_usage_error(check_server: ServerProcess):
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "conformance.suite",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
+    result = subprocess.run(
+        [*command, "--asp-url", check_server.url, "--asp-jwt-secret", "not-the-servers-secret-0123456789"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "refused the credentials" in result.stderr
+
+
+def test_one_case_count_in_the_readme_the_cli_and_pytest(check_server: ServerProcess):
+    count = len(all_cases())
+    readme = (REPO / "README.md").read_text()
+    assert f"runs {count} cases" in readme
+    listed = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "check", "--list"], capture_output=True, text=True, timeout=60
+    )
+    assert listed.stdout.strip().splitlines()[-1] == f"{count} cases"
+    collected = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "conformance.suite",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--asp-url",
+            check_server.url,
+            "--asp-jwt-secret",
+            SECRET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"{count} tests collected" in collected.stdout, collected.stdout[-500:]
