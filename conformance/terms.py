@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spec import PROTOCOL_VERSION
+from spec.catalog import parse_version
 
 Event = dict[str, Any]
 
@@ -55,9 +56,14 @@ class ServerTerms:
 
     @property
     def protocol_version(self) -> str:
-        """`session.protocol_version` ("1.MINOR"); the kit's own version when it is unusable."""
+        """`session.protocol_version` as MAJOR.MINOR; the kit's own version when it is unusable
+        (the oracle reports that: ASP-VER-004, ASP-ENV-001), so every requirement then applies."""
         value = self.session.get("protocol_version")
-        return value if isinstance(value, str) and value.startswith("1.") else PROTOCOL_VERSION
+        try:
+            parse_version(str(value))
+        except ValueError:
+            return PROTOCOL_VERSION
+        return str(value)
 
     def _positive(self, name: str) -> float | None:
         value = self.limits.get(name)

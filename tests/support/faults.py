@@ -522,6 +522,21 @@ FAULTS = {
 }
 
 
+def _announce_1_0(conn: Connection, event: Event) -> None:
+    event["protocol_version"] = "1.0"
+    event["limits"].pop("max_event_bytes", None)
+
+
+# Legal servers the panel also serves (at /fault/<name>/...): not faults, variants the kit must pass.
+VARIANTS = {
+    variant.name: variant
+    for variant in [
+        # The reference server presenting itself as a 1.0 server: 1.1 requirements do not apply.
+        Fault("announces_1_0", (), (), outgoing=edit("session", _announce_1_0)),
+    ]
+}
+
+
 class FaultMiddleware:
     """Applies one fault to every WebSocket connection of the wrapped ASGI app."""
 
@@ -657,8 +672,9 @@ class PanelMiddleware:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        served = {**FAULTS, **VARIANTS}
         self.faults = {
-            name: FaultMiddleware(app, fault) for name, fault in FAULTS.items() if not fault.own_process
+            name: FaultMiddleware(app, fault) for name, fault in served.items() if not fault.own_process
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
