@@ -19,7 +19,7 @@ from conformance.credentials import Credentials, Unavailable
 from conformance.gating import applies
 from conformance.options import CheckOptions
 from conformance.outcomes import Finding
-from conformance.pacing import RatePacer, is_message
+from conformance.pacing import RatePacer
 from conformance.registry import Case
 from conformance.terms import ServerTerms
 from conformance.wire import AspClient, Closed, Event, HandshakeRefused
@@ -192,7 +192,7 @@ class CaseContext:
 
     def _pace(self, identity: str) -> Callable[[str | bytes], Awaitable[None]]:
         async def pace(frame: str | bytes) -> None:
-            if is_message(frame):
+            if self.pacer.counts(frame):
                 await self.pacer.acquire(identity, self.allow)
 
         return pace

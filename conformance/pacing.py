@@ -1,10 +1,12 @@
 """The kit's own pace under the server's announced rate limit (ASP-LIM-004), per user.
 
-The kit counts every `message` frame it sends (valid or not: a 1.0 server may count refused
-messages too), per user, and holds a message back while that user already has `messages` frames
-within the window (plus a margin for the trip to the server). So a server's `rate_limited` answer
-to a message the kit sent within the announced limit is the server's fault, and the kit never
-provokes one by accident. A wait longer than the check's --max-wait makes the case untestable.
+The kit counts the `message` frames it sends, per user, and holds a message back while that user
+already has `messages` counted frames within the window (plus a margin for the trip to the
+server). Which frames count: for a server announcing 1.1 or later, valid messages only (invalid
+ones never start a run, ASP-LIM-009); for a 1.0 server every `message` frame, valid or not (1.0
+left open whether refused messages count). So a server's `rate_limited` answer to a message the
+kit sent within the announced limit is the server's fault, and the kit never provokes one by
+accident. A wait longer than the check's --max-wait makes the case untestable.
 """
 
 from __future__ import annotations
@@ -17,25 +19,30 @@ from collections.abc import Callable
 
 from conformance.credentials import Unavailable
 from conformance.terms import RateLimit
+from spec.schemas import check_client_message
 
 
-def is_message(frame: str | bytes) -> bool:
-    """Whether a frame the kit sends is a `message` (the only type the rate limit counts)."""
+def is_message(frame: str | bytes, *, valid_only: bool = False) -> bool:
+    """Whether a frame the kit sends is a `message` (the only type the rate limit counts); with
+    `valid_only`, a `message` that passes its schema."""
     if not isinstance(frame, str) or '"message"' not in frame:
         return False
     try:
         parsed = json.loads(frame)
     except ValueError:
         return False
-    return isinstance(parsed, dict) and parsed.get("type") == "message"
+    if not isinstance(parsed, dict) or parsed.get("type") != "message":
+        return False
+    return not valid_only or not check_client_message(parsed)
 
 
 class RatePacer:
     """Sliding-window accounting of the kit's `message` frames, per user identity."""
 
-    def __init__(self, rate: RateLimit | None, max_wait_s: float) -> None:
+    def __init__(self, rate: RateLimit | None, max_wait_s: float, *, counts_invalid: bool = True) -> None:
         self.rate = rate
         self.max_wait_s = max_wait_s
+        self.counts_invalid = counts_invalid  # a 1.0 server may count invalid messages too
         self.margin_s = max(1.0, rate.window_s * 0.1) if rate else 0.0
         self._sent: dict[str, deque[float]] = {}
 
@@ -45,6 +52,14 @@ class RatePacer:
         while sent and sent[0] + self.rate.window_s + self.margin_s <= now:
             sent.popleft()
         return sent
+
+    def counts(self, frame: str | bytes) -> bool:
+        """Whether the server may count this frame against the user's rate limit."""
+        return is_message(frame, valid_only=not self.counts_invalid)
+
+    def room(self, identity: str) -> int | None:
+        """How many more counted messages fit this user's window now (None: no limit announced)."""
+        return self.rate.messages - self.in_window(identity) if self.rate else None
 
     def in_window(self, identity: str) -> int:
         """How many of this user's messages the server may still count."""

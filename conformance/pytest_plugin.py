@@ -69,9 +69,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not any(str(item.path).replace("\\", "/").endswith(SUITE_MODULE) for item in items):
         return
     from conformance.credentials import Credentials
-    from conformance.pacing import RatePacer
     from conformance.registry import all_cases
-    from conformance.runner import CredentialsRefused, ProbeFailed, plan, probe
+    from conformance.runner import CredentialsRefused, ProbeFailed, pacer_for, plan, probe
 
     options = check_options(config)
     credentials = Credentials(options)
@@ -85,7 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     else:
         plan(all_cases(), terms, options, credentials)
         state["terms"] = terms
-        state["pacer"] = RatePacer(terms.rate_limit, options.max_wait_s)
+        state["pacer"] = pacer_for(terms, options)
     config.stash[_STATE] = state
 
 

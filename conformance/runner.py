@@ -208,7 +208,7 @@ async def run_case(
     blocked = gate(case, terms, options, credentials)
     if blocked:
         return _result(case, started, blocked[0], blocked[1], None, credentials)
-    pacer = pacer or RatePacer(terms.rate_limit, options.max_wait_s)
+    pacer = pacer or pacer_for(terms, options)
     premise = ""
     for stretch in (1.0, RETRY_STRETCH):
         ctx = CaseContext(case, index, options, credentials, terms, pacer, stretch=stretch)
@@ -347,6 +347,15 @@ def oracle_summary(results: list[CaseResult]) -> CaseResult:
     )
 
 
+def pacer_for(terms: ServerTerms, options: CheckOptions) -> RatePacer:
+    """The kit's pace under the server's announced rate limit, for the server's version."""
+    return RatePacer(
+        terms.rate_limit,
+        options.max_wait_s,
+        counts_invalid=not applies("ASP-LIM-009", terms.protocol_version),
+    )
+
+
 def plan(
     cases: list[Case], terms: ServerTerms, options: CheckOptions, credentials: Credentials
 ) -> tuple[list[Case], list[Case], list[Case]]:
@@ -422,7 +431,7 @@ async def run_check(
     except ProbeFailed as failed:
         return report(None, [_probe_result(failed, Outcome.FAIL, credentials)])
     await asyncio.to_thread(generate.warm, options.fuzz_examples)
-    pacer = RatePacer(terms.rate_limit, options.max_wait_s)
+    pacer = pacer_for(terms, options)
     exclusive, beside, in_turn = plan(chosen, terms, options, credentials)
     done: dict[str, CaseResult] = {}
 

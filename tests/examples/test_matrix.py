@@ -19,7 +19,8 @@ import pytest
 
 from conformance.options import CheckOptions
 from conformance.outcomes import Outcome
-from conformance.runner import Report, run_check
+from conformance.report.model import Report
+from conformance.runner import run_check
 from tests.examples.conftest import MinimalServer
 from tests.support.server import SECRET
 
@@ -47,20 +48,9 @@ class KitDefect(Exception):
 
 
 # case id -> why its verdict on this server is wrong, by the spec's own words.
-KIT_DEFECTS: dict[str, str] = {
-    "handshake.unsupported_version": (
-        "the kit fails ASP-VER-002 ('selected asp.v99, not offered') when the server selects the "
-        "asp.v99 the client offered; a 1.1 server MUST select the first asp.v* offered when it "
-        "refuses the version (ASP-VER-006, ASP-VER-003 'which subprotocol it selects is ASP-VER-006')"
-    ),
-    "resume.replays_then_continues": (
-        "the kit resumes after more events than the announced replay_window (4) and, given the "
-        "resume_failed that ASP-RES-002 requires ('events no longer kept'), waits for resumed "
-        "until it times out and fails ASP-RES-001"
-    ),
-}
+KIT_DEFECTS: dict[str, str] = {}
 
-IDLE_CASES = ("heartbeats.idle_timeout", "heartbeats.pings_keep_alive")
+IDLE_CASES = ("heartbeats.idle_timeout", "heartbeats.pings_keep_alive", "heartbeats.no_idle_close_during_run")
 FIXTURE_CASES = (
     "runs.ping_during_run",
     "runs.one_at_a_time",
@@ -68,6 +58,7 @@ FIXTURE_CASES = (
     "runs.streams_incrementally",
     "runs.model_error",
     "runs.cancel",
+    "runs.cancel_names_another_run",
     "tools.call_and_result",
     "tools.failure",
     "tools.cancel_answers_open_calls",
@@ -78,7 +69,6 @@ FIXTURE_CASES = (
     "resume.refused_after_a_message",
     "limits.rate_limit",
 )
-VERSION = ("handshake.unsupported_version",)
 
 
 @dataclass(frozen=True)
@@ -88,17 +78,15 @@ class Cell:
     # Cases this configuration rightly cannot run: with the 60 s idle timeout of the spec
     # defaults, the idle cases exceed the kit's default --max-wait.
     untestable: tuple[str, ...] = IDLE_CASES
-    kit_defects: tuple[str, ...] = VERSION  # cases KIT_DEFECTS says the kit judges wrongly here
+    kit_defects: tuple[str, ...] = ()  # cases KIT_DEFECTS says the kit judges wrongly here
     on_the_wire: str = ""  # text some frame the kit received must contain
 
 
 CELLS: dict[str, Cell] = {
-    "spec-defaults": Cell({}, ("runs.cancel", "limits.connection_limit")),
+    "spec-defaults": Cell({}, ("runs.cancel", "limits.connection_limit", "handshake.unsupported_version")),
     "idle-1s": Cell({"ASP_IDLE_TIMEOUT_MS": "1000"}, IDLE_CASES, untestable=()),
     "replay-window-4": Cell(
-        {"ASP_REPLAY_WINDOW": "4"},
-        ("resume.refused_for_unknown_sessions",),
-        kit_defects=(*VERSION, "resume.replays_then_continues"),
+        {"ASP_REPLAY_WINDOW": "4"}, ("resume.refused_for_unknown_sessions", "resume.replays_then_continues")
     ),
     "minimal-session": Cell(
         {"ASP_MINIMAL_SESSION": "true"},
