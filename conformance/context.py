@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -118,7 +119,8 @@ class CaseContext:
         """
         if seconds > self.options.max_wait_s:
             raise Unavailable(
-                f"{what} takes {seconds:.1f}s, longer than --max-wait ({self.options.max_wait_s:g}s)"
+                f"{what} takes {seconds:.1f}s, longer than --max-wait ({self.options.max_wait_s:g}s); "
+                f"--max-wait {math.ceil(seconds)} waits it out"
             )
         return seconds
 
@@ -316,6 +318,26 @@ class CaseContext:
             )
         await self.settle(client)
         return events
+
+    async def completion(
+        self,
+        client: AspClient,
+        run_id: str,
+        requirement: str = "ASP-RUN-004",
+        *,
+        lasts: float = 0.0,
+        timeout: float = ANSWER_S,
+        what: str = "complete",
+    ) -> Event:
+        """The complete of run `run_id`, within `timeout` (before the multiplier) plus `lasts`, the
+        run's own expected duration in seconds; its absence is a finding against `requirement`."""
+        return await self.expect(
+            client,
+            lambda e: e.get("type") == "complete" and e.get("run_id") == run_id,
+            requirement,
+            timeout=timeout + lasts / self.options.timeout_multiplier,
+            what=f"{what} of run {run_id}",
+        )
 
     async def settle(self, client: AspClient) -> None:
         """Read on until a ping's pong: whatever the server sent before it meets the oracle."""

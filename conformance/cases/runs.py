@@ -73,13 +73,7 @@ async def ping_during_run(ctx: CaseContext) -> None:
         what="pong 'kit-mid-run'",
         timeout=10 + 20 * pace / 1000,
     )
-    complete = await ctx.expect(
-        client,
-        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
-        "ASP-RUN-004",
-        what=f"complete of run {started['run_id']}",
-        timeout=10 + 20 * pace / 1000,
-    )
+    complete = await ctx.completion(client, started["run_id"], "ASP-RUN-004", lasts=20 * pace / 1000)
     await ctx.settle(client)
     if pong["seq"] > complete["seq"]:
         ctx.precondition(
@@ -125,13 +119,7 @@ async def one_at_a_time(ctx: CaseContext) -> None:
         "ASP-ERR-006",
         f"message_id {answer.get('message_id')!r}",
     )
-    await ctx.expect(
-        client,
-        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
-        "ASP-RUN-004",
-        what=f"complete of run {started['run_id']}",
-        timeout=10 + 10 * pace / 1000,
-    )
+    await ctx.completion(client, started["run_id"], "ASP-RUN-004", lasts=10 * pace / 1000)
     await ctx.settle(client)
     starts = [e for e in client.events if e.get("type") == "run_started"]
     ctx.check(len(starts) == 1, "ASP-RUN-002", f"{len(starts)} runs started")
@@ -226,12 +214,8 @@ async def cancel(ctx: CaseContext) -> None:
     started = await ctx.underway(client)
     sent = time.monotonic()
     await client.send({"type": "cancel", "run_id": started["run_id"]})
-    complete = await ctx.expect(
-        client,
-        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
-        "ASP-CAN-001",
-        timeout=5,
-        what=f"complete of the cancelled run {started['run_id']}",
+    complete = await ctx.completion(
+        client, started["run_id"], "ASP-CAN-001", timeout=5, what="the cancelled run's complete"
     )
     took = (client.arrival(complete) or time.monotonic()) - sent
     await ctx.settle(client)
@@ -275,13 +259,7 @@ async def cancel_names_another_run(ctx: CaseContext) -> None:
         "ASP-CAN-002",
         what="no_active_run for the cancel naming another run",
     )
-    complete = await ctx.expect(
-        client,
-        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
-        "ASP-RUN-004",
-        timeout=10 + 20 * pace / 1000,
-        what=f"complete of run {started['run_id']}",
-    )
+    complete = await ctx.completion(client, started["run_id"], "ASP-RUN-004", lasts=20 * pace / 1000)
     await ctx.settle(client)
     ctx.precondition(
         not ctx.completed_before(client, started["run_id"], sent),

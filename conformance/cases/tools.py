@@ -114,12 +114,8 @@ async def cancel_open_call(ctx: CaseContext) -> None:
     call = await ctx.expect(client, "tool_call", "ASP-TOOL-001")
     sent = time.monotonic()
     await client.send({"type": "cancel"})
-    complete = await ctx.expect(
-        client,
-        lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
-        "ASP-CAN-001",
-        timeout=5,
-        what=f"complete of the cancelled run {started['run_id']}",
+    complete = await ctx.completion(
+        client, started["run_id"], "ASP-CAN-001", timeout=5, what="the cancelled run's complete"
     )
     await ctx.settle(client)
     if complete.get("finish_reason") != "cancelled":
