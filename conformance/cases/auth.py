@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from conformance.context import CaseContext
 from conformance.registry import case
+from spec.registry import close_code
+
+UNAUTHORIZED = close_code("unauthorized")
 
 
 async def _refused(ctx: CaseContext, token: str | None, requirement: str, label: str) -> None:
     client = await ctx.open(token=token, requirement="ASP-TRN-002", keepalive=False)
     code = await ctx.closed_with(client)
-    ctx.check(code == 4001, requirement, f"{label}: closed with {code}, expected 4001")
+    ctx.check(code == UNAUTHORIZED, requirement, f"{label}: closed with {code}, expected {UNAUTHORIZED}")
     ctx.check(
         client.events == [], requirement, f"{label}: {len(client.events)} event(s) sent before the close"
     )

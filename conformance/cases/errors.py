@@ -8,12 +8,12 @@ from conformance.context import CaseContext, turns
 from conformance.generate import HISTORY_PROBES, HISTORY_SEED, Probe, invalid_probes, valid_probes
 from conformance.registry import case
 from conformance.wire import AspClient, Closed
+from spec.registry import error_codes
 
+# The requirement each input error code answers, from registry.yaml.
 REQUIREMENT_FOR = {
-    "invalid_json": "ASP-ERR-002",
-    "unsupported_frame": "ASP-ERR-003",
-    "invalid_message": "ASP-ERR-004",
-    "unknown_type": "ASP-ERR-005",
+    code: str(error_codes()[code]["requirement"])
+    for code in ("invalid_json", "unsupported_frame", "invalid_message", "unknown_type")
 }
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from conformance.context import CaseContext
 from conformance.registry import case
+from spec.registry import close_code
+
+UNSUPPORTED = close_code("unsupported_version")
 
 
 @case(
@@ -48,7 +51,7 @@ async def unsupported_version(ctx: CaseContext) -> None:
         f"selected {client.subprotocol!r}, which was not offered",
     )
     code = await ctx.closed_with(client)
-    ctx.check(code == 4000, "ASP-VER-003", f"closed with {code}, expected 4000")
+    ctx.check(code == UNSUPPORTED, "ASP-VER-003", f"closed with {code}, expected {UNSUPPORTED}")
     ctx.check(client.events == [], "ASP-VER-003", f"{len(client.events)} event(s) before the close")
 
 
