@@ -13,6 +13,8 @@
 //   (ASP-CLS-003/004), never after an auth failure (4001) or a superseded connection (4002);
 // - resumes the previous session from the last seq it saw and drops replayed duplicates
 //   (ASP-RES-005); treats a seq gap as a broken connection (ASP-ENV-003);
+// - drops from a resume's replay the events of a run that the history it was just sent already
+//   holds complete (its run_id is in the history, ASP-HIS-009), so no answer is shown twice;
 // - sends application pings and declares the connection dead after two silent intervals
 //   (ASP-HB-004), since browsers cannot see WebSocket ping frames;
 // - queues messages typed while (re)connecting and sends them once the session is open.
@@ -53,6 +55,8 @@ export class AspClient {
     this._lastEventAt = 0;
     this._previous = null; // { sessionId, lastSeq } to resume after a reconnect
     this._awaitingResume = false;
+    this._resumedFrom = 0; // the last_seq of the resume in flight
+    this._storedRuns = new Set(); // run_ids of the history this connection was sent: complete runs
     this._brokenByUs = false;
     this._pingCounter = 0;
     this._messageCounter = 0;
@@ -116,6 +120,8 @@ export class AspClient {
       return;
     }
     this._socket = socket;
+    this._openedAt = 0; // an attempt that never opens did not live: it resets no backoff
+    this._storedRuns = new Set();
     socket.onopen = () => { this._openedAt = Date.now(); this._lastEventAt = Date.now(); };
     socket.onmessage = (message) => this._receive(socket, message.data);
     socket.onclose = (event) => this._closed(socket, event.code, event.reason);
@@ -160,8 +166,10 @@ export class AspClient {
       return;
     }
     const ceiling = Math.min(this.backoff.capMs, this.backoff.baseMs * this.backoff.factor ** this.attempt);
+    // Full jitter over the ceiling, after the code's floor (1013: 1000 ms), so clients refused
+    // together do not all come back together.
     const minimum = (CLOSE_CODES[code] && CLOSE_CODES[code].min_delay_ms) || 0;
-    const delayMs = Math.max(minimum, Math.round(this.random() * ceiling)); // full jitter
+    const delayMs = minimum + Math.round(this.random() * ceiling);
     this.attempt += 1;
     this._emit("close", { code, reason, willReconnect: true, delayMs });
     this._setState("reconnecting", { code, reason, delayMs });
@@ -179,7 +187,7 @@ export class AspClient {
     if (event.type === "resumed") {
       this._awaitingResume = false;
       this.session = { ...this.session, session_id: event.session_id };
-      this.lastSeq = event.replay_from - 1;
+      this.lastSeq = this._resumedFrom; // what we have, whatever the server replays from
       this._emit("resume", { ok: true, event });
       this._deliver(event, false);
       this._flushQueue();
@@ -189,6 +197,12 @@ export class AspClient {
       if (event.seq <= this.lastSeq) return; // a replayed duplicate (ASP-RES-005)
       if (event.seq > this.lastSeq + 1 && !this._awaitingResume) return this._broken(`seq gap after ${this.lastSeq}`);
       this.lastSeq = event.seq;
+    }
+    if (event.type === "history") {
+      for (const entry of event.messages || []) if (entry.run_id) this._storedRuns.add(entry.run_id);
+      if (this._storedRuns.has(this.activeRun)) this.activeRun = null;
+    } else if (event.run_id && this._storedRuns.has(event.run_id) && !event.type.startsWith("x-")) {
+      return; // the replay of a run the history already holds complete: shown once, from history
     }
     if (event.type === "error" && event.code === "resume_failed" && this._awaitingResume) {
       // Expected after a server restart or a long absence: the history event already rebuilt the
@@ -222,6 +236,7 @@ export class AspClient {
     const canResume = this.resumeEnabled && previous && session.capabilities.includes("resume");
     if (canResume) {
       this._awaitingResume = true;
+      this._resumedFrom = previous.lastSeq;
       this._socket.send(JSON.stringify({ type: "resume", session_id: previous.sessionId, last_seq: previous.lastSeq }));
     } else {
       this._flushQueue();

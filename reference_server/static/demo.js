@@ -29,9 +29,13 @@ function describeCall(event) {
 }
 
 function showHistory(messages) {
-  // Runs still streaming (a resume continues them) keep their bubbles and tool items.
-  const live = [...bubbles.entries()].filter(([, bubble]) => bubble.dataset.streaming === "true");
-  const liveTools = [...tools.entries()].filter(([, item]) => item.dataset.status === "running");
+  // Runs still streaming (a resume continues them) keep their bubbles and tool items, unless the
+  // history holds them already complete: asp-client.js then drops their replay, and the history
+  // shows them once.
+  const stored = new Set(messages.map((entry) => entry.run_id).filter(Boolean));
+  for (const entry of messages) if (entry.message_id) pending.delete(entry.message_id);
+  const live = [...bubbles.entries()].filter(([runId, bubble]) => bubble.dataset.streaming === "true" && !stored.has(runId));
+  const liveTools = [...tools.entries()].filter(([, item]) => item.dataset.status === "running" && !stored.has(item.dataset.run));
   $("transcript").replaceChildren();
   bubbles.clear();
   tools.clear();
@@ -47,6 +51,7 @@ function showHistory(messages) {
   for (const text of pending.values()) add("user", text, { pending: "true" });
   for (const [callId, item] of liveTools) { tools.set(callId, item); $("transcript").append(item); }
   for (const [runId, bubble] of live) { bubbles.set(runId, bubble); $("transcript").append(bubble); }
+  $("stop").disabled = !client.activeRun;
 }
 
 function start(token) {
@@ -78,7 +83,7 @@ function start(token) {
   });
   client.on("text_delta", (event) => { bubbleFor(event.run_id).textContent += event.delta; });
   client.on("tool_call", (event) => {
-    tools.set(event.tool_call_id, add("tool", `${describeCall(event)} running…`, { status: "running", call: event.tool_call_id }));
+    tools.set(event.tool_call_id, add("tool", `${describeCall(event)} running…`, { status: "running", call: event.tool_call_id, run: event.run_id }));
     bubbles.delete(event.run_id); // text after the tool goes in a new bubble
   });
   client.on("tool_result", (event) => {
