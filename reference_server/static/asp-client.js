@@ -125,7 +125,10 @@ export class AspClient {
     socket.onopen = () => { this._openedAt = Date.now(); this._lastEventAt = Date.now(); };
     socket.onmessage = (message) => this._receive(socket, message.data);
     socket.onclose = (event) => this._closed(socket, event.code, event.reason);
-    socket.onerror = () => {}; // a close event always follows
+    // Browsers follow an error with a close event in the same task; Node 20's WebSocket (undici)
+    // does not after a refused or failed handshake, which left the client waiting for ever. The
+    // fallback runs after that task and does nothing once the close event came.
+    socket.onerror = () => setTimeout(() => this._closed(socket, 1006, "connection failed"), 0);
   }
 
   close() {
