@@ -20,10 +20,16 @@ def _conformance(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     register(commands)
 
 
+def _conformance_client(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from conformance.client.cli import register
+
+    register(commands)
+
+
 def _loadtests(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from loadtests.cli import register
 
     register(commands)
 
 
-REGISTRARS: list[Registrar] = [_reference_server, _conformance, _loadtests]
+REGISTRARS: list[Registrar] = [_reference_server, _conformance, _conformance_client, _loadtests]

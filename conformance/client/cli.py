@@ -1,0 +1,136 @@
+"""`asp check-client --command CMD`: judge an ASP client through the driver contract."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+def _usage(message: str) -> int:
+    print(f"asp check-client: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]
+
+
+def _list(_: argparse.Namespace) -> int:
+    from conformance.client.scenarios import all_scenarios
+
+    scenarios = all_scenarios()
+    for item in scenarios:
+        since = f"  [since {item.since}]" if item.since != "1.0" else ""
+        print(f"{item.id:44} {' '.join(item.requirements)}{since}")
+    print(f"{len(scenarios)} scenarios")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from conformance.client.options import ClientCheckOptions
+    from conformance.client.process import CannotStart
+    from conformance.client.runner import run_client_check
+    from conformance.report import writers
+    from conformance.runner import ProbeFailed
+    from spec.catalog import parse_version
+
+    try:
+        command = shlex.split(args.command)
+        parse_version(args.protocol_version)
+    except ValueError as problem:
+        return _usage(str(problem))
+    if not command:
+        return _usage("--command is empty")
+    options = ClientCheckOptions(
+        command=command,
+        include=_split(args.cases),
+        exclude=_split(args.exclude),
+        strict=args.strict,
+        expected_failures=Path(args.expected_failures) if args.expected_failures else None,
+        timeout_multiplier=args.timeout_multiplier,
+        protocol_version=args.protocol_version,
+    )
+    console = Console(highlight=False)
+
+    def progress(result: Any) -> None:
+        if not args.quiet:
+            colour = {"pass": "green", "fail": "red", "warning": "yellow", "harness_error": "magenta"}.get(
+                result.outcome.value, "dim"
+            )
+            console.print(
+                f"[{colour}]{result.outcome.value:15}[/] {result.case_id} [dim]{result.duration_s:.2f}s[/]"
+            )
+
+    try:
+        report = asyncio.run(run_client_check(options, progress))
+    except CannotStart as problem:
+        return _usage(str(problem))
+    except ProbeFailed as failed:
+        console.print(f"[red]cannot check the client:[/] {failed}", markup=True)
+        return 1
+    if args.json_file:
+        writers.write_json(report, Path(args.json_file))
+    if args.junit_file:
+        writers.write_junit(report, Path(args.junit_file))
+    if args.html_file:
+        writers.write_html(report, Path(args.html_file))
+    if args.traceability:
+        writers.write_traceability(report, Path(args.traceability))
+    console.print(writers.terminal(report, args.strict), highlight=False, markup=False)
+    return report.exit_code(args.strict)
+
+
+def register(commands: Any) -> None:
+    check = commands.add_parser(
+        "check-client",
+        help="judge an ASP client run as a command (spec/CLIENT-DRIVER.md)",
+        description="Start a scripted, misbehaving ASP server for each scenario, run the client under test "
+        "as COMMAND with ASP_URL, ASP_TOKEN and ASP_SCENARIO in its environment, speak the driver contract "
+        "on its standard input and output, and judge what it does on the wire and what it reports. "
+        "Exit 0: every applicable scenario passed (warnings allowed unless --strict); 1: a failure, a stale "
+        "baseline entry, or a client that does not work at all; 2: a usage error or the kit's own error.",
+    )
+    check.add_argument(
+        "--command", help="the client under test, split like a POSIX shell (no shell features)"
+    )
+    check.add_argument(
+        "--cases", action="append", help="only these scenario ids, requirement ids or sections"
+    )
+    check.add_argument(
+        "--exclude", action="append", help="skip these scenario ids, requirement ids or sections"
+    )
+    check.add_argument("--strict", action="store_true", help="missed SHOULDs fail the run")
+    check.add_argument("--expected-failures", help="baseline file of expected failures")
+    check.add_argument(
+        "--timeout-multiplier", type=float, default=1.0, help="scale every wait and the late timing tolerance"
+    )
+    check.add_argument(
+        "--protocol-version",
+        default=_spec_version(),
+        help="the ASP version the client is held to (MAJOR.MINOR)",
+    )
+    check.add_argument("--json-file", help="write the JSON report here")
+    check.add_argument("--junit-file", help="write JUnit XML here")
+    check.add_argument("--html-file", help="write the HTML report here")
+    check.add_argument("--traceability", help="write the traceability matrix (Markdown) here")
+    check.add_argument("--quiet", action="store_true", help="no per-scenario progress lines")
+    check.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    check.set_defaults(
+        handler=lambda args: (
+            _list(args) if args.list else (_check(args) if args.command else _usage("--command is required"))
+        )
+    )
+
+
+def _spec_version() -> str:
+    from spec import PROTOCOL_VERSION
+
+    return PROTOCOL_VERSION
