@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from playwright.async_api import Page, async_playwright
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -85,7 +86,7 @@ def _serving(files: dict[str, str]) -> Iterator[str]:
     """An HTTP server on 127.0.0.1 (free port) serving `files`; yields its origin."""
 
     class Files(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the http.server hook's name)
+        def do_GET(self) -> None:
             name = self.path.lstrip("/").split("?")[0]
             body = files.get(name)
             if body is None:
