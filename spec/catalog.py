@@ -14,7 +14,7 @@ from typing import Any
 from spec.resources import load_yaml
 
 LEVELS = ("MUST", "SHOULD", "MAY")
-TEST_METHODS = ("black-box", "capability", "fixture", "untestable")
+TEST_METHODS = ("black-box", "capability", "fixture", "client-driver", "untestable")
 BINDS = ("server", "client")
 FIRST_VERSION = "1.0"
 _VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")

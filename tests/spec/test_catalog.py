@@ -86,7 +86,9 @@ def test_requirement_says_how_it_can_be_tested(requirement_id: str) -> None:
     if requirement.method == "capability":
         assert requirement.capability in capabilities()
     if requirement.binds == "client":
-        assert requirement.method == "untestable", "a server checker cannot test client requirements"
+        assert requirement.method in ("client-driver", "untestable"), "a server checker cannot test clients"
+    if requirement.method == "client-driver":
+        assert requirement.binds == "client", "asp check-client judges clients only"
 
 
 def test_catalog_ids_are_well_formed_and_unique() -> None:
