@@ -330,6 +330,7 @@ async def run_client_check(options: ClientCheckOptions, progress: Progress | Non
         duration_s=round(time.monotonic() - began, 3),
         terms=None,
         results=results,
+        judges="client",
         options={
             "timeout_multiplier": options.timeout_multiplier,
             "strict": options.strict,

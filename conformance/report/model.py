@@ -31,6 +31,11 @@ _PASSED_ON = (
     Outcome.STALE_BASELINE,
 )
 LEVELS = ("core", "recommended", "full")
+# A report judges one party's requirements; the other party's are judged by another command.
+JUDGED_ELSEWHERE = {
+    "client": "binds clients: `asp check-client` judges it",
+    "server": "binds servers: `asp check` judges it",
+}
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,14 @@ class Level:
 
 @dataclass
 class Report:
-    """One check of one server.
+    """One check of one server (`asp check`) or of one client (`asp check-client`).
 
     `results` are the cases (one per registered case that was selected); `oracle` is the
     always-on oracle's verdict over every frame of every case (its violations also fail the case
     that saw them); `stale` are baseline entries no case used. `usage_error` says why the check
-    could not be made with what it was given (refused credentials): exit 2.
+    could not be made with what it was given (refused credentials): exit 2. `judges` is the party
+    whose requirements the report holds verdicts on ("server" or "client"); a client report has
+    no `terms`, and `held_to` is the protocol version the client was held to.
     """
 
     target: str
@@ -72,6 +79,8 @@ class Report:
     stale: list[CaseResult] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     usage_error: str | None = None
+    judges: str = "server"
+    held_to: str | None = None
 
     @property
     def everything(self) -> list[CaseResult]:
@@ -80,14 +89,31 @@ class Report:
 
     @property
     def protocol_version(self) -> str | None:
-        return self.terms.protocol_version if self.terms else None
+        """The version requirements are gated by: the server's announced one, or the client's."""
+        return self.terms.protocol_version if self.terms else self.held_to
+
+    def _covered(self) -> set[str]:
+        """The judged party's requirements some case or scenario of the kit cites."""
+        if self.judges == "client":
+            from conformance.client.scenarios import WIRE_REQUIREMENTS, all_scenarios
+
+            return {r for s in all_scenarios() for r in s.requirements} | set(WIRE_REQUIREMENTS)
+        return {r for case in all_cases() for r in case.requirements} | set(ORACLE_REQUIREMENTS)
 
     def requirement_results(self) -> dict[str, dict[str, Any]]:
         """Per catalog requirement: its outcome across the results that cite it (or why none could)."""
         table: dict[str, dict[str, Any]] = {}
         version = self.protocol_version
-        covered = {r for case in all_cases() for r in case.requirements} | set(ORACLE_REQUIREMENTS)
+        covered = self._covered()
+        party = "the server announces" if self.judges == "server" else "the client is held to"
         for requirement in requirements().values():
+            if requirement.binds != self.judges:
+                table[requirement.id] = {
+                    "outcome": Outcome.UNTESTABLE.value,
+                    "cases": [],
+                    "reason": JUDGED_ELSEWHERE[requirement.binds],
+                }
+                continue
             if not requirement.testable:
                 table[requirement.id] = {
                     "outcome": Outcome.UNTESTABLE.value,
@@ -99,7 +125,7 @@ class Report:
                 table[requirement.id] = {
                     "outcome": Outcome.NOT_APPLICABLE.value,
                     "cases": [],
-                    "reason": f"introduced in {since(requirement.id)}; the server announces {version}",
+                    "reason": f"introduced in {since(requirement.id)}; {party} {version}",
                 }
                 continue
             outcomes: list[Outcome] = []
@@ -146,7 +172,7 @@ class Report:
         table = self.requirement_results()
         catalog = requirements()
         declared = self.terms.capabilities if self.terms else frozenset()
-        server = [r for r in catalog.values() if r.binds == "server" and r.testable]
+        server = [r for r in catalog.values() if r.binds == self.judges and r.testable]
         core = [r.id for r in server if r.level == "MUST" and r.capability is None]
         recommended = core + [r.id for r in server if r.level == "SHOULD"]
         full = recommended + [r.id for r in server if r.capability in declared and r.level == "MUST"]
@@ -164,6 +190,9 @@ class Report:
                 return Level("not proven", [], unproven)
             return Level("yes")
 
+        if self.judges == "client":  # clients declare no capabilities: full is recommended
+            levels = judge(core), judge(list(dict.fromkeys(recommended)))
+            return {"core": levels[0], "recommended": levels[1], "full": levels[1]}
         missing = sorted({"history", "cancel", "resume"} - declared)
         return {
             "core": judge(core),
