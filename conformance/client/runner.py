@@ -108,6 +108,12 @@ async def probe(options: ClientCheckOptions) -> None:
     client = await stage.open()
     try:
         await _probe(stage, client, options)
+    except ProbeFailed as failed:
+        broken = wire_findings(stage.server.peers, options)
+        if not broken:
+            raise
+        seen = "; ".join(f"{f.requirement}: {f.message}" for f in broken[:3])
+        raise ProbeFailed(f"{failed}; on the wire: {seen}", sorted({f.requirement for f in broken})) from None
     finally:
         await stage.close()
 

@@ -213,7 +213,8 @@ async def failed_falls_back_to_history(ctx: ScenarioContext) -> None:
         if again_sent
         else "after resume_failed the client sent no earlier turn again",
     )
-    third = await ctx.user_message(again, "third question")
+    # The client has sent what its user typed twice already: not doing so now is its failure.
+    third = await ctx.user_message(again, "third question", "ASP-RES-005")
     run = ctx.run_for(again, third)
     await ctx.play(again, run)
     report = await ctx.reported_run(run.run_id)
