@@ -1,0 +1,19 @@
+"""asp check-client judges asp-client.js in headless Chromium as it does under Node: every scenario
+passes, within two minutes."""
+
+from __future__ import annotations
+
+from conformance.client.options import ClientCheckOptions
+from conformance.client.runner import run_client_check
+from conformance.client.scenarios import all_scenarios
+from tests.client.conftest import CHROMIUM
+
+
+async def test_asp_client_js_in_chromium_passes_every_scenario_in_under_two_minutes():
+    report = await run_client_check(ClientCheckOptions(command=CHROMIUM, strict=True))
+    not_passing = {r.case_id: (r.outcome.value, r.reason) for r in report.results if r.outcome.value != "pass"}
+    assert not_passing == {}
+    assert len(report.results) == len(all_scenarios()) + 1
+    wire = next(r for r in report.results if r.case_id == "oracle.client_wire")
+    assert any(f.requirement == "ASP-AUTH-008" and "browser connections" in f.message for f in wire.findings)
+    assert report.duration_s < 120

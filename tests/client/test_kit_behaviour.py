@@ -1,0 +1,81 @@
+"""asp check-client's contract with its user: usage errors, a client that cannot be checked,
+baselines, the version a client is held to."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from conformance.client.options import ClientCheckOptions
+from conformance.client.runner import run_client_check
+from conformance.client.scenarios import all_scenarios
+from conformance.outcomes import Outcome
+from tests.client.broken_clients import PANEL
+from tests.client.conftest import NODE
+
+ASP = [sys.executable, "-m", "asp_cli.main", "check-client"]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ASP, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_without_a_command_or_with_one_that_cannot_run_it_is_a_usage_error():
+    missing = run()
+    assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0, missing.stderr
+    absent = run("--command", "/nonexistent/asp-client --flag")
+    assert absent.returncode == 2 and "cannot run" in absent.stderr, absent.stderr
+
+
+def test_list_names_every_scenario_with_its_requirements():
+    listed = run("--list")
+    assert listed.returncode == 0
+    for scenario in all_scenarios():
+        assert scenario.id in listed.stdout and " ".join(scenario.requirements) in listed.stdout
+
+
+def test_a_client_that_never_connects_is_not_checked_and_the_kit_says_why():
+    silent = shlex.join(
+        [sys.executable, "-c", "import sys; print('starting', file=sys.stderr); sys.stdin.read()"]
+    )
+    result = run("--command", silent, "--timeout-multiplier", "0.1")
+    assert result.returncode == 1
+    assert "opened no connection" in result.stdout and "starting" in result.stdout
+
+
+async def test_an_expected_failure_passes_the_run_and_an_entry_that_no_longer_fails_is_stale(tmp_path: Path):
+    broken = PANEL["x_event_is_an_error"]
+    patch = tmp_path / "patch.json"
+    patch.write_text(json.dumps([{"find": f, "replace": r} for f, r in broken.patches]))
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"extensions.x_members_and_events": "known: x- events shown as errors"}))
+    expected = await run_client_check(
+        ClientCheckOptions(
+            command=[*NODE, "--patch", str(patch)], include=list(broken.scenarios), expected_failures=baseline
+        )
+    )
+    assert expected.results[0].outcome == Outcome.EXPECTED_FAILURE
+    assert expected.exit_code(strict=False) == 0
+    fixed = await run_client_check(
+        ClientCheckOptions(command=NODE, include=list(broken.scenarios), expected_failures=baseline)
+    )
+    assert fixed.results[0].outcome == Outcome.STALE_BASELINE
+    assert fixed.exit_code(strict=False) == 1
+
+
+async def test_a_client_held_to_1_0_is_not_judged_on_what_1_1_added():
+    report = await run_client_check(
+        ClientCheckOptions(
+            command=NODE,
+            include=["resume.run_complete_in_history", "reconnect.unknown_code_as_backoff"],
+            protocol_version="1.0",
+        )
+    )
+    outcomes = {r.case_id: r.outcome for r in report.results}
+    assert outcomes["resume.run_complete_in_history"] == Outcome.NOT_APPLICABLE
+    assert outcomes["reconnect.unknown_code_as_backoff"] == Outcome.NOT_APPLICABLE
+    wire = next(r for r in report.results if r.case_id == "oracle.client_wire")
+    assert report.exit_code(strict=True) == 0, wire.findings
