@@ -134,8 +134,17 @@ class ScenarioContext:
         history: list[Event] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> KitSession:
-        """Send `session` (and `history` when entries are given) on a new session; returns it."""
-        peer.session = session or KitSession()
+        """Send `session` (and `history` when entries are given) on a new session; returns it.
+
+        The session binds the conversation the client asked for (`conversation_id` in the URL)
+        when the kit made it, as a server binds a conversation its user owns (ASP-SES-008).
+        """
+        if session is None:
+            requested = (peer.query.get("conversation_id") or [""])[0]
+            known = requested in self.server.conversations
+            session = KitSession(conversation_id=requested) if known else KitSession()
+        self.server.conversations.add(session.conversation_id)
+        peer.session = session
         event: Event = {
             "type": "session",
             "protocol_version": version,

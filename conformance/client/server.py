@@ -223,6 +223,7 @@ class ScriptedServer:
     def __init__(self, started: float) -> None:
         self.started = started
         self.peers: list[Peer] = []
+        self.conversations: set[str] = set()  # the conversation ids the scenario's sessions bound
         self._queue: asyncio.Queue[Peer] = asyncio.Queue()
         self._server: Server | None = None
         self._refusals: list[int] = []

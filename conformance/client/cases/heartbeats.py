@@ -64,5 +64,5 @@ async def two_silent_intervals(ctx: ScenarioContext) -> None:
         f"tolerance -{EARLY_MS:.0f}/+{ctx.late_ms:.0f})",
     )
     if again is not None:
-        await ctx.greet(again, heartbeat_ms=INTERVAL_MS)
+        await ctx.greet(again, heartbeat_ms=INTERVAL_MS, capabilities=("history",))
         await ctx.settle(0.2)

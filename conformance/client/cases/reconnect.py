@@ -109,7 +109,7 @@ async def first_delay_after_1013(ctx: ScenarioContext) -> None:
     floor = float(close_codes()[code].min_delay_ms)
     again = await _reconnect(ctx, ended_at, 0, "ASP-CLS-004", f"after close {code}", floor_ms=floor)
     if again is not None:
-        await ctx.greet(again)
+        await ctx.greet(again, capabilities=("history",))  # no resume to answer: not the subject here
         await ctx.settle(0.2)
 
 
@@ -222,5 +222,5 @@ async def unknown_code_as_backoff(ctx: ScenarioContext) -> None:
     ended_at = await peer.close(UNKNOWN_CODE, "a code of a later minor version")
     again = await _reconnect(ctx, ended_at, 0, "ASP-CLS-006", f"after the unknown close code {UNKNOWN_CODE}")
     if again is not None:
-        await ctx.greet(again)
+        await ctx.greet(again, capabilities=("history",))  # no resume to answer: not the subject here
         await ctx.settle(0.2)
