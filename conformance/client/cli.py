@@ -37,7 +37,7 @@ def _check(args: argparse.Namespace) -> int:
 
     from conformance.client.options import ClientCheckOptions
     from conformance.client.process import CannotStart
-    from conformance.client.runner import run_client_check
+    from conformance.client.runner import run_client_check, unknown_selectors
     from conformance.report import writers
     from conformance.runner import ProbeFailed
     from spec.catalog import parse_version
@@ -58,6 +58,9 @@ def _check(args: argparse.Namespace) -> int:
         timeout_multiplier=args.timeout_multiplier,
         protocol_version=args.protocol_version,
     )
+    unknown = unknown_selectors(options)
+    if unknown:
+        return _usage(f"--cases/--exclude name no scenario: {', '.join(unknown)} (see --list)")
     console = Console(highlight=False)
 
     def progress(result: Any) -> None:

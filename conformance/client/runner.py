@@ -292,19 +292,25 @@ def wire_summary(results: list[CaseResult], ledger: Ledger) -> CaseResult:
     )
 
 
+def _matches(item: Scenario, selector: str) -> bool:
+    return (
+        selector == item.id
+        or item.id.startswith(selector + ".")
+        or selector in item.requirements
+        or selector == item.section
+    )
+
+
+def unknown_selectors(options: ClientCheckOptions) -> list[str]:
+    """The `--cases` / `--exclude` values that name no scenario (a typo would select nothing)."""
+    scenarios = all_scenarios()
+    return [x for x in [*options.include, *options.exclude] if not any(_matches(s, x) for s in scenarios)]
+
+
 def selected(scenarios: list[Scenario], options: ClientCheckOptions) -> list[Scenario]:
     """`--cases` / `--exclude`: scenario ids, id prefixes (a theme), requirement ids or sections."""
-
-    def matches(item: Scenario, selector: str) -> bool:
-        return (
-            selector == item.id
-            or item.id.startswith(selector + ".")
-            or selector in item.requirements
-            or selector == item.section
-        )
-
-    chosen = [s for s in scenarios if not options.include or any(matches(s, x) for x in options.include)]
-    return [s for s in chosen if not any(matches(s, x) for x in options.exclude)]
+    chosen = [s for s in scenarios if not options.include or any(_matches(s, x) for x in options.include)]
+    return [s for s in chosen if not any(_matches(s, x) for x in options.exclude)]
 
 
 async def run_client_check(options: ClientCheckOptions, progress: Progress | None = None) -> Report:

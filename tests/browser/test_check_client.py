@@ -11,7 +11,9 @@ from tests.client.conftest import CHROMIUM
 
 async def test_asp_client_js_in_chromium_passes_every_scenario_in_under_two_minutes():
     report = await run_client_check(ClientCheckOptions(command=CHROMIUM, strict=True))
-    not_passing = {r.case_id: (r.outcome.value, r.reason) for r in report.results if r.outcome.value != "pass"}
+    not_passing = {
+        r.case_id: (r.outcome.value, r.reason) for r in report.results if r.outcome.value != "pass"
+    }
     assert not_passing == {}
     assert len(report.results) == len(all_scenarios()) + 1
     wire = next(r for r in report.results if r.case_id == "oracle.client_wire")

@@ -28,6 +28,8 @@ def test_without_a_command_or_with_one_that_cannot_run_it_is_a_usage_error():
     assert missing.returncode == 2 and missing.stderr.strip().count("\n") == 0, missing.stderr
     absent = run("--command", "/nonexistent/asp-client --flag")
     assert absent.returncode == 2 and "cannot run" in absent.stderr, absent.stderr
+    typo = run("--command", "true", "--cases", "reconect.backoff")
+    assert typo.returncode == 2 and "reconect.backoff" in typo.stderr, typo.stderr
 
 
 def test_list_names_every_scenario_with_its_requirements():
