@@ -87,11 +87,14 @@ class Stage:
         """Each connection's wire log, then the client's standard input and output; the token
         redacted everywhere."""
         logs = [peer.transcript for peer in self.server.peers] + [self.transcript]
-        return [[_redacted(frame.as_dict(), self.token) for frame in log.frames] for log in logs]
+        return [[self._redacted(frame.as_dict()) for frame in log.frames] for log in logs]
 
+    def redact(self, text: str) -> str:
+        """`text` with the scenario's token replaced (a client may echo its URL or subprotocols)."""
+        return text.replace(self.token, "<ASP_TOKEN>")
 
-def _redacted(frame: dict[str, object], token: str) -> dict[str, object]:
-    return {k: v.replace(token, "<ASP_TOKEN>") if isinstance(v, str) else v for k, v in frame.items()}
+    def _redacted(self, frame: dict[str, object]) -> dict[str, object]:
+        return {k: self.redact(v) if isinstance(v, str) else v for k, v in frame.items()}
 
 
 async def probe(options: ClientCheckOptions) -> None:
@@ -110,10 +113,9 @@ async def probe(options: ClientCheckOptions) -> None:
         await _probe(stage, client, options)
     except ProbeFailed as failed:
         broken = wire_findings(stage.server.peers, options)
-        if not broken:
-            raise
         seen = "; ".join(f"{f.requirement}: {f.message}" for f in broken[:3])
-        raise ProbeFailed(f"{failed}; on the wire: {seen}", sorted({f.requirement for f in broken})) from None
+        reason = stage.redact(f"{failed}; on the wire: {seen}" if broken else str(failed))
+        raise ProbeFailed(reason, sorted({f.requirement for f in broken})) from None
     finally:
         await stage.close()
 
@@ -229,7 +231,7 @@ async def run_scenario(scenario: Scenario, options: ClientCheckOptions, ledger: 
         extra.append(f"output lines that break the driver contract: {client.problems[:3]}")
     if outcome not in (Outcome.PASS, Outcome.INFO) and client.stderr.strip():
         extra.append(f"the client's standard error ends: {client.stderr.strip()[-400:]}")
-    reason = "; ".join(part for part in [reason, *extra] if part)
+    reason = stage.redact("; ".join(part for part in [reason, *extra] if part))
     return result(outcome, reason, ctx.findings, stage)
 
 

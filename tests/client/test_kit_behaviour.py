@@ -40,12 +40,13 @@ def test_list_names_every_scenario_with_its_requirements():
 
 
 def test_a_client_that_never_connects_is_not_checked_and_the_kit_says_why():
-    silent = shlex.join(
-        [sys.executable, "-c", "import sys; print('starting', file=sys.stderr); sys.stdin.read()"]
+    script = (
+        "import os, sys; print('starting with', os.environ['ASP_TOKEN'], file=sys.stderr); sys.stdin.read()"
     )
-    result = run("--command", silent, "--timeout-multiplier", "0.1")
+    result = run("--command", shlex.join([sys.executable, "-c", script]), "--timeout-multiplier", "0.1")
     assert result.returncode == 1
-    assert "opened no connection" in result.stdout and "starting" in result.stdout
+    assert "opened no connection" in result.stdout
+    assert "starting with <ASP_TOKEN>" in " ".join(result.stdout.split())  # its stderr, the token redacted
 
 
 async def test_an_expected_failure_passes_the_run_and_an_entry_that_no_longer_fails_is_stale(tmp_path: Path):
