@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import shlex
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,6 @@ def _check(args: argparse.Namespace) -> int:
     from conformance.client.process import CannotStart
     from conformance.client.runner import run_client_check, unknown_selectors
     from conformance.report import writers
-    from conformance.runner import ProbeFailed
     from spec.catalog import parse_version
 
     try:
@@ -76,19 +76,20 @@ def _check(args: argparse.Namespace) -> int:
         report = asyncio.run(run_client_check(options, progress))
     except CannotStart as problem:
         return _usage(str(problem))
-    except ProbeFailed as failed:
-        console.print(f"[red]cannot check the client:[/] {failed}", markup=True)
-        return 1
-    if args.json_file:
-        writers.write_json(report, Path(args.json_file))
-    if args.junit_file:
-        writers.write_junit(report, Path(args.junit_file))
-    if args.html_file:
-        writers.write_html(report, Path(args.html_file))
-    if args.traceability:
-        writers.write_traceability(report, Path(args.traceability))
-    console.print(writers.terminal(report, args.strict), highlight=False, markup=False)
-    return report.exit_code(args.strict)
+    except Exception:
+        traceback.print_exc()
+        print("asp check-client: the kit failed (the traceback above)", file=sys.stderr)
+        return EXIT_USAGE
+    for kind, target in (
+        ("json", args.json_file),
+        ("junit", args.junit_file),
+        ("html", args.html_file),
+        ("traceability", args.traceability),
+    ):
+        if target:
+            writers.write(report, Path(target), kind)
+    console.print(writers.to_terminal(report), highlight=False, markup=False, soft_wrap=True)
+    return report.exit_code()
 
 
 def register(commands: Any) -> None:

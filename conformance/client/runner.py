@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from conformance.baseline import Baseline
 from conformance.client.context import (
@@ -28,7 +29,8 @@ from conformance.client.scenarios import WIRE_REQUIREMENTS, Scenario, all_scenar
 from conformance.client.server import Peer, ScriptedServer
 from conformance.client.timing import EARLY_MS, LATE_MS
 from conformance.outcomes import CaseResult, Finding, Outcome, worst
-from conformance.runner import KIT_VERSION, ProbeFailed, Report
+from conformance.report.model import KIT_VERSION, Report
+from conformance.runner import ProbeFailed
 from conformance.wire import Transcript
 from spec import PROTOCOL_VERSION, SUBPROTOCOL
 from spec.catalog import parse_version, requirements
@@ -36,6 +38,7 @@ from spec.catalog import parse_version, requirements
 FINISH_GRACE_S = 3.0  # a client has this long to close and exit at the end of its input
 Progress = Callable[[CaseResult], None]
 PROBE_SCENARIO_ID = "probe"
+PROBE_CASE_ID = "probe.client"
 
 
 @dataclass
@@ -97,27 +100,42 @@ class Stage:
         return {k: self.redact(v) if isinstance(v, str) else v for k, v in frame.items()}
 
 
-async def probe(options: ClientCheckOptions) -> None:
+async def probe(options: ClientCheckOptions) -> CaseResult | None:
     """Run the client once against a well-behaved server: it must connect with ASP_TOKEN (query or
     asp.token. subprotocol), report the open state, send what its user types and report the run,
-    as the driver contract says (spec/CLIENT-DRIVER.md). Nothing is judged here; without this
-    nothing can be.
+    as the driver contract says (spec/CLIENT-DRIVER.md). Nothing else is judged here; without
+    this nothing can be.
+
+    Returns None when the client can be checked, else the probe's failure as a result (outcome
+    fail) citing what the wire oracle saw broken, with every log of the attempt.
 
     Raises:
         CannotStart: the command cannot be executed.
-        ProbeFailed: the client does not work well enough to be checked, with what went wrong.
     """
+    began = time.monotonic()
     stage = Stage(PROBE_SCENARIO_ID, options)
     client = await stage.open()
     try:
         await _probe(stage, client, options)
+        return None
     except ProbeFailed as failed:
-        broken = wire_findings(stage.server.peers, options)
-        seen = "; ".join(f"{f.requirement}: {f.message}" for f in broken[:3])
-        reason = stage.redact(f"{failed}; on the wire: {seen}" if broken else str(failed))
-        raise ProbeFailed(reason, sorted({f.requirement for f in broken})) from None
+        reason = str(failed)
     finally:
         await stage.close()
+    broken = wire_findings(stage.server.peers, options)
+    if broken:
+        reason += "; on the wire: " + "; ".join(f"{f.requirement}: {f.message}" for f in broken[:3])
+    return CaseResult(
+        case_id=PROBE_CASE_ID,
+        title="the client connects, reports its state, sends what its user types and reports the run",
+        section="transport",
+        requirements=sorted({f.requirement for f in broken}),
+        outcome=Outcome.FAIL,
+        duration_s=round(time.monotonic() - began, 3),
+        reason=stage.redact(reason),
+        findings=broken,
+        transcripts=stage.transcripts(),
+    )
 
 
 async def _probe(stage: Stage, client: ClientProcess, options: ClientCheckOptions) -> None:
@@ -316,15 +334,43 @@ def selected(scenarios: list[Scenario], options: ClientCheckOptions) -> list[Sce
 
 
 async def run_client_check(options: ClientCheckOptions, progress: Progress | None = None) -> Report:
-    """Probe the client, then run every selected scenario; the report's target is the command.
+    """Probe the client, then run every selected scenario; the report's target is the command. The
+    report always comes back, also when the client could not be checked (then it holds the
+    probe's failure as its one result).
 
     Raises:
         CannotStart: the command cannot be executed (a usage error).
-        ProbeFailed: the client does not speak the driver contract well enough to be checked.
     """
     began = time.monotonic()
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    await probe(options)
+
+    def report(results: list[CaseResult], **extra: Any) -> Report:
+        return Report(
+            target=shlex.join(options.command),
+            started=stamp,
+            duration_s=round(time.monotonic() - began, 3),
+            terms=None,
+            strict=options.strict,
+            results=results,
+            judges="client",
+            held_to=options.protocol_version,
+            options={
+                "timeout_multiplier": options.timeout_multiplier,
+                "strict": options.strict,
+                "include": options.include,
+                "exclude": options.exclude,
+                "protocol_version": options.protocol_version,
+                "spec_version": PROTOCOL_VERSION,
+                "kit_version": KIT_VERSION,
+                "tolerance_early_ms": EARLY_MS,
+                "tolerance_late_ms": LATE_MS * options.timeout_multiplier,
+            },
+            **extra,
+        )
+
+    failed = await probe(options)
+    if failed is not None:
+        return report([failed])
     baseline = Baseline.load(options.expected_failures) if options.expected_failures else Baseline()
     results: list[CaseResult] = []
     ledger = Ledger()
@@ -336,24 +382,5 @@ async def run_client_check(options: ClientCheckOptions, progress: Progress | Non
                 progress(outcome)
     finally:
         await ledger.settle()
-    results.append(baseline.apply(wire_summary(results, ledger)))
-    results.extend(baseline.unmatched(results))
-    return Report(
-        target=shlex.join(options.command),
-        started=stamp,
-        duration_s=round(time.monotonic() - began, 3),
-        terms=None,
-        results=results,
-        judges="client",
-        options={
-            "timeout_multiplier": options.timeout_multiplier,
-            "strict": options.strict,
-            "include": options.include,
-            "exclude": options.exclude,
-            "protocol_version": options.protocol_version,
-            "spec_version": PROTOCOL_VERSION,
-            "kit_version": KIT_VERSION,
-            "tolerance_early_ms": EARLY_MS,
-            "tolerance_late_ms": LATE_MS * options.timeout_multiplier,
-        },
-    )
+    oracle = baseline.apply(wire_summary(results, ledger))
+    return report(results, oracle=oracle, stale=baseline.unmatched([*results, oracle]))

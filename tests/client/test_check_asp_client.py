@@ -53,7 +53,9 @@ def test_every_scenario_passes_with_exit_0_in_under_two_minutes(checked: dict[st
     result, report = checked["result"], checked["report"]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert {c["id"]: (c["outcome"], c["reason"]) for c in report["cases"] if c["outcome"] != "pass"} == {}
-    assert len(report["cases"]) == len(all_scenarios()) + 1  # and the wire oracle
+    assert len(report["cases"]) == len(all_scenarios())
+    assert report["oracle"]["outcome"] == "pass" and report["stale_baseline"] == []
+    assert report["judges"] == "client" and report["exit_code"] == 0
     assert report["duration_s"] < 120
 
 
@@ -73,13 +75,14 @@ def test_the_reports_are_valid_and_carry_a_wire_log_per_scenario(checked: dict[s
     report = checked["report"]
     schema = json.loads(REPORT_SCHEMA.read_text())
     assert list(Draft202012Validator(schema).iter_errors(report)) == []
-    assert all(c["transcripts"] for c in report["cases"] if c["id"] != "oracle.client_wire")
+    assert all(c["transcripts"] for c in report["cases"])
     assert report["options"]["tolerance_late_ms"] == 250 and report["options"]["tolerance_early_ms"] == 50
     suite = ElementTree.parse(checked["dir"] / "report.xml").getroot()
     assert len(suite.findall("testcase")) == len(report["cases"])
     assert suite.get("failures") == "0" and suite.get("errors") == "0"
     page = (checked["dir"] / "report.html").read_text()
-    assert page.count("<section id=") == len(report["cases"]) and "table class='wire'" in page
+    assert page.count("<section id=") == len(report["cases"]) + 1  # and the wire oracle
+    assert "table class='wire'" in page and "ASP client conformance report" in page
 
 
 def test_no_token_reaches_the_report(checked: dict[str, Any]):
