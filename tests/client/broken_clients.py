@@ -73,7 +73,7 @@ PANEL: dict[str, BrokenClient] = {
     "wrong_last_seq": BrokenClient(
         (("last_seq: previous.lastSeq })", "last_seq: previous.lastSeq - 1 })"),),
         ("resume.drop_mid_run",),
-        "ASP-RES-005",
+        "ASP-RES-008",
         finding="last_seq",
     ),
     "duplicates_kept": BrokenClient(
@@ -85,12 +85,12 @@ PANEL: dict[str, BrokenClient] = {
     "history_run_shown_twice": BrokenClient(
         (("return; // the replay of a run the history already holds complete", "// shown again:"),),
         ("resume.run_complete_in_history",),
-        "ASP-RES-005",
+        "ASP-RES-009",
     ),
     "old_seq_after_resume_failed": BrokenClient(
         (("this.lastSeq = session.seq;", "this.lastSeq = Math.max(this.lastSeq, session.seq);"),),
         ("resume.failed_falls_back_to_history",),
-        "ASP-RES-005",
+        "ASP-RES-010",
     ),
     "ignores_seq_gap": BrokenClient(
         (

@@ -1,5 +1,5 @@
 """Resume and history: a drop mid-run, a seq gap, a refused resume, a run the history already holds
-(ASP-RES-005, ASP-ENV-003, ASP-ERR-011; PROTOCOL.md section 15)."""
+(ASP-RES-005, ASP-RES-008..010, ASP-ENV-003, ASP-ERR-011; PROTOCOL.md section 15)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def _last_seq(resume: Event) -> int | None:
     "resume.drop_mid_run",
     "A connection dropped mid-run: the client resumes from its last seq, drops duplicates, "
     "and shows the text of an undisturbed run",
-    ["ASP-RES-005"],
+    ["ASP-RES-005", "ASP-RES-008"],
 )
 async def drop_mid_run(ctx: ScenarioContext) -> None:
     cut = await _interrupted(ctx, "tell me a story", sent=3)
@@ -101,7 +101,7 @@ async def drop_mid_run(ctx: ScenarioContext) -> None:
     last_seq = _last_seq(resume)
     ctx.check(
         resume.get("session_id") == cut.session.session_id and last_seq == cut.last_seq,
-        "ASP-RES-005",
+        "ASP-RES-008",
         f"resume names session {resume.get('session_id')!r} from last_seq {resume.get('last_seq')!r}; "
         f"the client was in {cut.session.session_id!r} and its last event had seq {cut.last_seq}",
     )
@@ -173,7 +173,7 @@ async def seq_gap(ctx: ScenarioContext) -> None:
 @scenario(
     "resume.failed_falls_back_to_history",
     "resume_failed: the client goes on in its new session, resuming no more, sending no earlier turn again",
-    ["ASP-RES-005", "ASP-ERR-011"],
+    ["ASP-RES-010", "ASP-ERR-011"],
 )
 async def failed_falls_back_to_history(ctx: ScenarioContext) -> None:
     peer = await ctx.first_connection()
@@ -208,25 +208,25 @@ async def failed_falls_back_to_history(ctx: ScenarioContext) -> None:
     again_sent = [m.get("content") for m in again.sent_of("message")]
     ctx.check(
         not again_sent,
-        "ASP-RES-005",
+        "ASP-RES-010",
         f"after resume_failed, with both turns in the history it was sent, the client sent {again_sent} again"
         if again_sent
         else "after resume_failed the client sent no earlier turn again",
     )
     # The client has sent what its user typed twice already: not doing so now is its failure.
-    third = await ctx.user_message(again, "third question", "ASP-RES-005")
+    third = await ctx.user_message(again, "third question", "ASP-RES-010")
     run = ctx.run_for(again, third)
     await ctx.play(again, run)
     report = await ctx.reported_run(run.run_id)
     shown = report.get("text") if report else None
     ctx.check(
         shown == TEXT,
-        "ASP-RES-005",
+        "ASP-RES-010",
         f"in the new session (seq from 1 again) the next run shows {shown!r}; undisturbed it shows {TEXT!r}",
     )
     ctx.check(
         len(ctx.runs_reported(answered.run_id)) == 1,
-        "ASP-RES-005",
+        "ASP-RES-010",
         f"the first exchange was reported {len(ctx.runs_reported(answered.run_id))} times",
     )
 
@@ -235,7 +235,7 @@ async def failed_falls_back_to_history(ctx: ScenarioContext) -> None:
     "resume.run_complete_in_history",
     "A run that finished while the client was away is shown once: from the history, "
     "not again from the resume's replay",
-    ["ASP-RES-005"],
+    ["ASP-RES-009"],
     since="1.1",
 )
 async def run_complete_in_history(ctx: ScenarioContext) -> None:
@@ -254,7 +254,7 @@ async def run_complete_in_history(ctx: ScenarioContext) -> None:
     shown = ctx.runs_reported(cut.run.run_id)
     ctx.check(
         not shown,
-        "ASP-RES-005",
+        "ASP-RES-009",
         f"run {cut.run.run_id} is complete in the history sent at the reconnect (entries carry its run_id, "
         f"ASP-HIS-009), and the client showed it again from the resume's replay: {shown}"
         if shown
@@ -264,6 +264,6 @@ async def run_complete_in_history(ctx: ScenarioContext) -> None:
     assert report is not None
     ctx.check(
         report.get("text") == TEXT,
-        "ASP-RES-005",
+        "ASP-RES-009",
         f"the next run, after the dropped replay, shows {report.get('text')!r}; undisturbed {TEXT!r}",
     )
