@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spec import PROTOCOL_VERSION
-from spec.messages import FinishReason, Limits, Usage
+from spec.messages import ErrorCode, FinishReason, Limits, Usage
 from spec.registry import is_retryable
 
 Event = dict[str, Any]
@@ -90,7 +90,7 @@ def complete(run_id: str, finish_reason: FinishReason, usage: Usage | None = Non
 
 
 def error(
-    code: str,
+    code: ErrorCode,
     message: str,
     *,
     run_id: str | None = None,
