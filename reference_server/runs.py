@@ -1,15 +1,19 @@
 """One run: the agent's answer to one message, streamed into the session and stored at its end.
 
 The run belongs to the session, not the connection: a client that disconnects mid-run loses
-nothing (ASP-HIS-004), and a resuming client picks the stream up again (ASP-RES-004).
+nothing (ASP-HIS-004), and a resuming client picks the stream up again (ASP-RES-004). This module
+maps pydantic-ai's stream events to ASP events and stores the exchange; whether and when a run
+starts, and the events that end it (error, complete), are the decision core's
+(`reference_server.protocol.connection`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import secrets
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from pydantic_ai import (
     Agent,
@@ -25,22 +29,25 @@ from pydantic_ai.exceptions import AgentRunError, ModelAPIError, UnexpectedModel
 from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
+    ModelRequestPart,
     ModelResponse,
+    ModelResponsePart,
     TextPart,
     TextPartDelta,
     ThinkingPart,
     ThinkingPartDelta,
     ToolCallPart,
+    ToolReturnPart,
     UserPromptPart,
 )
 
 from reference_server.agent.offline_model import OfflineModelFailure
-from reference_server.history import tool_failed
+from reference_server.history import arguments_of, tool_content, tool_failed
 from reference_server.logs import get_logger
 from reference_server.protocol import events
-from reference_server.sessions import RunState, Session
-from reference_server.storage import ConversationStore
-from spec.messages import FinishReason, Usage
+from reference_server.protocol.connection import RunOutcome
+from reference_server.storage import ConversationStore, Exchange, agent_history
+from spec.messages import ErrorCode, FinishReason, Usage
 
 log = get_logger("runs")
 MODEL_FAILURES: tuple[type[BaseException], ...] = (
@@ -55,6 +62,43 @@ def new_run_id() -> str:
     return "run_" + secrets.token_hex(8)
 
 
+def new_message_id() -> str:
+    return "msg_" + secrets.token_hex(8)
+
+
+class StopReason(enum.Enum):
+    CANCEL = "cancel"  # the client's cancel (ASP-CAN-001): finish_reason cancelled
+    SHUTDOWN = "shutdown"  # the grace period ended (ASP-CLS-005): error shutting_down, finish error
+
+
+class RunSink(Protocol):
+    """The session as a run sees it."""
+
+    id: str
+    user_id: str
+    conversation_id: str
+
+    def emit(self, event: events.Event) -> None: ...
+
+
+@dataclass
+class RunHandle:
+    """A started run, as the server holds it. Written only by this module (`stop` included)."""
+
+    run_id: str
+    message_id: str
+    prompt: str
+    token: CancellationToken = field(default_factory=CancellationToken)
+    stop_reason: StopReason | None = None
+    task: asyncio.Task[None] | None = None
+
+    def stop(self, reason: StopReason) -> None:
+        """Stop the run; it ends through the usual path (open tool calls answered, stored, complete)."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.token.cancel()
+
+
 @dataclass
 class RunContext:
     agent: Agent[None, str]
@@ -62,33 +106,42 @@ class RunContext:
     reasoning: bool
 
 
-class Run:
-    """Maps pydantic-ai's stream events to ASP events and keeps what the run produced."""
+@dataclass
+class ToolSegment:
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    content: Any = None
+    is_error: bool | None = None  # None: no result yet
 
-    def __init__(self, session: Session, state: RunState, prompt: str, context: RunContext) -> None:
-        self.session = session
-        self.state = state
-        self.prompt = prompt
+
+class Run:
+    """Maps pydantic-ai's stream events to ASP events and records what was streamed, in order."""
+
+    def __init__(self, sink: RunSink, handle: RunHandle, context: RunContext) -> None:
+        self.sink = sink
+        self.handle = handle
         self.context = context
-        self.open_calls: dict[str, str] = {}
-        self.text: list[str] = []
+        self.streamed: list[str | ToolSegment] = []  # text stretches and tool calls, as produced
+        self.open_calls: dict[str, ToolSegment] = {}
         self.usage: Usage = {}
 
-    def emit(self, event: events.Event) -> None:
-        self.session.emit(event)
-
     def emit_text(self, delta: str) -> None:
-        if delta:
-            self.text.append(delta)
-            self.emit(events.text_delta(self.state.run_id, delta))
+        if not delta:
+            return
+        if self.streamed and isinstance(self.streamed[-1], str):
+            self.streamed[-1] += delta
+        else:
+            self.streamed.append(delta)
+        self.sink.emit(events.text_delta(self.handle.run_id, delta))
 
     def emit_reasoning(self, delta: str) -> None:
         if delta and self.context.reasoning:
-            self.emit(events.reasoning_delta(self.state.run_id, delta))
+            self.sink.emit(events.reasoning_delta(self.handle.run_id, delta))
 
     def on_event(self, event: Any) -> list[ModelMessage] | None:
-        """Handle one pydantic-ai event; returns the run's messages when it is the final result."""
-        run_id = self.state.run_id
+        """Handle one pydantic-ai event; returns the run's new messages when it is the final result."""
+        run_id = self.handle.run_id
         if isinstance(event, PartDeltaEvent):  # the most frequent event first: one per token
             if isinstance(event.delta, TextPartDelta):
                 self.emit_text(event.delta.content_delta)
@@ -101,16 +154,16 @@ class Run:
                 self.emit_reasoning(event.part.content)
         elif isinstance(event, FunctionToolCallEvent):
             part = event.part
-            self.open_calls[part.tool_call_id] = part.tool_name
-            self.emit(events.tool_call(run_id, part.tool_call_id, part.tool_name, _arguments(part)))
+            segment = ToolSegment(part.tool_call_id, part.tool_name, arguments_of(part))
+            self.streamed.append(segment)
+            self.open_calls[part.tool_call_id] = segment
+            self.sink.emit(events.tool_call(run_id, segment.call_id, segment.name, segment.arguments))
         elif isinstance(event, FunctionToolResultEvent):
             result = event.part
-            if result.tool_call_id in self.open_calls:
-                del self.open_calls[result.tool_call_id]
-                content = result.content if not tool_failed(result) else str(result.content)
-                self.session.emit(
-                    events.tool_result(run_id, result.tool_call_id, _jsonable(content), tool_failed(result))
-                )
+            closed = self.open_calls.pop(result.tool_call_id, None)  # type: ToolSegment | None
+            if closed is not None:
+                closed.content, closed.is_error = tool_content(result), tool_failed(result)
+                self.sink.emit(events.tool_result(run_id, closed.call_id, closed.content, closed.is_error))
         elif isinstance(event, AgentRunResultEvent):
             usage = event.result.usage
             self.usage = {
@@ -118,96 +171,92 @@ class Run:
                 "output_tokens": usage.output_tokens,
                 "requests": usage.requests,
             }
-            return list(event.result.all_messages())
+            return list(event.result.new_messages())
         return None
 
     def close_open_calls(self, why: str) -> None:
         """Every tool_call gets its tool_result before complete, whatever happened (ASP-TOOL-002)."""
-        for call_id in list(self.open_calls):
-            self.session.emit(events.tool_result(self.state.run_id, call_id, why, True))
+        for segment in self.open_calls.values():
+            segment.content, segment.is_error = why, True
+            self.sink.emit(events.tool_result(self.handle.run_id, segment.call_id, why, True))
         self.open_calls.clear()
 
-    def partial_messages(self, history: list[ModelMessage]) -> list[ModelMessage]:
-        """What to store when the run produced no final messages: the prompt and the text so far."""
-        stored = [*history, ModelRequest(parts=[UserPromptPart(content=self.prompt)])]
-        if self.text:
-            stored.append(ModelResponse(parts=[TextPart(content="".join(self.text))]))
+    def streamed_messages(self) -> list[ModelMessage]:
+        """The exchange as far as it went, for a run with no final result (ASP-HIS-008): the prompt,
+        the text streamed so far, each tool call with its result (the interrupted ones failed)."""
+        stored: list[ModelMessage] = [ModelRequest(parts=[UserPromptPart(content=self.handle.prompt)])]
+        response: list[ModelResponsePart] = []
+        for item in self.streamed:
+            if isinstance(item, str):
+                response.append(TextPart(content=item))
+                continue
+            response.append(ToolCallPart(tool_name=item.name, args=item.arguments, tool_call_id=item.call_id))
+            stored.append(ModelResponse(parts=response))
+            response = []
+            returned: list[ModelRequestPart] = [
+                ToolReturnPart(
+                    tool_name=item.name,
+                    content=item.content,
+                    tool_call_id=item.call_id,
+                    outcome="interrupted" if item.is_error else "success",
+                )
+            ]
+            stored.append(ModelRequest(parts=returned))
+        if response:
+            stored.append(ModelResponse(parts=response))
         return stored
 
 
-def _arguments(part: ToolCallPart) -> dict[str, Any]:
-    try:
-        return part.args_as_dict()
-    except ValueError:
-        return {"raw": str(part.args)}
+async def execute(sink: RunSink, handle: RunHandle, context: RunContext) -> RunOutcome:
+    """Run the agent for one message and store the exchange; returns how the run ended.
 
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool | list | dict):
-        return value
-    return str(value)
-
-
-async def execute(session: Session, state: RunState, prompt: str, context: RunContext) -> None:
-    """Run the agent for one message; always ends with complete and the exchange stored."""
-    run = Run(session, state, prompt, context)
-    token = CancellationToken()
-    state.cancel = token.cancel
-    if state.cancel_requested:
-        token.cancel()
-    history: list[ModelMessage] = []
+    Never raises (a failure is the outcome internal_error); open tool calls get their tool_result
+    before it returns. The caller hands the outcome to the core, which sends error and complete.
+    """
+    run = Run(sink, handle, context)
     finish: FinishReason = "stop"
-    messages: list[ModelMessage] | None = None
+    error: ErrorCode | None = None
+    final: list[ModelMessage] | None = None
     try:
-        history = await context.store.load(session.conversation_id, session.user_id)
+        history = agent_history(await context.store.load(sink.conversation_id, sink.user_id))
         async with context.agent.run_stream_events(
-            prompt, message_history=history, cancellation_token=token
+            handle.prompt, message_history=history, cancellation_token=handle.token
         ) as stream:
             async for event in stream:
-                final = run.on_event(event)
-                if final is not None:
-                    messages = final
-    except RunCancelled as cancelled:
+                messages = run.on_event(event)
+                if messages is not None:
+                    final = messages
+    except RunCancelled:
         finish = "cancelled"
-        messages = list(cancelled.all_messages()) or None
-    except asyncio.CancelledError:  # the server is shutting down: end the run the same way, then stop
-        await _finish(run, context, "cancelled", None, history, "cancelled: the server is shutting down")
+        if handle.stop_reason is StopReason.SHUTDOWN:
+            finish, error = "error", "shutting_down"
+    except asyncio.CancelledError:  # the server is going down harder than its grace period
+        finish, error = "error", "shutting_down"
+        run.close_open_calls("cancelled: the server is shutting down")
+        await _store(context, sink, handle, finish, run.streamed_messages())
         raise
     except MODEL_FAILURES as failure:
-        finish = "error"
-        log.warning("model failed: %s", type(failure).__name__, extra=_context(session, state))
-        session.emit(events.error("model_error", "The model failed to answer.", run_id=state.run_id))
+        finish, error = "error", "model_error"
+        log.warning("model failed: %s", type(failure).__name__, extra=_context(sink, handle))
     except Exception:
-        finish = "error"
-        log.exception("run failed", extra=_context(session, state))
-        session.emit(
-            events.error("internal_error", "The server failed while answering.", run_id=state.run_id)
-        )
-    await _finish(
-        run, context, finish, messages, history, "cancelled" if finish == "cancelled" else "interrupted"
+        finish, error = "error", "internal_error"
+        log.exception("run failed", extra=_context(sink, handle))
+    run.close_open_calls("cancelled" if finish == "cancelled" else "interrupted")
+    await _store(
+        context, sink, handle, finish, final if finish == "stop" and final else run.streamed_messages()
     )
+    return RunOutcome(finish_reason=finish, error=error, usage=run.usage or None)
 
 
-async def _finish(
-    run: Run,
-    context: RunContext,
-    finish: FinishReason,
-    messages: list[ModelMessage] | None,
-    history: list[ModelMessage],
-    why_open_calls_ended: str,
+async def _store(
+    context: RunContext, sink: RunSink, handle: RunHandle, finish: FinishReason, messages: list[ModelMessage]
 ) -> None:
-    """Every run ends here: open tool calls answered, the exchange stored, then complete."""
-    run.close_open_calls(why_open_calls_ended)
-    await _store(context, run.session, messages or run.partial_messages(history))
-    run.session.emit(events.complete(run.state.run_id, finish, run.usage or None))
-
-
-async def _store(context: RunContext, session: Session, messages: list[ModelMessage]) -> None:
+    exchange = Exchange(handle.run_id, handle.message_id, finish, tuple(messages))
     try:
-        await asyncio.shield(context.store.save(session.conversation_id, session.user_id, messages))
+        await asyncio.shield(context.store.append(sink.conversation_id, sink.user_id, exchange))
     except Exception:
-        log.exception("storing the exchange failed", extra={"asp": {"session": session.id}})
+        log.exception("storing the exchange failed", extra=_context(sink, handle))
 
 
-def _context(session: Session, state: RunState) -> dict[str, Any]:
-    return {"asp": {"user": session.user_id, "session": session.id, "run": state.run_id}}
+def _context(sink: RunSink, handle: RunHandle) -> dict[str, Any]:
+    return {"asp": {"user": sink.user_id, "session": sink.id, "run": handle.run_id}}

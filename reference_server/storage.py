@@ -1,140 +1,253 @@
-"""Conversations in a SQL database (SQLite by default, any SQLAlchemy async URL).
+"""Conversations, append-only, in a SQL database (SQLite by default, any SQLAlchemy async URL).
+
+Each run's exchange (the user's message and what the run produced, as pydantic-ai messages) is a
+new row carrying its run_id, message_id and finish_reason. Nothing is ever written back: two runs
+of one conversation (a superseded connection's and its successor's, a resumed one, later several
+processes) each append their own row, so neither can erase the other (ASP-HIS-001, ASP-DUP-003).
+A conversation reads as its rows in insertion order.
 
 Every query that reads or writes a conversation filters by its owner, so authorization is part of
-the data access itself and cannot be skipped by a caller.
+the data access itself (ASP-HIS-005, ASP-HIS-006). The SQL is SQLAlchemy Core, portable across
+databases; the interface is `ConversationStore`, for other implementations.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
-from sqlalchemy import DateTime, String, Text, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.engine import Row, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from reference_server.logs import get_logger
+
+log = get_logger("storage")
+metadata = MetaData()
+
+conversations = Table(
+    "asp_conversations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # When a session was last bound to it: "most recently used" (ASP-SES-009).
+    Column("bound_at", DateTime(timezone=True), nullable=False),
+    Index("ix_asp_conversations_user_bound", "user_id", "bound_at"),
+)
+
+exchanges = Table(
+    "asp_exchanges",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("conversation_id", String(64), ForeignKey("asp_conversations.id"), nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("run_id", String(128), nullable=False),
+    Column("message_id", String(128), nullable=False),
+    Column("finish_reason", String(16), nullable=False),
+    Column("messages_json", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_asp_exchanges_conversation", "conversation_id", "id"),
+)
 
 
-class Base(DeclarativeBase):
-    pass
+@dataclass(frozen=True)
+class Exchange:
+    """One run's exchange: the pydantic-ai messages it added (the user prompt first)."""
+
+    run_id: str
+    message_id: str
+    finish_reason: str
+    messages: tuple[ModelMessage, ...]
 
 
-class Conversation(Base):
-    __tablename__ = "conversations"
+class ConversationStore(Protocol):
+    """Owner-scoped, append-only conversations."""
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(256), index=True)
-    messages_json: Mapped[str] = mapped_column(Text, default="[]")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    async def start(self) -> None: ...
 
+    async def close(self) -> None: ...
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+    async def create(self, user_id: str) -> str:
+        """A new empty conversation of `user_id`, bound now; its id (never reused)."""
+        ...
+
+    async def bind(self, conversation_id: str, user_id: str) -> bool:
+        """Mark the user's conversation as just bound; False when the user does not own it."""
+        ...
+
+    async def latest(self, user_id: str) -> str | None:
+        """The conversation the user's most recent session was bound to (ASP-SES-009)."""
+        ...
+
+    async def load(self, conversation_id: str, user_id: str) -> list[Exchange]:
+        """The exchanges of a conversation the user owns, in stored order (empty otherwise)."""
+        ...
+
+    async def append(self, conversation_id: str, user_id: str, exchange: Exchange) -> bool:
+        """Store one exchange after the others; False (nothing written) when the user does not own it."""
+        ...
 
 
 def new_conversation_id() -> str:
     return "conv_" + secrets.token_hex(12)
 
 
-class ConversationStore:
-    """Owner-scoped access to stored conversations.
+def _now() -> datetime:
+    return datetime.now(UTC)
 
-    Loads are served from a bounded write-through cache (a database read is half a millisecond on
-    the time-to-first-token path). It is exact while this process is the only writer; a deployment
-    with several server processes sets `cache_size=0`.
+
+class SqlConversationStore(ConversationStore):
+    """The store on SQLAlchemy Core.
+
+    Loads are served from a bounded cache of decoded exchanges (a database read is half a
+    millisecond on the time-to-first-token path). The cache is only ever appended to, like the
+    table, and is exact while this process is the only writer; a deployment with several server
+    processes sets `cache_size=0`.
     """
 
     def __init__(self, url: str, cache_size: int = 10_000) -> None:
         self._url = url
         self.engine: AsyncEngine = create_async_engine(url)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._cache: OrderedDict[str, tuple[str, tuple[ModelMessage, ...]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[str, list[Exchange]]] = OrderedDict()
         self._cache_size = cache_size
-
-    def _remember(self, conversation_id: str, user_id: str, messages: Sequence[ModelMessage]) -> None:
-        if self._cache_size <= 0:
-            return
-        self._cache[conversation_id] = (user_id, tuple(messages))
-        self._cache.move_to_end(conversation_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
 
     async def start(self) -> None:
         if make_url(self._url).get_backend_name() == "sqlite":
             async with self.engine.begin() as connection:
                 await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         async with self.engine.begin() as connection:
-            await connection.run_sync(Base.metadata.create_all)
+            await connection.run_sync(metadata.create_all)
+            legacy = await connection.run_sync(lambda sync: inspect(sync).has_table("conversations"))
+        if legacy:
+            log.warning(
+                "this database has a 'conversations' table written by a version before ASP 1.1; "
+                "its history is not read (the 1.1 layout is asp_conversations + asp_exchanges)"
+            )
 
     async def close(self) -> None:
         await self.engine.dispose()
 
+    def _remember(self, conversation_id: str, user_id: str, stored: list[Exchange]) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[conversation_id] = (user_id, stored)
+        self._cache.move_to_end(conversation_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
     async def create(self, user_id: str) -> str:
         conversation_id = new_conversation_id()
         now = _now()
-        async with self._sessions.begin() as session:
-            session.add(
-                Conversation(
-                    id=conversation_id, user_id=user_id, messages_json="[]", created_at=now, updated_at=now
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                insert(conversations).values(
+                    id=conversation_id, user_id=user_id, created_at=now, bound_at=now
                 )
             )
-        self._remember(conversation_id, user_id, ())
+        self._remember(conversation_id, user_id, [])
         return conversation_id
 
-    async def owned(self, conversation_id: str, user_id: str) -> bool:
-        cached = self._cache.get(conversation_id)
-        if cached is not None:
-            return cached[0] == user_id
-        async with self._sessions() as session:
-            found = await session.scalar(
-                select(Conversation.id).where(
-                    Conversation.id == conversation_id, Conversation.user_id == user_id
-                )
+    async def bind(self, conversation_id: str, user_id: str) -> bool:
+        async with self.engine.begin() as connection:
+            result = await connection.execute(
+                update(conversations)
+                .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
+                .values(bound_at=_now())
             )
-        return found is not None
+        return bool(result.rowcount)
 
     async def latest(self, user_id: str) -> str | None:
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(Conversation.id)
-                .where(Conversation.user_id == user_id)
-                .order_by(Conversation.updated_at.desc())
+        async with self.engine.connect() as connection:
+            found = await connection.scalar(
+                select(conversations.c.id)
+                .where(conversations.c.user_id == user_id)
+                .order_by(conversations.c.bound_at.desc(), conversations.c.created_at.desc())
                 .limit(1)
             )
+        return str(found) if found is not None else None
 
-    async def load(self, conversation_id: str, user_id: str) -> list[ModelMessage]:
-        """The stored pydantic-ai messages of a conversation the user owns (empty otherwise)."""
+    async def load(self, conversation_id: str, user_id: str) -> list[Exchange]:
         cached = self._cache.get(conversation_id)
         if cached is not None:
             return list(cached[1]) if cached[0] == user_id else []
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(Conversation.messages_json).where(
-                        Conversation.id == conversation_id, Conversation.user_id == user_id
-                    )
+        async with self.engine.connect() as connection:
+            owner = await connection.scalar(
+                select(conversations.c.user_id).where(
+                    conversations.c.id == conversation_id, conversations.c.user_id == user_id
                 )
-            ).first()
-        if row is None:
-            return []
-        messages = list(ModelMessagesTypeAdapter.validate_json(row[0]))
-        self._remember(conversation_id, user_id, messages)
-        return messages
-
-    async def save(self, conversation_id: str, user_id: str, messages: list[ModelMessage]) -> bool:
-        """Replace the conversation's messages; False (nothing written) if the user does not own it."""
-        payload = ModelMessagesTypeAdapter.dump_json(messages).decode()
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.user_id == user_id)
-                .values(messages_json=payload, updated_at=_now())
             )
-        written = bool(getattr(result, "rowcount", 0))
-        if written:
-            self._remember(conversation_id, user_id, messages)
-        return written
+            if owner is None:
+                return []
+            rows = (
+                await connection.execute(
+                    select(exchanges)
+                    .where(exchanges.c.conversation_id == conversation_id, exchanges.c.user_id == user_id)
+                    .order_by(exchanges.c.id)
+                )
+            ).all()
+        stored = [exchange for row in rows if (exchange := row_exchange(conversation_id, row)) is not None]
+        self._remember(conversation_id, user_id, stored)
+        return list(stored)
+
+    async def append(self, conversation_id: str, user_id: str, exchange: Exchange) -> bool:
+        payload = ModelMessagesTypeAdapter.dump_json(list(exchange.messages)).decode()
+        async with self.engine.begin() as connection:
+            owned = await connection.scalar(
+                select(func.count())
+                .select_from(conversations)
+                .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
+            )
+            if not owned:
+                return False
+            await connection.execute(
+                insert(exchanges).values(
+                    conversation_id=conversation_id,
+                    user_id=user_id,
+                    run_id=exchange.run_id,
+                    message_id=exchange.message_id,
+                    finish_reason=exchange.finish_reason,
+                    messages_json=payload,
+                    created_at=_now(),
+                )
+            )
+        cached = self._cache.get(conversation_id)
+        if cached is not None and cached[0] == user_id:
+            cached[1].append(exchange)
+        return True
+
+
+def row_exchange(conversation_id: str, row: Row[Any]) -> Exchange | None:
+    """One stored row of `exchanges`; an unreadable row is logged and skipped, never the whole
+    conversation (a stored value must never make a conversation unreadable)."""
+    try:
+        messages = tuple(ModelMessagesTypeAdapter.validate_json(row.messages_json))
+    except Exception:
+        log.exception("unreadable exchange %s in conversation %s skipped", row.run_id, conversation_id)
+        return None
+    return Exchange(row.run_id, row.message_id, row.finish_reason, messages)
+
+
+def agent_history(stored: list[Exchange]) -> list[ModelMessage]:
+    """What the agent sees: every stored message, in stored order, never shortened (ASP-LIM-011)."""
+    return [message for exchange in stored for message in exchange.messages]

@@ -35,13 +35,16 @@ class Plan:
 
     tokens: list[str] = field(default_factory=list)
     tool: ToolRequest | None = None
-    delay_s: float | None = None
+    delay_s: float | None = None  # None: the server's token delay; fixtures set their own
     fail_after_tokens: bool = False
 
 
 _CALCULATION = re.compile(r"(?:calculate|compute|what is|what's)\s+([-+*/%().\d\s]+\d[-+*/%().\d\s]*)", re.I)
 _TIME = re.compile(r"\b(time|clock|date)\b", re.I)
-_FIXTURE = re.compile(r"asp-fixture:(\w+)(?: (\d+))?(?: (\d+))?")
+_FIXTURE = re.compile(r"asp-fixture:([a-z_]+)((?: [0-9]{1,9})*)")  # longer numbers are out of range anyway
+MAX_TOKENS = 100_000
+MAX_MS = 60_000
+MAX_BULK_SIZE = 65_536
 
 
 def words(text: str) -> list[str]:
@@ -49,11 +52,42 @@ def words(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
+def fixture_plan(prompt: str, earlier_prompts: list[str]) -> Plan | None:
+    """The plan of a fixture prompt exactly as registry.yaml defines it (ASP-CAP-004), or None.
+
+    A prompt that starts like a fixture but is not one of its forms (unknown name, wrong count
+    of numbers, a number out of range) is an ordinary message.
+    """
+    match = _FIXTURE.fullmatch(prompt)
+    if match is None:
+        return None
+    name = match.group(1)
+    numbers = [int(n) for n in match.group(2).split()]
+    if name == "text" and len(numbers) == 1 and numbers[0] <= MAX_TOKENS:
+        return Plan(text_tokens(numbers[0]))
+    if name == "slow" and len(numbers) == 2 and numbers[0] <= MAX_TOKENS and numbers[1] <= MAX_MS:
+        return Plan(text_tokens(numbers[0]), delay_s=numbers[1] / 1000)
+    if name == "bulk" and len(numbers) == 2 and numbers[0] >= 1 and 1 <= numbers[1] <= MAX_BULK_SIZE:
+        return Plan(["b" * (numbers[1] - 1) + " "] * numbers[0], delay_s=0.0)  # never paced
+    if name == "slow_tool" and len(numbers) == 1 and numbers[0] <= MAX_MS:
+        return Plan([], ToolRequest("sleep", {"ms": numbers[0]}))
+    if numbers:
+        return None
+    if name == "tool":
+        return Plan([], ToolRequest("add", {"a": 2, "b": 3}))
+    if name == "tool_error":
+        return Plan([], ToolRequest("fail", {}))
+    if name == "model_error":
+        return Plan(text_tokens(1), fail_after_tokens=True)
+    if name == "recall":
+        return Plan(words("recall:" + "|".join(earlier_prompts)))
+    return None
+
+
 def plan_for_prompt(prompt: str, earlier_prompts: list[str], fixtures: bool) -> Plan:
-    if fixtures:
-        match = _FIXTURE.fullmatch(prompt.strip())
-        if match:
-            return _fixture_plan(match.group(1), match.group(2), match.group(3), earlier_prompts)
+    planned = fixture_plan(prompt, earlier_prompts) if fixtures else None
+    if planned is not None:
+        return planned
     calculation = _CALCULATION.search(prompt)
     if calculation:
         return Plan(
@@ -68,34 +102,15 @@ def plan_for_prompt(prompt: str, earlier_prompts: list[str], fixtures: bool) -> 
     return Plan(words(reply))
 
 
-def _fixture_plan(name: str, first: str | None, second: str | None, earlier: list[str]) -> Plan:
-    count = int(first) if first else 0
-    if name == "text":
-        return Plan(text_tokens(count))
-    if name == "bulk":
-        size = max(1, int(second or 1))
-        return Plan(["b" * (size - 1) + " "] * count)
-    if name == "slow":
-        return Plan(text_tokens(count), delay_s=int(second or 0) / 1000)
-    if name == "tool":
-        return Plan(["Adding. "], ToolRequest("add", {"a": 2, "b": 3}))
-    if name == "tool_error":
-        return Plan(["Trying. "], ToolRequest("fail", {}))
-    if name == "slow_tool":
-        return Plan(["Sleeping. "], ToolRequest("sleep", {"ms": count}))
-    if name == "model_error":
-        return Plan(["Starting "], fail_after_tokens=True)
-    if name == "recall":
-        return Plan(words("recall:" + "|".join(earlier)))
-    return Plan(words(f"Unknown fixture {name!r}."))
+FIXTURE_ANSWERS = {"add": "The sum is {content}.", "sleep": "Done.", "fail": "The tool failed."}
 
 
-def plan_after_tool(part: ToolReturnPart | RetryPromptPart) -> Plan:
-    name = part.tool_name
+def plan_after_tool(part: ToolReturnPart | RetryPromptPart, fixtures: bool) -> Plan:
+    name = part.tool_name or ""
+    if fixtures and name in FIXTURE_ANSWERS:
+        return Plan(words(FIXTURE_ANSWERS[name].format(content=part.content)))
     if tool_failed(part):
         return Plan(words(f"The tool {name} failed: {part.content}"))
-    if name == "add":
-        return Plan(words(f"The sum is {part.content}."))
     if name == "calculator":
         return Plan(words(f"The result is {part.content}."))
     if name == "clock":
@@ -104,17 +119,20 @@ def plan_after_tool(part: ToolReturnPart | RetryPromptPart) -> Plan:
 
 
 def next_plan(messages: list[ModelMessage], fixtures: bool) -> Plan:
+    """What to do next, from the conversation so far. The user's new prompt, when the last request
+    holds one, is what gets answered: tool returns that pydantic-ai adds beside it (to repair a
+    call an earlier, cancelled run left open) never take its place (ASP-HIS-003)."""
     last = messages[-1] if messages else None
     if isinstance(last, ModelRequest):
-        results = [p for p in last.parts if isinstance(p, ToolReturnPart | RetryPromptPart) and p.tool_name]
-        if results:
-            return plan_after_tool(results[-1])
         prompts = [
             p.content for p in last.parts if isinstance(p, UserPromptPart) and isinstance(p.content, str)
         ]
         if prompts:
             earlier = user_prompts(messages[:-1])
             return plan_for_prompt(prompts[-1], earlier, fixtures)
+        results = [p for p in last.parts if isinstance(p, ToolReturnPart | RetryPromptPart) and p.tool_name]
+        if results:
+            return plan_after_tool(results[-1], fixtures)
     return Plan(words("Hello."))
 
 
@@ -124,8 +142,8 @@ def offline_model(*, token_delay_s: float, fixtures: bool) -> FunctionModel:
     async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
         plan = next_plan(messages, fixtures)
         delay = token_delay_s if plan.delay_s is None else plan.delay_s
-        for token in plan.tokens:
-            if delay:
+        for number, token in enumerate(plan.tokens):
+            if delay and number:  # the first token at once, then one every `delay` (registry: slow)
                 await asyncio.sleep(delay)
             yield token
         if plan.fail_after_tokens:

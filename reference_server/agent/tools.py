@@ -27,6 +27,7 @@ _OPERATORS: dict[type, Any] = {
     ast.UAdd: operator.pos,
 }
 MAX_EXPRESSION = 200
+MAX_RESULT_BITS = 4096  # integers stay exact up to here (2**64 and far beyond)
 
 
 def _evaluate(node: ast.AST) -> float:
@@ -43,11 +44,17 @@ def _evaluate(node: ast.AST) -> float:
         if isinstance(node.op, ast.Pow) and abs(right) > 100:
             raise ValueError("exponent too large")
         result: float = _OPERATORS[type(node.op)](left, right)
-        return result
+        return _bounded(result)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
         unary: float = _OPERATORS[type(node.op)](_evaluate(node.operand))
-        return unary
+        return _bounded(unary)
     raise ValueError("only numbers and + - * / // % ** ( ) are allowed")
+
+
+def _bounded(value: float) -> float:
+    if isinstance(value, int) and value.bit_length() > MAX_RESULT_BITS:
+        raise ValueError("result too large")
+    return value
 
 
 def calculator(expression: str) -> float | int:
@@ -58,7 +65,9 @@ def calculator(expression: str) -> float | int:
         value = _evaluate(ast.parse(expression, mode="eval"))
     except (SyntaxError, ValueError, ZeroDivisionError, OverflowError) as exc:
         raise ModelRetry(f"cannot evaluate {expression!r}: {exc}") from exc
-    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value  # integers stay exact; inf and nan go out as the wire form says (null)
 
 
 def clock() -> str:
@@ -66,8 +75,8 @@ def clock() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def add(a: float, b: float) -> float:
-    """Fixture: add two numbers."""
+def add(a: int | float, b: int | float) -> int | float:
+    """Fixture: add two numbers (integers stay integers: the fixture's result is the JSON number 5)."""
     return a + b
 
 
@@ -76,10 +85,10 @@ def fail() -> str:
     raise ModelRetry("the fixture tool 'fail' failed on purpose")
 
 
-async def sleep(ms: int) -> str:
-    """Fixture: take `ms` milliseconds, then return."""
+async def sleep(ms: int) -> dict[str, int]:
+    """Fixture: take `ms` milliseconds, then return {"slept_ms": ms}."""
     await asyncio.sleep(max(0, min(ms, 60_000)) / 1000)
-    return f"slept {ms} ms"
+    return {"slept_ms": ms}
 
 
 def demo_toolset() -> FunctionToolset[Any]:
