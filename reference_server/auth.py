@@ -1,13 +1,13 @@
-"""Bearer tokens: where a handshake carries them, how they are checked, how dev tokens are minted."""
+"""Bearer tokens: how they are checked and how tokens are minted (ASP-AUTH-005, -006, -012).
+
+Which carrier counts is a handshake decision (`reference_server.protocol.handshake.token_of`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
 
 import jwt
-
-from spec import TOKEN_SUBPROTOCOL_PREFIX
 
 ALGORITHM = "HS256"
 MAX_SUBJECT_LENGTH = 256
@@ -17,24 +17,13 @@ class AuthError(Exception):
     """The token is missing or unacceptable. The message is for logs and never holds the token."""
 
 
-def extract_token(
-    query: Mapping[str, str], subprotocols: Iterable[str], headers: Mapping[str, str]
-) -> str | None:
-    """The token from the `asp.token.` subprotocol, the `token` query parameter or a Bearer header."""
-    for offered in subprotocols:
-        if offered.startswith(TOKEN_SUBPROTOCOL_PREFIX):
-            return offered[len(TOKEN_SUBPROTOCOL_PREFIX) :]
-    if query.get("token"):
-        return query["token"]
-    authorization = headers.get("authorization", "")
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() == "bearer" and credentials:
-        return credentials.strip()
-    return None
-
-
 def verify(token: str | None, secret: str) -> str:
-    """The user id a valid token names; AuthError otherwise (alg none and other algs are refused)."""
+    """The user id a valid token names; AuthError otherwise.
+
+    Refused: no token, a bad signature, an algorithm other than HS256 (alg none included), no
+    `exp` or an expired one, an `nbf` in the future, a `sub` that is not a non-empty string of at
+    most 256 characters (ASP-AUTH-012).
+    """
     if not token:
         raise AuthError("no token")
     try:

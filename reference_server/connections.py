@@ -1,59 +1,66 @@
 """Which connections are live: the connection limit and one connection per user.
 
-Both operations are synchronous, so under asyncio no other connection can run between the check
-and the update: N concurrent connects against a limit of N admit exactly N. A registry shared by
-several processes (Redis, a database) implements the same interface with atomic operations.
+A slot belongs to a user's live connection, so the number of slots in use is the number of users
+with a live connection. `admit` is one atomic step (under asyncio it has no await, so no other
+connection runs between its check and its update; a registry shared by several processes, Redis
+or a database, implements the same interface with one atomic script or transaction):
+
+- the user has a live connection: the new one supersedes it and takes its slot, even at the
+  limit (ASP-LIM-007); the old one is returned, to be closed with 4002 (ASP-DUP-001);
+- otherwise, below the limit: a new slot; at the limit: refused (1013, ASP-LIM-001).
+
+Refused handshakes never get here, so they hold no slot, and a slot is free again as soon as its
+connection is released: N concurrent connects against a limit of N admit exactly N (ASP-LIM-002,
+ASP-LIM-008).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 C = TypeVar("C")
 
 
+@dataclass(frozen=True)
+class Admitted(Generic[C]):
+    superseded: C | None  # the user's previous live connection, whose slot this one took
+
+
+AT_CAPACITY = None
+
+
 class ConnectionRegistry(Protocol[C]):
-    def try_reserve(self) -> bool:
-        """Take one connection slot; False when the limit is reached."""
+    def admit(self, user_id: str, connection: C) -> Admitted[C] | None:
+        """Make `connection` the user's live one; None when the server is at capacity."""
+        ...
 
-    def release(self) -> None:
-        """Give back a slot taken by try_reserve."""
-
-    def register(self, user_id: str, connection: C) -> C | None:
-        """Make `connection` the user's live one; returns the one it supersedes, if any."""
-
-    def unregister(self, user_id: str, connection: C) -> None:
-        """Forget `connection` if it is still the user's live one."""
+    def release(self, user_id: str, connection: C) -> None:
+        """The connection ended: its slot is free, unless a newer connection of the user took it."""
+        ...
 
     @property
     def active(self) -> int:
         """Slots in use."""
+        ...
 
 
 class InMemoryRegistry(ConnectionRegistry[C]):
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
-        self._slots = 0
         self._by_user: dict[str, C] = {}
 
-    def try_reserve(self) -> bool:
-        if self._slots >= self.max_connections:
-            return False
-        self._slots += 1
-        return True
-
-    def release(self) -> None:
-        self._slots = max(0, self._slots - 1)
-
-    def register(self, user_id: str, connection: C) -> C | None:
+    def admit(self, user_id: str, connection: C) -> Admitted[C] | None:
         previous = self._by_user.get(user_id)
+        if previous is None and len(self._by_user) >= self.max_connections:
+            return AT_CAPACITY
         self._by_user[user_id] = connection
-        return previous if previous is not connection else None
+        return Admitted(previous if previous is not connection else None)
 
-    def unregister(self, user_id: str, connection: C) -> None:
+    def release(self, user_id: str, connection: C) -> None:
         if self._by_user.get(user_id) is connection:
             del self._by_user[user_id]
 
     @property
     def active(self) -> int:
-        return self._slots
+        return len(self._by_user)

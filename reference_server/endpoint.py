@@ -1,54 +1,60 @@
-"""The /ws/chat endpoint: handshake decisions, authentication, limits, and the receive loop."""
+"""The /ws/chat endpoint: it carries out what the decision core decides, and nothing else.
+
+Every protocol decision (version, credentials, which error answers which frame, when a run starts,
+resume, idle and shutdown closes) is taken in `reference_server.protocol`; this module moves
+frames between the ASGI connection, the core, the session and the hub, in the order the core's
+effects say. It speaks raw ASGI after the route hands it the connection, which also lets it see
+the transport's `asp.drain` message at shutdown (see `reference_server.transport`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
+from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Message, Receive
+from starlette.types import Send as AsgiSend
+from starlette.websockets import WebSocket
 
-from reference_server import tracing
-from reference_server.auth import AuthError, extract_token, verify
-from reference_server.history import entries as history_entries
-from reference_server.hub import Hub, Peer
+from reference_server import auth, tracing
+from reference_server.hub import Hub
 from reference_server.logs import get_logger
-from reference_server.protocol import events
-from reference_server.protocol.inbound import Command, Rejection, TooLarge, parse_frame
-from reference_server.runs import execute, new_run_id
-from reference_server.sessions import RunState, Session, SinkClosed, spawn
-from spec import SUBPROTOCOL
-from spec.registry import close_code
+from reference_server.protocol import connection as core
+from reference_server.protocol import handshake
+from reference_server.protocol.effects import (
+    AdmitRun,
+    CancelRun,
+    Close,
+    Effect,
+    FindSession,
+    Send,
+    StartRun,
+    SwitchSession,
+)
+from reference_server.runs import new_message_id, new_run_id
+from reference_server.sessions import Session, SinkClosed, spawn
 
 log = get_logger("endpoint")
-
-UNSUPPORTED_VERSION = close_code("unsupported_version")
-UNAUTHORIZED = close_code("unauthorized")
-SUPERSEDED = close_code("superseded")
-IDLE_TIMEOUT = close_code("idle_timeout")
-TRY_AGAIN_LATER = close_code("try_again_later")
-MESSAGE_TOO_BIG = close_code("message_too_big")
-VERSION_PREFIX = "asp.v"
+DRAIN = "asp.drain"  # sent by reference_server.transport when the server begins shutting down
 
 
 class WebSocketSink:
-    """A Starlette WebSocket as a session sink; any transport failure becomes SinkClosed."""
+    """The ASGI connection as a session's sink; any transport failure becomes SinkClosed."""
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self.websocket = websocket
+    def __init__(self, send: AsgiSend, close_timeout_s: float) -> None:
         self.cursor = 0
         self.closed = False
-        # The ASGI send callable itself: this is the per-token hot path, and the session's pump is
-        # its only caller after accept, so Starlette's per-message state checks add nothing.
-        self._asgi_send = websocket._send
+        self._send = send  # the ASGI send callable: the per-token hot path
+        self._close_timeout_s = close_timeout_s
 
     async def send_text(self, text: str) -> None:
         if self.closed:
             raise SinkClosed
         try:
-            await self._asgi_send({"type": "websocket.send", "text": text})
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            await self._send({"type": "websocket.send", "text": text})
+        except Exception as exc:
             self.closed = True
             raise SinkClosed from exc
 
@@ -57,190 +63,194 @@ class WebSocketSink:
             return
         self.closed = True
         with contextlib.suppress(Exception):
-            await self.websocket.close(code, reason)
+            async with asyncio.timeout(self._close_timeout_s):
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 async def chat(websocket: WebSocket) -> None:
+    """The ASGI WebSocket endpoint (one call per connection)."""
     hub: Hub = websocket.app.state.hub
-    offered = list(websocket.scope.get("subprotocols") or [])
-    versions = [p for p in offered if p.startswith(VERSION_PREFIX)]
-    if versions and SUBPROTOCOL not in versions:
-        await websocket.accept()  # ASP-TRN-002: accept, then say why with a close code
-        await websocket.close(UNSUPPORTED_VERSION, "unsupported protocol version")
-        return
-    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-    sink = WebSocketSink(websocket)
-    if not hub.registry.try_reserve():
-        await sink.close(TRY_AGAIN_LATER, "server at capacity")
-        return
-    try:
-        await _serve(websocket, sink, hub, offered)
-    finally:
-        hub.registry.release()
+    await Connection(websocket, hub).serve()
 
 
-async def _serve(websocket: WebSocket, sink: WebSocketSink, hub: Hub, offered: list[str]) -> None:
-    token = extract_token(websocket.query_params, offered, websocket.headers)
-    try:
-        user_id = verify(token, hub.settings.secret)
-    except AuthError as refused:
-        log.info("refused connection: %s", refused)
-        await sink.close(UNAUTHORIZED, "unauthorized")
-        return
-    conversation_id, refused_conversation = await hub.bind_conversation(
-        user_id, websocket.query_params.get("conversation_id")
-    )
-    session = hub.open_session(user_id, conversation_id)
-    peer = Peer(user_id=user_id, sink=sink, session=session)
-    superseded = hub.registry.register(user_id, peer)
-    if superseded is not None:
-        superseded.session.detach(superseded.sink)
-        spawn(superseded.sink.close(SUPERSEDED, "superseded by a newer connection"))
-    context = {"asp": {"user": user_id, "session": session.id}}
-    log.info("session opened", extra=context)
-    session.attach(sink)
-    session.emit(hub.session_event(session))
-    stored = await hub.store.load(conversation_id, user_id)
-    if stored:
-        session.emit(events.history(conversation_id, history_entries(stored)))
-    if refused_conversation:
-        session.emit(events.error("conversation_not_found", "No such conversation; a new one was started."))
-    try:
-        with tracing.span("asp.connection", user=user_id, session=session.id):
-            await _receive_loop(websocket, peer, hub)
-    finally:
-        hub.registry.unregister(user_id, peer)
-        peer.session.detach(sink)
-        log.info("session detached", extra={"asp": {"user": user_id, "session": peer.session.id}})
+class Connection:
+    """One WebSocket connection: its ASGI callables, its core state, the session it carries."""
 
+    def __init__(self, websocket: WebSocket, hub: Hub) -> None:
+        self.hub = hub
+        self.scope = websocket.scope
+        self.receive: Receive = websocket._receive
+        self.sink = WebSocketSink(websocket._send, hub.settings.send_timeout_ms / 1000)
+        self.query = websocket.query_params
+        self.headers = websocket.headers
+        self.state: core.ConnectionState | None = None
+        self.session: Session | None = None
+        self.closed = False
+        self.superseded = False
+        self.nudged = asyncio.Event()
 
-async def _receive_loop(websocket: WebSocket, peer: Peer, hub: Hub) -> None:
-    idle_s = hub.settings.idle_timeout_ms / 1000
-    max_bytes = hub.settings.max_message_bytes
-    last_frame = time.monotonic()
-    while True:
-        quiet_since = max(last_frame, peer.session.last_run_end)
-        remaining = idle_s - (time.monotonic() - quiet_since)
-        if peer.session.run is not None:
-            remaining = idle_s
-        if remaining <= 0:
-            await peer.sink.close(IDLE_TIMEOUT, "idle timeout")
+    # --- the handshake ---------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        connect = await self.receive()
+        if connect["type"] != "websocket.connect":
+            return
+        offered = list(self.scope.get("subprotocols") or [])
+        secret = self.hub.settings.secret
+        decision = handshake.decide(
+            offered, self.query, self.headers, lambda token: auth.verify(token, secret)
+        )
+        await self.sink._send({"type": "websocket.accept", "subprotocol": decision.subprotocol})
+        if decision.refusal is not None or decision.user_id is None:  # ASP-TRN-002: accept, then the code
+            if decision.why:
+                log.info("refused connection: %s", decision.why)
+            refusal = decision.refusal or core.close(core.CloseReason.UNAUTHORIZED, "unauthorized")
+            await self.sink.close(refusal.code, refusal.reason)
+            return
+        user_id = decision.user_id
+        admitted = self.hub.registry.admit(user_id, self)
+        if admitted is None:
+            refusal = core.close(core.CloseReason.AT_CAPACITY, "server at capacity")
+            await self.sink.close(refusal.code, refusal.reason)
             return
         try:
-            async with asyncio.timeout(remaining):
-                message = await websocket.receive()
-        except TimeoutError:
-            continue
-        except (WebSocketDisconnect, RuntimeError):
+            if admitted.superseded is not None:
+                admitted.superseded.supersede()
+            await self._open(user_id)
+        finally:
+            self.hub.registry.release(user_id, self)
+            self._leave_session()
+
+    def supersede(self) -> None:
+        """The user's newer connection took this one's slot (ASP-DUP-001): close it with 4002 in the
+        background (its session and run go on); the newer connection does not wait for that."""
+        self.superseded = True
+        if self.state is not None:
+            spawn(self.carry_out(core.on_superseded(self.state)))
+
+    async def _open(self, user_id: str) -> None:
+        bound = await self.hub.bind_conversation(user_id, self.query.get("conversation_id"))
+        session = self.hub.open_session(user_id, bound.conversation_id)
+        settings = self.hub.settings
+        self.state = core.ConnectionState(
+            user_id=user_id,
+            session=session.state,
+            idle_timeout_s=settings.idle_timeout_ms / 1000,
+            max_message_bytes=settings.max_message_bytes,
+            last_data_at=time.monotonic(),
+            new_run_id=new_run_id,
+            new_message_id=new_message_id,
+        )
+        self._enter_session(session)
+        context = {"asp": {"user": user_id, "session": session.id}}
+        log.info("session opened", extra=context)
+        history = await self.hub.history_event(session)
+        await self.carry_out(core.opening(self.hub.session_event(session), history, bound.refused))
+        if self.superseded:
+            await self.carry_out(core.on_superseded(self.state))
+        with tracing.span("asp.connection", user=user_id, session=session.id):
+            await self._drive()
+        log.info("session detached", extra={"asp": {"user": user_id, "session": self.session_id}})
+
+    @property
+    def session_id(self) -> str:
+        return self.session.id if self.session is not None else ""
+
+    def _enter_session(self, session: Session, after_seq: int | None = None) -> None:
+        self.session = session
+        session.attach(self.sink, after_seq=after_seq)
+        session.listen(self.nudged.set)
+
+    def _leave_session(self) -> None:
+        if self.session is not None:
+            self.session.unlisten(self.nudged.set)
+            self.session.detach(self.sink)
+
+    # --- the loop: frames, timers and run ends in; effects out -------------------------------------
+
+    async def _drive(self) -> None:
+        state = self.state
+        assert state is not None
+        receiving: asyncio.Future[Message] | None = None
+        try:
+            while not self.closed:
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self.receive())
+                self.nudged.clear()
+                deadline = core.next_deadline(state)
+                waiting = asyncio.ensure_future(self.nudged.wait())
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                awaited: set[asyncio.Future[Any]] = {receiving, waiting}
+                done, _ = await asyncio.wait(awaited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                now = time.monotonic()
+                if receiving in done:
+                    message, receiving = receiving.result(), None
+                    if message["type"] == "websocket.disconnect":
+                        self.closed = self.sink.closed = True
+                        return
+                    if message["type"] == DRAIN:
+                        self.hub.drain()
+                        effects = core.on_drain(state, now)
+                    else:
+                        effects = core.on_frame(state, message.get("text"), message.get("bytes"), now)
+                else:
+                    effects = core.on_timer(state, now)
+                await self.carry_out(effects)
+        finally:
+            if receiving is not None:
+                receiving.cancel()
+
+    async def carry_out(self, effects: list[Effect]) -> None:
+        """Carry the core's effects out, in order; questions are answered before the next frame."""
+        state, session = self.state, self.session
+        assert state is not None and session is not None
+        for effect in effects:
+            if isinstance(effect, Send):
+                session.emit(effect.event)
+            elif isinstance(effect, Close):
+                await self._close(effect)
+                return
+            elif isinstance(effect, StartRun):
+                self.hub.start_run(session, effect.run_id, effect.message_id, effect.content)
+            elif isinstance(effect, CancelRun):
+                self.hub.cancel_run(effect.run_id)
+            elif isinstance(effect, AdmitRun):
+                decision = await self.hub.limiter.acquire(state.user_id, time.monotonic())
+                await self.carry_out(core.on_admission(state, effect.request, decision, time.monotonic()))
+            elif isinstance(effect, FindSession):
+                await self.carry_out(core.on_resume_target(state, effect.request, self._target(effect)))
+            elif isinstance(effect, SwitchSession):
+                await self._switch(effect)
+
+    def _target(self, effect: FindSession) -> core.ResumeTarget | None:
+        target = self.hub.sessions.get(effect.request.session_id)
+        if target is None:
+            return None
+        return core.ResumeTarget(
+            user_id=target.user_id,
+            last_seq=target.seq,
+            oldest_kept_seq=target.oldest_kept_seq,
+            resumable=not (target.failed or target.closed),
+        )
+
+    async def _switch(self, effect: SwitchSession) -> None:
+        """Resume: the `resumed` event leaves on the old session, then the target replays."""
+        target = self.hub.sessions.get(effect.session_id)
+        current = self.session
+        assert self.state is not None and current is not None
+        if target is None:  # swept in between: cannot happen without an await, kept for safety
             return
-        if message["type"] == "websocket.disconnect":
-            return
-        last_frame = time.monotonic()
-        outcome = parse_frame(message.get("text"), message.get("bytes"), max_bytes)
-        if isinstance(outcome, TooLarge):
-            await peer.sink.close(MESSAGE_TOO_BIG, "message too big")
-            return
-        if isinstance(outcome, Rejection):
-            peer.session.emit(events.error(outcome.code, outcome.message, message_id=outcome.message_id))
-            continue
-        await _dispatch(outcome, peer, hub)
+        await current.flush()
+        self._leave_session()
+        self.hub.sessions.discard(current.id)
+        await current.close()
+        self._enter_session(target, after_seq=effect.after_seq)
+        core.switched(self.state, target.state)
 
-
-async def _dispatch(command: Command, peer: Peer, hub: Hub) -> None:
-    session = peer.session
-    if command.type == "ping":
-        session.emit(events.pong(command.id))
-    elif command.type == "message":
-        await _start_run(command, peer, hub)
-    elif command.type == "cancel":
-        _cancel(command, session)
-    elif command.type == "resume":
-        await _resume(command, peer, hub)
-
-
-async def _start_run(command: Command, peer: Peer, hub: Hub) -> None:
-    session = peer.session
-    message_id = command.id or "msg_" + secrets.token_hex(8)
-    requested = command.data.get("conversation_id")
-    if requested is not None and requested != session.conversation_id:
-        session.emit(
-            events.error(
-                "conversation_not_found", "That conversation is not this session's.", message_id=command.id
-            )
-        )
-        return
-    if session.run is not None:
-        session.emit(
-            events.error(
-                "run_in_progress", "A run is active; send after it completes.", message_id=command.id
-            )
-        )
-        return
-    wait_ms = await hub.limiter.check(peer.user_id)
-    if wait_ms:
-        session.emit(
-            events.error(
-                "rate_limited",
-                "Too many messages; retry later.",
-                message_id=command.id,
-                retry_after_ms=wait_ms,
-            )
-        )
-        return
-    if session.run is not None:  # another message started a run while the limiter was consulted
-        session.emit(
-            events.error(
-                "run_in_progress", "A run is active; send after it completes.", message_id=command.id
-            )
-        )
-        return
-    peer.sent_message = True
-    state = RunState(run_id=new_run_id(), message_id=message_id)
-    session.run = state
-    session.runs_started += 1
-    session.emit(events.run_started(state.run_id, message_id, session.conversation_id))
-    state.task = asyncio.create_task(_run(session, state, command.data["content"], hub), name=state.run_id)
-    hub.track(state.task)
-
-
-async def _run(session: Session, state: RunState, prompt: str, hub: Hub) -> None:
-    try:
-        with tracing.span("asp.run", user=session.user_id, session=session.id, run=state.run_id):
-            await execute(session, state, prompt, hub.runs)
-    finally:
-        session.run = None
-        session.last_run_end = time.monotonic()
-
-
-def _cancel(command: Command, session: Session) -> None:
-    state = session.run
-    named = command.data.get("run_id")
-    if state is None or (named is not None and named != state.run_id):
-        session.emit(events.error("no_active_run", "No such run is active.", message_id=command.id))
-        return
-    state.cancel_requested = True
-    if state.cancel is not None:
-        state.cancel()
-
-
-async def _resume(command: Command, peer: Peer, hub: Hub) -> None:
-    current = peer.session
-    target = hub.sessions.get(command.data["session_id"])
-    last_seq: int = command.data["last_seq"]
-    refusal: str | None = None
-    if peer.sent_message or current.runs_started:
-        refusal = "resume must come before any message"
-    elif target is None or target.user_id != peer.user_id or target is current:
-        refusal = "no such session"  # another user's session is indistinguishable from none (ASP-HIS-005)
-    elif not target.can_replay_after(last_seq):
-        refusal = "those events are no longer kept"
-    if refusal is not None or target is None:
-        current.emit(events.error("resume_failed", f"Cannot resume: {refusal}.", message_id=command.id))
-        return
-    current.emit(events.resumed(target.id, last_seq + 1, target.replay_count_after(last_seq)))
-    await current.flush()
-    current.detach(peer.sink)
-    hub.sessions.sessions.pop(current.id, None)
-    await current.close()
-    target.attach(peer.sink, after_seq=last_seq)
-    peer.session = target
+    async def _close(self, effect: Close) -> None:
+        self.closed = True
+        if self.session is not None:
+            await self.session.flush(timeout=min(1.0, self.hub.settings.send_timeout_ms / 1000))
+        self._leave_session()
+        await self.sink.close(effect.code, effect.reason)

@@ -1,9 +1,11 @@
-"""Everything connections share, built once per app: settings, storage, registry, sessions, agent."""
+"""Everything connections share, built once per app: settings, storage, the connection registry,
+sessions, the rate limiter, the agent, the runs in progress and the shutdown's grace period."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,45 +13,51 @@ from reference_server import __version__, tracing
 from reference_server.agent.factory import build_agent
 from reference_server.config import Settings
 from reference_server.connections import ConnectionRegistry, InMemoryRegistry
+from reference_server.history import entries
 from reference_server.logs import get_logger
+from reference_server.protocol import connection as core
 from reference_server.protocol import events
-from reference_server.ratelimit import MessageRateLimiter
-from reference_server.runs import RunContext
-from reference_server.sessions import DeliveryLimits, Session, SessionStore, Sink
-from reference_server.storage import ConversationStore
+from reference_server.protocol.effects import Send
+from reference_server.protocol.handshake import Binding, binding_of
+from reference_server.ratelimit import InMemoryRunRateLimiter, RunRateLimiter
+from reference_server.runs import RunContext, RunHandle, StopReason, execute
+from reference_server.sessions import DeliveryLimits, Session, SessionStore
+from reference_server.storage import ConversationStore, SqlConversationStore
 from spec.messages import Limits
 
 log = get_logger("hub")
-NEW_CONVERSATION = "new"
 
 
-@dataclass
-class Peer:
-    """One live connection: its user, its sink and the session it currently carries."""
+@dataclass(frozen=True)
+class Bound:
+    """The conversation a new session binds, and whether the requested one was refused."""
 
-    user_id: str
-    sink: Sink
-    session: Session
-    sent_message: bool = False
+    conversation_id: str
+    refused: bool
 
 
 @dataclass
 class Hub:
+    """Shared state of one server process. Entry points: `bind_conversation`, `open_session`,
+    `start_run`, `drain`, `shutdown`."""
+
     settings: Settings
+    registry: ConnectionRegistry[Any] = field(init=False)
     store: ConversationStore = field(init=False)
-    registry: ConnectionRegistry[Peer] = field(init=False)
     sessions: SessionStore = field(init=False)
-    limiter: MessageRateLimiter = field(init=False)
+    limiter: RunRateLimiter = field(init=False)
     runs: RunContext = field(init=False)
-    run_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    active_runs: dict[str, RunHandle] = field(default_factory=dict)
+    grace_ends_at: float | None = None  # monotonic; set when the shutdown begins
     _sweeper: asyncio.Task[None] | None = None
+    _grace_timer: asyncio.TimerHandle | None = None
 
     def __post_init__(self) -> None:
         settings = self.settings
-        self.store = ConversationStore(settings.database_url, settings.history_cache_size)
+        self.store = SqlConversationStore(settings.database_url, settings.history_cache_size)
         self.registry = InMemoryRegistry(settings.max_connections)
         self.sessions = SessionStore(ttl_s=settings.session_ttl_ms / 1000)
-        self.limiter = MessageRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_ms)
+        self.limiter = InMemoryRunRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_ms)
         self.runs = RunContext(agent=build_agent(settings), store=self.store, reasoning=settings.reasoning)
 
     async def start(self) -> None:
@@ -62,6 +70,7 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             await self.sessions.sweep()
+            self.limiter.sweep(time.monotonic())
 
     @property
     def capabilities(self) -> list[str]:
@@ -74,6 +83,7 @@ class Hub:
 
     @property
     def limits(self) -> Limits:
+        """What session.limits announces: each one exactly what the server enforces."""
         s = self.settings
         return {
             "max_message_bytes": s.max_message_bytes,
@@ -83,6 +93,7 @@ class Hub:
             "replay_window": s.replay_window,
             "session_ttl_ms": s.session_ttl_ms,
             "max_connections": s.max_connections,
+            "max_event_bytes": s.max_event_bytes,
         }
 
     def delivery_limits(self) -> DeliveryLimits:
@@ -92,19 +103,21 @@ class Hub:
             send_timeout_s=s.send_timeout_ms / 1000,
             max_pending_events=s.max_pending_events,
             max_coalesced_chars=s.max_coalesced_chars,
+            max_event_bytes=s.max_event_bytes,
             coalesce_s=s.coalesce_ms / 1000,
         )
 
-    async def bind_conversation(self, user_id: str, requested: str | None) -> tuple[str, bool]:
-        """The conversation a new session binds (ASP-SES-006); True when the requested one was refused."""
-        if requested == NEW_CONVERSATION:
-            return await self.store.create(user_id), False
-        if requested:
-            if await self.store.owned(requested, user_id):
-                return requested, False
-            return await self.store.create(user_id), True
-        latest = await self.store.latest(user_id)
-        return (latest, False) if latest else (await self.store.create(user_id), False)
+    async def bind_conversation(self, user_id: str, requested: str | None) -> Bound:
+        """The conversation a new session binds (ASP-SES-006..010)."""
+        binding = binding_of(requested)
+        if binding is Binding.NAMED and requested is not None and await self.store.bind(requested, user_id):
+            return Bound(requested, refused=False)
+        if binding is Binding.LATEST:
+            latest = await self.store.latest(user_id)  # already the most recently bound one
+            if latest is not None:
+                return Bound(latest, refused=False)
+        refused = binding in (Binding.NAMED, Binding.UNKNOWN)
+        return Bound(await self.store.create(user_id), refused=refused)
 
     def open_session(self, user_id: str, conversation_id: str) -> Session:
         session = Session(
@@ -116,7 +129,7 @@ class Hub:
         self.sessions.add(session)
         return session
 
-    def session_event(self, session: Session) -> dict[str, Any]:
+    def session_event(self, session: Session) -> events.Event:
         return events.session(
             session_id=session.id,
             conversation_id=session.conversation_id,
@@ -126,22 +139,67 @@ class Hub:
             version=__version__,
         )
 
-    def track(self, task: asyncio.Task[None]) -> None:
-        self.run_tasks.add(task)
-        task.add_done_callback(self.run_tasks.discard)
+    async def history_event(self, session: Session) -> events.Event | None:
+        """The conversation's history, or None when it has none (ASP-SES-005)."""
+        shown = entries(await self.store.load(session.conversation_id, session.user_id))
+        return events.history(session.conversation_id, shown) if shown else None
+
+    def start_run(self, session: Session, run_id: str, message_id: str, prompt: str) -> RunHandle:
+        """Start the run the core admitted; it ends through `core.on_run_end` (error, complete)."""
+        handle = RunHandle(run_id=run_id, message_id=message_id, prompt=prompt)
+        self.active_runs[run_id] = handle
+        handle.task = asyncio.create_task(self._run(session, handle), name=run_id)
+        return handle
+
+    async def _run(self, session: Session, handle: RunHandle) -> None:
+        try:
+            with tracing.span("asp.run", user=session.user_id, session=session.id, run=handle.run_id):
+                outcome = await execute(session, handle, self.runs)
+        except asyncio.CancelledError:
+            outcome = core.RunOutcome("error", "shutting_down")
+            self._end_run(session, handle, outcome)
+            raise
+        self._end_run(session, handle, outcome)
+
+    def _end_run(self, session: Session, handle: RunHandle, outcome: core.RunOutcome) -> None:
+        self.active_runs.pop(handle.run_id, None)
+        for effect in core.on_run_end(session.state, handle.run_id, outcome, time.monotonic()):
+            if isinstance(effect, Send):
+                session.emit(effect.event)
+        session.notify()
+
+    def cancel_run(self, run_id: str) -> None:
+        handle = self.active_runs.get(run_id)
+        if handle is not None:
+            handle.stop(StopReason.CANCEL)
+
+    def drain(self) -> None:
+        """The shutdown began: runs get the grace period, then are cut (ASP-CLS-005). Idempotent."""
+        if self.grace_ends_at is not None:
+            return
+        grace_s = self.settings.shutdown_grace_ms / 1000
+        self.grace_ends_at = time.monotonic() + grace_s
+        if self.active_runs:
+            log.info("waiting up to %.1f s for %d active run(s)", grace_s, len(self.active_runs))
+        self._grace_timer = asyncio.get_running_loop().call_later(grace_s, self._grace_over)
+
+    def _grace_over(self) -> None:
+        for handle in list(self.active_runs.values()):
+            handle.stop(StopReason.SHUTDOWN)
 
     async def shutdown(self) -> None:
-        """Let active runs finish within the grace period, cancel the rest (they store what they have)."""
+        """After the connections closed: wait for the runs (the grace period cuts them), then close."""
+        self.drain()
         if self._sweeper:
             self._sweeper.cancel()
-        pending = set(self.run_tasks)
-        if pending:
-            log.info("waiting for %d active run(s) to finish", len(pending))
-            _, pending = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_ms / 1000)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        tasks = [h.task for h in self.active_runs.values() if h.task is not None]
+        if tasks:
+            remaining = max(0.0, (self.grace_ends_at or 0) - time.monotonic())
+            _, pending = await asyncio.wait(tasks, timeout=remaining + self.settings.send_timeout_ms / 1000)
+            for task in pending:  # a run that ignored its stop: cancel it (it still stores what it has)
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await self.sessions.close_all()
         await self.store.close()

@@ -4,7 +4,11 @@ One pump task per session is the only writer to its connection. It assigns seq a
 event is sent, so consecutive text deltas that piled up while the socket was blocked are merged
 into one event first (ASP-LIM-006) without leaving gaps. Every sequenced event is kept in a bounded
 replay buffer for resume (ASP-RES-001). A connection that stops reading is detached and closed
-with 4004 (ASP-LIM-005): the pump never waits on it longer than send_timeout.
+with 4004 (ASP-LIM-005): the pump never waits on it longer than send_timeout. No event leaves
+larger than max_event_bytes (ASP-LIM-011): the pump splits or shortens it first (protocol/sizing).
+
+A failure inside the pump ends visibly: the connection is closed with 1011 and the session can no
+longer be resumed; it never leaves a live, silent connection.
 """
 
 from __future__ import annotations
@@ -18,14 +22,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
-
 from reference_server.logs import get_logger
+from reference_server.protocol.connection import CloseReason, SessionState
 from reference_server.protocol.events import COALESCABLE, Event
-from spec.registry import close_code
+from reference_server.protocol.sizing import SEQ_ROOM, fit
+from reference_server.protocol.wire import encode
 
 log = get_logger("sessions")
-SLOW_CONSUMER = close_code("slow_consumer")
 
 
 class SinkClosed(Exception):
@@ -48,6 +51,7 @@ class DeliveryLimits:
     send_timeout_s: float
     max_pending_events: int
     max_coalesced_chars: int
+    max_event_bytes: int
     coalesce_s: float = 0.0  # longest a delta waits for more when the producer outruns the socket
 
 
@@ -56,18 +60,12 @@ def new_session_id() -> str:
     return "ses_" + secrets.token_urlsafe(18)
 
 
-@dataclass
-class RunState:
-    """The active run of a session, as the endpoint and the run task share it."""
-
-    run_id: str
-    message_id: str
-    task: asyncio.Task[None] | None = None
-    cancel: Callable[[], None] | None = None
-    cancel_requested: bool = False
-
-
 class Session:
+    """One session's delivery: sequencing, coalescing, the replay buffer and the pump.
+
+    `state` is the session's protocol state, written only by the decision core.
+    """
+
     def __init__(
         self, *, user_id: str, conversation_id: str, capabilities: list[str], limits: DeliveryLimits
     ) -> None:
@@ -76,11 +74,11 @@ class Session:
         self.conversation_id = conversation_id
         self.capabilities = capabilities
         self.limits = limits
+        self.state = SessionState(session_id=self.id, conversation_id=conversation_id)
         self.seq = 0
-        self.run: RunState | None = None
-        self.runs_started = 0
-        self.last_run_end = 0.0
         self.closed = False
+        self.failed = False  # the pump failed: the session cannot be resumed
+        self._listeners: set[Callable[[], None]] = set()
         self.detached_at: float | None = time.monotonic()
         self._buffer: deque[tuple[int, str]] = deque(maxlen=max(1, limits.replay_window))
         self._outbox: deque[Event] = deque()
@@ -138,21 +136,47 @@ class Session:
             self.detached_at = time.monotonic()
             self._wakeup.set()
 
-    def can_replay_after(self, last_seq: int) -> bool:
-        """Whether every event after `last_seq` is still kept (ASP-RES-003)."""
-        if last_seq > self.seq or (self.limits.replay_window == 0 and last_seq < self.seq):
-            return False
-        if last_seq == self.seq:
-            return True
-        oldest = self._buffer[0][0] if self._buffer else self.seq + 1
-        return oldest <= last_seq + 1
+    @property
+    def oldest_kept_seq(self) -> int | None:
+        """Seq of the oldest event still kept for replay (ASP-RES-003); None when none is."""
+        if self.limits.replay_window == 0 or not self._buffer:
+            return None
+        return self._buffer[0][0]
 
-    def replay_count_after(self, last_seq: int) -> int:
-        return max(0, self.seq - last_seq)
+    # --- listeners: connections carrying this session, told when its run ends -----------------------
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        self._listeners.add(callback)
+
+    def unlisten(self, callback: Callable[[], None]) -> None:
+        self._listeners.discard(callback)
+
+    def notify(self) -> None:
+        for callback in list(self._listeners):
+            callback()
 
     # --- the pump ---------------------------------------------------------------------------------
 
     async def _run_pump(self) -> None:
+        try:
+            await self._pump_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session pump failed", extra={"asp": {"session": self.id, "user": self.user_id}})
+            self._fail()
+
+    def _fail(self) -> None:
+        """The pump cannot go on: close the connection 1011 rather than leave it silent."""
+        self.failed = True
+        self.closed = True
+        sink = self._sink
+        self._sink = None
+        if sink is not None:
+            reason = CloseReason.SERVER_FAULT
+            spawn(sink.close(reason.code, "internal error"))
+
+    async def _pump_forever(self) -> None:
         while not self.closed:
             sink = self._sink
             if sink is not None and sink.cursor < self.seq:
@@ -184,9 +208,15 @@ class Session:
         event = self._outbox.popleft()
         if event["type"] in COALESCABLE:
             event = self._coalesce(event)
+        text = encode(event)
+        room = self.limits.max_event_bytes - SEQ_ROOM
+        if len(text) * 4 > room and len(text.encode()) > room:
+            first, *rest = fit(event, self.limits.max_event_bytes)
+            self._outbox.extendleft(reversed(rest))
+            event, text = first, encode(first)
         self.seq += 1
         event["seq"] = self.seq
-        text = orjson.dumps(event).decode()
+        text = text[:-1] + f',"seq":{self.seq}}}'  # the event's JSON object with seq appended
         self._buffer.append((self.seq, text))
         return self.seq, text
 
@@ -228,7 +258,7 @@ class Session:
             "closing slow consumer: %s", why, extra={"asp": {"session": self.id, "user": self.user_id}}
         )
         self.detach(sink)
-        spawn(sink.close(SLOW_CONSUMER, "slow consumer"))
+        spawn(sink.close(CloseReason.SLOW_CONSUMER.code, "slow consumer"))
 
     async def close(self) -> None:
         self.closed = True
@@ -263,6 +293,9 @@ class SessionStore:
     def add(self, session: Session) -> None:
         self.sessions[session.id] = session
 
+    def discard(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+
     def get(self, session_id: str) -> Session | None:
         session = self.sessions.get(session_id)
         if session is not None and self._expired(session, time.monotonic()):
@@ -271,7 +304,9 @@ class SessionStore:
 
     def _expired(self, session: Session, now: float) -> bool:
         return (
-            session.detached_at is not None and session.run is None and now - session.detached_at > self.ttl_s
+            session.detached_at is not None
+            and session.state.run is None
+            and now - session.detached_at > self.ttl_s
         )
 
     async def sweep(self) -> None:

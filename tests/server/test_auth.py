@@ -30,6 +30,9 @@ BAD_TOKENS = {
     "empty-subject": forge({"sub": "", "exp": NOW + 600}),
     "no-expiry": forge({"sub": "alice"}),
     "other-algorithm": forge({"sub": "alice", "exp": NOW + 600}, algorithm="HS512"),
+    "not-yet-valid": forge({"sub": "alice", "exp": NOW + 600, "nbf": NOW + 300}),  # ASP-AUTH-012
+    "subject-not-a-string": forge({"sub": 42, "exp": NOW + 600}),
+    "subject-too-long": forge({"sub": "a" * 257, "exp": NOW + 600}),
 }
 
 
@@ -59,11 +62,37 @@ async def test_bad_token_is_accepted_then_closed_4001_with_no_event(server: Serv
     assert token is None or token not in client.close_reason
 
 
-async def test_unsupported_version_is_accepted_then_closed_4000(server: ServerProcess):
-    client = await AspClient.open(server.url, token=server.token("auth-v"), subprotocols=["asp.v9"])
-    assert client.subprotocol is None
+@pytest.mark.parametrize("offered", [["asp.v9"], ["asp.v9", "asp.v7"], ["x-other", "asp.v9"]])
+async def test_defect_14_an_unsupported_version_selects_the_first_offered_then_closes_4000(
+    server: ServerProcess, offered: list[str]
+):
+    """ASP-VER-006: selecting an offered subprotocol lets a browser complete the handshake."""
+    client = await AspClient.open(server.url, token=server.token("auth-v"), subprotocols=offered)
+    assert client.subprotocol == "asp.v9"
     assert await client.wait_closed(5) == 4000
     assert client.events == []
+
+
+@pytest.mark.parametrize(
+    "offered,token,code",
+    [
+        (["asp.v9"], "bad", 4000),  # version before authentication (ASP-TRN-005)
+        (["asp.v1"], "bad", 4001),
+    ],
+)
+async def test_refusal_precedence(server: ServerProcess, offered: list[str], token: str, code: int):
+    client = await AspClient.open(server.url, token=token, subprotocols=offered)
+    assert await client.wait_closed(5) == code
+
+
+async def test_a_valid_subprotocol_token_wins_over_a_garbage_query_token(server: ServerProcess):
+    client = await AspClient.open(
+        server.url + "?token=garbage",
+        token=server.token("auth-both"),
+        token_in="subprotocol",
+    )
+    assert (await client.expect("session"))["user"]["id"] == "auth-both"
+    await client.close()
 
 
 async def test_no_version_offered_means_version_1(server: ServerProcess, connect):

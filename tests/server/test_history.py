@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from conformance.context import text_of
 from spec.fixtures import fixture_text
 from tests.support.server import ServerProcess
+
+
+def plain(entry: dict) -> dict:
+    """A history entry without its ids (run_id, message_id), for comparing content."""
+    return {k: v for k, v in entry.items() if k not in ("run_id", "message_id")}
 
 
 async def test_reconnect_gets_history_and_the_next_answer_sees_earlier_turns(server: ServerProcess, connect):
@@ -67,7 +74,7 @@ async def test_history_survives_a_server_restart(make_server, connect, tmp_path)
     server.restart()
     again = await connect(server, user="his-c", conversation_id=conversation)
     history = await again.expect("history")
-    assert history["messages"][0] == {"role": "user", "content": "before the restart"}
+    assert plain(history["messages"][0]) == {"role": "user", "content": "before the restart"}
     await again.send({"type": "message", "content": "asp-fixture:recall"})
     run = await again.collect_run()
     assert text_of(run) == "recall:before the restart"
@@ -82,7 +89,7 @@ async def test_a_client_killed_mid_run_loses_nothing(server: ServerProcess, conn
     await asyncio.sleep(1.2)  # the run goes on without the client: 30 tokens x 20 ms
     again = await connect(server, user="his-d", conversation_id=conversation)
     messages = (await again.expect("history"))["messages"]
-    assert messages[-1] == {"role": "assistant", "content": fixture_text(30)}
+    assert plain(messages[-1]) == {"role": "assistant", "content": fixture_text(30)}
 
 
 async def test_a_user_cannot_read_another_users_conversation(server: ServerProcess, connect):
@@ -132,3 +139,87 @@ async def test_a_superseded_connections_run_finishes_and_is_stored(server: Serve
     third = await connect(server, user="his-e", conversation_id=conversation)
     messages = (await third.expect("history"))["messages"]
     assert messages[-1]["content"] == fixture_text(20)
+
+
+async def test_defect_2_overlapping_runs_of_one_conversation_are_both_stored(server: ServerProcess, connect):
+    """A superseded connection's run and its successor's run both land, neither erases the other."""
+    first = await connect(server, user="his-overlap", conversation_id="new")
+    conversation = (await first.expect("session"))["conversation_id"]
+    await first.send({"type": "message", "id": "long", "content": "asp-fixture:slow 30 50"})
+    long_run = (await first.expect("run_started"))["run_id"]
+    await first.expect("text_delta")
+    second = await connect(server, user="his-overlap", conversation_id=conversation)
+    await second.expect("session")
+    assert await first.wait_closed(5) == 4002
+    await second.send({"type": "message", "id": "short", "content": "short one"})
+    short = await second.collect_run()
+    assert short[-1]["finish_reason"] == "stop"
+    # the long run goes on in its session (ASP-DUP-003): wait for it to be stored, as history shows
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        third = await connect(server, user="his-overlap", conversation_id=conversation)
+        messages = (await third.expect("history"))["messages"]
+        await third.close()
+        if {m["run_id"] for m in messages} >= {long_run, short[0]["run_id"]}:
+            break
+        assert asyncio.get_running_loop().time() < deadline, messages
+        await asyncio.sleep(0.2)
+    users = [(m["content"], m["message_id"]) for m in messages if m["role"] == "user"]
+    assert sorted(users) == [("asp-fixture:slow 30 50", "long"), ("short one", "short")]
+    long_text = [m["content"] for m in messages if m["role"] == "assistant" and m["run_id"] == long_run]
+    assert long_text == [fixture_text(30)]
+
+
+async def test_history_layout_and_ids_per_exchange(server: ServerProcess, connect):
+    """ASP-HIS-008/009: per exchange the user entry, then text and tool entries as produced, every
+    entry with its run_id; user entries with the message_id of run_started; no text, no entry."""
+    client = await connect(server, user="his-layout", conversation_id="new")
+    conversation = (await client.expect("session"))["conversation_id"]
+    await client.send({"type": "message", "id": "with-tool", "content": "asp-fixture:tool"})
+    tool_run = await client.collect_run()
+    await client.send({"type": "message", "content": "asp-fixture:text 0"})
+    empty_run = await client.collect_run()
+    await client.close()
+    again = await connect(server, user="his-layout", conversation_id=conversation)
+    messages = (await again.expect("history"))["messages"]
+    assert [(m["role"], m["run_id"]) for m in messages] == [
+        ("user", tool_run[0]["run_id"]),
+        ("tool", tool_run[0]["run_id"]),
+        ("assistant", tool_run[0]["run_id"]),
+        ("user", empty_run[0]["run_id"]),
+    ]
+    assert messages[0]["message_id"] == "with-tool"
+    assert messages[3]["message_id"] == empty_run[0]["message_id"]  # the minted one, as in run_started
+    assert (messages[1]["content"], messages[2]["content"]) == (5, "The sum is 5.")
+
+
+async def test_a_plain_reconnect_returns_to_the_last_bound_conversation_even_an_empty_one(
+    server: ServerProcess, connect
+):
+    """ASP-SES-009 and decision 5: `new` creates a conversation a plain reconnect returns to."""
+    first = await connect(server, user="his-bound", conversation_id="new")
+    conversation = (await first.expect("session"))["conversation_id"]
+    await first.send({"type": "message", "content": "hello"})
+    await first.collect_run()
+    await first.close()
+    fresh = await connect(server, user="his-bound", conversation_id="new")
+    empty = (await fresh.expect("session"))["conversation_id"]
+    await fresh.close()
+    plain_again = await connect(server, user="his-bound")
+    assert (await plain_again.expect("session"))["conversation_id"] == empty
+    await plain_again.close()
+    named = await connect(server, user="his-bound", conversation_id=conversation)
+    await named.expect("session")
+    await named.close()
+    last = await connect(server, user="his-bound")
+    assert (await last.expect("session"))["conversation_id"] == conversation  # bound, not written
+
+
+@pytest.mark.parametrize("requested", ["", "bad id!", "conv_" + "x" * 200])
+async def test_an_empty_or_malformed_conversation_id_is_an_unknown_one(
+    server: ServerProcess, connect, requested: str
+):
+    client = await connect(server, user="his-malformed", conversation_id=requested)
+    session = await client.expect("session")
+    assert session["conversation_id"] != requested
+    assert (await client.expect("error"))["code"] == "conversation_not_found"

@@ -727,19 +727,23 @@ def apply_patch(name: str) -> None:
     if name != "any_owner":
         raise KeyError(name)
 
-    async def owned(self: Any, conversation_id: str, user_id: str) -> bool:
+    async def bind(self: Any, conversation_id: str, user_id: str) -> bool:
         return True
 
     async def load(self: Any, conversation_id: str, user_id: str) -> list[Any]:
         from sqlalchemy import select
 
-        from reference_server.storage import Conversation, ModelMessagesTypeAdapter
+        from reference_server.storage import exchanges, row_exchange
 
-        async with self._sessions() as session:
-            raw = await session.scalar(
-                select(Conversation.messages_json).where(Conversation.id == conversation_id)
-            )
-        return list(ModelMessagesTypeAdapter.validate_json(raw)) if raw else []
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(exchanges)
+                    .where(exchanges.c.conversation_id == conversation_id)
+                    .order_by(exchanges.c.id)
+                )
+            ).all()
+        return [e for row in rows if (e := row_exchange(conversation_id, row)) is not None]
 
-    storage.ConversationStore.owned = owned  # type: ignore[method-assign]
-    storage.ConversationStore.load = load  # type: ignore[method-assign]
+    storage.SqlConversationStore.bind = bind  # type: ignore[method-assign]
+    storage.SqlConversationStore.load = load  # type: ignore[method-assign]
