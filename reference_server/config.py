@@ -1,4 +1,8 @@
-"""Server settings: `ASP_` environment variables, overridable by `asp serve` flags."""
+"""Server settings: `ASP_` environment variables, overridable by `asp serve` flags.
+
+Development mode (printed tokens, POST /dev/token) is deliberately not a setting: no variable can
+turn it on. Only `asp serve --dev` does (reference_server.server.DevMode).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,20 @@ class Settings(BaseSettings):
         default=10_000, ge=100, description="A send blocked longer is a slow consumer."
     )
     max_pending_events: int = Field(default=10_000, ge=10)
+    max_event_bytes: int = Field(
+        default=1_048_576, ge=65_536, description="Largest server event, announced (ASP-LIM-011)."
+    )
+    handshake_timeout_ms: int = Field(
+        default=5_000,
+        ge=100,
+        description="A connection that has not sent its request head by then is closed.",
+    )
+    max_pending_handshakes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Connections still sending their request head; beyond, the oldest is closed. "
+        "Default: half the file descriptors left after max_connections.",
+    )
     history_cache_size: int = Field(
         default=10_000, ge=0, description="0 when several processes share the DB."
     )
@@ -42,9 +60,6 @@ class Settings(BaseSettings):
     shutdown_grace_ms: int = Field(default=5_000, ge=0)
     fixtures: bool = Field(
         default=False, description="Declare and honour the test fixtures (never in production)."
-    )
-    dev_login: bool = Field(
-        default=False, description="POST /dev/token mints tokens for any name (development)."
     )
     reasoning: bool = Field(default=False, description="Stream the model's reasoning as reasoning_delta.")
     access_log: bool = True

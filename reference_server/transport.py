@@ -1,0 +1,214 @@
+"""uvicorn's HTTP and WebSocket protocols, with the transport behaviour ASP needs.
+
+ASGI gives an app no way to choose the code of a keepalive close, to bound a handshake, or to
+drop a transport, so these subclasses of uvicorn's own protocols do it:
+
+- `AspHttpProtocol` (h11): a connection must send its request head within handshake_timeout_ms
+  (else 408 and close), and at most max_pending_handshakes connections may be waiting for theirs
+  (beyond, the oldest is closed), so no number of stalled handshakes can use up the server's file
+  descriptors and lock other users out (ASP-TRN-002).
+- `AspWebSocketProtocol` (websockets' sans-I/O): a handshake the WebSocket layer refuses (request
+  line or header over its 8 KiB line limit: 414/431) gets that answer at once instead of never; a
+  peer that answers no Ping within heartbeat_interval_ms is closed with 4005, not 1011 (ASP-HB-001);
+  a close is written at once even when the peer stopped reading, and a transport whose close
+  handshake has not finished within close_timeout_s is dropped (a slow consumer gets 4004 when the
+  frame can still reach it, else 1006, never a zombie, ASP-LIM-005); at shutdown the app is told
+  (`asp.drain`) instead of the connection being closed under its run (ASP-CLS-002).
+
+Both are built per settings by `protocols(settings)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+from collections import OrderedDict
+from typing import Any, cast
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from reference_server.config import Settings
+from reference_server.logs import get_logger
+from reference_server.protocol.connection import CloseReason
+
+log = get_logger("transport")
+DRAIN = {"type": "asp.drain"}
+RESERVED_FILES = 64  # the listening socket, the database, logs, the interpreter's own
+REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+class AspHttpProtocol(H11Protocol):
+    handshake_timeout_s = 5.0
+    max_pending = 256
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._answered_cycle: Any = None
+        self._await_head()
+
+    def _await_head(self) -> None:
+        """From now on the peer owes a request head: within the deadline, and among the pending few."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.handshake_timeout_s, self._timed_out)
+        pending = _pending(self.server_state)
+        pending[id(self)] = self
+        while len(pending) > self.max_pending:
+            _, oldest = pending.popitem(last=False)
+            oldest._evict()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not self._answered_cycle or self.transport.get_protocol() is not self:
+            self._head_received()  # a request cycle started, or the connection became a WebSocket
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # arms uvicorn's keep-alive timeout for an idle connection
+        self._answered_cycle = self.cycle
+        self._await_head()  # and a next request that starts must finish its head in time
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_received()
+        super().connection_lost(exc)
+
+    def _head_received(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        _pending(self.server_state).pop(id(self), None)
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        _pending(self.server_state).pop(id(self), None)
+        if not self.transport.is_closing():
+            self.transport.write(REQUEST_TIMEOUT)
+            self.transport.close()
+            self.loop.call_later(1.0, self.transport.abort)  # a peer that does not even read
+
+    def _evict(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.transport.abort()
+
+
+def _pending(server_state: Any) -> OrderedDict[int, AspHttpProtocol]:
+    pending: OrderedDict[int, AspHttpProtocol] | None = getattr(server_state, "asp_pending_handshakes", None)
+    if pending is None:
+        pending = OrderedDict()
+        server_state.asp_pending_handshakes = pending
+    return pending
+
+
+class AspWebSocketProtocol(WebSocketsSansIOProtocol):
+    close_timeout_s = 10.0
+    drain_on_shutdown = True
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            self._answer_refused_handshake()
+
+    def _answer_refused_handshake(self) -> None:
+        """websockets queued its answer (414, 431) or an EOF; uvicorn never writes it: we do."""
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        output = b"".join(self.conn.data_to_send())
+        if output:
+            self.transport.write(output)
+        self.transport.close()
+        self.loop.call_later(1.0, self.transport.abort)
+
+    def keepalive_timeout(self) -> None:
+        """No Pong within heartbeat_interval_ms: close with 4005 (ASP-HB-001)."""
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        log.info("closing a connection that answered no ping (%s)", CloseReason.HEARTBEAT.value)
+        self._close_now(CloseReason.HEARTBEAT.code, "heartbeat timeout")
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "websocket.close" and self._may_close_now():
+            self._close_now(int(message.get("code", 1000)), str(message.get("reason") or ""))
+            return
+        await super().send(message)
+
+    def _may_close_now(self) -> bool:
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and not self.transport.is_closing()
+        )
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Write the close frame now, behind whatever is buffered, without waiting for the peer to
+        read; drop the transport if the close handshake is not done within close_timeout_s."""
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        self.close_timer = self.loop.call_later(self.close_timeout_s, self._drop)
+
+    def _drop(self) -> None:
+        self.close_timer = None
+        if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+            self.transport.abort()
+
+    def shutdown(self) -> None:
+        """Server shutdown: let the app finish its run and close with 1012 itself (ASP-CLS-002)."""
+        if self.drain_on_shutdown and self._may_close_now():
+            self.queue.put_nowait(cast(Any, DRAIN))  # not an ASGI event: the endpoint knows it
+            if self.read_paused:
+                self.read_paused = False
+                self.transport.resume_reading()
+            return
+        super().shutdown()
+
+
+def raise_file_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 65_536)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def pending_handshake_cap(settings: Settings) -> int:
+    """How many connections may be waiting for their request head: the setting, or half of the
+    file descriptors left once every admitted connection (and its superseded one) and the server's
+    own files have theirs, so stalled handshakes can never take the last descriptor."""
+    if settings.max_pending_handshakes is not None:
+        return settings.max_pending_handshakes
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, (soft - 2 * settings.max_connections - RESERVED_FILES) // 2)
+
+
+def protocols(settings: Settings) -> tuple[type[AspHttpProtocol], type[AspWebSocketProtocol]]:
+    """The protocol classes for uvicorn.Config(http=..., ws=...), with these settings."""
+    http = type(
+        "AspHttpProtocol",
+        (AspHttpProtocol,),
+        {
+            "handshake_timeout_s": settings.handshake_timeout_ms / 1000,
+            "max_pending": pending_handshake_cap(settings),
+        },
+    )
+    websocket = type(
+        "AspWebSocketProtocol", (AspWebSocketProtocol,), {"close_timeout_s": settings.send_timeout_ms / 1000}
+    )
+    return http, websocket
