@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/asp serve
+	$(BIN)/asp serve --dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -27,9 +27,19 @@ class DevLogin(BaseModel):
     user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, dev_token_ttl_s: int | None = None) -> FastAPI:
+    """The ASGI app: the ASP endpoint at settings.path, the demo page, /static, /healthz.
+
+    `dev_token_ttl_s` (development mode only, see reference_server.server.DevMode) adds
+    POST /dev/token, which mints tokens of that lifetime for any user name.
+    """
     settings = settings or Settings()
     hub = Hub(settings)
+    page = (
+        (STATIC / "index.html")
+        .read_text()
+        .replace("<body>", f'<body data-dev-sign-in="{"on" if dev_token_ttl_s else "off"}">', 1)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,8 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_websocket_route(settings.path, chat)
 
     @app.get("/", include_in_schema=False)
-    async def demo_page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+    async def demo_page() -> HTMLResponse:
+        return HTMLResponse(page)
 
     @app.get("/static/asp-protocol.js", include_in_schema=False)
     async def protocol_module() -> Response:
@@ -58,12 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")  # after the generated module
 
-    if settings.dev_login:
+    if dev_token_ttl_s:
+        ttl = dev_token_ttl_s
 
         @app.post("/dev/token")
         async def dev_token(request: DevLogin) -> dict[str, str]:
-            """Development sign-in: a token for any name. Off unless ASP_DEV_LOGIN (asp serve turns it on)."""
-            return {"token": mint(request.user, settings.secret, ttl_seconds=24 * 3600)}
+            """Development sign-in (asp serve --dev only): a short-lived token for any name."""
+            return {"token": mint(request.user, settings.secret, ttl_seconds=ttl)}
 
     @app.get("/healthz")
     async def health() -> dict[str, object]:

@@ -1,10 +1,20 @@
-"""`asp serve`: uvicorn tuned for token streams, on a socket bound before start so port 0 works."""
+"""`asp serve` and `python -m reference_server`: uvicorn tuned for token streams, on a socket bound
+before start so port 0 works.
+
+Development mode (`asp serve --dev` only, never a setting): the start-up prints a short-lived token
+and the demo page gets its development sign-in (POST /dev/token). It is refused unless the server
+binds a loopback address, and says so loudly. Without it nothing prints a token and nobody can
+mint one over HTTP, whatever else is set (ASP-SEC-001).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging.config
+import math
 import socket
 import sys
+from dataclasses import dataclass
 from typing import TextIO
 
 import uvicorn
@@ -14,8 +24,28 @@ from reference_server.app import create_app
 from reference_server.auth import mint
 from reference_server.config import Settings
 from reference_server.logs import logging_config
+from reference_server.transport import protocols, raise_file_limit
 
-DEV_USER = "dev"
+
+@dataclass(frozen=True)
+class DevMode:
+    """Development mode: printed tokens and POST /dev/token, with tokens this short-lived."""
+
+    user: str = "dev"
+    token_ttl_s: int = 3600
+
+
+class NotLoopback(ValueError):
+    """Development mode asked for on an address others can reach."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -34,23 +64,29 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(settings: Settings, app: ASGIApplication | None = None) -> uvicorn.Config:
+def uvicorn_config(
+    settings: Settings, app: ASGIApplication | None = None, dev_token_ttl_s: int | None = None
+) -> uvicorn.Config:
     heartbeat_s = settings.heartbeat_interval_ms / 1000
+    http, websocket = protocols(settings)
+    # Long enough for the runs' grace period, their storing and the 1012 closes that follow.
+    drain_s = (settings.shutdown_grace_ms + settings.send_timeout_ms) / 1000 + 2
     return uvicorn.Config(
-        app or create_app(settings),
-        ws="websockets-sansio",  # measured fastest (field notes); ping support included
-        ws_max_size=settings.max_message_bytes,  # larger frames close with 1009 (ASP-LIM-003)
+        app or create_app(settings, dev_token_ttl_s=dev_token_ttl_s),
+        http=http,  # request heads have a deadline, stalled ones a cap (transport.py)
+        ws=websocket,  # websockets' sans-I/O protocol: measured fastest (field notes); closes as ASP says
+        ws_max_size=settings.max_message_bytes,  # larger messages close with 1009 (ASP-LIM-003)
         ws_per_message_deflate=False,
-        ws_ping_interval=heartbeat_s,  # ASP-HB-001
-        ws_ping_timeout=heartbeat_s,
+        ws_ping_interval=heartbeat_s,  # ASP-HB-001: a Ping every heartbeat_interval_ms ...
+        ws_ping_timeout=heartbeat_s,  # ... and 4005 when none is answered within it
         log_config=logging_config(json_lines=settings.log_json, access_log=settings.access_log),
         access_log=settings.access_log,
-        timeout_graceful_shutdown=max(1, settings.shutdown_grace_ms // 1000 + 1),
+        timeout_graceful_shutdown=math.ceil(drain_s),
         lifespan="on",
     )
 
 
-def announce(settings: Settings, port: int, out: TextIO) -> None:
+def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) -> None:
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     print(f"ASP reference server listening on ws://{host}:{port}{settings.path}", file=out)
     print(f"Demo page: http://{host}:{port}/", file=out)
@@ -58,17 +94,44 @@ def announce(settings: Settings, port: int, out: TextIO) -> None:
         print(
             "No ASP_JWT_SECRET set: generated a secret for this run; tokens die with the process.", file=out
         )
-    token = mint(DEV_USER, settings.secret, ttl_seconds=24 * 3600)
-    print(f"Development token (user {DEV_USER!r}, 24 h): {token}", file=out)
+    if dev is None:
+        print("Tokens: `asp token --user NAME` with this server's ASP_JWT_SECRET.", file=out)
+        out.flush()
+        return
+    minutes = dev.token_ttl_s // 60
+    rule = "!" * 78
+    print(rule, file=out)
+    print("!! DEVELOPMENT MODE (--dev): anyone who can reach this port can sign in as any user", file=out)
+    print(
+        f"!! through the demo page (POST /dev/token). Tokens live {minutes} min. Never in production.",
+        file=out,
+    )
+    print(rule, file=out)
+    token = mint(dev.user, settings.secret, ttl_seconds=dev.token_ttl_s)
+    print(f"Development token (user {dev.user!r}, {minutes} min): {token}", file=out)
     print(f"Connect: ws://{host}:{port}{settings.path}?token=<token>", file=out)
     out.flush()
 
 
-def serve(settings: Settings, out: TextIO = sys.stdout, app: ASGIApplication | None = None) -> None:
-    """Run until SIGINT/SIGTERM. `app` wraps or replaces the reference app (tests use it for faults)."""
+def serve(
+    settings: Settings,
+    out: TextIO = sys.stdout,
+    app: ASGIApplication | None = None,
+    dev: DevMode | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM. `app` wraps or replaces the reference app (tests use it for faults).
+
+    Raises NotLoopback when `dev` is given and settings.host is not a loopback address.
+    """
+    if dev is not None and not is_loopback(settings.host):
+        raise NotLoopback(
+            "--dev lets anyone who can reach the server sign in as any user; "
+            f"bind a loopback address, not {settings.host}"
+        )
     logging.config.dictConfig(logging_config(json_lines=settings.log_json, access_log=settings.access_log))
+    raise_file_limit()
     sock = bind(settings.host, settings.port)
     port = sock.getsockname()[1]
-    config = uvicorn_config(settings, app)
-    announce(settings, port, out)
+    config = uvicorn_config(settings, app, dev_token_ttl_s=dev.token_ttl_s if dev else None)
+    announce(settings, port, out, dev)
     uvicorn.Server(config).run(sockets=[sock])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from conformance.wire import AspClient
-from tests.support.server import ServerProcess
+from tests.support.server import DEV_SERVE, ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +25,11 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start a server with specific settings (ASP_ names without the prefix, lower case)."""
     started: list[ServerProcess] = []
 
-    def factory(database: Path | None = None, **settings: Any) -> ServerProcess:
+    def factory(database: Path | None = None, dev: bool = False, **settings: Any) -> ServerProcess:
+        """`dev=True` runs `asp serve --dev` (development mode) instead of `python -m reference_server`."""
         env = {f"ASP_{key.upper()}": str(value) for key, value in settings.items()}
-        process = ServerProcess(database=database or tmp_path / "asp.db", settings=env).start()
+        command = {"module": "asp_cli.main", "args": DEV_SERVE} if dev else {}
+        process = ServerProcess(database=database or tmp_path / "asp.db", settings=env, **command).start()
         started.append(process)
         return process
 

@@ -101,6 +101,23 @@ function start(token) {
   client.connect();
 }
 
+function signedIn(token) {
+  localStorage.setItem("asp.token", token);
+  localStorage.removeItem("asp.conversation");
+  stored.conversation = null;
+  start(token);
+}
+
+// Development sign-in exists only when the server runs `asp serve --dev`; otherwise paste a token.
+const devSignIn = document.body.dataset.devSignIn === "on";
+$("signin-form").hidden = !devSignIn;
+$("token-form").hidden = devSignIn;
+
+$("token-form").addEventListener("submit", (submitted) => {
+  submitted.preventDefault();
+  signedIn($("token").value.trim());
+});
+
 $("signin-form").addEventListener("submit", async (submitted) => {
   submitted.preventDefault();
   const response = await fetch("/dev/token", {
@@ -113,10 +130,7 @@ $("signin-form").addEventListener("submit", async (submitted) => {
     return;
   }
   const { token } = await response.json();
-  localStorage.setItem("asp.token", token);
-  localStorage.removeItem("asp.conversation");
-  stored.conversation = null;
-  start(token);
+  signedIn(token);
 });
 
 $("composer").addEventListener("submit", (submitted) => {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.support.server import ServerProcess
+from tests.support.server import DEV_SERVE, ServerProcess
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 CHROMIUM_ARGS = [
@@ -43,14 +43,15 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def demo_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(
+    process = ServerProcess(  # `asp serve --dev`: the demo page's development sign-in
         database=tmp_path / "demo.db",
         settings={
-            "ASP_DEV_LOGIN": "true",
             "ASP_TOKEN_DELAY_MS": "30",
             "ASP_PORT": str(free_port()),
             "ASP_HEARTBEAT_INTERVAL_MS": "1000",
         },
+        module="asp_cli.main",
+        args=DEV_SERVE,
     ).start()
     yield process
     process.stop()

@@ -43,7 +43,7 @@ def test_a_tool_indicator_appears_while_it_runs_and_resolves(browser: Browser, d
     shot(page, "tool-running")
     done = page.locator("li.tool[data-status=done]")
     expect(done).to_be_visible(timeout=5_000)
-    expect(done).to_contain_text("slept 1500 ms")
+    expect(done).to_contain_text('{"slept_ms":1500}')
     shot(page, "tool-done")
 
 

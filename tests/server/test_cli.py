@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from conformance.wire import AspClient
 from reference_server.auth import verify
 from tests.support.server import SECRET
@@ -47,8 +49,8 @@ def test_asp_token_refuses_without_a_secret():
 @contextlib.contextmanager
 def announced(
     command: list[str], cwd: Path, env: dict[str, str], timeout: float
-) -> Iterator[tuple[str, str, str]]:
-    """Run a server command; yield (url, dev token, everything it printed up to start-up)."""
+) -> Iterator[tuple[str, str]]:
+    """Run a server command; yield (url, everything it printed up to start-up)."""
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -62,26 +64,33 @@ def announced(
         lines: list[str] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not any("startup complete" in line for line in lines):
-            lines.append(process.stdout.readline())
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                break
+            lines.append(line)
         output = "".join(lines)
         url = re.search(r"listening on (ws://\S+)", output)
-        token = re.search(r"Development token \(user 'dev', 24 h\): (\S+)", output)
-        assert url and token, output
-        yield url.group(1), token.group(1), output
+        assert url, output
+        yield url.group(1), output
     finally:
         process.terminate()
         process.wait(15)
+
+
+DEV_TOKEN = re.compile(r"Development token \(user 'dev', 60 min\): (\S+)")
 
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
 
 
-async def test_asp_serve_on_defaults_prints_a_url_and_a_token_that_connects(tmp_path: Path):
-    command = [sys.executable, "-m", "asp_cli.main", "serve", "--port", "0"]
-    with announced(command, tmp_path, clean_env(), timeout=30) as (url, token, output):
-        assert "generated a secret" in output
-        client = await AspClient.open(url, token=token)
+async def test_asp_serve_dev_prints_a_loud_banner_and_a_short_lived_token_that_connects(tmp_path: Path):
+    command = [sys.executable, "-m", "asp_cli.main", "serve", "--dev", "--port", "0"]
+    with announced(command, tmp_path, clean_env(), timeout=30) as (url, output):
+        assert "generated a secret" in output and "DEVELOPMENT MODE" in output
+        token = DEV_TOKEN.search(output)
+        assert token, output
+        client = await AspClient.open(url, token=token.group(1))
         session = await client.expect("session")
         assert session["user"]["id"] == "dev" and "fixtures" in session["capabilities"]
         await client.close()
@@ -89,11 +98,41 @@ async def test_asp_serve_on_defaults_prints_a_url_and_a_token_that_connects(tmp_
         assert (tmp_path / "asp.db").exists()  # the embedded default database
 
 
-async def test_make_serve_prints_a_token_that_connects(tmp_path: Path):
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "asp_cli.main", "serve", "--port", "0"], ["-m", "reference_server"]],
+    ids=["asp serve", "python -m reference_server"],
+)
+def test_defect_6_without_dev_no_token_is_printed(tmp_path: Path, command: list[str]):
+    env = {**clean_env(), "ASP_PORT": "0", "ASP_JWT_SECRET": SECRET, "ASP_DEV_LOGIN": "true"}
+    with announced([sys.executable, *command], tmp_path, env, timeout=30) as (_, output):
+        assert "Development token" not in output and "DEVELOPMENT MODE" not in output
+        assert not re.search(r"eyJ[A-Za-z0-9_-]+\.", output)
+        assert "asp token --user" in output
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
+def test_dev_mode_is_refused_on_a_non_loopback_address(tmp_path: Path, host: str):
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "serve", "--dev", "--host", host, "--port", "0"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "loopback" in result.stderr
+    assert "eyJ" not in result.stdout
+
+
+async def test_make_serve_is_dev_mode_and_prints_a_token_that_connects(tmp_path: Path):
     """`make serve` exactly as the README gives it (the test run has already bootstrapped .venv)."""
     env = {**clean_env(), "ASP_PORT": "0", "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'make.db'}"}
-    with announced(["make", "-s", "serve"], REPO, env, timeout=120) as (url, token, _):
-        client = await AspClient.open(url, token=token)
+    with announced(["make", "-s", "serve"], REPO, env, timeout=120) as (url, output):
+        token = DEV_TOKEN.search(output)
+        assert token, output
+        client = await AspClient.open(url, token=token.group(1))
         assert (await client.expect("session"))["user"]["id"] == "dev"
         await client.close()
         assert client.violations == []

@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.request
 
+import jwt
 import pytest
 
 from reference_server.auth import verify
@@ -44,13 +45,31 @@ def test_the_protocol_module_carries_the_registry_close_codes(server: ServerProc
 
 def test_dev_sign_in_is_off_by_default(server: ServerProcess):
     assert http(server, "/dev/token", {"user": "x"})[0] in (404, 405)
+    assert 'data-dev-sign-in="off"' in http(server, "/")[1]
+
+
+@pytest.mark.parametrize("module,args", [("reference_server", ()), ("asp_cli.main", ("serve",))])
+def test_defect_7_no_setting_turns_dev_sign_in_on(tmp_path, module: str, args: tuple[str, ...]):
+    """Only `asp serve --dev` has the development sign-in; no variable can switch it on."""
+    variables = {"ASP_DEV_LOGIN": "true", "ASP_DEV": "true", "ASP_DEV_MODE": "true"}
+    server = ServerProcess(database=tmp_path / "a.db", settings=variables, module=module, args=args).start()
+    try:
+        assert http(server, "/dev/token", {"user": "alice"})[0] in (404, 405)
+        assert 'data-dev-sign-in="off"' in http(server, "/")[1]
+        assert "Development token" not in server.logs and "eyJ" not in server.logs  # defect 6
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("user,ok", [("carol", True), ("bad name!", False), ("", False)])
-def test_dev_sign_in_when_enabled_mints_tokens_for_valid_names(make_server, user: str, ok: bool):
-    server = make_server(dev_login="true")
+def test_dev_sign_in_in_dev_mode_mints_short_lived_tokens_for_valid_names(make_server, user: str, ok: bool):
+    server = make_server(dev=True)
     status, body = http(server, "/dev/token", {"user": user})
     if ok:
-        assert status == 200 and verify(json.loads(body)["token"], SECRET) == user
+        token = json.loads(body)["token"]
+        assert status == 200 and verify(token, SECRET) == user
+        claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+        assert claims["exp"] - claims["iat"] <= 3600  # short-lived, not the 24 h of before
+        assert 'data-dev-sign-in="on"' in http(server, "/")[1]
     else:
         assert status == 422

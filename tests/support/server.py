@@ -16,6 +16,7 @@ from reference_server.auth import mint
 
 SECRET = "test-secret-for-the-asp-suite-0123456789abcdef-0123456789abcdef-0123"
 URL_LINE = re.compile(r"listening on (ws://\S+)")
+DEV_SERVE = ("serve", "--dev")  # with module "asp_cli.main": `asp serve --dev`, development mode
 
 FAST_DEFAULTS = {
     "ASP_TOKEN_DELAY_MS": "0",
@@ -33,6 +34,7 @@ class ServerProcess:
     settings: dict[str, str] = field(default_factory=dict)
     module: str = "reference_server"
     ready_marker: str | None = "Application startup complete"  # None: ready once the URL is printed
+    args: tuple[str, ...] = ()  # after `python -m module`, e.g. ("serve", "--dev") for asp_cli.main
     url: str = ""
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -56,7 +58,7 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.output = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module],
+            [sys.executable, "-m", self.module, *self.args],
             env=self.env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -83,6 +85,11 @@ class ServerProcess:
         for line in self.process.stdout:
             self.output.append(line)
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def token(self, user: str, ttl: int = 3600) -> str:
         return mint(user, SECRET, ttl_seconds=ttl)
 
@@ -103,6 +110,15 @@ class ServerProcess:
         if self._reader is not None:
             self._reader.join(5)
         return self.process.returncode
+
+    def wait_for_log(self, text: str, timeout: float) -> bool:
+        """Whether `text` appears in the server's output within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.logs:
+                return True
+            time.sleep(0.02)
+        return text in self.logs
 
     def restart(self) -> ServerProcess:
         self.stop()
