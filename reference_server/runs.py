@@ -101,7 +101,7 @@ class RunHandle:
 
 @dataclass
 class RunContext:
-    agent: Agent[None, str]
+    agent: Agent[None, str | None]
     store: ConversationStore
     reasoning: bool
 

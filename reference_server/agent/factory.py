@@ -22,8 +22,17 @@ def build_model(settings: Settings) -> Model | str:
     return settings.model  # resolved by pydantic-ai, with the provider's API key from the environment
 
 
-def build_agent(settings: Settings) -> Agent[None, str]:
+def build_agent(settings: Settings) -> Agent[None, str | None]:
+    """The agent. Its output may be None: a run that produces no text is a valid ASP run
+    (`asp-fixture:text 0`, or a model with nothing to add after a tool)."""
     toolsets: list[Any] = [demo_toolset()]
     if settings.fixtures:
         toolsets.append(fixture_toolset())
-    return Agent(build_model(settings), instructions=INSTRUCTIONS, toolsets=toolsets, retries=1)
+    agent: Agent[None, str | None] = Agent(
+        build_model(settings),
+        output_type=str | None,  # type: ignore[arg-type]
+        instructions=INSTRUCTIONS,
+        toolsets=toolsets,
+        retries=1,
+    )
+    return agent

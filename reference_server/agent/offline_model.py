@@ -146,6 +146,8 @@ def offline_model(*, token_delay_s: float, fixtures: bool) -> FunctionModel:
             if delay and number:  # the first token at once, then one every `delay` (registry: slow)
                 await asyncio.sleep(delay)
             yield token
+        if not plan.tokens and plan.tool is None:
+            yield ""  # a run with no text (text 0): an empty answer, which the agent takes as None
         if plan.fail_after_tokens:
             raise OfflineModelFailure("the offline model failed on purpose (model_error fixture)")
         if plan.tool is not None:
