@@ -24,7 +24,7 @@ from reference_server.app import create_app
 from reference_server.auth import mint
 from reference_server.config import Settings
 from reference_server.logs import logging_config
-from reference_server.transport import protocols, raise_file_limit
+from reference_server.transport import accept_backlog, protocols, raise_file_limit
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def bind(host: str, port: int) -> socket.socket:
         # be handed the same ephemeral port.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(2048)  # listening from now on: the port is ours before the app starts
+    sock.listen(accept_backlog())  # listening from now on: the port is ours before the app starts
     sock.set_inheritable(True)
     return sock
 
@@ -82,6 +82,7 @@ def uvicorn_config(
         log_config=logging_config(json_lines=settings.log_json, access_log=settings.access_log),
         access_log=settings.access_log,
         timeout_graceful_shutdown=math.ceil(drain_s),
+        backlog=accept_backlog(),
         lifespan="on",
     )
 

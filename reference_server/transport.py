@@ -198,6 +198,14 @@ def pending_handshake_cap(settings: Settings) -> int:
     return max(16, (soft - 2 * settings.max_connections - RESERVED_FILES) // 2)
 
 
+def accept_backlog() -> int:
+    """The listen backlog, which asyncio also uses as the most connections it accepts at once: a
+    quarter of the file descriptors (2,048 at most), so one burst of connects cannot take them all
+    before the pending-handshake cap closes the oldest."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(64, min(2048, soft // 4))
+
+
 def protocols(settings: Settings) -> tuple[type[AspHttpProtocol], type[AspWebSocketProtocol]]:
     """The protocol classes for uvicorn.Config(http=..., ws=...), with these settings."""
     http = type(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ class ServerProcess:
     module: str = "reference_server"
     ready_marker: str | None = "Application startup complete"  # None: ready once the URL is printed
     args: tuple[str, ...] = ()  # after `python -m module`, e.g. ("serve", "--dev") for asp_cli.main
+    open_files: int | None = None  # RLIMIT_NOFILE (soft and hard) of the server process
     url: str = ""
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -63,6 +65,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=self._limit_files if self.open_files else None,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -79,6 +82,10 @@ class ServerProcess:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def _limit_files(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
