@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from spec.registry import close_code
 from tests.support.server import ServerProcess
 
 CASES = [
@@ -63,3 +64,70 @@ async def test_bad_input_never_costs_stored_history(server: ServerProcess, conne
     again = await connect(server, user="bad-history", conversation_id=session["conversation_id"])
     history = await again.expect("history")
     assert [m["content"] for m in history["messages"] if m["role"] == "user"] == ["remember this"]
+
+
+DEEP = [
+    (
+        "content nested 1000 deep",
+        '{"type":"message","id":"d1","content":' + "[" * 1000 + "]" * 1000 + "}",
+        "d1",
+    ),
+    (
+        "content nested 20000 deep",
+        '{"type":"message","id":"d2","content":' + "[" * 20000 + "]" * 20000 + "}",
+        "d2",
+    ),
+    (
+        "objects nested 5000 deep",
+        '{"type":"message","id":"d3","content":' + '{"a":' * 5000 + "0" + "}" * 5000 + "}",
+        "d3",
+    ),
+]
+
+
+@pytest.mark.parametrize("frame,message_id", [(f, m) for _, f, m in DEEP], ids=[n for n, _, _ in DEEP])
+async def test_defect_1_deep_nesting_is_invalid_message_and_the_connection_survives(
+    server: ServerProcess, connect, frame: str, message_id: str
+):
+    client = await connect(server, user="bad-deep")
+    await client.expect("session")
+    await client.send(frame)
+    error = await client.expect("error")
+    assert (error["code"], error["message_id"]) == ("invalid_message", message_id)
+    await client.send({"type": "ping", "id": "after"})
+    assert (await client.expect("pong"))["id"] == "after"
+    assert "RecursionError" not in server.logs
+
+
+async def test_a_vendor_member_nested_deep_is_still_a_valid_ping(server: ServerProcess, connect):
+    client = await connect(server, user="bad-deep-vendor")
+    await client.expect("session")
+    await client.send('{"type":"ping","id":"deep-x","x-deep":' + "[" * 3000 + "]" * 3000 + "}")
+    assert (await client.expect("pong"))["id"] == "deep-x"
+
+
+@pytest.mark.parametrize(
+    "fragments",
+    [[b"\xff\xfe"], [b'{"type":"ping","id":"\xc3', b'\xa9"}\xed\xa0\x80'], [b'{"type":"pi', b"\xc0\xaf"]],
+    ids=["one frame", "a lone surrogate in the second fragment", "an overlong encoding across fragments"],
+)
+async def test_defect_9_invalid_utf8_in_a_text_message_closes_1007(
+    server: ServerProcess, connect, fragments: list[bytes]
+):
+    """ASP-TRN-004: RFC 6455 wins over ASP-ERR-002 for text that is not UTF-8."""
+    client = await connect(server, user="bad-utf8")
+    await client.expect("session")
+    message = fragments[0] if len(fragments) == 1 else fragments
+    await client.websocket.send(message, text=True)
+    assert await client.wait_closed(5) == close_code("invalid_payload")
+
+
+async def test_a_fragmented_message_is_reassembled_and_counted_whole(server: ServerProcess, connect):
+    """ASP-LIM-010: fragments of a valid message are one message; the limit applies to the whole."""
+    client = await connect(server, user="bad-fragments")
+    limit = (await client.expect("session"))["limits"]["max_message_bytes"]
+    await client.websocket.send(['{"type":"ping",', '"id":"frag"}'])
+    assert (await client.expect("pong"))["id"] == "frag"
+    pad = "a" * (limit // 3)
+    await client.websocket.send(['{"type":"ping","x-pad":"', pad, pad, pad, '"}'])
+    assert await client.wait_closed(5) == close_code("message_too_big")

@@ -86,3 +86,89 @@ async def test_messages_over_the_rate_limit_get_rate_limited_and_the_connection_
     await client.send({"type": "ping", "id": "alive"})
     assert (await client.expect("pong"))["id"] == "alive"
     assert not any(e["type"] == "run_started" and e["message_id"] == "m-over" for e in client.events)
+
+
+async def test_defect_4_the_announced_rate_window_is_the_enforced_one(make_server, connect):
+    """3 per 400 ms announced: a 4th message 500 ms after the 3rd is served; one sent within the
+    window is refused with a retry_after_ms after which a message is served (ASP-LIM-009)."""
+    server = make_server(rate_limit_messages=3, rate_limit_window_ms=400)
+    client = await connect(server, user="rate-window", conversation_id="new")
+    rate = (await client.expect("session"))["limits"]["rate_limit"]
+    assert rate == {"messages": 3, "window_ms": 400}
+    for number in range(3):
+        await client.send({"type": "message", "id": f"w{number}", "content": "asp-fixture:text 1"})
+        await client.collect_run()
+    await client.send({"type": "message", "id": "w-over", "content": "asp-fixture:text 1"})
+    refused = await client.expect(lambda e: e.get("message_id") == "w-over")
+    if refused["type"] == "error":  # the three runs were quick: still inside the window
+        assert refused["code"] == "rate_limited" and 0 < refused["retry_after_ms"] <= 400
+        await asyncio.sleep(refused["retry_after_ms"] / 1000)
+        await client.send({"type": "message", "id": "w-retry", "content": "asp-fixture:text 1"})
+        assert (await client.expect(lambda e: e.get("message_id") == "w-retry"))["type"] == "run_started"
+        await client.expect("complete")
+    else:
+        await client.expect("complete")
+    await asyncio.sleep(0.5)  # more than window_ms after the last run started
+    await client.send({"type": "message", "id": "w-late", "content": "asp-fixture:text 1"})
+    assert (await client.expect(lambda e: e.get("message_id") == "w-late"))["type"] == "run_started"
+
+
+async def test_refused_messages_do_not_count_toward_the_rate(make_server, connect):
+    server = make_server(rate_limit_messages=2, rate_limit_window_ms=60000)
+    client = await connect(server, user="rate-refused", conversation_id="new")
+    await client.expect("session")
+    await client.send({"type": "message", "id": "r1", "content": "asp-fixture:slow 5 100"})
+    await client.expect("run_started")
+    for number in range(5):  # run_in_progress: refused, not counted
+        await client.send({"type": "message", "id": f"busy{number}", "content": "x"})
+        assert (await client.expect("error"))["code"] == "run_in_progress"
+    await client.expect("complete")
+    await client.send({"type": "message", "id": "r2", "content": "asp-fixture:text 1"})
+    assert (await client.expect(lambda e: e.get("message_id") == "r2"))["type"] == "run_started"
+    await client.expect("complete")
+    for number in range(3):  # rate_limited: refused, not counted, so the retry time never grows
+        await client.send({"type": "message", "id": f"over{number}", "content": "x"})
+        error = await client.expect("error")
+        assert error["code"] == "rate_limited" and error["retry_after_ms"] <= 60000
+
+
+async def test_the_rate_limit_is_per_user_across_connections(make_server, connect):
+    server = make_server(rate_limit_messages=1, rate_limit_window_ms=60000)
+    first = await connect(server, user="rate-user", conversation_id="new")
+    await first.expect("session")
+    await first.send({"type": "message", "content": "asp-fixture:text 1"})
+    await first.collect_run()
+    second = await connect(server, user="rate-user")  # supersedes the first
+    await second.expect("session")
+    await second.send({"type": "message", "id": "again", "content": "asp-fixture:text 1"})
+    assert (await second.expect("error"))["code"] == "rate_limited"
+    other = await connect(server, user="rate-other", conversation_id="new")
+    await other.expect("session")
+    await other.send({"type": "message", "content": "asp-fixture:text 1"})
+    await other.collect_run()
+
+
+async def test_a_superseding_connection_is_admitted_at_the_limit_and_takes_the_slot(make_server):
+    """ASP-LIM-007; and refused handshakes hold no slot (ASP-LIM-008)."""
+    server = make_server(max_connections=2)
+    holders = [await AspClient.open(server.url, token=server.token(f"slot-{i}")) for i in range(2)]
+    for holder in holders:
+        assert (await holder.recv(5))["type"] == "session"
+    for _ in range(3):  # bad tokens and bad versions at the limit: refused for what they are
+        bad = await AspClient.open(server.url, token="not-a-token")
+        assert await bad.wait_closed(5) == 4001
+        wrong = await AspClient.open(server.url, token=server.token("slot-x"), subprotocols=["asp.v9"])
+        assert await wrong.wait_closed(5) == 4000
+    stranger = await AspClient.open(server.url, token=server.token("slot-stranger"))
+    assert await stranger.wait_closed(5) == 1013
+    successor = await AspClient.open(server.url, token=server.token("slot-0"))
+    assert (await successor.recv(5))["type"] == "session"
+    assert await holders[0].wait_closed(5) == 4002
+    again = await AspClient.open(server.url, token=server.token("slot-stranger"))
+    assert await again.wait_closed(5) == 1013  # still full: the successor holds the slot
+    await holders[1].close()  # the closing handshake is done: its slot is free (ASP-LIM-008)
+    late = await AspClient.open(server.url, token=server.token("slot-late"))
+    assert (await late.recv(5))["type"] == "session"
+    for client in (successor, late):
+        assert client.violations == []
+        await client.close()

@@ -1,4 +1,5 @@
-"""A client that stops reading is closed with 4004; its session stays; other clients are not slowed."""
+"""A client that stops reading is closed with 4004, or dropped when even the close cannot reach it;
+its session stays; other clients are not slowed (ASP-LIM-005, defect 12)."""
 
 from __future__ import annotations
 
@@ -11,40 +12,83 @@ from websockets.exceptions import ConnectionClosed
 
 from conformance.wire import with_query
 from spec.oracle import Oracle
+from spec.registry import close_code
+from tests.support.server import ServerProcess
+
+SLOW_CONSUMER = close_code("slow_consumer")
 
 
-async def test_a_client_that_stops_reading_is_closed_4004_and_others_stream_on(make_server, connect):
-    server = make_server(send_timeout_ms=300, max_pending_events=200)
+async def stalled_reader(server: ServerProcess, user: str, prompt: str):
+    """A client with a tiny receive buffer that sends `prompt` and reads nothing until told."""
     host, port = server.url.split("//")[1].split("/")[0].split(":")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect((host, int(port)))
-    sleeper = await ws_connect(
-        with_query(server.url, token=server.token("slow-reader")), sock=sock, max_queue=1, compression=None
+    client = await ws_connect(
+        with_query(server.url, token=server.token(user)),
+        sock=sock,
+        max_queue=1,
+        compression=None,
+        ping_interval=None,
+        max_size=None,
     )
-    # about 10 MB of text, far more than the kernel's socket buffers hold
-    await sleeper.send('{"type": "message", "content": "asp-fixture:bulk 2500 4000"}')
+    await client.send(prompt)
+    return client
 
+
+async def read_all(client, within: float) -> tuple[int, Oracle, float]:
+    """Read until the connection ends; (bytes of text read, the oracle, seconds it took)."""
+    received, oracle, started = 0, Oracle(), time.monotonic()
+    try:
+        while True:
+            frame = await asyncio.wait_for(client.recv(), within)
+            assert isinstance(frame, str)
+            received += len(frame)
+            oracle.feed_text(frame)
+    except ConnectionClosed:
+        pass
+    return received, oracle, time.monotonic() - started
+
+
+async def test_a_client_that_stops_reading_is_closed_4004_and_others_stream_on(make_server, connect):
+    server = make_server(send_timeout_ms=2000, max_pending_events=200, heartbeat_interval_ms=60000)
+    sleeper = await stalled_reader(
+        server, "slow-reader", '{"type": "message", "content": "asp-fixture:bulk 2500 4000"}'
+    )
     healthy = await connect(server, user="fast-reader", conversation_id="new")
     await healthy.expect("session")
     started = time.monotonic()
     await healthy.send({"type": "message", "content": "asp-fixture:text 200"})
     await healthy.collect_run()
     assert time.monotonic() - started < 3
-    await asyncio.sleep(2)  # the sleeper still has not read a thing
-
-    received = 0
-    oracle = Oracle()
-    try:
-        while True:
-            frame = await asyncio.wait_for(sleeper.recv(), 10)
-            assert isinstance(frame, str)
-            received += len(frame)
-            oracle.feed_text(frame)
-    except ConnectionClosed:
-        pass
-    assert sleeper.close_code == 4004
+    # read again right after the server gave up on the sleeper: the close is waiting behind the data
+    assert await asyncio.get_running_loop().run_in_executor(
+        None, server.wait_for_log, "closing slow consumer", 20
+    )
+    received, oracle, _ = await read_all(sleeper, 10)
+    assert sleeper.close_code == SLOW_CONSUMER
     oracle.feed_close(sleeper.close_code)
     assert oracle.violations == []
     assert received < 10_000_000  # it was cut off, not served everything
-    assert "closing slow consumer" in server.logs
+
+
+async def test_defect_12_a_client_that_never_reads_again_is_dropped_not_kept_as_a_zombie(make_server):
+    """The close frame cannot be written to a client that reads nothing: the transport is dropped
+    within send_timeout of the close, so the client sees the end of the stream (then resumes)."""
+    send_timeout_s = 1.0
+    server = make_server(
+        send_timeout_ms=int(send_timeout_s * 1000), token_delay_ms=0, heartbeat_interval_ms=60000
+    )
+    sleeper = await stalled_reader(
+        server, "zombie", '{"type": "message", "content": "asp-fixture:bulk 20000 1000"}'
+    )
+    assert await asyncio.get_running_loop().run_in_executor(
+        None, server.wait_for_log, "closing slow consumer", 20
+    )
+    noticed = time.monotonic()
+    await asyncio.sleep(send_timeout_s + 2)  # the close could not be written: the transport must be gone
+    received, _, took = await read_all(sleeper, 5)
+    assert sleeper.close_code in (SLOW_CONSUMER, 1006), sleeper.close_code
+    assert received < 20_000_000
+    assert time.monotonic() - noticed < send_timeout_s + 2 + 5  # ended, not waiting on a live socket
+    assert took < 5
