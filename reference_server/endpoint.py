@@ -235,7 +235,8 @@ class Connection:
         )
 
     async def _switch(self, effect: SwitchSession) -> None:
-        """Resume: the `resumed` event leaves on the old session, then the target replays."""
+        """Resume: the `resumed` event leaves on the old session, then the target replays. The
+        resumed session's conversation becomes the user's last bound one (ASP-SES-009)."""
         target = self.hub.sessions.get(effect.session_id)
         current = self.session
         assert self.state is not None and current is not None
@@ -247,6 +248,7 @@ class Connection:
         await current.close()
         self._enter_session(target, after_seq=effect.after_seq)
         core.switched(self.state, target.state)
+        await self.hub.store.bind(target.conversation_id, target.user_id)
 
     async def _close(self, effect: Close) -> None:
         self.closed = True
