@@ -49,6 +49,9 @@ class WebSocketSink:
         self._send = send  # the ASGI send callable: the per-token hot path
         self._close_timeout_s = close_timeout_s
 
+    async def accept(self, subprotocol: str | None) -> None:
+        await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
+
     async def send_text(self, text: str) -> None:
         if self.closed:
             raise SinkClosed
@@ -100,7 +103,7 @@ class Connection:
         decision = handshake.decide(
             offered, self.query, self.headers, lambda token: auth.verify(token, secret)
         )
-        await self.sink._send({"type": "websocket.accept", "subprotocol": decision.subprotocol})
+        await self.sink.accept(decision.subprotocol)
         if decision.refusal is not None or decision.user_id is None:  # ASP-TRN-002: accept, then the code
             if decision.why:
                 log.info("refused connection: %s", decision.why)

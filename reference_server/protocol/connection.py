@@ -86,7 +86,6 @@ class RunSlot:
 
     run_id: str
     message_id: str
-    cancel_requested: bool = False
 
 
 @dataclass
@@ -243,7 +242,6 @@ def _on_cancel(conn: ConnectionState, command: Command) -> list[Effect]:
     named = command.data.get("run_id")
     if slot is None or (named is not None and named != slot.run_id):
         return _refuse("no_active_run", "No such run is active.", command)
-    slot.cancel_requested = True
     return [CancelRun(slot.run_id)]
 
 

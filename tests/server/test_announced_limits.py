@@ -26,7 +26,7 @@ SETTINGS = {
     "ASP_HEARTBEAT_INTERVAL_MS": "300",
     "ASP_IDLE_TIMEOUT_MS": "800",
     "ASP_RATE_LIMIT_MESSAGES": "3",
-    "ASP_RATE_LIMIT_WINDOW_MS": "1500",
+    "ASP_RATE_LIMIT_WINDOW_MS": "4000",
     "ASP_REPLAY_WINDOW": "20",
     "ASP_SESSION_TTL_MS": "1000",
     "ASP_MAX_CONNECTIONS": "4",
@@ -74,9 +74,9 @@ async def heartbeat_interval_ms(server: ServerProcess, connect, limits: dict[str
                     protocol.send_text(b'{"type": "ping"}')  # a data frame: the idle timer restarts
     finally:
         writer.close()
-    gaps = [later - earlier for earlier, later in itertools.pairwise(pings)]
-    assert all(interval * 0.8 <= gap <= interval * 3 for gap in gaps), gaps
-    assert sum(gaps) / len(gaps) == pytest.approx(interval, rel=0.5)
+    gaps = sorted(later - earlier for earlier, later in itertools.pairwise(pings))
+    assert gaps[0] >= interval * 0.8, gaps  # never faster than announced
+    assert gaps[len(gaps) // 2] <= interval * 2, gaps  # and not slower (a loaded machine may delay one)
 
 
 async def idle_timeout_ms(server: ServerProcess, connect, limits: dict[str, Any]) -> None:
@@ -84,8 +84,8 @@ async def idle_timeout_ms(server: ServerProcess, connect, limits: dict[str, Any]
     client = await connect(server, user="lim-idle")
     await client.expect("session")
     opened = time.monotonic()
-    assert await client.wait_closed(idle * 5) == 4003
-    assert idle * 0.9 <= time.monotonic() - opened <= idle + 2
+    assert await client.wait_closed(idle + 10) == 4003
+    assert idle * 0.95 <= time.monotonic() - opened <= idle + 5
 
 
 async def rate_limit(server: ServerProcess, connect, limits: dict[str, Any]) -> None:

@@ -23,16 +23,18 @@ def alg_none(claims: dict[str, object]) -> str:
 NOW = int(time.time())
 BAD_TOKENS = {
     "garbage": "not-a-token",
-    "wrong-secret": forge({"sub": "mallory", "exp": NOW + 600}, key="another-secret-of-enough-length-000000"),
-    "alg-none": alg_none({"sub": "mallory", "exp": NOW + 600}),
+    "wrong-secret": forge(
+        {"sub": "mallory", "exp": NOW + 86_400}, key="another-secret-of-enough-length-000000"
+    ),
+    "alg-none": alg_none({"sub": "mallory", "exp": NOW + 86_400}),
     "expired": forge({"sub": "alice", "exp": NOW - 60}),
-    "no-subject": forge({"exp": NOW + 600}),
-    "empty-subject": forge({"sub": "", "exp": NOW + 600}),
+    "no-subject": forge({"exp": NOW + 86_400}),
+    "empty-subject": forge({"sub": "", "exp": NOW + 86_400}),
     "no-expiry": forge({"sub": "alice"}),
-    "other-algorithm": forge({"sub": "alice", "exp": NOW + 600}, algorithm="HS512"),
-    "not-yet-valid": forge({"sub": "alice", "exp": NOW + 600, "nbf": NOW + 300}),  # ASP-AUTH-012
-    "subject-not-a-string": forge({"sub": 42, "exp": NOW + 600}),
-    "subject-too-long": forge({"sub": "a" * 257, "exp": NOW + 600}),
+    "other-algorithm": forge({"sub": "alice", "exp": NOW + 86_400}, algorithm="HS512"),
+    "not-yet-valid": forge({"sub": "alice", "exp": NOW + 86_400, "nbf": NOW + 43_200}),  # ASP-AUTH-012
+    "subject-not-a-string": forge({"sub": 42, "exp": NOW + 86_400}),
+    "subject-too-long": forge({"sub": "a" * 257, "exp": NOW + 86_400}),
 }
 
 

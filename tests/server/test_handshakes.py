@@ -70,7 +70,7 @@ def test_an_oversized_request_is_answered_at_once(quick: ServerProcess, request_
         sock.sendall(request_bytes)
         received, took = answer_of(sock, 5)
     assert received.startswith(b"HTTP/1.1") and status in received.split(b"\r\n")[0], received[:200]
-    assert took < 2
+    assert took < 4
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_a_stalled_handshake_is_closed_at_its_deadline(quick: ServerProcess, sen
         sock.sendall(sent)
         received, took = answer_of(sock, 10)
     assert received.startswith(b"HTTP/1.1 408")
-    assert HANDSHAKE_TIMEOUT_MS / 1000 * 0.9 <= took < HANDSHAKE_TIMEOUT_MS / 1000 + 2
+    assert HANDSHAKE_TIMEOUT_MS / 1000 * 0.9 <= took < HANDSHAKE_TIMEOUT_MS / 1000 + 4
 
 
 async def test_defect_5_eleven_hundred_stalled_connections_do_not_lock_out_a_normal_client(tmp_path: Path):
@@ -100,7 +100,7 @@ async def test_defect_5_eleven_hundred_stalled_connections_do_not_lock_out_a_nor
         started = time.monotonic()
         client = await AspClient.open(server.url, token=server.token("patient"), timeout=10)
         assert (await client.recv(10))["type"] == "session"
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 10
         await client.close()
         assert "Too many open files" not in server.logs
     finally:

@@ -55,7 +55,8 @@ async def frames_until_close(
 
 
 async def test_defect_8_a_peer_that_answers_no_ping_is_closed_4005_not_1011(make_server):
-    server = make_server(heartbeat_interval_ms=400, idle_timeout_ms=60000)
+    interval = 0.4
+    server = make_server(heartbeat_interval_ms=int(interval * 1000), idle_timeout_ms=60000)
     reader, writer, protocol = await silent_client(server, "hb-silent")
     try:
         seen = await frames_until_close(reader, protocol, within=10)
@@ -65,8 +66,8 @@ async def test_defect_8_a_peer_that_answers_no_ping_is_closed_4005_not_1011(make
     assert Opcode.PING in kinds and kinds[-1] is Opcode.CLOSE, kinds
     first_ping = next(t for t, frame in seen if frame.opcode is Opcode.PING)
     closed_at = seen[-1][0]
-    assert 0.3 <= first_ping <= 1.5  # a ping every heartbeat_interval_ms
-    assert 0.3 <= closed_at - first_ping <= 2.5  # no pong within the interval: closed
+    assert interval * 0.8 <= first_ping <= interval + 5  # a ping every heartbeat_interval_ms
+    assert interval * 0.8 <= closed_at - first_ping <= interval + 5  # no pong within the interval
     assert protocol.close_rcvd is not None and protocol.close_rcvd.code == close_code("heartbeat_timeout")
 
 
@@ -85,8 +86,8 @@ async def test_a_quiet_connection_is_closed_4003_after_the_idle_timeout(make_ser
     session = await client.expect("session")
     assert session["limits"]["idle_timeout_ms"] == 600
     opened = time.monotonic()
-    assert await client.wait_closed(5) == 4003
-    assert 0.5 < time.monotonic() - opened < 2.5
+    assert await client.wait_closed(10) == 4003
+    assert 0.55 < time.monotonic() - opened < 0.6 + 5
 
 
 async def test_pings_restart_the_idle_timer(make_server, connect):
@@ -108,10 +109,10 @@ async def test_websocket_control_frames_do_not_restart_the_idle_timer(make_serve
     opened = time.monotonic()
     pinging = asyncio.create_task(_ping_forever(client))
     try:
-        assert await client.wait_closed(5) == 4003
+        assert await client.wait_closed(10) == 4003
     finally:
         pinging.cancel()
-    assert 0.7 < time.monotonic() - opened < 3
+    assert 0.75 < time.monotonic() - opened < 0.8 + 5
 
 
 async def _ping_forever(client) -> None:
@@ -127,8 +128,8 @@ async def test_after_a_run_the_connection_gets_a_full_idle_timeout(make_server, 
     client = await connect(server, user="hb-c", conversation_id="new")
     await client.expect("session")
     await client.send({"type": "message", "content": "asp-fixture:slow 12 100"})
-    complete = await client.expect("complete", 5)
+    complete = await client.expect("complete", 10)
     completed = time.monotonic()
     assert complete["finish_reason"] == "stop"
-    assert await client.wait_closed(5) == 4003
+    assert await client.wait_closed(10) == 4003
     assert time.monotonic() - completed > 0.7
