@@ -121,6 +121,28 @@ class AspWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.close()
         self.loop.call_later(1.0, self.transport.abort)
 
+    def handle_parser_exception(self) -> None:
+        """The peer broke the protocol (a message over max_size: 1009; invalid UTF-8: 1007):
+        websockets queued the close frame and an end of stream. Write the frame, half-close, and
+        keep reading (websockets discards it) until the peer's end of stream, close_timeout_s at
+        most. uvicorn closed the socket at once, and a peer still sending the rest of its fragments
+        then got a reset before it could read the close code."""
+        if self.close_sent:  # the parser keeps its error: later data lands here again, discarded
+            return
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.stop_keepalive()
+        for chunk in self.conn.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()  # FIN after the close frame; the read side stays open
+        self.close_sent = True
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        self.close_timer = self.loop.call_later(self.close_timeout_s, self._drop)
+
     def keepalive_timeout(self) -> None:
         """No Pong within heartbeat_interval_ms: close with 4005 (ASP-HB-001)."""
         self.pong_timer = None
