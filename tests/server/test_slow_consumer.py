@@ -85,10 +85,10 @@ async def test_defect_12_a_client_that_never_reads_again_is_dropped_not_kept_as_
     assert await asyncio.get_running_loop().run_in_executor(
         None, server.wait_for_log, "closing slow consumer", 20
     )
-    noticed = time.monotonic()
-    await asyncio.sleep(send_timeout_s + 2)  # the close could not be written: the transport must be gone
+    # Silent for longer than any close could wait behind the full buffer (the defect gave up after
+    # 5 s and left the socket open): by then the transport must be gone.
+    await asyncio.sleep(max(send_timeout_s * 2, 5) + 3)
     received, _, took = await read_all(sleeper, 5)
     assert sleeper.close_code in (SLOW_CONSUMER, 1006), sleeper.close_code
     assert received < 20_000_000
-    assert time.monotonic() - noticed < send_timeout_s + 2 + 5  # ended, not waiting on a live socket
-    assert took < 5
+    assert took < 5  # the stream ended: not a live socket that sends nothing
