@@ -29,8 +29,12 @@ browser-deps:
 		if [ "$$(id -u)" != 0 ]; then echo "run as root, or: sudo apt-get install chromium" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Most tests wait on real servers' timers rather than compute, so three workers share two cores
+# well; a file stays on one worker (--dist loadfile), with its module's server fixture.
+PYTEST_WORKERS ?= 3
+
 unit: $(STAMP) browser-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit
 

@@ -76,7 +76,9 @@ async def stalled_client(server: MinimalServer, user: str) -> ClientConnection:
 async def test_a_client_that_stops_reading_is_closed_4004_and_nobody_else_waits(
     make_minimal: Starter, connect: Opener
 ):
-    server = make_minimal(send_timeout_ms=300, max_pending_events=200, replay_window=3000)
+    # The send timeout is far longer than the bound on the other connection's pings, so a server
+    # that made everybody wait on the stalled writer fails this on any machine, busy or quiet.
+    server = make_minimal(send_timeout_ms=4000, max_pending_events=200, replay_window=3000)
     stalled = await stalled_client(server, "stalled")
     session = json.loads(await stalled.recv())
     other = await connect(server, "reader")
@@ -90,7 +92,7 @@ async def test_a_client_that_stops_reading_is_closed_4004_and_nobody_else_waits(
         await other.expect(lambda e, n=number: e.get("id") == f"p{n}", 5)
         worst = max(worst, time.monotonic() - sent)
         await asyncio.sleep(0.1)
-    assert worst < 0.5
+    assert worst < 2.0
     stalled.transport.resume_reading()
     with pytest.raises(ConnectionClosed):
         while True:
