@@ -24,9 +24,12 @@ def _check(args: argparse.Namespace) -> int:
 
     from conformance.credentials import Credentials
     from conformance.options import CheckOptions, UsageError, load_token_file
-    from conformance.report import writers
+    from conformance.report import outputs, writers
     from conformance.runner import run_check
 
+    problem = outputs.usage_problem(args)
+    if problem:
+        return _usage(problem)
     try:
         tokens = list(args.token or [])
         if args.token_file:
@@ -49,7 +52,8 @@ def _check(args: argparse.Namespace) -> int:
     except (UsageError, OSError) as problem:
         return _usage(str(problem))
     credentials = Credentials(options)
-    console = Console(stderr=False, highlight=False)
+    # soft_wrap: a line is never broken mid-phrase when stdout is a pipe or a file
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
 
     def progress(result: Any) -> None:
         if not args.quiet:
@@ -69,16 +73,9 @@ def _check(args: argparse.Namespace) -> int:
         print(credentials.redact(traceback.format_exc()), file=sys.stderr)
         print("asp check: the kit failed (the traceback above, tokens redacted)", file=sys.stderr)
         return EXIT_HARNESS
-    for kind, target in (
-        ("json", args.json_file),
-        ("junit", args.junit_file),
-        ("html", args.html_file),
-        ("traceability", args.traceability),
-    ):
-        if target:
-            writers.write(report, Path(target), kind)
+    unwritten = outputs.emit(report, args, sys.stdout)
     console.print(writers.to_terminal(report), highlight=False, markup=False, soft_wrap=True)
-    return report.exit_code()
+    return _usage(unwritten) if unwritten else report.exit_code()
 
 
 def _usage(message: str) -> int:
@@ -91,23 +88,34 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _list_cases(args: argparse.Namespace) -> int:
+    """`--list`: the cases `--cases` / `--exclude` select, one a line, then their count."""
+    from conformance.options import CheckOptions, UsageError
     from conformance.registry import all_cases
+    from conformance.runner import selected
 
-    cases = all_cases()
+    everything = all_cases()
+    try:
+        cases = selected(
+            everything, CheckOptions(url="", include=_split(args.cases), exclude=_split(args.exclude))
+        )
+    except UsageError as problem:
+        return _usage(str(problem))
     for case in cases:
         gates = [*case.capabilities, *(["fixtures"] if case.fixtures else []), *case.needs]
         print(f"{case.id:48} {' '.join(case.requirements)}{'  [' + ', '.join(gates) + ']' if gates else ''}")
-    print(f"{len(cases)} cases")
+    print(f"{len(cases)} cases" + (f" of {len(everything)}" if len(cases) != len(everything) else ""))
     return 0
 
 
 def register(commands: Any) -> None:
+    from conformance.report import outputs
+
     check = commands.add_parser(
         "check",
         help="judge an ASP server at a ws:// URL",
         description="Run the ASP conformance cases against URL. Exit 0: every applicable case passed "
-        "(warnings allowed unless --strict); 1: a failure, a stale baseline entry, or the server "
-        "unreachable; 2: a usage error (bad URL, unknown selector, credentials the server refused) "
+        "(warnings allowed unless --strict or --fail-on); 1: a failure, a stale baseline entry, or the "
+        "server unreachable; 2: a usage error (bad URL, unknown selector, credentials the server refused) "
         "or the kit's own error.",
     )
     check.add_argument("url", nargs="?", help="ws:// or wss:// URL of the endpoint")
@@ -125,10 +133,7 @@ def register(commands: Any) -> None:
     check.add_argument("--strict", action="store_true", help="missed SHOULDs fail the run")
     check.add_argument("--expected-failures", help="baseline file of expected failures")
     check.add_argument("--fuzz-examples", type=int, default=40, help="generated inputs per fuzz case")
-    check.add_argument("--json-file", help="write the JSON report here")
-    check.add_argument("--junit-file", help="write JUnit XML here")
-    check.add_argument("--html-file", help="write the HTML report here")
-    check.add_argument("--traceability", help="write the traceability matrix (Markdown) here")
+    outputs.add_arguments(check)
     check.add_argument("--quiet", action="store_true", help="no per-case progress lines")
     check.add_argument("--list", action="store_true", help="list the cases and exit")
     check.set_defaults(

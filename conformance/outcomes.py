@@ -88,3 +88,30 @@ class CaseResult:
     @property
     def failed_requirements(self) -> list[str]:
         return sorted({f.requirement for f in self.findings if not f.passed})
+
+
+# Severities, worst first: SARIF's error / warning / note and GitHub's error / warning / notice.
+# `--fail-on S` fails a run on every result of severity S or worse.
+SEVERITIES = ("error", "warning", "info")
+LEVEL_SEVERITY = {"MUST": "error", "SHOULD": "warning", "MAY": "info"}
+
+
+def severity(result: CaseResult) -> str | None:
+    """How bad a result is: "error" (a MUST broken, the kit's own error, a stale baseline entry),
+    "warning" (a SHOULD missed), "info" (only a MAY not taken) or None (passed, informational, not
+    applicable, untestable, expected). The level of a missed requirement is its catalog level."""
+    if result.outcome in (Outcome.FAIL, Outcome.HARNESS_ERROR, Outcome.STALE_BASELINE):
+        return "error"
+    if result.outcome != Outcome.WARNING:
+        return None
+    missed = [LEVEL_SEVERITY[requirement(f.requirement).level] for f in result.findings if not f.passed]
+    return min(missed, key=SEVERITIES.index) if missed else "warning"
+
+
+def fails(result: CaseResult, fail_on: str) -> bool:
+    """Whether `result` fails a run checked with `--fail-on fail_on` (a value of SEVERITIES).
+
+    `fails(r, "error")` is `blocks(r.outcome, False)`; `--strict` is `--fail-on warning`.
+    Raises ValueError for a `fail_on` outside SEVERITIES."""
+    level = severity(result)
+    return level is not None and SEVERITIES.index(level) <= SEVERITIES.index(fail_on)

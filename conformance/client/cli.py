@@ -22,14 +22,25 @@ def _split(values: list[str] | None) -> list[str]:
     return [item.strip() for value in values or [] for item in value.split(",") if item.strip()]
 
 
-def _list(_: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace) -> int:
+    """`--list`: the scenarios `--cases` / `--exclude` select, one a line, then their count."""
+    from conformance.client.options import ClientCheckOptions
+    from conformance.client.runner import selected, unknown_selectors
     from conformance.client.scenarios import all_scenarios
 
-    scenarios = all_scenarios()
+    everything = all_scenarios()
+    options = ClientCheckOptions(command=[], include=_split(args.cases), exclude=_split(args.exclude))
+    unknown = unknown_selectors(options)
+    if unknown:
+        return _usage(f"--cases/--exclude name no scenario: {', '.join(unknown)} (see --list)")
+    scenarios = selected(everything, options)
     for item in scenarios:
         since = f"  [since {item.since}]" if item.since != "1.0" else ""
         print(f"{item.id:44} {' '.join(item.requirements)}{since}")
-    print(f"{len(scenarios)} scenarios")
+    print(
+        f"{len(scenarios)} scenarios"
+        + (f" of {len(everything)}" if len(scenarios) != len(everything) else "")
+    )
     return 0
 
 
@@ -39,9 +50,12 @@ def _check(args: argparse.Namespace) -> int:
     from conformance.client.options import ClientCheckOptions
     from conformance.client.process import CannotStart
     from conformance.client.runner import run_client_check, unknown_selectors
-    from conformance.report import writers
+    from conformance.report import outputs, writers
     from spec.catalog import parse_version
 
+    problem = outputs.usage_problem(args)
+    if problem:
+        return _usage(problem)
     try:
         command = shlex.split(args.command)
         parse_version(args.protocol_version)
@@ -61,7 +75,8 @@ def _check(args: argparse.Namespace) -> int:
     unknown = unknown_selectors(options)
     if unknown:
         return _usage(f"--cases/--exclude name no scenario: {', '.join(unknown)} (see --list)")
-    console = Console(highlight=False)
+    # soft_wrap: a line is never broken mid-phrase when stdout is a pipe or a file
+    console = Console(highlight=False, soft_wrap=True)
 
     def progress(result: Any) -> None:
         if not args.quiet:
@@ -80,19 +95,14 @@ def _check(args: argparse.Namespace) -> int:
         traceback.print_exc()
         print("asp check-client: the kit failed (the traceback above)", file=sys.stderr)
         return EXIT_USAGE
-    for kind, target in (
-        ("json", args.json_file),
-        ("junit", args.junit_file),
-        ("html", args.html_file),
-        ("traceability", args.traceability),
-    ):
-        if target:
-            writers.write(report, Path(target), kind)
+    unwritten = outputs.emit(report, args, sys.stdout)
     console.print(writers.to_terminal(report), highlight=False, markup=False, soft_wrap=True)
-    return report.exit_code()
+    return _usage(unwritten) if unwritten else report.exit_code()
 
 
 def register(commands: Any) -> None:
+    from conformance.report import outputs
+
     check = commands.add_parser(
         "check-client",
         help="judge an ASP client run as a command (spec/CLIENT-DRIVER.md)",
@@ -121,10 +131,7 @@ def register(commands: Any) -> None:
         default=_spec_version(),
         help="the ASP version the client is held to (MAJOR.MINOR)",
     )
-    check.add_argument("--json-file", help="write the JSON report here")
-    check.add_argument("--junit-file", help="write JUnit XML here")
-    check.add_argument("--html-file", help="write the HTML report here")
-    check.add_argument("--traceability", help="write the traceability matrix (Markdown) here")
+    outputs.add_arguments(check)
     check.add_argument("--quiet", action="store_true", help="no per-scenario progress lines")
     check.add_argument("--list", action="store_true", help="list the scenarios and exit")
     check.set_defaults(

@@ -1,8 +1,9 @@
 """The Report model: what one check found, and the verdicts derived from it.
 
 Writers (`conformance.report.writers`) are pure functions of this model; the exit code, the
-compliance levels and the per-requirement table are computed here and nowhere else. Whether an
-outcome fails the run is `conformance.outcomes.blocks`.
+compliance levels, the per-requirement table and the problems (failing requirements) are
+computed here and nowhere else. Whether a result fails the run is `conformance.outcomes.fails`
+under the report's `threshold` (`--fail-on`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.gating import applies, since
-from conformance.outcomes import CaseResult, Outcome, blocks, worst
+from conformance.outcomes import LEVEL_SEVERITY, SEVERITIES, CaseResult, Outcome, fails, worst
 from conformance.registry import ORACLE_REQUIREMENTS, all_cases
 from conformance.terms import ServerTerms
 from spec.catalog import requirements
@@ -57,6 +58,31 @@ class Level:
         return {"verdict": self.verdict, "failed": self.failed, "untestable": self.untestable}
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing to fix, as SARIF, GitHub annotations and the job summary name it.
+
+    `rule` is the requirement ID broken, or None for the kit's own trouble (a harness error, a stale
+    baseline entry); `severity` is a value of `conformance.outcomes.SEVERITIES` (a requirement's
+    from its MUST / SHOULD / MAY level); `messages` are the distinct findings, `cases` the case ids
+    that saw them; `expected` says why a baseline entry expects it (then it never fails the run).
+    """
+
+    rule: str | None
+    severity: str
+    title: str
+    messages: list[str]
+    cases: list[str]
+    expected: str | None = None
+
+    def text(self, limit: int = 5) -> str:
+        """One paragraph: the cases, then at most `limit` messages."""
+        shown = self.messages[:limit]
+        more = f" (and {len(self.messages) - limit} more)" if len(self.messages) > limit else ""
+        where = f"in {', '.join(self.cases)}: " if self.cases else ""
+        return where + "; ".join(shown) + more
+
+
 @dataclass
 class Report:
     """One check of one server (`asp check`) or of one client (`asp check-client`).
@@ -81,6 +107,16 @@ class Report:
     usage_error: str | None = None
     judges: str = "server"
     held_to: str | None = None
+    fail_on: str | None = None
+
+    @property
+    def threshold(self) -> str:
+        """The least severity that fails the run: `fail_on`, else "warning" under `strict`, else "error"."""
+        return self.fail_on or ("warning" if self.strict else "error")
+
+    def fails(self, result: CaseResult) -> bool:
+        """Whether `result` fails this run (the one rule of the exit code, JUnit, SARIF, GitHub)."""
+        return fails(result, self.threshold)
 
     @property
     def everything(self) -> list[CaseResult]:
@@ -212,7 +248,55 @@ class Report:
 
     def blocking(self) -> list[CaseResult]:
         """The results that fail the run."""
-        return [r for r in self.everything if blocks(r.outcome, self.strict)]
+        return [r for r in self.everything if self.fails(r)]
+
+    def problems(self) -> list[Problem]:
+        """Every failing requirement (fail, warning or expected failure), worst first, then the
+        kit's own errors and stale baseline entries: one `Problem` each."""
+        catalog = requirements()
+        judged = [*self.results, *([self.oracle] if self.oracle else [])]
+        found: list[Problem] = []
+        for rid, entry in self.requirement_results().items():
+            if entry["outcome"] not in ("fail", "warning", "expected_failure"):
+                continue
+            messages = list(
+                dict.fromkeys(
+                    f.message for r in judged for f in r.findings if f.requirement == rid and not f.passed
+                )
+            )
+            if entry["outcome"] == "expected_failure" and not messages:
+                continue  # cited by an expected failure, but not what failed in it
+            expected = [
+                r for r in judged if r.case_id in entry["cases"] and r.outcome == Outcome.EXPECTED_FAILURE
+            ]
+            level = catalog[rid].level
+            found.append(
+                Problem(
+                    rule=rid,
+                    severity=LEVEL_SEVERITY[level],
+                    title=f"{rid} ({level}): {catalog[rid].statement}",
+                    messages=messages or [entry["reason"] or f"{rid} not met"],
+                    cases=[
+                        r.case_id
+                        for r in judged
+                        if any(f.requirement == rid and not f.passed for f in r.findings)
+                    ]
+                    or entry["cases"],
+                    expected=(expected[0].reason or "listed in the baseline")
+                    if entry["outcome"] == "expected_failure" and expected
+                    else None,
+                )
+            )
+        found.sort(key=lambda p: (p.expected is not None, SEVERITIES.index(p.severity)))
+        for result in self.everything:
+            if result.outcome == Outcome.HARNESS_ERROR:
+                title = f"the kit failed in {result.case_id} (no verdict on the {self.judges})"
+            elif result.outcome == Outcome.STALE_BASELINE:
+                title = f"stale baseline entry {result.case_id}"
+            else:
+                continue
+            found.append(Problem(None, "error", title, [result.reason or title], [result.case_id]))
+        return found
 
     def exit_code(self) -> int:
         """0 every applicable case passed; 1 a failure (a server fault, a stale baseline entry, an

@@ -1,19 +1,22 @@
 """The report in every format a CI or a person reads: pure functions of a `Report` to a string.
 
 No I/O here; the caller decides where the strings go (`write` is the one helper that does).
-Which results fail the run is `conformance.outcomes.blocks`, the same rule the exit code uses.
+Which results fail the run is `Report.fails` (`--fail-on`), the same rule the exit code uses.
+SARIF, GitHub Actions and HTML have modules of their own (`sarif`, `github`, `html`).
 """
 
 from __future__ import annotations
 
-import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from conformance.outcomes import CaseResult, Outcome, blocks
+from conformance.outcomes import CaseResult, Outcome
+from conformance.report.html import to_html
 from conformance.report.model import KIT_VERSION, LEVELS, Report
+from conformance.report.sarif import to_sarif
 from spec import PROTOCOL_VERSION
 from spec.catalog import requirements
 
@@ -46,7 +49,7 @@ def as_json(report: Report) -> dict[str, Any]:
         "target": report.target,
         "started": report.started,
         "duration_s": report.duration_s,
-        "options": report.options,
+        "options": {**report.options, "fail_on": report.threshold},
         "exit_code": report.exit_code(),
         "usage_error": report.usage_error,
         "judges": report.judges,
@@ -72,14 +75,39 @@ def to_json(report: Report) -> str:
     return json.dumps(as_json(report), indent=2) + "\n"
 
 
+# XML 1.0 allows none of these: a fuzz case's frames may carry them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def transcript_text(result: CaseResult) -> str:
+    """The case's wire log as plain text: per connection, one line per frame (`t` seconds from the
+    connection's start, direction, text or close code and reason)."""
+    lines = []
+    for number, frames in enumerate(result.transcripts, start=1):
+        lines.append(f"connection {number} ({len(frames)} frames)")
+        for frame in frames:
+            body = frame.get("text")
+            if body is None:
+                body = " ".join(str(frame[k]) for k in ("code", "reason") if frame.get(k) not in (None, ""))
+            lines.append(f"  {float(frame.get('t', 0.0)):9.4f} {frame.get('direction', ''):6} {body}")
+    return "\n".join(lines)
+
+
 def to_junit(report: Report) -> str:
     """JUnit XML: one testcase per case and per stale baseline entry (the oracle's violations fail
-    the cases that saw them)."""
+    the cases that saw them). A failing or erroring testcase carries its findings in `failure` /
+    `error` and its wire transcript in `system-out`; a warning that does not fail the run says so
+    in `system-out`; untestable and not applicable cases are `skipped` with the reason."""
     listed = [*report.results, *report.stale]
     suite = ElementTree.Element(
         "testsuite", name="asp-conformance", tests=str(len(listed)), time=f"{report.duration_s:.3f}"
     )
-    failing = [r for r in listed if blocks(r.outcome, report.strict)]
+    suite.set("timestamp", report.started)
+    failing = [r for r in listed if report.fails(r)]
     errors = [r for r in failing if r.outcome == Outcome.HARNESS_ERROR]
     suite.set("failures", str(len(failing) - len(errors)))
     suite.set("errors", str(len(errors)))
@@ -95,108 +123,20 @@ def to_junit(report: Report) -> str:
         ElementTree.SubElement(case, "properties").extend(
             [ElementTree.Element("property", name="requirement", value=r) for r in result.requirements]
         )
-        detail = "\n".join(f"{f.requirement}: {f.message}" for f in result.findings if not f.passed)
+        detail = _xml("\n".join(f"{f.requirement}: {f.message}" for f in result.findings if not f.passed))
+        reason = _xml(result.reason)
         if result.outcome == Outcome.HARNESS_ERROR:
-            ElementTree.SubElement(case, "error", message="harness error").text = result.reason
-        elif blocks(result.outcome, report.strict):
-            failure = ElementTree.SubElement(
-                case, "failure", message=result.reason[:500], type=result.outcome.value
-            )
-            failure.text = detail or result.reason
+            ElementTree.SubElement(case, "error", message="harness error", type="harness_error").text = reason
+        elif report.fails(result):
+            failure = ElementTree.SubElement(case, "failure", message=reason[:500], type=result.outcome.value)
+            failure.text = detail or reason
         elif result.outcome in (Outcome.NOT_APPLICABLE, Outcome.UNTESTABLE):
-            ElementTree.SubElement(case, "skipped", message=f"{result.outcome.value}: {result.reason}")
+            ElementTree.SubElement(case, "skipped", message=f"{result.outcome.value}: {reason}")
         elif result.outcome == Outcome.WARNING:
             ElementTree.SubElement(case, "system-out").text = f"warning (SHOULD missed): {detail}"
+        if report.fails(result) and result.transcripts:
+            ElementTree.SubElement(case, "system-out").text = _xml(transcript_text(result))
     return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
-
-
-_COLOURS = {
-    "pass": "#1a7f37",
-    "fail": "#cf222e",
-    "warning": "#9a6700",
-    "harness_error": "#8250df",
-    "stale_baseline": "#cf222e",
-    "expected_failure": "#57606a",
-    "not_applicable": "#57606a",
-    "untestable": "#57606a",
-    "info": "#0969da",
-}
-
-
-def to_html(report: Report) -> str:
-    data = as_json(report)
-    e = html.escape
-    rows = []
-    shown = [*data["cases"], *([data["oracle"]] if data["oracle"] else []), *data["stale_baseline"]]
-    for case in shown:
-        colour = _COLOURS.get(case["outcome"], "#000")
-        findings = "".join(
-            f"<li class='{'ok' if f['passed'] else 'bad'}'><b>{e(f['requirement'])}</b> {e(f['message'])}"
-            f" <i>({e(f['source'])})</i></li>"
-            for f in case["findings"]
-        )
-        transcripts = ""
-        for number, frames in enumerate(case["transcripts"], start=1):
-            lines = "".join(_wire_row(frame) for frame in frames)
-            transcripts += (
-                f"<details><summary>connection {number} ({len(frames)} frames)</summary>"
-                f"<table class='wire'>{lines}</table></details>"
-            )
-        rows.append(
-            f"<section id='{e(case['id'])}'><h3><span class='badge' style='background:{colour}'>"
-            f"{e(case['outcome'])}</span> {e(case['id'])}</h3><p>{e(case['title'])}</p>"
-            f"<p class='reqs'>{' '.join(e(r) for r in case['requirements'])} &middot; "
-            f"{case['duration_s']:.2f}s</p>"
-            f"{'<p class=reason>' + e(case['reason']) + '</p>' if case['reason'] else ''}"
-            f"<ul>{findings}</ul>{transcripts}</section>"
-        )
-    summary = " ".join(
-        f"<span class='badge' style='background:{_COLOURS.get(k, '#000')}'>{e(k)} {v}</span>"
-        for k, v in data["summary"].items()
-        if v
-    )
-    compliance = "; ".join(f"{name} {level.describe()}" for name, level in report.compliance().items())
-    server = data["server"]
-    refusal = f"<p class=reason>{e(report.usage_error)}</p>" if report.usage_error else ""
-    judged = (
-        f"<p>Server protocol {e(server['protocol_version'])}; "
-        f"capabilities {e(', '.join(server['capabilities']))}</p>"
-        if report.judges == "server"
-        else f"<p>Client held to protocol {e(report.held_to or '')}; each scenario shows the wire log of "
-        "every connection, then the client's standard input and output</p>"
-    )
-    heading = "ASP conformance report" if report.judges == "server" else "ASP client conformance report"
-    return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>ASP conformance: {e(data['target'])}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{heading}</h1>"
-        f"<p>Target <code>{e(data['target'])}</code> &middot; spec {e(data['spec_version'])} &middot; "
-        f"kit {e(data['kit_version'])} &middot; {e(data['started'])} &middot; {data['duration_s']:.1f}s "
-        f"&middot; exit {data['exit_code']}</p>{refusal}{judged}"
-        f"<p>{len(data['cases'])} cases: {summary}</p><p>Compliance: {e(compliance)}</p>"
-        f"{''.join(rows)}</body></html>"
-    )
-
-
-def _wire_row(frame: dict[str, Any]) -> str:
-    e = html.escape
-    body = e(frame.get("text") or "") + e(str(frame.get("code", ""))) + " " + e(frame.get("reason") or "")
-    direction = e(frame["direction"])
-    cells = f"<td>{frame['t']:.3f}</td><td>{direction}</td><td><code>{body}</code></td>"
-    return f"<tr class='{direction}'>{cells}</tr>"
-
-
-_CSS = " ".join(
-    [
-        "body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}",
-        ".badge{color:#fff;border-radius:4px;padding:1px 6px;font-size:12px}",
-        "section{border-top:1px solid #ddd;padding:.5em 0} h3{margin:.3em 0} .reqs{color:#57606a}",
-        "li.bad{color:#cf222e} li.ok{color:#1a7f37} table.wire{border-collapse:collapse;font-size:12px}",
-        "table.wire td{border-bottom:1px solid #eee;padding:2px 6px;vertical-align:top}",
-        "tr.send td{background:#f6f8fa} tr.close td{background:#fff8c5}",
-        "code{white-space:pre-wrap;word-break:break-all}",
-    ]
-)
 
 
 # Each traceability matrix lists the requirements binding the party its command judges.
@@ -242,7 +182,7 @@ def to_terminal(report: Report) -> str:
         if result.outcome in (Outcome.PASS, Outcome.INFO):
             continue
         first_line = result.reason.splitlines()[0] if result.reason else ""
-        marker = "!" if blocks(result.outcome, report.strict) else " "
+        marker = "!" if report.fails(result) else " "
         lines.append(f"{marker}{result.outcome.value.upper():15} {result.case_id}: {first_line}")
         for finding in result.findings:
             if not finding.passed:
@@ -261,7 +201,13 @@ def to_terminal(report: Report) -> str:
     return "\n".join(lines)
 
 
-FORMATS = {"json": to_json, "junit": to_junit, "html": to_html, "traceability": to_traceability}
+FORMATS = {
+    "json": to_json,
+    "junit": to_junit,
+    "html": to_html,
+    "sarif": to_sarif,
+    "traceability": to_traceability,
+}
 
 
 def write(report: Report, path: Path, kind: str) -> None:

@@ -4,6 +4,7 @@ passes within two minutes, with valid reports and the committed traceability mat
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from conformance.report.writers import REPORT_SCHEMA
 from spec.catalog import requirements
 from spec.schemas import check_server_event
 from tests.client.conftest import NODE
+from tests.support.reports import junit_errors, sarif_errors
 
 REPO = Path(__file__).resolve().parents[2]
 # The 1.9 session, its run_started and complete carry members and a capability 1.1 does not define.
@@ -44,8 +46,12 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         str(out / "report.html"),
         "--traceability",
         str(out / "CLIENT-TRACEABILITY.md"),
+        "--sarif-file",
+        str(out / "report.sarif"),
+        "--github-actions",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    environment = {**os.environ, "GITHUB_STEP_SUMMARY": str(out / "summary.md")}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO, env=environment)
     return {"result": result, "dir": out, "report": json.loads((out / "report.json").read_text())}
 
 
@@ -81,11 +87,23 @@ def test_the_reports_are_valid_and_carry_a_wire_log_per_scenario(checked: dict[s
     assert all(c["transcripts"] for c in report["cases"])
     assert report["options"]["tolerance_late_ms"] == 250 and report["options"]["tolerance_early_ms"] == 50
     suite = ElementTree.parse(checked["dir"] / "report.xml").getroot()
+    assert junit_errors(suite) == []
     assert len(suite.findall("testcase")) == len(report["cases"])
     assert suite.get("failures") == "0" and suite.get("errors") == "0"
     page = (checked["dir"] / "report.html").read_text()
     assert page.count("<section id=") == len(report["cases"]) + 1  # and the wire oracle
-    assert "table class='wire'" in page and "ASP client conformance report" in page
+    assert '<details class="wire">' in page and "ASP client conformance report" in page
+
+
+def test_the_sarif_log_and_the_github_summary_judge_the_client(checked: dict[str, Any]):
+    sarif = json.loads((checked["dir"] / "report.sarif").read_text())
+    assert sarif_errors(sarif) == []
+    (run,) = sarif["runs"]
+    assert run["tool"]["driver"]["name"] == "asp check-client" and run["results"] == []
+    client = [r.id for r in requirements().values() if r.binds == "client"]
+    assert [rule["id"] for rule in run["tool"]["driver"]["rules"]] == client
+    assert "## ASP client conformance: passed" in (checked["dir"] / "summary.md").read_text()
+    assert not [line for line in checked["result"].stdout.splitlines() if line.startswith("::")]
 
 
 def test_no_token_reaches_the_report(checked: dict[str, Any]):

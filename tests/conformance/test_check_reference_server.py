@@ -107,7 +107,7 @@ def test_the_html_report_renders_the_wire_transcripts(checked: dict[str, Any]):
     page = (checked["dir"] / "report.html").read_text()
     assert page.startswith("<!doctype html>")
     assert page.count("<section id=") == len(checked["report"]["cases"]) + 1  # and the oracle
-    assert "table class='wire'" in page and "&quot;type&quot;:&quot;session&quot;" in page
+    assert '<details class="wire">' in page and "&#34;type&#34;:&#34;session&#34;" in page
 
 
 def test_the_committed_traceability_matrix_matches_a_real_run(checked: dict[str, Any]):

@@ -1,0 +1,355 @@
+"""`asp check` reports as CI and people read them: SARIF, `--fail-on`, GitHub Actions, JUnit with
+wire logs, the HTML summary-first page, plain output, `--list`, the action.
+
+One real `asp check` run against a deliberately broken server (the panel's `seq_gap`: ASP-ENV-002
+broken, one case passing) writes every format at once and feeds most tests; `--fail-on` gets a
+few one-case runs against a server that misses a SHOULD.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+import yaml
+
+from conformance.report.github import escape_data, escape_property
+from spec.catalog import requirements
+from tests.support.faults import panel_url
+from tests.support.reports import junit_errors, sarif_errors
+from tests.support.server import SECRET, ServerProcess
+
+REPO = Path(__file__).resolve().parents[2]
+UNREACHABLE = "ws://127.0.0.1:9/ws/chat"
+# seq_gap breaks ASP-ENV-002 in every case with a run; the handshake case has none and passes.
+CASES = "handshake.version_selected,runs.message_starts_a_run,runs.ping_pong"
+SPEC_URL = "https://spec.example.org/asp/"
+PANEL_MULTIPLIER = "0.3"  # waits for answers a broken server never sends: loopback is fast
+
+
+def asp(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def run(panel: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One check of a broken server with every report, GitHub Actions mode and a step summary."""
+    out = tmp_path_factory.mktemp("formats")
+    summary = out / "step-summary.md"
+    summary.write_text("# an earlier step\n")
+    result = asp(
+        "check",
+        panel_url(panel.url, "seq_gap"),
+        "--jwt-secret",
+        SECRET,
+        "--cases",
+        CASES,
+        "--timeout-multiplier",
+        PANEL_MULTIPLIER,
+        "--json-file",
+        str(out / "report.json"),
+        "--junit-file",
+        str(out / "report.xml"),
+        "--html-file",
+        str(out / "report.html"),
+        "--sarif-file",
+        str(out / "report.sarif"),
+        "--spec-url",
+        SPEC_URL,
+        "--github-actions",
+        env={"GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "80"},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    return {
+        "result": result,
+        "dir": out,
+        "report": json.loads((out / "report.json").read_text()),
+        "sarif": json.loads((out / "report.sarif").read_text()),
+    }
+
+
+def failing_requirements(report: dict[str, Any]) -> set[str]:
+    return {rid for rid, entry in report["requirements"].items() if entry["outcome"] in ("fail", "warning")}
+
+
+# SARIF
+
+
+def test_the_sarif_log_validates_against_the_official_schema(run: dict[str, Any]):
+    assert sarif_errors(run["sarif"]) == []
+    assert run["sarif"]["version"] == "2.1.0"
+
+
+def test_sarif_has_one_result_per_failing_requirement_with_its_catalog_rule(run: dict[str, Any]):
+    (sarif_run,) = run["sarif"]["runs"]
+    rules = sarif_run["tool"]["driver"]["rules"]
+    catalog = requirements()
+    assert [r["id"] for r in rules] == [r.id for r in catalog.values() if r.binds == "server"]
+    results = sarif_run["results"]
+    assert failing_requirements(run["report"]) == {"ASP-ENV-002"}
+    assert [r["ruleId"] for r in results] == ["ASP-ENV-002"]
+    (result,) = results
+    rule = rules[result["ruleIndex"]]
+    assert rule["id"] == "ASP-ENV-002" and rule["fullDescription"]["text"] == catalog["ASP-ENV-002"].statement
+    assert rule["helpUri"] == SPEC_URL + "index.html#ASP-ENV-002"
+    assert result["level"] == rule["defaultConfiguration"]["level"] == "error"  # a MUST
+    assert "seq jumps" in result["message"]["text"]
+    names = {loc["name"] for loc in result["locations"][0]["logicalLocations"]}
+    assert {"runs.message_starts_a_run", "runs.ping_pong"} <= names
+    assert "handshake.version_selected" not in names
+    levels = {r["id"]: r["defaultConfiguration"]["level"] for r in rules}
+    expected = {"MUST": "error", "SHOULD": "warning", "MAY": "note"}
+    assert all(levels[rid] == expected[catalog[rid].level] for rid in levels)
+    (invocation,) = sarif_run["invocations"]
+    assert invocation["exitCode"] == 1 and invocation["executionSuccessful"] is True
+
+
+# --fail-on, on a server that misses one SHOULD (ASP-RUN-009: text held back until the run ends)
+
+
+@pytest.mark.parametrize(
+    ("extra", "exit_code", "failures"),
+    [
+        ([], 0, "0"),
+        (["--fail-on", "warning"], 1, "1"),
+        (["--fail-on", "info"], 1, "1"),
+        (["--fail-on", "warning", "--expected-failures", "BASELINE"], 0, "0"),
+    ],
+    ids=["error", "warning", "info", "warning-expected"],
+)
+def test_fail_on_sets_the_least_severity_that_fails_the_run(
+    panel: ServerProcess, tmp_path: Path, extra: list[str], exit_code: int, failures: str
+):
+    baseline = tmp_path / "baseline.txt"
+    baseline.write_text("ASP-RUN-009  # held back on purpose\n")
+    result = asp(
+        "check",
+        panel_url(panel.url, "buffers_text_until_complete"),
+        "--jwt-secret",
+        SECRET,
+        "--cases",
+        "runs.streams_incrementally",
+        "--quiet",
+        "--github-actions",
+        "--sarif-file",
+        str(tmp_path / "r.sarif"),
+        "--junit-file",
+        str(tmp_path / "r.xml"),
+        "--json-file",
+        str(tmp_path / "r.json"),
+        *[str(baseline) if a == "BASELINE" else a for a in extra],
+        env={"GITHUB_STEP_SUMMARY": ""},
+    )
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["exit_code"] == exit_code
+    assert report["options"]["fail_on"] == (extra[1] if extra else "error")
+    sarif = json.loads((tmp_path / "r.sarif").read_text())
+    assert sarif_errors(sarif) == []
+    (sarif_result,) = sarif["runs"][0]["results"]
+    assert sarif_result["ruleId"] == "ASP-RUN-009" and sarif_result["level"] == "warning"
+    suite = ElementTree.parse(tmp_path / "r.xml").getroot()
+    assert junit_errors(suite) == [] and suite.get("failures") == failures
+    annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    if "--expected-failures" in extra:
+        assert sarif_result["suppressions"][0]["kind"] == "external"
+        assert annotations == [a for a in annotations if a.startswith("::notice title=ASP-RUN-009")] != []
+    else:
+        assert "suppressions" not in sarif_result
+        assert len(annotations) == 1 and annotations[0].startswith("::warning title=ASP-RUN-009 (SHOULD)::")
+
+
+# GitHub Actions
+
+
+def test_github_mode_prints_one_error_annotation_per_failing_requirement(run: dict[str, Any]):
+    annotations = [line for line in run["result"].stdout.splitlines() if line.startswith("::")]
+    assert len(annotations) == 1
+    assert annotations[0].startswith("::error title=ASP-ENV-002 (MUST)::")
+    assert requirements()["ASP-ENV-002"].statement in annotations[0]
+    assert "runs.message_starts_a_run" in annotations[0] and "seq jumps" in annotations[0]
+
+
+def test_github_mode_appends_a_job_summary_table(run: dict[str, Any]):
+    summary = (run["dir"] / "step-summary.md").read_text()
+    assert summary.startswith("# an earlier step\n")  # appended, never replaced
+    assert "## ASP server conformance: FAILED" in summary
+    assert "| fail | 2 |" in summary and "| pass | 1 |" in summary
+    assert re.search(r"^\| ASP-ENV-002 \| MUST \| .*runs\.ping_pong", summary, re.M)
+    assert "| core | no (1 failed: ASP-ENV-002) |" in summary
+
+
+def test_annotation_text_is_escaped_as_the_runner_requires():
+    assert escape_data("50% done\r\nnext") == "50%25 done%0D%0Anext"
+    assert escape_property("ASP-ENV-002: a, b") == "ASP-ENV-002%3A a%2C b"
+
+
+# JUnit
+
+
+def test_junit_is_well_formed_and_each_failing_testcase_carries_its_wire_log(run: dict[str, Any]):
+    suite = ElementTree.parse(run["dir"] / "report.xml").getroot()
+    assert junit_errors(suite) == []
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert set(cases) == {c["id"] for c in run["report"]["cases"]}
+    for name in ("runs.message_starts_a_run", "runs.ping_pong"):
+        failure, log = cases[name].find("failure"), cases[name].find("system-out")
+        assert failure is not None and "ASP-ENV-002" in (failure.text or "")
+        assert log is not None and (log.text or "").startswith("connection 1 (")
+        assert re.search(r'^ +\d+\.\d{4} recv +\{"type": "session"', log.text or "", re.M)
+        assert re.search(r"^ +\d+\.\d{4} send +\{", log.text or "", re.M)
+    assert cases["handshake.version_selected"].find("system-out") is None
+
+
+# HTML
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []  # "table#id" and "section#id" in document order
+        self.rows: list[dict[str, str | None]] = []
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+        self.details_open: list[bool] = []
+        self.filters: list[str] = []
+        self._in_summary = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.add(str(found["id"]))
+        if tag in ("table", "section"):
+            self.order.append(f"{tag}#{found.get('id') or ''}")
+            self._in_summary = tag == "table" and found.get("id") == "summary"
+        if tag == "tr" and self._in_summary and "data-outcome" in found:
+            self.rows.append(found)
+        if tag == "a" and self._in_summary and str(found.get("href", "")).startswith("#"):
+            self.links.append(str(found["href"])[1:])
+        if tag == "details":
+            self.details_open.append("open" in found)
+        if tag == "input" and found.get("type") == "checkbox":
+            self.filters.append(str(found.get("value")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_summary = False
+
+
+def test_the_html_report_leads_with_a_summary_table_failures_first(run: dict[str, Any]):
+    text = (run["dir"] / "report.html").read_text()
+    page = _Page()
+    page.feed(text)
+    assert page.order[0] == "table#" and page.order[1] == "table#summary"  # compliance, then the summary
+    assert all(
+        item.startswith("table") for item in page.order[: page.order.index("section#" + page.links[0])]
+    )
+    outcomes = [row["data-outcome"] for row in page.rows]
+    assert outcomes == ["fail", "fail", "fail", "pass"]  # two cases and the oracle, then the pass
+    assert set(page.links) == {c["id"] for c in run["report"]["cases"]} | {"oracle.all_frames"}
+    assert set(page.links) <= page.ids  # every row links to its case's section
+    assert page.details_open and not any(page.details_open)  # wire logs collapsed
+    assert page.filters == ["pass", "fail"]
+    assert "&#34;type&#34;: &#34;session&#34;" in text and "{{" not in text
+
+
+# Plain output, --list and usage errors
+
+
+def test_plain_output_is_never_wrapped_mid_phrase_when_stdout_is_a_pipe(run: dict[str, Any]):
+    lines = run["result"].stdout.splitlines()
+    progress = [line for line in lines if re.match(r"^(pass|fail) ", line)]
+    assert len(progress) == 3 and all(re.fullmatch(r"(pass|fail) +\S+ \d+\.\d\ds", line) for line in progress)
+    missing = [line for line in lines if "event(s) missing" in line]
+    assert missing and all("ASP-ENV-002" in line and "seq jumps from" in line for line in missing)
+    assert max(len(line) for line in lines) > 80  # longer than the 80 columns rich assumed
+
+
+def test_list_honours_cases_and_exclude_and_prints_a_count():
+    everything = asp("check", "--list").stdout.splitlines()
+    total = len(everything) - 1
+    assert everything[-1] == f"{total} cases"
+    result = asp("check", "--list", "--cases", "runs", "--exclude", "runs.cancel")
+    listed = result.stdout.splitlines()
+    assert result.returncode == 0 and listed[-1] == f"{len(listed) - 1} cases of {total}"
+    assert listed[:-1] and all(line.startswith("runs.") for line in listed[:-1])
+    assert not any(line.split()[0] == "runs.cancel" for line in listed[:-1])
+    clients = asp("check-client", "--list", "--cases", "reconnect").stdout.splitlines()
+    assert re.fullmatch(r"\d+ scenarios of \d+", clients[-1]) and len(clients) > 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", UNREACHABLE, "--token", "t", "--fail-on", "fatal"],
+        ["check", UNREACHABLE, "--token", "t", "--strict", "--fail-on", "error"],
+        ["check", UNREACHABLE, "--token", "t", "--json-file", "/nonexistent-dir/report.json"],
+        ["check", UNREACHABLE, "--token", "t", "--sarif-file", "DIR"],
+        ["check", "--list", "--cases", "nosuchthing"],
+        ["check-client", "--command", "true", "--fail-on", "fatal"],
+        ["check-client", "--command", "true", "--junit-file", "/nonexistent-dir/report.xml"],
+    ],
+    ids=["fail-on", "strict-vs-error", "no-dir", "a-dir", "list-selector", "client-fail-on", "client-no-dir"],
+)
+def test_a_bad_report_option_is_a_usage_error_of_one_line_before_any_connection(
+    args: list[str], tmp_path: Path
+):
+    result = asp(*[str(tmp_path) if a == "DIR" else a for a in args])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""  # nothing ran
+
+
+# The GitHub Action
+
+
+def test_the_action_runs_asp_check_on_a_url_from_its_inputs(panel: ServerProcess, tmp_path: Path):
+    """The action's own script, with its inputs in the environment as the runner passes them."""
+    action = yaml.safe_load((REPO / "action.yml").read_text())
+    assert action["inputs"]["url"]["required"] is True
+    (step,) = [s for s in action["runs"]["steps"] if s.get("id") == "check"]
+    assert "${{" not in step["run"]  # inputs reach the script through the environment only
+    env = {}
+    for name, value in step["env"].items():
+        match = re.fullmatch(r"\$\{\{ inputs\.([a-z-]+) \}\}", value)
+        assert match and match.group(1) in action["inputs"], name
+        env[name] = str(action["inputs"][match.group(1)].get("default", ""))
+    env |= {
+        "ASP_CHECK_URL": panel_url(panel.url, "seq_gap"),
+        "ASP_CHECK_JWT_SECRET": SECRET,
+        "ASP_CHECK_CASES": "handshake.version_selected",
+        "ASP_CHECK_REPORT_DIR": str(tmp_path / "reports"),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    result = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = dict(line.split("=", 1) for line in (tmp_path / "output").read_text().splitlines())
+    assert outputs["exit-code"] == "0"
+    assert sarif_errors(json.loads(Path(outputs["sarif-file"]).read_text())) == []
+    assert "## ASP server conformance: passed" in (tmp_path / "summary.md").read_text()
+    assert {p.suffix for p in (tmp_path / "reports").iterdir()} == {".sarif", ".xml", ".html", ".json"}
