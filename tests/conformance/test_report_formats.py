@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from conformance.report.github import escape_data, escape_property
+from conformance.report.outputs import FILES
 from spec.catalog import requirements
 from tests.support.faults import panel_url
 from tests.support.reports import junit_errors, sarif_errors
@@ -353,3 +354,15 @@ def test_the_action_runs_asp_check_on_a_url_from_its_inputs(panel: ServerProcess
     assert sarif_errors(json.loads(Path(outputs["sarif-file"]).read_text())) == []
     assert "## ASP server conformance: passed" in (tmp_path / "summary.md").read_text()
     assert {p.suffix for p in (tmp_path / "reports").iterdir()} == {".sarif", ".xml", ".html", ".json"}
+
+
+def test_the_readme_shows_every_report_option():
+    readme = (REPO / "README.md").read_text()
+    for flag in [
+        *(flag for _, flag, _ in FILES),
+        "--fail-on",
+        "--github-actions",
+        "--spec-url",
+        "action.yml",
+    ]:
+        assert f"`{flag}" in readme or f"[`{flag}`]" in readme, flag
