@@ -90,7 +90,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def run_one(config: pytest.Config, case_id: str) -> None:
     """Run one case and turn its outcome into a pytest verdict."""
-    from conformance.outcomes import Outcome, blocks
+    from conformance.outcomes import Outcome, fails
     from conformance.registry import CASES
     from conformance.runner import case_index, run_case
 
@@ -108,6 +108,6 @@ def run_one(config: pytest.Config, case_id: str) -> None:
         pytest.skip(f"{result.outcome.value}: {result.reason}")
     if result.outcome == Outcome.HARNESS_ERROR:
         pytest.fail(f"harness error (the kit's own fault, not a verdict):\n{result.reason}")
-    if blocks(result.outcome, options.strict):
+    if fails(result, "warning" if options.strict else "error"):  # the rule of asp check --strict
         findings = "\n".join(f"{f.requirement} {f.message}" for f in result.findings if not f.passed)
         pytest.fail(f"{case_id} ({', '.join(result.requirements)}):\n{findings}")

@@ -21,6 +21,7 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
+from conformance.outcomes import SEVERITIES, CaseResult, Finding, Outcome, blocks, fails, severity
 from conformance.report.github import escape_data, escape_property
 from conformance.report.outputs import FILES
 from spec.catalog import requirements
@@ -366,3 +367,28 @@ def test_the_readme_shows_every_report_option():
         "action.yml",
     ]:
         assert f"`{flag}" in readme or f"[`{flag}`]" in readme, flag
+
+
+def test_severity_follows_the_level_of_what_was_missed_and_fail_on_ranks_it():
+    def result(outcome: Outcome, *missed: str) -> CaseResult:
+        findings = [Finding(rid, False, "missed") for rid in missed]
+        return CaseResult("c", "t", "s", list(missed), outcome, 0.0, findings=findings)
+
+    must, should, may = "ASP-ENV-002", "ASP-RUN-009", "ASP-EXT-001"
+    assert [requirements()[r].level for r in (must, should, may)] == ["MUST", "SHOULD", "MAY"]
+    table = {
+        "must": (result(Outcome.FAIL, must), "error"),
+        "should": (result(Outcome.WARNING, should), "warning"),
+        "may": (result(Outcome.WARNING, may), "info"),
+        "should-and-may": (result(Outcome.WARNING, may, should), "warning"),
+        "expected": (result(Outcome.EXPECTED_FAILURE, must), None),
+        "kit": (result(Outcome.HARNESS_ERROR), "error"),
+        "stale": (result(Outcome.STALE_BASELINE), "error"),
+        "untestable": (result(Outcome.UNTESTABLE), None),
+    }
+    for name, (case, level) in table.items():
+        assert severity(case) == level, name
+        for threshold in SEVERITIES:
+            failing = level is not None and SEVERITIES.index(level) <= SEVERITIES.index(threshold)
+            assert fails(case, threshold) == failing, (name, threshold)
+        assert fails(case, "error") == blocks(case.outcome, strict=False), name
