@@ -30,7 +30,7 @@ SUMMARY_VARIABLE = "GITHUB_STEP_SUMMARY"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the report files, `--fail-on`, `--spec-url` and `--github-actions` on `parser`."""
+    """Declare the report files, `--fail-on`, `--spec-url`, `--sarif-location` and `--github-actions`."""
     for kind, flag, text in FILES:
         parser.add_argument(flag, metavar="FILE", dest=f"{kind}_file", help=text)
     parser.add_argument(
@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spec-url",
         metavar="URL",
         help="base URL of a published `asp spec site`: SARIF rules link to URL/index.html#REQUIREMENT-ID",
+    )
+    parser.add_argument(
+        "--sarif-location",
+        metavar="PATH",
+        help="repository-relative file every SARIF result is also located at (the code that serves the "
+        "endpoint): GitHub code scanning refuses results without a file",
     )
     parser.add_argument(
         "--github-actions",
@@ -90,7 +96,11 @@ def emit(report: Report, args: argparse.Namespace, stdout: TextIO) -> str | None
         target = getattr(args, f"{kind}_file")
         if not target:
             continue
-        text = to_sarif(report, args.spec_url) if kind == "sarif" else writers.FORMATS[kind](report)
+        text = (
+            to_sarif(report, args.spec_url, args.sarif_location)
+            if kind == "sarif"
+            else writers.FORMATS[kind](report)
+        )
         try:
             Path(target).write_text(text, encoding="utf-8")
         except OSError as problem:

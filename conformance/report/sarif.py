@@ -6,6 +6,11 @@ default level from MUST / SHOULD / MAY); one `result` per failing requirement (`
 with the cases that saw it as logical locations. A requirement a baseline expects to fail carries
 an external suppression; the kit's own errors and stale baseline entries are tool execution
 notifications, and `executionSuccessful` is false when any of them stands.
+
+A server URL is no source file, but GitHub code scanning refuses a whole log if a result has no
+physical location ("locationFromSarifResult: expected artifact location"): given `artifact` (a
+repository-relative path, such as the file that implements the endpoint), every result is anchored
+there too, beside its logical locations.
 """
 
 from __future__ import annotations
@@ -49,22 +54,23 @@ def _rule(requirement: Requirement, spec_url: str | None) -> dict[str, Any]:
     return rule
 
 
-def _result(problem: Problem, index: int, report: Report) -> dict[str, Any]:
+def _result(problem: Problem, index: int, report: Report, artifact: str | None) -> dict[str, Any]:
+    location: dict[str, Any] = {
+        "logicalLocations": [
+            {"name": case, "fullyQualifiedName": f"{report.target}#{case}", "kind": "test"}
+            for case in problem.cases
+        ]
+    }
+    if artifact:
+        location["physicalLocation"] = {"artifactLocation": {"uri": artifact}}
     result: dict[str, Any] = {
         "ruleId": problem.rule,
         "ruleIndex": index,
         "kind": "fail",
         "level": SARIF_LEVEL[problem.severity],
         "message": {"text": f"{problem.rule} not met {problem.text()}"},
-        "locations": [
-            {
-                "logicalLocations": [
-                    {"name": case, "fullyQualifiedName": f"{report.target}#{case}", "kind": "test"}
-                    for case in problem.cases
-                ]
-            }
-        ],
-        "partialFingerprints": {"aspRequirement/v1": f"{report.target}|{problem.rule}"},
+        "locations": [location],
+        "partialFingerprints": {"aspRequirement/v1": f"{report.judges}|{problem.rule}"},  # stable across runs
         "properties": {"cases": problem.cases, "messages": problem.messages},
     }
     if problem.expected is not None:
@@ -72,9 +78,10 @@ def _result(problem: Problem, index: int, report: Report) -> dict[str, Any]:
     return result
 
 
-def as_sarif(report: Report, spec_url: str | None = None) -> dict[str, Any]:
+def as_sarif(report: Report, spec_url: str | None = None, artifact: str | None = None) -> dict[str, Any]:
     """The SARIF log as a JSON-ready dict. `spec_url` is the base URL of a published `asp spec site`
-    (rules then get `helpUri` BASE/index.html#ID); without it rules carry their help text only."""
+    (rules then get `helpUri` BASE/index.html#ID); without it rules carry their help text only.
+    `artifact` is a repository-relative path every result is also located at (see above)."""
     catalog = requirements()
     rules = [r for r in catalog.values() if r.binds == report.judges]
     index = {r.id: i for i, r in enumerate(rules)}
@@ -113,7 +120,7 @@ def as_sarif(report: Report, spec_url: str | None = None) -> dict[str, Any]:
                     }
                 ],
                 "results": [
-                    _result(p, index[p.rule], report)
+                    _result(p, index[p.rule], report, artifact)
                     for p in problems
                     if p.rule is not None and p.rule in index
                 ],
@@ -128,6 +135,6 @@ def as_sarif(report: Report, spec_url: str | None = None) -> dict[str, Any]:
     }
 
 
-def to_sarif(report: Report, spec_url: str | None = None) -> str:
+def to_sarif(report: Report, spec_url: str | None = None, artifact: str | None = None) -> str:
     """`as_sarif` as indented JSON text."""
-    return json.dumps(as_sarif(report, spec_url), indent=2) + "\n"
+    return json.dumps(as_sarif(report, spec_url, artifact), indent=2) + "\n"

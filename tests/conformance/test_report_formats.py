@@ -34,6 +34,7 @@ UNREACHABLE = "ws://127.0.0.1:9/ws/chat"
 # seq_gap breaks ASP-ENV-002 in every case with a run; the handshake case has none and passes.
 CASES = "handshake.version_selected,runs.message_starts_a_run,runs.ping_pong"
 SPEC_URL = "https://spec.example.org/asp/"
+ANCHOR = "server/endpoint.py"  # --sarif-location: the file that serves the endpoint
 PANEL_MULTIPLIER = "0.3"  # waits for answers a broken server never sends: loopback is fast
 
 
@@ -75,6 +76,8 @@ def run(panel: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[
         str(out / "report.sarif"),
         "--spec-url",
         SPEC_URL,
+        "--sarif-location",
+        ANCHOR,
         "--github-actions",
         env={"GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "80"},
     )
@@ -113,7 +116,9 @@ def test_sarif_has_one_result_per_failing_requirement_with_its_catalog_rule(run:
     assert rule["helpUri"] == SPEC_URL + "index.html#ASP-ENV-002"
     assert result["level"] == rule["defaultConfiguration"]["level"] == "error"  # a MUST
     assert "seq jumps" in result["message"]["text"]
-    names = {loc["name"] for loc in result["locations"][0]["logicalLocations"]}
+    (location,) = result["locations"]
+    assert location["physicalLocation"]["artifactLocation"]["uri"] == ANCHOR  # GitHub needs a file
+    names = {loc["name"] for loc in location["logicalLocations"]}
     assert {"runs.message_starts_a_run", "runs.ping_pong"} <= names
     assert "handshake.version_selected" not in names
     levels = {r["id"]: r["defaultConfiguration"]["level"] for r in rules}
@@ -167,6 +172,7 @@ def test_fail_on_sets_the_least_severity_that_fails_the_run(
     assert sarif_errors(sarif) == []
     (sarif_result,) = sarif["runs"][0]["results"]
     assert sarif_result["ruleId"] == "ASP-RUN-009" and sarif_result["level"] == "warning"
+    assert "physicalLocation" not in sarif_result["locations"][0]  # no --sarif-location
     suite = ElementTree.parse(tmp_path / "r.xml").getroot()
     assert junit_errors(suite) == [] and suite.get("failures") == failures
     annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
@@ -336,7 +342,8 @@ def test_the_action_runs_asp_check_on_a_url_from_its_inputs(panel: ServerProcess
     env |= {
         "ASP_CHECK_URL": panel_url(panel.url, "seq_gap"),
         "ASP_CHECK_JWT_SECRET": SECRET,
-        "ASP_CHECK_CASES": "handshake.version_selected",
+        "ASP_CHECK_CASES": "handshake.version_selected,runs.ping_pong",
+        "ASP_CHECK_SARIF_LOCATION": ANCHOR,
         "ASP_CHECK_REPORT_DIR": str(tmp_path / "reports"),
         "GITHUB_OUTPUT": str(tmp_path / "output"),
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
@@ -349,11 +356,15 @@ def test_the_action_runs_asp_check_on_a_url_from_its_inputs(panel: ServerProcess
         timeout=120,
         env={**os.environ, **env},
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr  # the step fails as the check did
+    assert "::error title=ASP-ENV-002 (MUST)::" in result.stdout
     outputs = dict(line.split("=", 1) for line in (tmp_path / "output").read_text().splitlines())
-    assert outputs["exit-code"] == "0"
-    assert sarif_errors(json.loads(Path(outputs["sarif-file"]).read_text())) == []
-    assert "## ASP server conformance: passed" in (tmp_path / "summary.md").read_text()
+    assert outputs["exit-code"] == "1"
+    sarif = json.loads(Path(outputs["sarif-file"]).read_text())
+    assert sarif_errors(sarif) == []
+    (located,) = sarif["runs"][0]["results"][0]["locations"]
+    assert located["physicalLocation"]["artifactLocation"]["uri"] == ANCHOR
+    assert "## ASP server conformance: FAILED" in (tmp_path / "summary.md").read_text()
     assert {p.suffix for p in (tmp_path / "reports").iterdir()} == {".sarif", ".xml", ".html", ".json"}
 
 
