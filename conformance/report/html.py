@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from conformance.outcomes import SEVERITY, CaseResult, Outcome
-from conformance.report.model import KIT_VERSION, LEVELS, Report
+from conformance.report.model import KIT_VERSION, LEVELS, Report, log_label
 from spec import PROTOCOL_VERSION
 from spec.catalog import requirements
 
@@ -61,7 +61,10 @@ def _case(result: CaseResult, report: Report) -> dict[str, Any]:
         "duration_s": result.duration_s,
         "reason": result.reason,
         "findings": result.findings,
-        "connections": [[_frame(f) for f in frames] for frames in result.transcripts],
+        "logs": [
+            (log_label(frames, number), [_frame(f) for f in frames])
+            for number, frames in enumerate(result.transcripts, start=1)
+        ],
     }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.gating import applies, since
-from conformance.outcomes import LEVEL_SEVERITY, SEVERITIES, CaseResult, Outcome, fails, worst
+from conformance.outcomes import LEVEL_SEVERITY, SEVERITIES, CaseResult, Outcome, fails, severity, worst
 from conformance.registry import ORACLE_REQUIREMENTS, all_cases
 from conformance.terms import ServerTerms
 from spec.catalog import requirements
@@ -251,8 +251,9 @@ class Report:
         return [r for r in self.everything if self.fails(r)]
 
     def problems(self) -> list[Problem]:
-        """Every failing requirement (fail, warning or expected failure), worst first, then the
-        kit's own errors and stale baseline entries: one `Problem` each."""
+        """Every failing requirement (fail, warning or expected failure), worst first, then, with no
+        requirement (`rule` None), the kit's own errors, stale baseline entries and failed results
+        without a failing finding (a probe that could not connect): one `Problem` each."""
         catalog = requirements()
         judged = [*self.results, *([self.oracle] if self.oracle else [])]
         found: list[Problem] = []
@@ -269,12 +270,12 @@ class Report:
             expected = [
                 r for r in judged if r.case_id in entry["cases"] and r.outcome == Outcome.EXPECTED_FAILURE
             ]
-            level = catalog[rid].level
+            strength = catalog[rid].level
             found.append(
                 Problem(
                     rule=rid,
-                    severity=LEVEL_SEVERITY[level],
-                    title=f"{rid} ({level}): {catalog[rid].statement}",
+                    severity=LEVEL_SEVERITY[strength],
+                    title=f"{rid} ({strength}): {catalog[rid].statement}",
                     messages=messages or [entry["reason"] or f"{rid} not met"],
                     cases=[
                         r.case_id
@@ -289,13 +290,16 @@ class Report:
             )
         found.sort(key=lambda p: (p.expected is not None, SEVERITIES.index(p.severity)))
         for result in self.everything:
+            level = severity(result)
             if result.outcome == Outcome.HARNESS_ERROR:
                 title = f"the kit failed in {result.case_id} (no verdict on the {self.judges})"
             elif result.outcome == Outcome.STALE_BASELINE:
                 title = f"stale baseline entry {result.case_id}"
+            elif level is not None and not result.failed_requirements:
+                title = f"{result.case_id} {result.outcome.value}"  # no finding: the probe could not connect
             else:
                 continue
-            found.append(Problem(None, "error", title, [result.reason or title], [result.case_id]))
+            found.append(Problem(None, level or "error", title, [result.reason or title], [result.case_id]))
         return found
 
     def exit_code(self) -> int:
@@ -310,3 +314,14 @@ class Report:
         if all(r.outcome == Outcome.HARNESS_ERROR for r in bad):
             return EXIT_USAGE
         return EXIT_FAILED
+
+
+def log_label(frames: list[dict[str, Any]], number: int) -> str:
+    """What transcript `number` (from 1) of a result is: a WebSocket connection, or (in a client
+    report, its last log) the client's standard input and output, whose frames are `stdin ...` /
+    `stdout ...` texts and the process's exit."""
+    texts = [str(f["text"]) for f in frames if f.get("text") is not None]
+    stdio = texts and all(t.startswith(("stdin ", "stdout ", "stderr ")) for t in texts)
+    if stdio and not any(f.get("direction") == "open" for f in frames):
+        return "the client's standard input and output"
+    return f"connection {number}"

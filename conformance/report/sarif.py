@@ -4,8 +4,9 @@ One `run` of the tool "asp check" (or "asp check-client"); its rules are the cat
 binding the judged party (ruleId = requirement ID, description = the requirement's statement,
 default level from MUST / SHOULD / MAY); one `result` per failing requirement (`Report.problems`),
 with the cases that saw it as logical locations. A requirement a baseline expects to fail carries
-an external suppression; the kit's own errors and stale baseline entries are tool execution
-notifications, and `executionSuccessful` is false when any of them stands.
+an external suppression. What fails with no requirement to name (the kit's own errors, stale
+baseline entries, a probe that could not connect) is a tool execution notification;
+`executionSuccessful` is false when the kit erred or the check could not be made as asked.
 
 A server URL is no source file, but GitHub code scanning refuses a whole log if a result has no
 physical location ("locationFromSarifResult: expected artifact location"): given `artifact` (a
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conformance.outcomes import LEVEL_SEVERITY
+from conformance.outcomes import LEVEL_SEVERITY, Outcome
 from conformance.report.model import KIT_VERSION, Problem, Report
 from spec import PROTOCOL_VERSION
 from spec.catalog import Requirement, requirements
@@ -86,7 +87,8 @@ def as_sarif(report: Report, spec_url: str | None = None, artifact: str | None =
     rules = [r for r in catalog.values() if r.binds == report.judges]
     index = {r.id: i for i, r in enumerate(rules)}
     problems = report.problems()
-    kit_trouble = [p for p in problems if p.rule is None]
+    unruled = [p for p in problems if p.rule is None]
+    erred = any(r.outcome == Outcome.HARNESS_ERROR for r in report.everything)
     return {
         "$schema": SARIF_SCHEMA_URI,
         "version": SARIF_VERSION,
@@ -104,12 +106,12 @@ def as_sarif(report: Report, spec_url: str | None = None, artifact: str | None =
                 },
                 "invocations": [
                     {
-                        "executionSuccessful": not kit_trouble and report.usage_error is None,
+                        "executionSuccessful": not erred and report.usage_error is None,
                         "exitCode": report.exit_code(),
                         "startTimeUtc": report.started,
                         "toolExecutionNotifications": [
-                            {"level": "error", "message": {"text": f"{p.title}: {p.text()}"}}
-                            for p in kit_trouble
+                            {"level": SARIF_LEVEL[p.severity], "message": {"text": f"{p.title}: {p.text()}"}}
+                            for p in unruled
                         ]
                         + (
                             [{"level": "error", "message": {"text": report.usage_error}}]

@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 
 from conformance.outcomes import CaseResult, Outcome
 from conformance.report.html import to_html
-from conformance.report.model import KIT_VERSION, LEVELS, Report
+from conformance.report.model import KIT_VERSION, LEVELS, Report, log_label
 from conformance.report.sarif import to_sarif
 from spec import PROTOCOL_VERSION
 from spec.catalog import requirements
@@ -88,7 +88,7 @@ def transcript_text(result: CaseResult) -> str:
     connection's start, direction, text or close code and reason)."""
     lines = []
     for number, frames in enumerate(result.transcripts, start=1):
-        lines.append(f"connection {number} ({len(frames)} frames)")
+        lines.append(f"{log_label(frames, number)} ({len(frames)} frames)")
         for frame in frames:
             body = frame.get("text")
             if body is None:

@@ -23,6 +23,7 @@ import yaml
 
 from conformance.outcomes import SEVERITIES, CaseResult, Finding, Outcome, blocks, fails, severity
 from conformance.report.github import escape_data, escape_property
+from conformance.report.model import log_label
 from conformance.report.outputs import FILES
 from spec.catalog import requirements
 from tests.support.faults import panel_url
@@ -403,3 +404,34 @@ def test_severity_follows_the_level_of_what_was_missed_and_fail_on_ranks_it():
             failing = level is not None and SEVERITIES.index(level) <= SEVERITIES.index(threshold)
             assert fails(case, threshold) == failing, (name, threshold)
         assert fails(case, "error") == blocks(case.outcome, strict=False), name
+
+
+def test_a_check_that_could_not_connect_is_annotated_and_noted_in_sarif(tmp_path: Path):
+    """No requirement to name (the probe found no server): a tool notification, an ::error."""
+    sarif_file = tmp_path / "r.sarif"
+    result = asp(
+        "check", UNREACHABLE, "--token", "t", "--quiet", "--github-actions", "--sarif-file", str(sarif_file)
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    sarif = json.loads(sarif_file.read_text())
+    assert sarif_errors(sarif) == []
+    (sarif_run,) = sarif["runs"]
+    assert sarif_run["results"] == []
+    (note,) = sarif_run["invocations"][0]["toolExecutionNotifications"]
+    assert note["level"] == "error" and "probe.first_connection" in note["message"]["text"]
+    annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    assert len(annotations) == 1 and annotations[0].startswith("::error title=probe.first_connection fail::")
+
+
+def test_a_client_reports_stdio_log_is_labelled_as_such_not_as_a_connection():
+    wire = [
+        {"t": 0.0, "direction": "open", "reason": "asp.v1"},
+        {"t": 0.1, "direction": "recv", "text": "{}"},
+    ]
+    stdio = [
+        {"t": 0.0, "direction": "send", "text": 'stdin {"send": "hi"}'},
+        {"t": 0.2, "direction": "recv", "text": 'stdout {"state": "open"}'},
+        {"t": 0.3, "direction": "close", "code": 0, "reason": "exit"},
+    ]
+    assert log_label(wire, 1) == "connection 1"
+    assert log_label(stdio, 2) == "the client's standard input and output"
