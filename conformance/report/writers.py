@@ -1,6 +1,6 @@
 """The report in every format a CI or a person reads: pure functions of a `Report` to a string.
 
-No I/O here; the caller decides where the strings go (`write` is the one helper that does).
+No I/O here; the caller decides where the strings go (`outputs.emit` is the one place that writes).
 Which results fail the run is `Report.fails` (`--fail-on`), the same rule the exit code uses.
 SARIF, GitHub Actions and HTML have modules of their own (`sarif`, `github`, `html`).
 """
@@ -208,8 +208,3 @@ FORMATS = {
     "sarif": to_sarif,
     "traceability": to_traceability,
 }
-
-
-def write(report: Report, path: Path, kind: str) -> None:
-    """Write the report in format `kind` (a key of FORMATS) to `path`."""
-    path.write_text(FORMATS[kind](report), encoding="utf-8")
