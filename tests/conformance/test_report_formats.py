@@ -21,6 +21,7 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
+from asp_cli.main import main
 from conformance.outcomes import SEVERITIES, CaseResult, Finding, Outcome, blocks, fails, severity
 from conformance.report.github import escape_data, escape_property
 from conformance.report.model import log_label
@@ -291,16 +292,23 @@ def test_plain_output_is_never_wrapped_mid_phrase_when_stdout_is_a_pipe(run: dic
     assert max(len(line) for line in lines) > 80  # longer than the 80 columns rich assumed
 
 
-def test_list_honours_cases_and_exclude_and_prints_a_count():
-    everything = asp("check", "--list").stdout.splitlines()
+def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`asp ARGS` in this process (no interpreter start-up): exit code, stdout, stderr."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_list_honours_cases_and_exclude_and_prints_a_count(capsys: pytest.CaptureFixture[str]):
+    everything = in_process(capsys, "check", "--list")[1].splitlines()
     total = len(everything) - 1
     assert everything[-1] == f"{total} cases"
-    result = asp("check", "--list", "--cases", "runs", "--exclude", "runs.cancel")
-    listed = result.stdout.splitlines()
-    assert result.returncode == 0 and listed[-1] == f"{len(listed) - 1} cases of {total}"
+    code, out, _ = in_process(capsys, "check", "--list", "--cases", "runs", "--exclude", "runs.cancel")
+    listed = out.splitlines()
+    assert code == 0 and listed[-1] == f"{len(listed) - 1} cases of {total}"
     assert listed[:-1] and all(line.startswith("runs.") for line in listed[:-1])
     assert not any(line.split()[0] == "runs.cancel" for line in listed[:-1])
-    clients = asp("check-client", "--list", "--cases", "reconnect").stdout.splitlines()
+    clients = in_process(capsys, "check-client", "--list", "--cases", "reconnect")[1].splitlines()
     assert re.fullmatch(r"\d+ scenarios of \d+", clients[-1]) and len(clients) > 1
 
 
@@ -318,12 +326,12 @@ def test_list_honours_cases_and_exclude_and_prints_a_count():
     ids=["fail-on", "strict-vs-error", "no-dir", "a-dir", "list-selector", "client-fail-on", "client-no-dir"],
 )
 def test_a_bad_report_option_is_a_usage_error_of_one_line_before_any_connection(
-    args: list[str], tmp_path: Path
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    result = asp(*[str(tmp_path) if a == "DIR" else a for a in args])
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    assert result.stdout == ""  # nothing ran
+    code, out, err = in_process(capsys, *[str(tmp_path) if a == "DIR" else a for a in args])
+    assert code == 2, out + err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert out == ""  # nothing ran
 
 
 # The GitHub Action
