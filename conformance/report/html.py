@@ -2,8 +2,9 @@
 
 A summary table comes first (case, requirement IDs, outcome, time), failures first, each row
 linking to its case's section (`report.html#CASE_ID`), with a filter by outcome; then the failing
-requirements; then one section per case with its findings and its wire log, one collapsed
-`<details>` per connection. Rendered with Jinja2 templates (`templates/`), autoescaped.
+requirements; then one section per case: a one-line summary that opens to its findings and its wire
+log (one collapsed `<details>` per connection). Cases that did not pass start open. Rendered with
+Jinja2 templates (`templates/`), autoescaped.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from spec import PROTOCOL_VERSION
 from spec.catalog import requirements
 
 TEMPLATES = Path(__file__).with_name("templates")
+# Outcomes whose case starts collapsed (its summary line says it all); the others start open.
+QUIET = ("pass", "info", "not_applicable")
 COLOURS = {
     "pass": "#1a7f37",
     "fail": "#cf222e",
@@ -99,6 +102,7 @@ def to_html(report: Report) -> str:
             catalog=catalog,
             cases=cases,
             colours=COLOURS,
+        quiet=QUIET,
             server_version=str(terms.session.get("protocol_version", "")) if terms else "",
             capabilities=sorted(terms.capabilities) if terms else [],
         )

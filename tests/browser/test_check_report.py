@@ -62,6 +62,11 @@ def test_the_report_reads_summary_first_and_filters_by_outcome(browser: Browser,
 
     summary.locator("a[href='#runs.ping_pong']").click()
     assert page.evaluate("location.hash") == "#runs.ping_pong"
+    passing = page.locator("section[id='handshake.version_selected'] details.case")
+    expect(passing.locator("ul.findings")).to_be_hidden()  # a pass starts collapsed
+    summary.locator("a[href='#handshake.version_selected']").click()
+    expect(passing.locator("ul.findings")).to_be_visible()  # the link opens it
+    summary.locator("a[href='#runs.ping_pong']").click()
     section = page.locator("section[id='runs.ping_pong']")
     expect(section).to_be_in_viewport()
     section.locator("details.wire summary").first.click()

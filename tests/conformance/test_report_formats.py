@@ -238,7 +238,7 @@ class _Page(HTMLParser):
         self.rows: list[dict[str, str | None]] = []
         self.links: list[str] = []
         self.ids: set[str] = set()
-        self.details_open: list[bool] = []
+        self.details: list[tuple[str, bool]] = []  # (class, open)
         self.filters: list[str] = []
         self._in_summary = False
 
@@ -254,7 +254,7 @@ class _Page(HTMLParser):
         if tag == "a" and self._in_summary and str(found.get("href", "")).startswith("#"):
             self.links.append(str(found["href"])[1:])
         if tag == "details":
-            self.details_open.append("open" in found)
+            self.details.append((str(found.get("class")), "open" in found))
         if tag == "input" and found.get("type") == "checkbox":
             self.filters.append(str(found.get("value")))
 
@@ -275,7 +275,10 @@ def test_the_html_report_leads_with_a_summary_table_failures_first(run: dict[str
     assert outcomes == ["fail", "fail", "fail", "pass"]  # two cases and the oracle, then the pass
     assert set(page.links) == {c["id"] for c in run["report"]["cases"]} | {"oracle.all_frames"}
     assert set(page.links) <= page.ids  # every row links to its case's section
-    assert page.details_open and not any(page.details_open)  # wire logs collapsed
+    wire = [opened for kind, opened in page.details if kind == "wire"]
+    assert wire and not any(wire)  # wire logs collapsed
+    cases = [opened for kind, opened in page.details if kind == "case"]
+    assert cases == [True, True, True, False]  # what did not pass starts open
     assert page.filters == ["pass", "fail"]
     assert "&#34;type&#34;: &#34;session&#34;" in text and "{{" not in text
 

@@ -7,3 +7,12 @@ document.querySelectorAll("#filter input").forEach((box) => {
     });
   });
 });
+// A link to a case (#CASE_ID) opens the case, also a passing one that starts collapsed.
+function openLinkedCase() {
+  const id = decodeURIComponent(location.hash.slice(1));
+  const section = id && document.getElementById(id);
+  const details = section && section.querySelector("details.case");
+  if (details) details.open = true;
+}
+window.addEventListener("hashchange", openLinkedCase);
+openLinkedCase();
