@@ -102,7 +102,7 @@ def to_html(report: Report) -> str:
             catalog=catalog,
             cases=cases,
             colours=COLOURS,
-        quiet=QUIET,
+            quiet=QUIET,
             server_version=str(terms.session.get("protocol_version", "")) if terms else "",
             capabilities=sorted(terms.capabilities) if terms else [],
         )
