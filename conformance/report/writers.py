@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from conformance.outcomes import CaseResult, Outcome
+from conformance.outcomes import CaseResult, Outcome, severity
 from conformance.report.html import to_html
 from conformance.report.model import KIT_VERSION, LEVELS, Report, log_label
 from conformance.report.sarif import to_sarif
@@ -133,7 +133,8 @@ def to_junit(report: Report) -> str:
         elif result.outcome in (Outcome.NOT_APPLICABLE, Outcome.UNTESTABLE):
             ElementTree.SubElement(case, "skipped", message=f"{result.outcome.value}: {reason}")
         elif result.outcome == Outcome.WARNING:
-            ElementTree.SubElement(case, "system-out").text = f"warning (SHOULD missed): {detail}"
+            missed = f"{severity(result)}, not failing at --fail-on {report.threshold}"
+            ElementTree.SubElement(case, "system-out").text = f"warning ({missed}): {detail}"
         if report.fails(result) and result.transcripts:
             ElementTree.SubElement(case, "system-out").text = _xml(transcript_text(result))
     return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
@@ -197,7 +198,8 @@ def to_terminal(report: Report) -> str:
         lines.append(f"oracle over every frame: {report.oracle.outcome.value}")
     compliance = report.compliance()
     lines.extend(f"compliance {name}: {compliance[name].describe()}" for name in LEVELS)
-    lines.append(f"exit {report.exit_code()}")
+    threshold = "" if report.threshold == "error" else f" (fail on {report.threshold})"
+    lines.append(f"exit {report.exit_code()}{threshold}")
     return "\n".join(lines)
 
 

@@ -177,6 +177,10 @@ def test_fail_on_sets_the_least_severity_that_fails_the_run(
     assert "physicalLocation" not in sarif_result["locations"][0]  # no --sarif-location
     suite = ElementTree.parse(tmp_path / "r.xml").getroot()
     assert junit_errors(suite) == [] and suite.get("failures") == failures
+    if failures == "0" and "--expected-failures" not in extra:
+        (note,) = suite.iter("system-out")
+        assert (note.text or "").startswith("warning (warning, not failing at --fail-on error): ASP-RUN-009")
+    assert result.stdout.rstrip().endswith(f"exit {exit_code}" + (f" (fail on {extra[1]})" if extra else ""))
     annotations = [line for line in result.stdout.splitlines() if line.startswith("::")]
     if "--expected-failures" in extra:
         assert sarif_result["suppressions"][0]["kind"] == "external"
