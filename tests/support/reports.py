@@ -1,6 +1,11 @@
 """Structural checks of the kit's CI reports: SARIF against the official OASIS schema (vendored in
 tests/data, never downloaded), JUnit XML against the shape CI servers read (Jenkins, GitLab, the
-GitHub test reporters: the junit-10 XSD's elements and counters)."""
+GitHub test reporters: the junit-10 XSD's elements and counters).
+
+tests/data/sarif-schema-2.1.0.json is `sarif-2.1/schema/sarif-schema-2.1.0.json` of
+github.com/oasis-tcs/sarif-spec at e0583813964ec43cea53b6b531b402866095ed1f, byte for byte: the
+OASIS SARIF 2.1.0 errata 01 schema (JSON Schema draft 04).
+"""
 
 from __future__ import annotations
 
