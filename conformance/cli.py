@@ -135,7 +135,11 @@ def register(commands: Any) -> None:
     check.add_argument("--fuzz-examples", type=int, default=40, help="generated inputs per fuzz case")
     outputs.add_arguments(check)
     check.add_argument("--quiet", action="store_true", help="no per-case progress lines")
-    check.add_argument("--list", action="store_true", help="list the cases and exit")
+    check.add_argument(
+        "--list",
+        action="store_true",
+        help="list the cases --cases / --exclude select, with their count, and exit",
+    )
     check.set_defaults(
         handler=lambda args: (
             _list_cases(args) if args.list else (_check(args) if args.url else _missing_url())

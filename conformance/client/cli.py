@@ -133,7 +133,11 @@ def register(commands: Any) -> None:
     )
     outputs.add_arguments(check)
     check.add_argument("--quiet", action="store_true", help="no per-scenario progress lines")
-    check.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    check.add_argument(
+        "--list",
+        action="store_true",
+        help="list the scenarios --cases / --exclude select, with their count, and exit",
+    )
     check.set_defaults(
         handler=lambda args: (
             _list(args) if args.list else (_check(args) if args.command else _usage("--command is required"))
