@@ -27,7 +27,8 @@ FLAGS: list[tuple[str, type, str]] = [
 
 def _serve(args: argparse.Namespace) -> int:
     from reference_server.config import Settings
-    from reference_server.server import DevMode, NotLoopback, serve
+    from reference_server.launch import run
+    from reference_server.server import DevMode, serve
 
     overrides: dict[str, Any] = {
         name.replace("-", "_"): getattr(args, name.replace("-", "_"))
@@ -35,19 +36,23 @@ def _serve(args: argparse.Namespace) -> int:
         if getattr(args, name.replace("-", "_")) is not None
     }
     overrides["fixtures"] = not args.no_fixtures
-    try:
-        serve(Settings(**overrides), dev=DevMode() if args.dev else None)
-    except NotLoopback as refused:
-        print(f"error: {refused}", file=sys.stderr)
-        return 2
-    return 0
+    dev = DevMode() if args.dev else None
+    return run(lambda: Settings(**overrides), lambda settings: serve(settings, dev=dev))
 
 
 def _token(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from reference_server.auth import mint
     from reference_server.config import Settings
+    from reference_server.launch import setting_problems
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as invalid:
+        for line in setting_problems(invalid):
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     if settings.generated_secret:
         print("error: set ASP_JWT_SECRET to the server's secret to mint a token for it", file=sys.stderr)
         return 2

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import secrets
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32  # HS256: a key at least as long as the hash output (RFC 7518 section 3.2)
 
 
 class Settings(BaseSettings):
@@ -67,6 +69,20 @@ class Settings(BaseSettings):
     tracing: str = Field(default="", description="OpenTelemetry spans: '' off, 'true' or 'console'.")
 
     generated_secret: bool = Field(default=False, exclude=True)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        """HS256 keys of at least 32 bytes (RFC 7518 section 3.2), checked once here rather than
+        warned about by PyJWT on every token. Empty means unset (a secret is generated)."""
+        length = len(secret.get_secret_value().encode()) if secret is not None else 0
+        if 0 < length < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"is {length} byte{'s' if length != 1 else ''}; HS256 needs at least {MIN_SECRET_BYTES} "
+                "(RFC 7518 section 3.2). "
+                "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return secret
 
     @model_validator(mode="after")
     def _ensure_secret(self) -> Settings:

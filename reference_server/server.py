@@ -23,6 +23,7 @@ from uvicorn._types import ASGIApplication
 from reference_server.app import create_app
 from reference_server.auth import mint
 from reference_server.config import Settings
+from reference_server.launch import StartupError, bind_problem
 from reference_server.logs import logging_config
 from reference_server.transport import accept_backlog, protocols, raise_file_limit
 
@@ -35,7 +36,7 @@ class DevMode:
     token_ttl_s: int = 3600
 
 
-class NotLoopback(ValueError):
+class NotLoopback(StartupError):
     """Development mode asked for on an address others can reach."""
 
 
@@ -122,7 +123,8 @@ def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM. `app` wraps or replaces the reference app (tests use it for faults).
 
-    Raises NotLoopback when `dev` is given and settings.host is not a loopback address.
+    Raises NotLoopback when `dev` is given and settings.host is not a loopback address, StartupError
+    when the address cannot be bound, ModelUnavailable when settings.model cannot run here.
     """
     if dev is not None and not is_loopback(settings.host):
         raise NotLoopback(
@@ -131,7 +133,10 @@ def serve(
         )
     logging.config.dictConfig(logging_config(json_lines=settings.log_json, access_log=settings.access_log))
     raise_file_limit()
-    sock = bind(settings.host, settings.port)
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as refused:
+        raise bind_problem(settings.host, settings.port, refused) from None
     port = sock.getsockname()[1]
     config = uvicorn_config(settings, app, dev_token_ttl_s=dev.token_ttl_s if dev else None)
     announce(settings, port, out, dev)

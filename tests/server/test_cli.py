@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -136,3 +139,100 @@ async def test_make_serve_is_dev_mode_and_prints_a_token_that_connects(tmp_path:
         assert (await client.expect("session"))["user"]["id"] == "dev"
         await client.close()
         assert client.violations == []
+
+
+# --- `asp serve`: messages, not tracebacks (issue 15) ------------------------------------------------
+
+
+def asp_serve(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`asp serve ARGS` that is expected to refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "serve", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a start that failed with exit 2, no traceback anywhere."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "stop"),
+    [
+        (["-m", "asp_cli.main", "serve", "--port", "0"], signal.SIGINT),
+        (["-m", "reference_server"], signal.SIGTERM),
+    ],
+    ids=["asp serve, Ctrl-C", "python -m reference_server, SIGTERM"],
+)
+def test_a_stop_signal_shuts_down_with_one_line_and_exit_0(
+    tmp_path: Path, command: list[str], stop: signal.Signals
+):
+    env = {**clean_env(), "ASP_PORT": "0", "ASP_JWT_SECRET": SECRET}
+    process = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=tmp_path,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "startup complete" in line:
+            break
+    process.send_signal(stop)
+    out, _ = process.communicate(timeout=60)
+    everything = "".join(seen) + out
+    assert process.returncode == 0, everything
+    assert "Traceback" not in everything and "KeyboardInterrupt" not in everything
+    assert out.strip().splitlines()[-1] == f"ASP reference server stopped ({stop.name}).", everything
+    # SQLite's -wal and -shm files go with the last connection: a clean stop leaves only the database
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["asp.db"]
+
+
+def test_a_port_in_use_is_one_line_naming_the_way_out(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_refusal(asp_serve("--port", str(port), env=clean_env(), cwd=tmp_path))
+    assert f"127.0.0.1:{port}" in line and "in use" in line and "--port" in line and "ASP_PORT" in line
+
+
+def test_a_model_of_a_missing_provider_names_the_extra(tmp_path: Path):
+    pytest.importorskip("pydantic_ai")
+    if importlib.util.find_spec("openai") is not None:
+        pytest.skip("the providers extra is installed here")
+    env = {**clean_env(), "ASP_MODEL": "openai:gpt-4o"}
+    line = one_line_refusal(asp_serve("--port", "0", env=env, cwd=tmp_path))
+    assert "pip install 'agent-stream-protocol[providers]'" in line
+
+
+def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_path: Path):
+    short = "too-short-a-secret"
+    env = {**clean_env(), "ASP_JWT_SECRET": short, "ASP_MAX_CONNECTIONS": "0"}
+    result = asp_serve("--port", "0", env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("error: ASP_JWT_SECRET (--jwt-secret): is 18 bytes; HS256 needs at least 32")
+    assert lines[1].startswith("error: ASP_MAX_CONNECTIONS (--max-connections): ")
+    assert short not in result.stderr
+    token = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "token", "--user", "carol"],
+        env={**clean_env(), "ASP_JWT_SECRET": short},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "ASP_JWT_SECRET" in one_line_refusal(token) and "Warning" not in token.stderr
