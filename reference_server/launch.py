@@ -14,9 +14,13 @@
 from __future__ import annotations
 
 import errno
+import os
+import shlex
+import shutil
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
@@ -74,6 +78,19 @@ def bind_problem(host: str, port: int, error: OSError) -> StartupError:
         )
     reason = error.strerror or str(error)
     return StartupError(f"cannot listen on {where}: {reason}. Choose another --host / --port")
+
+
+def asp_command() -> str:
+    """`asp` as the user can type it where they started the server: `asp` when that is on PATH,
+    else the path they ran (`make serve` runs `.venv/bin/asp`, which is not on PATH)."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "asp":
+        return "asp"  # `python -m ...`: tests and embedders know their own command
+    on_path = shutil.which("asp")
+    if on_path and Path(on_path).resolve() == invoked.resolve():
+        return "asp"
+    relative = os.path.relpath(invoked)
+    return shlex.quote(relative if not relative.startswith("..") else str(invoked.resolve()))
 
 
 def run(
