@@ -46,8 +46,14 @@ class Stopped(BaseException):
         self.signal_name = signal.Signals(signum).name
 
 
+_installed_by: int | None = None  # the process whose run() installed _stop
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
-    raise Stopped(signum)
+    """Raise Stopped in the process that called run(); in a process forked from it (a worker) the
+    signal has done its work once uvicorn re-raises it after draining: return, and let it exit 0."""
+    if os.getpid() == _installed_by:
+        raise Stopped(signum)
 
 
 def setting_problems(error: ValidationError) -> list[str]:
@@ -105,6 +111,8 @@ def run(
     subclass: NotLoopback, ModelUnavailable) with a one-line message when the server cannot start.
     Exit 0 after SIGINT/SIGTERM, 2 when the server could not start (each problem a line of `err`).
     """
+    global _installed_by
+    _installed_by = os.getpid()
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:

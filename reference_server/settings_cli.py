@@ -65,7 +65,9 @@ def shown_default(info: FieldInfo) -> str:
     if isinstance(default, float) and default.is_integer():
         return str(int(default))
     if isinstance(default, int):
-        return f"{default:,}".replace(",", "")
+        return str(default)
+    if default is None or default == "":
+        return "unset"
     return f"`{default}`"
 
 

@@ -132,6 +132,8 @@ def test_defect_6_without_dev_no_token_is_printed(tmp_path: Path, command: list[
         assert "Development token" not in output and "DEVELOPMENT MODE" not in output
         assert not re.search(r"eyJ[A-Za-z0-9_-]+\.", output)
         assert "asp token --user" in output
+        assert "Check it: asp check ws://127.0.0.1:" in output and '--jwt-secret "$ASP_JWT_SECRET"' in output
+        assert SECRET not in output  # a secret the user set is never echoed
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
