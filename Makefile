@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVE_STAMP := $(VENV)/.installed-serve
 
 .PHONY: serve test test-slow lint typecheck unit browser-deps clean
 
@@ -10,10 +11,17 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(SERVE_STAMP)
 
-serve: $(STAMP)
-	$(BIN)/asp serve --dev
+# Serving needs the package alone, not the dev extra (mypy, ruff, Playwright, OpenTelemetry).
+$(SERVE_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $(SERVE_STAMP)
+
+# `make serve PORT=8001` (or ASP_PORT=8001 make serve) picks the port.
+serve: $(SERVE_STAMP)
+	$(BIN)/asp serve --dev $(if $(PORT),--port $(PORT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,7 +28,7 @@ class DevLogin(BaseModel):
 
 
 def create_app(settings: Settings | None = None, *, dev_token_ttl_s: int | None = None) -> FastAPI:
-    """The ASGI app: the ASP endpoint at settings.path, the demo page, /static, /healthz.
+    """The ASGI app: the ASP endpoint at settings.path, the demo page, /favicon.ico, /static, /healthz.
 
     `dev_token_ttl_s` (development mode only, see reference_server.server.DevMode) adds
     POST /dev/token, which mints tokens of that lifetime for any user name.
@@ -61,6 +61,12 @@ def create_app(settings: Settings | None = None, *, dev_token_ttl_s: int | None 
     @app.get("/", include_in_schema=False)
     async def demo_page() -> HTMLResponse:
         return HTMLResponse(page)
+
+    icon = (STATIC / "favicon.svg").read_bytes()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(icon, media_type="image/svg+xml", headers={"cache-control": "max-age=86400"})
 
     @app.get("/static/asp-protocol.js", include_in_schema=False)
     async def protocol_module() -> Response:

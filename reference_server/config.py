@@ -8,65 +8,132 @@ from __future__ import annotations
 
 import secrets
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32  # HS256: a key at least as long as the hash output (RFC 7518 section 3.2)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASP_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    path: str = "/ws/chat"
+    host: str = Field(default="127.0.0.1", description="Address to bind; `--dev` needs a loopback one.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port; 0 picks a free one (printed).")
+    path: str = Field(default="/ws/chat", description="Path of the ASP WebSocket endpoint.")
     jwt_secret: SecretStr | None = Field(
-        default=None, description="HS256 secret for tokens; generated per start when unset."
+        default=None,
+        description="HS256 secret for tokens, at least 32 bytes. Prefer the variable to the flag "
+        "(flags show in process lists).",
+        json_schema_extra={"shown_default": "generated per start"},
     )
-    database_url: str = "sqlite+aiosqlite:///asp.db"
-    max_connections: int = Field(default=100, ge=1)
-    model: str = Field(default="offline", description="'offline' or any pydantic-ai model string.")
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///asp.db",
+        description="Any SQLAlchemy async URL (PostgreSQL by URL: `postgresql+asyncpg://...`).",
+    )
+    max_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Connection limit; beyond it 1013 (a user's new connection takes the slot of the one "
+        "it supersedes).",
+    )
+    model: str = Field(
+        default="offline",
+        description="`offline`, or a pydantic-ai model string such as `openai:gpt-4o` (its key from the "
+        "provider's own variable; `pip install 'agent-stream-protocol[providers]'`).",
+    )
     token_delay_ms: int = Field(default=15, ge=0, description="Pace of the offline model, per token.")
-    heartbeat_interval_ms: int = Field(default=15_000, ge=100)
-    idle_timeout_ms: int = Field(default=60_000, ge=100)
-    rate_limit_messages: int = Field(default=20, ge=1)
-    rate_limit_window_ms: int = Field(default=60_000, ge=1)
-    max_message_bytes: int = Field(default=65_536, ge=1024)
-    replay_window: int = Field(default=1_000, ge=0)
-    session_ttl_ms: int = Field(default=60_000, ge=0)
-    send_timeout_ms: int = Field(
-        default=10_000, ge=100, description="A send blocked longer is a slow consumer."
+    heartbeat_interval_ms: int = Field(
+        default=15_000,
+        ge=100,
+        description="WebSocket pings at this interval, announced in `session`; no pong within it "
+        "closes 4005.",
     )
-    max_pending_events: int = Field(default=10_000, ge=10)
+    idle_timeout_ms: int = Field(
+        default=60_000,
+        ge=100,
+        description="No data frame for this long (counted from the end of the last run too) closes 4003.",
+    )
+    rate_limit_messages: int = Field(
+        default=20, ge=1, description="Runs one user may start per window; refused messages do not count."
+    )
+    rate_limit_window_ms: int = Field(default=60_000, ge=1, description="The rate limit's sliding window.")
+    max_message_bytes: int = Field(
+        default=65_536, ge=1024, description="Larger client messages (fragments reassembled) close 1009."
+    )
+    replay_window: int = Field(default=1_000, ge=0, description="Events a session keeps for a resume.")
+    session_ttl_ms: int = Field(
+        default=60_000, ge=0, description="How long a session outlives its connection, resumable."
+    )
+    send_timeout_ms: int = Field(
+        default=10_000, ge=100, description="A client not reading for this long is closed 4004."
+    )
+    max_pending_events: int = Field(
+        default=10_000, ge=10, description="Events queued for one connection; beyond, it is closed 4004."
+    )
     max_event_bytes: int = Field(
-        default=1_048_576, ge=65_536, description="Largest server event, announced (ASP-LIM-011)."
+        default=1_048_576,
+        ge=65_536,
+        description="Largest server event, announced (ASP-LIM-011); deltas are split, history keeps the "
+        "newest entries that fit.",
     )
     handshake_timeout_ms: int = Field(
-        default=5_000,
-        ge=100,
-        description="A connection that has not sent its request head by then is closed.",
+        default=5_000, ge=100, description="A request head must arrive within this, else 408."
     )
     max_pending_handshakes: int | None = Field(
         default=None,
         ge=1,
-        description="Connections still sending their request head; beyond, the oldest is closed. "
-        "Default: half the file descriptors left after max_connections.",
+        description="Connections still sending their request head; beyond, the oldest is closed.",
+        json_schema_extra={"shown_default": "half the file descriptors left after max_connections"},
     )
     history_cache_size: int = Field(
-        default=10_000, ge=0, description="0 when several processes share the DB."
+        default=10_000,
+        ge=0,
+        description="Conversations kept in a write-through cache; 0 when several processes share the "
+        "database.",
     )
     coalesce_ms: float = Field(
-        default=2.0, ge=0, description="Bounded wait to coalesce deltas of an instant model."
+        default=2.0,
+        ge=0,
+        description="Deltas arriving faster than a quarter of this wait at most this long and leave as one "
+        "event; the first delta of a run and paced streams never wait.",
     )
-    max_coalesced_chars: int = Field(default=16_384, ge=1)
-    shutdown_grace_ms: int = Field(default=5_000, ge=0)
+    max_coalesced_chars: int = Field(default=16_384, ge=1, description="Largest delta made by coalescing.")
+    shutdown_grace_ms: int = Field(
+        default=5_000,
+        ge=0,
+        description="On SIGTERM runs get this long to finish (then `error shutting_down`), then "
+        "connections close 1012.",
+    )
     fixtures: bool = Field(
-        default=False, description="Declare and honour the test fixtures (never in production)."
+        default=False,
+        description="Declare and honour the test fixtures (`spec/registry.yaml`); never in production.",
+        json_schema_extra={"shown_default": "false (`asp serve`: true)"},
     )
     reasoning: bool = Field(default=False, description="Stream the model's reasoning as reasoning_delta.")
-    access_log: bool = True
-    log_json: bool = False
-    tracing: str = Field(default="", description="OpenTelemetry spans: '' off, 'true' or 'console'.")
+    access_log: bool = Field(default=True, description="uvicorn's access log (tokens redacted).")
+    log_json: bool = Field(default=False, description="Log lines as JSON objects.")
+    tracing: str = Field(
+        default="",
+        description="OpenTelemetry spans: `true` (the deployment's tracer provider) or `console`; "
+        "extra `tracing`.",
+        json_schema_extra={"shown_default": "off"},
+    )
 
     generated_secret: bool = Field(default=False, exclude=True)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        """HS256 keys of at least 32 bytes (RFC 7518 section 3.2), checked once here rather than
+        warned about by PyJWT on every token. Empty means unset (a secret is generated)."""
+        length = len(secret.get_secret_value().encode()) if secret is not None else 0
+        if 0 < length < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"is {length} byte{'s' if length != 1 else ''}; HS256 needs at least {MIN_SECRET_BYTES} "
+                "(RFC 7518 section 3.2). "
+                "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return secret
 
     @model_validator(mode="after")
     def _ensure_secret(self) -> Settings:

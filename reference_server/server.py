@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging.config
 import math
+import shlex
 import socket
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from uvicorn._types import ASGIApplication
 from reference_server.app import create_app
 from reference_server.auth import mint
 from reference_server.config import Settings
+from reference_server.launch import StartupError, asp_command, bind_problem
 from reference_server.logs import logging_config
 from reference_server.transport import accept_backlog, protocols, raise_file_limit
 
@@ -35,7 +37,7 @@ class DevMode:
     token_ttl_s: int = 3600
 
 
-class NotLoopback(ValueError):
+class NotLoopback(StartupError):
     """Development mode asked for on an address others can reach."""
 
 
@@ -95,8 +97,11 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
         print(
             "No ASP_JWT_SECRET set: generated a secret for this run; tokens die with the process.", file=out
         )
+    url = f"ws://{host}:{port}{settings.path}"
     if dev is None:
         print("Tokens: `asp token --user NAME` with this server's ASP_JWT_SECRET.", file=out)
+        if not settings.generated_secret:
+            print(f'Check it: {asp_command()} check {url} --jwt-secret "$ASP_JWT_SECRET"', file=out)
         out.flush()
         return
     minutes = dev.token_ttl_s // 60
@@ -110,7 +115,11 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     print(rule, file=out)
     token = mint(dev.user, settings.secret, ttl_seconds=dev.token_ttl_s)
     print(f"Development token (user {dev.user!r}, {minutes} min): {token}", file=out)
-    print(f"Connect: ws://{host}:{port}{settings.path}?token=<token>", file=out)
+    print(f"Connect: {url}?token=<token>", file=out)
+    # The secret of a development server (generated per start unless ASP_JWT_SECRET is set, and
+    # then not echoed) goes into a line the user can paste: the quick start leads into a check.
+    secret = shlex.quote(settings.secret) if settings.generated_secret else '"$ASP_JWT_SECRET"'
+    print(f"Check it: {asp_command()} check {url} --jwt-secret {secret}", file=out)
     out.flush()
 
 
@@ -122,7 +131,8 @@ def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM. `app` wraps or replaces the reference app (tests use it for faults).
 
-    Raises NotLoopback when `dev` is given and settings.host is not a loopback address.
+    Raises NotLoopback when `dev` is given and settings.host is not a loopback address, StartupError
+    when the address cannot be bound, ModelUnavailable when settings.model cannot run here.
     """
     if dev is not None and not is_loopback(settings.host):
         raise NotLoopback(
@@ -131,7 +141,10 @@ def serve(
         )
     logging.config.dictConfig(logging_config(json_lines=settings.log_json, access_log=settings.access_log))
     raise_file_limit()
-    sock = bind(settings.host, settings.port)
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as refused:
+        raise bind_problem(settings.host, settings.port, refused) from None
     port = sock.getsockname()[1]
     config = uvicorn_config(settings, app, dev_token_ttl_s=dev.token_ttl_s if dev else None)
     announce(settings, port, out, dev)

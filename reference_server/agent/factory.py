@@ -2,24 +2,75 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 from typing import Any
 
 from pydantic_ai import Agent
-from pydantic_ai.models import Model
+from pydantic_ai.exceptions import UserError
+from pydantic_ai.models import Model, infer_model
 
 from reference_server.agent.offline_model import offline_model
 from reference_server.agent.tools import demo_toolset, fixture_toolset
 from reference_server.config import Settings
+from reference_server.launch import StartupError
 
 INSTRUCTIONS = (
     "You are a helpful assistant. Use the calculator for arithmetic and the clock for the time. Be concise."
 )
 
 
-def build_model(settings: Settings) -> Model | str:
+PACKAGE = "agent-stream-protocol"
+_PYDANTIC_AI_GROUP = re.compile(r"pydantic-ai-slim\[([A-Za-z0-9_-]+)\]")
+
+
+class ModelUnavailable(StartupError):
+    """ASP_MODEL names a model this installation cannot run; the message says why in one line."""
+
+
+def providers_extra() -> set[str]:
+    """The pydantic-ai optional groups this package's `providers` extra installs (from its metadata)."""
+    try:
+        requirements = importlib.metadata.requires(PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        return set()
+    groups: set[str] = set()
+    for requirement in requirements:
+        name, _, marker = requirement.partition(";")
+        if "providers" in marker and name.strip().startswith("pydantic-ai-slim["):
+            groups.update(g.strip() for g in name.split("[", 1)[1].split("]", 1)[0].split(","))
+    return groups
+
+
+def build_model(settings: Settings) -> Model:
+    """The offline model, or the pydantic-ai model `settings.model` names (its provider's API key
+    from the provider's own environment variable).
+
+    Raises ModelUnavailable, in one line, when the model string is unknown, its provider's package
+    is not installed (naming the extra that installs it: `providers` for OpenAI and Anthropic) or the
+    provider cannot be set up (no API key).
+    """
     if settings.model == "offline":
         return offline_model(token_delay_s=settings.token_delay_ms / 1000, fixtures=settings.fixtures)
-    return settings.model  # resolved by pydantic-ai, with the provider's API key from the environment
+    try:
+        return infer_model(settings.model)
+    except ImportError as missing:
+        group = _PYDANTIC_AI_GROUP.search(str(missing))
+        if group and group.group(1) in providers_extra():
+            install = f"pip install '{PACKAGE}[providers]'"
+        elif group:
+            install = f"pip install 'pydantic-ai-slim[{group.group(1)}]'"
+        else:
+            install = f"pip install '{PACKAGE}[providers]', or the package pydantic-ai asks for"
+        raise ModelUnavailable(
+            f"ASP_MODEL={settings.model} needs a provider package that is not installed: {install}"
+        ) from None
+    except UserError as refused:
+        raise ModelUnavailable(f"ASP_MODEL={settings.model}: {_one_line(str(refused))}") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def build_agent(settings: Settings) -> Agent[None, str | None]:

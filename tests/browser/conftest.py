@@ -41,10 +41,11 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture
-def demo_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(  # `asp serve --dev`: the demo page's development sign-in
-        database=tmp_path / "demo.db",
+def dev_server(database: Path) -> ServerProcess:
+    """`asp serve --dev` (the demo page's development sign-in) on a fixed free port, so a restarted
+    server is found where the page left it."""
+    return ServerProcess(
+        database=database,
         settings={
             "ASP_TOKEN_DELAY_MS": "30",
             "ASP_PORT": str(free_port()),
@@ -53,6 +54,20 @@ def demo_server(tmp_path: Path) -> Iterator[ServerProcess]:
         module="asp_cli.main",
         args=DEV_SERVE,
     ).start()
+
+
+@pytest.fixture
+def demo_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server of the test's own, for tests that stop or restart it."""
+    process = dev_server(tmp_path / "demo.db")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for a module's tests that leave it running (each signs in as its own user)."""
+    process = dev_server(tmp_path_factory.mktemp("demo") / "demo.db")
     yield process
     process.stop()
 

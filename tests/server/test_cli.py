@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib.util
+import json
 import os
 import re
+import shlex
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,11 +53,17 @@ def test_asp_token_refuses_without_a_secret():
     assert result.returncode == 2
 
 
+@dataclass
+class Started:
+    url: str
+    output: str  # everything printed up to start-up
+    after_stop: str = ""  # what it printed after Ctrl-C
+
+
 @contextlib.contextmanager
-def announced(
-    command: list[str], cwd: Path, env: dict[str, str], timeout: float
-) -> Iterator[tuple[str, str]]:
-    """Run a server command; yield (url, everything it printed up to start-up)."""
+def announced(command: list[str], cwd: Path, env: dict[str, str], timeout: float) -> Iterator[Started]:
+    """Run a server command in its own process group; stop it as a terminal's Ctrl-C does (SIGINT to
+    the whole group: `make` and the server it runs)."""
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -58,6 +71,7 @@ def announced(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     try:
         assert process.stdout is not None
@@ -71,10 +85,17 @@ def announced(
         output = "".join(lines)
         url = re.search(r"listening on (ws://\S+)", output)
         assert url, output
-        yield url.group(1), output
+        started = Started(url.group(1), output)
+        yield started
     finally:
-        process.terminate()
-        process.wait(15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            rest, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            rest, _ = process.communicate(timeout=10)
+    started.after_stop = rest
 
 
 DEV_TOKEN = re.compile(r"Development token \(user 'dev', 60 min\): (\S+)")
@@ -86,7 +107,8 @@ def clean_env() -> dict[str, str]:
 
 async def test_asp_serve_dev_prints_a_loud_banner_and_a_short_lived_token_that_connects(tmp_path: Path):
     command = [sys.executable, "-m", "asp_cli.main", "serve", "--dev", "--port", "0"]
-    with announced(command, tmp_path, clean_env(), timeout=30) as (url, output):
+    with announced(command, tmp_path, clean_env(), timeout=30) as started:
+        url, output = started.url, started.output
         assert "generated a secret" in output and "DEVELOPMENT MODE" in output
         token = DEV_TOKEN.search(output)
         assert token, output
@@ -105,10 +127,13 @@ async def test_asp_serve_dev_prints_a_loud_banner_and_a_short_lived_token_that_c
 )
 def test_defect_6_without_dev_no_token_is_printed(tmp_path: Path, command: list[str]):
     env = {**clean_env(), "ASP_PORT": "0", "ASP_JWT_SECRET": SECRET, "ASP_DEV_LOGIN": "true"}
-    with announced([sys.executable, *command], tmp_path, env, timeout=30) as (_, output):
+    with announced([sys.executable, *command], tmp_path, env, timeout=30) as started:
+        output = started.output
         assert "Development token" not in output and "DEVELOPMENT MODE" not in output
         assert not re.search(r"eyJ[A-Za-z0-9_-]+\.", output)
         assert "asp token --user" in output
+        assert "Check it: asp check ws://127.0.0.1:" in output and '--jwt-secret "$ASP_JWT_SECRET"' in output
+        assert SECRET not in output  # a secret the user set is never echoed
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
@@ -127,12 +152,212 @@ def test_dev_mode_is_refused_on_a_non_loopback_address(tmp_path: Path, host: str
 
 
 async def test_make_serve_is_dev_mode_and_prints_a_token_that_connects(tmp_path: Path):
-    """`make serve` exactly as the README gives it (the test run has already bootstrapped .venv)."""
-    env = {**clean_env(), "ASP_PORT": "0", "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'make.db'}"}
-    with announced(["make", "-s", "serve"], REPO, env, timeout=120) as (url, output):
+    """`make serve` exactly as the README gives it (the test run has already bootstrapped .venv):
+    it prints the URL, the demo page and an `asp check` line that runs as printed."""
+    env = {**clean_env(), "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'make.db'}"}
+    with announced(["make", "serve", "PORT=0"], REPO, env, timeout=120) as started:
+        url, output = started.url, started.output
         token = DEV_TOKEN.search(output)
         assert token, output
         client = await AspClient.open(url, token=token.group(1))
         assert (await client.expect("session"))["user"]["id"] == "dev"
         await client.close()
         assert client.violations == []
+        assert f"Demo page: {url.replace('ws://', 'http://').removesuffix('/ws/chat')}/" in output
+        check = re.search(r"^Check it: (.+)$", output, re.MULTILINE)
+        assert check, output
+        command = shlex.split(check.group(1))
+        assert command[:3] == [".venv/bin/asp", "check", url], command  # .venv/bin is not on PATH
+        report = tmp_path / "report.json"
+        selection = ["--cases", "session.user_is_the_subject", "--quiet", "--json-file", str(report)]
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [*command, *selection],
+            cwd=REPO,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(report.read_text())["summary"]["pass"] == 1
+    # Ctrl-C in the terminal of `make serve`: one line, no traceback, nothing from make
+    assert started.after_stop.strip().splitlines()[-1] == "ASP reference server stopped (SIGINT).", started
+    assert "Traceback" not in started.after_stop and "make:" not in started.after_stop
+
+
+SERVING_IMPORTS = """
+import sys
+from asp_cli.main import build_parser
+build_parser().parse_args(["serve", "--dev"])
+from reference_server.app import create_app
+from reference_server.config import Settings
+from reference_server.server import serve
+create_app(Settings(fixtures=True), dev_token_ttl_s=60)
+print(*sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)}), sep=chr(10))
+"""
+
+
+def base_distributions() -> set[str]:
+    """The distributions `pip install agent-stream-protocol` brings, extras left out (what `make serve`
+    installs), followed through their own requirements."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: set[str] = set()
+    todo = [("agent-stream-protocol", "")]
+    while todo:
+        name, extra = todo.pop()
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+                continue
+            key = canonicalize_name(requirement.name)
+            for wanted in ["", *requirement.extras]:
+                if (key, wanted) not in found and _installed(key):
+                    found.add((key, wanted))  # type: ignore[arg-type]
+                    todo.append((key, wanted))
+    return {name for name, _ in found}  # type: ignore[misc]
+
+
+def _installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_serving_needs_no_extra(tmp_path: Path):
+    """`make serve` installs the package without the dev extra: everything `asp serve --dev` imports
+    must come from the package's own requirements (pytest, mypy, Playwright, OpenTelemetry's SDK are
+    not among them)."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    result = subprocess.run(
+        [sys.executable, "-c", SERVING_IMPORTS],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    owners = {
+        str(distribution.locate_file(file).resolve()): canonicalize_name(distribution.metadata["Name"])
+        for distribution in metadata.distributions()
+        for file in distribution.files or []
+        if file.suffix in (".py", ".so", ".pyc")
+    }
+    allowed = base_distributions() | {"agent-stream-protocol", "setuptools"}  # setuptools: its .pth hook
+    outside = {
+        owners[path]
+        for path in (str(Path(line).resolve()) for line in result.stdout.splitlines())
+        if path in owners and owners[path] not in allowed
+    }
+    assert outside == set(), "asp serve imports what only an extra installs"
+    assert len(owners) > 1000  # the map of installed files was built
+    assert "pip install --quiet -e .\n" in (REPO / "Makefile").read_text()
+
+
+# --- `asp serve`: messages, not tracebacks (issue 15) ------------------------------------------------
+
+
+def asp_serve(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`asp serve ARGS` that is expected to refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "serve", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a start that failed with exit 2, no traceback anywhere."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "stop"),
+    [
+        (["-m", "asp_cli.main", "serve", "--port", "0"], signal.SIGINT),
+        (["-m", "reference_server"], signal.SIGTERM),
+    ],
+    ids=["asp serve, Ctrl-C", "python -m reference_server, SIGTERM"],
+)
+def test_a_stop_signal_shuts_down_with_one_line_and_exit_0(
+    tmp_path: Path, command: list[str], stop: signal.Signals
+):
+    env = {**clean_env(), "ASP_PORT": "0", "ASP_JWT_SECRET": SECRET}
+    process = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=tmp_path,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "startup complete" in line:
+            break
+    process.send_signal(stop)
+    out, _ = process.communicate(timeout=60)
+    everything = "".join(seen) + out
+    assert process.returncode == 0, everything
+    assert "Traceback" not in everything and "KeyboardInterrupt" not in everything
+    assert out.strip().splitlines()[-1] == f"ASP reference server stopped ({stop.name}).", everything
+    # SQLite's -wal and -shm files go with the last connection: a clean stop leaves only the database
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["asp.db"]
+
+
+def test_a_port_in_use_is_one_line_naming_the_way_out(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_refusal(asp_serve("--port", str(port), env=clean_env(), cwd=tmp_path))
+    assert f"127.0.0.1:{port}" in line and "in use" in line and "--port" in line and "ASP_PORT" in line
+
+
+def test_a_model_of_a_missing_provider_names_the_extra(tmp_path: Path):
+    pytest.importorskip("pydantic_ai")
+    if importlib.util.find_spec("openai") is not None:
+        pytest.skip("the providers extra is installed here")
+    env = {**clean_env(), "ASP_MODEL": "openai:gpt-4o"}
+    line = one_line_refusal(asp_serve("--port", "0", env=env, cwd=tmp_path))
+    assert "pip install 'agent-stream-protocol[providers]'" in line
+
+
+def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_path: Path):
+    short = "too-short-a-secret"
+    env = {**clean_env(), "ASP_JWT_SECRET": short, "ASP_MAX_CONNECTIONS": "0"}
+    result = asp_serve("--port", "0", env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("error: ASP_JWT_SECRET (--jwt-secret): is 18 bytes; HS256 needs at least 32")
+    assert lines[1].startswith("error: ASP_MAX_CONNECTIONS (--max-connections): ")
+    assert short not in result.stderr
+    token = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "token", "--user", "carol"],
+        env={**clean_env(), "ASP_JWT_SECRET": short},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "ASP_JWT_SECRET" in one_line_refusal(token) and "Warning" not in token.stderr
