@@ -40,15 +40,21 @@ async def no_version_offered(ctx: CaseContext) -> None:
 
 @case(
     "handshake.unsupported_version",
-    "only unknown versions offered: accepted, then closed 4000",
-    ["ASP-VER-003", "ASP-TRN-002"],
+    "only unknown versions offered: accepted with the first of them selected, then closed 4000",
+    ["ASP-VER-003", "ASP-TRN-002", "ASP-VER-006"],
 )
 async def unsupported_version(ctx: CaseContext) -> None:
-    client = await ctx.open(subprotocols=("asp.v99",), keepalive=False)
+    client = await ctx.open(subprotocols=("asp.v99", "asp.v98"), keepalive=False)
     ctx.check(
-        client.subprotocol in (None, "asp.v99"),
+        client.subprotocol in (None, "asp.v99", "asp.v98"),
         "ASP-VER-002",
         f"selected {client.subprotocol!r}, which was not offered",
+    )
+    ctx.check(
+        client.subprotocol == "asp.v99",
+        "ASP-VER-006",
+        f"refusing the version, the server selected {client.subprotocol!r}, not the first asp.v* offered "
+        "('asp.v99'): a browser fails the handshake and never sees the close code",
     )
     code = await ctx.closed_with(client)
     ctx.check(code == UNSUPPORTED, "ASP-VER-003", f"closed with {code}, expected {UNSUPPORTED}")

@@ -70,6 +70,7 @@ class Fault:
     reject_before_accept: bool = False
     supersede_newer: bool = False  # a user's newer connection is closed 4002, the older kept
     idle_close_s: float | None = None  # close 4003 this long after the last client frame, runs or not
+    accept: Callable[[list[str], str | None], str | None] | None = None  # rewrite the selected subprotocol
     strict: bool = False
     not_named: tuple[str, ...] = ()  # requirements the kit must not blame (symptoms of the fault)
     also_pass: tuple[str, ...] = ()  # cases that must still pass: the fault blocks nothing else
@@ -215,6 +216,25 @@ def _wrong_code(conn: Connection, event: Event) -> None:
 
 def _newline_in_version(conn: Connection, event: Event) -> None:
     event["protocol_version"] = str(event["protocol_version"]) + "\n"
+
+
+def _no_subprotocol_unless_v1(offered: list[str], selected: str | None) -> str | None:
+    """Selects asp.v1 when offered and nothing else: a refused version gets no subprotocol."""
+    return selected if selected == "asp.v1" else None
+
+
+# Errors answering a client frame (ASP-ERR-012), as the registry names them.
+ANSWER_CODES = ("invalid_json", "invalid_message", "unknown_type", "no_active_run")
+
+
+def _mint_message_id(conn: Connection, event: Event) -> None:
+    if event.get("code") in ANSWER_CODES and "message_id" not in event:
+        event["message_id"] = "msg_minted_by_the_server"
+
+
+def _drop_model_error_message_id(conn: Connection, event: Event) -> None:
+    if event.get("code") == "model_error":
+        event.pop("message_id", None)
 
 
 def _frame(message: Message) -> dict[str, Any] | None:
@@ -517,6 +537,25 @@ FAULTS = {
             outgoing=_buffer_text,
             strict=True,
         ),
+        Fault(
+            "refused_version_selects_nothing",
+            ("ASP-VER-006",),
+            ("handshake.unsupported_version", "handshake.version_selected"),
+            accept=_no_subprotocol_unless_v1,
+            also_pass=("handshake.version_selected",),
+        ),
+        Fault(
+            "answer_errors_mint_message_ids",
+            ("ASP-ERR-012",),
+            ("errors.schema_invalid", "errors.invalid_json"),
+            outgoing=edit("error", _mint_message_id),
+        ),
+        Fault(
+            "run_error_without_message_id",
+            ("ASP-ERR-013",),
+            ("runs.model_error",),
+            outgoing=edit("error", _drop_model_error_message_id),
+        ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
 }
@@ -649,6 +688,9 @@ class FaultMiddleware:
                 "websocket.accept",
             ):
                 return
+            if message["type"] == "websocket.accept" and fault.accept is not None:
+                offered = [str(p) for p in scope.get("subprotocols") or []]
+                message = {**message, "subprotocol": fault.accept(offered, message.get("subprotocol"))}
             if message["type"] == "websocket.close" and message.get("code") in fault.close_codes:
                 replacement = fault.close_codes[message["code"]]
                 if replacement is None:
