@@ -8,7 +8,9 @@ from conformance.context import CaseContext, turns
 from conformance.generate import HISTORY_PROBES, HISTORY_SEED, Probe, invalid_probes, valid_probes
 from conformance.registry import case
 from conformance.wire import AspClient, Closed
-from spec.registry import error_codes
+from spec.registry import close_code, error_codes
+
+INVALID_PAYLOAD = close_code("invalid_payload")
 
 # The requirement each input error code answers, from registry.yaml.
 REQUIREMENT_FOR = {
@@ -176,3 +178,20 @@ async def history_survives(ctx: CaseContext) -> None:
     history = await ctx.reopen_history(session["conversation_id"], "ASP-ERR-009")
     users = turns(history, "user")
     ctx.check(users == ["keep this message"], "ASP-ERR-009", f"stored user turns after bad input: {users}")
+
+
+@case(
+    "errors.invalid_utf8",
+    "a text frame that is not valid UTF-8 fails the connection with 1007",
+    ["ASP-TRN-004"],
+)
+async def invalid_utf8(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(keepalive=False)
+    await client.send_text_bytes(b'{"type": "ping", "id": "kit-\xff\xfe"}')
+    code = await ctx.closed_with(client)
+    ctx.check(
+        code == INVALID_PAYLOAD,
+        "ASP-TRN-004",
+        f"a text frame with invalid UTF-8 closed with {code}, expected {INVALID_PAYLOAD} "
+        f"(events before: {[e.get('type') for e in client.events]})",
+    )

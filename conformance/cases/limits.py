@@ -8,6 +8,7 @@ import time
 
 from conformance.context import ANSWER_S, CaseContext
 from conformance.credentials import Unavailable
+from conformance.gating import applies
 from conformance.registry import case
 from conformance.wire import AspClient, Closed, Event
 from spec.registry import close_code
@@ -68,15 +69,37 @@ async def connection_limit(ctx: CaseContext) -> None:
         await ctx.sleep(ctx.scaled(0.5), "the server to release the round's connections")
 
 
-def _ping_of(size: int) -> str:
-    empty = json.dumps({"type": "ping", "id": "sized", "x-pad": ""})
-    return json.dumps({"type": "ping", "id": "sized", "x-pad": "a" * (size - len(empty))})
+def _ping_of(size: int, pad: str = "a") -> str:
+    """A ping whose UTF-8 JSON is exactly `size` bytes, padded with `pad` (one or two bytes a
+    character) and one ASCII byte where the size needs it."""
+    empty = json.dumps({"type": "ping", "id": "sized", "x-pad": ""}, ensure_ascii=False)
+    room = size - len(empty.encode())
+    width = len(pad.encode())
+    padding = pad * (room // width) + "a" * (room % width)
+    frame = json.dumps({"type": "ping", "id": "sized", "x-pad": padding}, ensure_ascii=False)
+    assert len(frame.encode()) == size
+    return frame
+
+
+def _fragments(text: str, count: int = 4) -> list[str]:
+    step = max(1, len(text) // count)
+    return [text[i : i + step] for i in range(0, len(text), step)]
+
+
+async def _sized_pong(ctx: CaseContext, client: AspClient, requirement: str, what: str) -> None:
+    pong = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "pong" and e.get("id") == "sized",
+        requirement,
+        what=f"pong to {what}",
+    )
+    ctx.check(pong.get("id") == "sized", requirement, f"{what} was served")
 
 
 @case(
     "limits.frame_size",
-    "a frame of max_message_bytes is accepted; one byte more closes 1009",
-    ["ASP-LIM-003"],
+    "a message of max_message_bytes is accepted, whole or fragmented; one byte more closes 1009",
+    ["ASP-LIM-003", "ASP-LIM-010"],
 )
 async def frame_size(ctx: CaseContext) -> None:
     limit = ctx.terms.max_message_bytes or 0
@@ -85,19 +108,28 @@ async def frame_size(ctx: CaseContext) -> None:
         raise Unavailable(f"max_message_bytes {limit} is more than the kit sends (16 MiB)")
     client, _ = await ctx.connect()
     await client.send(_ping_of(limit))
-    pong = await ctx.expect(
-        client,
-        lambda e: e.get("type") == "pong" and e.get("id") == "sized",
-        "ASP-LIM-003",
-        what="pong to a frame of exactly max_message_bytes",
-    )
-    ctx.check(pong.get("id") == "sized", "ASP-LIM-003", "a frame of exactly the limit was served")
+    await _sized_pong(ctx, client, "ASP-LIM-003", "a frame of exactly max_message_bytes")
     await client.send(_ping_of(limit + 1))
     code = await ctx.closed_with(client)
     ctx.check(
         code == MESSAGE_TOO_BIG,
         "ASP-LIM-003",
         f"a frame one byte over the limit closed with {code}, expected 1009",
+    )
+    if not applies("ASP-LIM-010", ctx.terms.protocol_version):
+        return  # 1.0 left open whether the limit is a frame's or a message's
+    # The whole message counts, in bytes: fragments reassembled, two-byte characters two bytes.
+    client, _ = await ctx.connect()
+    await client.send_fragments(_fragments(_ping_of(limit, "\u00e9")))
+    await _sized_pong(ctx, client, "ASP-LIM-010", "a fragmented message of exactly max_message_bytes")
+    await client.send_fragments(_fragments(_ping_of(limit + 1, "\u00e9")))
+    code = await ctx.closed_with(client)
+    ctx.check(
+        code == MESSAGE_TOO_BIG,
+        "ASP-LIM-010",
+        f"a message one byte over the limit in {len(_fragments(_ping_of(limit + 1, 'é')))} fragments, of "
+        f"{len(_ping_of(limit + 1, 'é'))} characters, closed with {code}, expected 1009 (the limit counts "
+        "bytes of the whole message)",
     )
 
 

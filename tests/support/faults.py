@@ -237,6 +237,18 @@ def _drop_model_error_message_id(conn: Connection, event: Event) -> None:
         event.pop("message_id", None)
 
 
+def _count_characters(limit: int) -> Incoming:
+    """Enforces max_message_bytes on characters instead of bytes (multi-byte text slips through)."""
+
+    def hook(conn: Connection, message: Message) -> Message | None:
+        text = message.get("text")
+        if text is not None and len(text) > limit:
+            return {"type": "fault.close", "code": 1009}
+        return message
+
+    return hook
+
+
 def _frame(message: Message) -> dict[str, Any] | None:
     try:
         parsed = json.loads(message.get("text") or "")
@@ -306,8 +318,15 @@ def _no_subprotocol_token(scope: dict[str, Any]) -> None:
     scope["subprotocols"] = [p for p in scope.get("subprotocols", []) if not p.startswith("asp.token.")]
 
 
+def _query_token_wins(scope: dict[str, Any]) -> None:
+    """A query token, when there is one, counts: an asp.token. subprotocol beside it is dropped."""
+    if dict(parse_qsl(scope.get("query_string", b"").decode())).get("token"):
+        _no_subprotocol_token(scope)
+
+
 def _honour(kind: str) -> ScopeRewrite:
-    """Accept tokens the reference server refuses (expired, or alg none) by re-signing them."""
+    """Accept tokens the reference server refuses (expired, alg none, or an nbf in the future) by
+    re-signing them."""
 
     def rewrite(scope: dict[str, Any]) -> None:
         query = dict(parse_qsl(scope.get("query_string", b"").decode()))
@@ -320,16 +339,24 @@ def _honour(kind: str) -> ScopeRewrite:
         except jwt.InvalidTokenError:
             return
         expired = isinstance(claims.get("exp"), int) and claims["exp"] < time.time()
-        if (kind == "expired" and expired and header.get("alg") == "HS256") or (
-            kind == "alg_none" and header.get("alg") == "none"
+        early = isinstance(claims.get("nbf"), int) and claims["nbf"] > time.time()
+        if (
+            (kind == "expired" and expired and header.get("alg") == "HS256")
+            or (kind == "alg_none" and header.get("alg") == "none")
+            or (kind == "nbf" and early and header.get("alg") == "HS256")
         ):
             secret = os.environ["ASP_JWT_SECRET"]
-            if kind == "expired":
+            if kind in ("expired", "nbf"):
                 try:
-                    jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+                    jwt.decode(
+                        token,
+                        secret,
+                        algorithms=["HS256"],
+                        options={"verify_exp": False, "verify_nbf": False},
+                    )
                 except jwt.InvalidTokenError:
-                    return  # forged, not just expired
-            fresh = {**claims, "exp": int(time.time()) + 600}
+                    return  # forged, not just expired or early
+            fresh = {k: v for k, v in claims.items() if k != "nbf"} | {"exp": int(time.time()) + 600}
             query["token"] = jwt.encode(fresh, secret, algorithm="HS256")
             scope["query_string"] = urlencode(query).encode()
 
@@ -556,6 +583,28 @@ FAULTS = {
             ("runs.model_error",),
             outgoing=edit("error", _drop_model_error_message_id),
         ),
+        Fault(
+            "auth_query_token_wins",
+            ("ASP-AUTH-010",),
+            ("auth.subprotocol_token_counts", "auth.query_token"),
+            scope=_query_token_wins,
+            also_pass=("auth.query_token",),
+        ),
+        Fault("accepts_future_nbf", ("ASP-AUTH-012",), ("auth.bad_claims",), scope=_honour("nbf")),
+        Fault(
+            "invalid_utf8_replaced",
+            ("ASP-TRN-004",),
+            ("errors.invalid_utf8", "errors.invalid_json"),
+            patch="utf8_replace",
+            also_pass=("errors.invalid_json",),
+        ),
+        Fault(
+            "message_limit_counts_characters",
+            ("ASP-LIM-010",),
+            ("limits.frame_size",),
+            announce={"max_message_bytes": 2048},
+            incoming=_count_characters(2048),
+        ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
 }
@@ -766,6 +815,9 @@ def apply_patch(name: str) -> None:
     store that finds every conversation the user's own (a store-level ownership bug)."""
     from reference_server import storage
 
+    if name == "utf8_replace":
+        _patch_utf8_replace()
+        return
     if name != "any_owner":
         raise KeyError(name)
 
@@ -789,3 +841,21 @@ def apply_patch(name: str) -> None:
 
     storage.SqlConversationStore.bind = bind  # type: ignore[method-assign]
     storage.SqlConversationStore.load = load  # type: ignore[method-assign]
+
+
+def _patch_utf8_replace() -> None:
+    """The transport decodes text frames with replacement characters instead of failing invalid
+    UTF-8 with 1007: the app then answers the garbled text as if it were any other text."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    def deliver(self: Any) -> None:
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        if self.curr_msg_data_type == "text":
+            self.queue.put_nowait({"type": "websocket.receive", "text": data.decode(errors="replace")})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+
+    WebSocketsSansIOProtocol.send_receive_event_to_app = deliver  # type: ignore[method-assign]
