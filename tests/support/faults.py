@@ -324,6 +324,21 @@ def _query_token_wins(scope: dict[str, Any]) -> None:
         _no_subprotocol_token(scope)
 
 
+def _conversation_query(change: Callable[[str | None], str | None]) -> ScopeRewrite:
+    """Rewrite the conversation_id query parameter (None: absent) before the app sees it."""
+
+    def rewrite(scope: dict[str, Any]) -> None:
+        query = parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)
+        given = dict(query).get("conversation_id")
+        chosen = change(given)
+        kept = [(k, v) for k, v in query if k != "conversation_id"]
+        if chosen is not None:
+            kept.append(("conversation_id", chosen))
+        scope["query_string"] = urlencode(kept).encode()
+
+    return rewrite
+
+
 def _honour(kind: str) -> ScopeRewrite:
     """Accept tokens the reference server refuses (expired, alg none, or an nbf in the future) by
     re-signing them."""
@@ -604,6 +619,30 @@ FAULTS = {
             ("limits.frame_size",),
             announce={"max_message_bytes": 2048},
             incoming=_count_characters(2048),
+        ),
+        Fault(
+            "new_ignored",
+            ("ASP-SES-007",),
+            ("session.new_conversation",),
+            scope=_conversation_query(lambda given: None if given == "new" else given),
+        ),
+        Fault(
+            "named_conversation_not_bound",
+            ("ASP-SES-008",),
+            ("session.history_follows_session",),
+            scope=_conversation_query(lambda given: "new" if given else given),
+        ),
+        Fault(
+            "plain_reconnect_starts_new",
+            ("ASP-SES-009",),
+            ("session.last_bound_conversation",),
+            scope=_conversation_query(lambda given: "new" if given is None else given),
+        ),
+        Fault(
+            "empty_conversation_id_ignored",
+            ("ASP-SES-010",),
+            ("session.malformed_conversation_id",),
+            scope=_conversation_query(lambda given: None if given == "" else given),
         ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
