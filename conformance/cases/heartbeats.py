@@ -6,11 +6,13 @@ spec defaults takes about its idle timeout plus the rest, not their sum.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
 from conformance.context import CaseContext
 from conformance.credentials import Unavailable
+from conformance.gating import applies
 from conformance.registry import case
 from conformance.wire import Closed
 from spec.registry import close_code
@@ -76,9 +78,50 @@ async def pings_keep_alive(ctx: CaseContext) -> None:
 
 
 @case(
+    "heartbeats.control_frames_do_not_count",
+    "WebSocket Pings from the client do not keep a quiet connection open: closed 4003 on time",
+    ["ASP-HB-005"],
+    realtime=True,
+)
+async def control_frames_do_not_count(ctx: CaseContext) -> None:
+    idle = _idle_seconds(ctx)
+    wait = ctx.real_time(idle + _grace(ctx, idle), "waiting out the announced idle timeout")
+    client, _ = await ctx.connect(keepalive=False)
+    opened = time.monotonic()
+
+    async def ping_control_frames() -> None:
+        while client.close_code is None:
+            await asyncio.sleep(idle / 4)
+            try:
+                await client.websocket.ping()
+            except Exception:  # the connection is gone; the close is what the case judges
+                return
+            client.transcript.add("send", text="<WebSocket Ping control frame>")
+
+    pinger = asyncio.create_task(ping_control_frames())
+    try:
+        code = await ctx.closed_with(client, wait, scaled=False)
+    finally:
+        pinger.cancel()
+    waited = time.monotonic() - opened
+    ctx.check(
+        code == IDLE_TIMEOUT,
+        "ASP-HB-005",
+        f"pinged with WebSocket Ping frames every {idle / 4:.2f}s and sent no data frame: closed with "
+        f"{code} after {waited:.1f}s, expected 4003 after the idle timeout of {idle:.1f}s",
+    )
+    ctx.check(
+        code != IDLE_TIMEOUT or waited >= idle * 0.9,
+        "ASP-HB-002",
+        f"closed after {waited:.1f}s, before the timeout",
+    )
+
+
+@case(
     "heartbeats.no_idle_close_during_run",
-    "a run longer than the idle timeout is not cut by it, though the client sends nothing",
-    ["ASP-HB-002"],
+    "a run longer than the idle timeout is not cut by it, though the client sends nothing; after it "
+    "the connection gets a full idle timeout",
+    ["ASP-HB-002", "ASP-HB-006"],
     fixtures=True,
     realtime=True,
 )
@@ -94,7 +137,7 @@ async def no_idle_close_during_run(ctx: CaseContext) -> None:
     lasts = (tokens - 1) * pace_ms / 1000
     ctx.allow(lasts + ctx.scaled(10), f"complete of run {started['run_id']}")
     try:
-        await client.expect(
+        complete = await client.expect(
             lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
             lasts + ctx.scaled(10),
         )
@@ -112,3 +155,17 @@ async def no_idle_close_during_run(ctx: CaseContext) -> None:
             "ASP-RUN-004", f"no complete of run {started['run_id']} within {lasts + ctx.scaled(10):.1f}s"
         )
     ctx.check(True, "ASP-HB-002", f"a run of {lasts:.1f}s outlasted the idle timeout of {idle:.1f}s")
+    if not applies("ASP-HB-006", ctx.terms.protocol_version):
+        return
+    # The idle period counts from the complete (the later of it and the last data frame).
+    quiet_since = max(client.arrival(complete) or time.monotonic(), client.last_sent)
+    wait = ctx.real_time(idle + _grace(ctx, idle), "a full idle timeout after the run")
+    code = await ctx.closed_with(client, wait - (time.monotonic() - quiet_since), scaled=False)
+    quiet = time.monotonic() - quiet_since
+    ctx.check(
+        code == IDLE_TIMEOUT and quiet >= idle * 0.9,
+        "ASP-HB-006",
+        f"after a run of {lasts:.1f}s that began with the last client data frame, the connection closed "
+        f"with {code} {quiet:.1f}s after the complete; it gets a full idle timeout ({idle:.1f}s) from the "
+        "complete",
+    )

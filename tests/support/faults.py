@@ -644,6 +644,19 @@ FAULTS = {
             ("session.malformed_conversation_id",),
             scope=_conversation_query(lambda given: None if given == "" else given),
         ),
+        Fault(
+            "idle_counts_from_last_frame",
+            ("ASP-HB-006",),
+            ("heartbeats.no_idle_close_during_run",),
+            patch="idle_from_last_frame",
+        ),
+        Fault(
+            "control_frames_restart_idle_timer",
+            ("ASP-HB-005",),
+            ("heartbeats.control_frames_do_not_count", "heartbeats.idle_timeout"),
+            patch="control_frames_are_activity",
+            also_pass=("heartbeats.idle_timeout",),
+        ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
 }
@@ -857,6 +870,12 @@ def apply_patch(name: str) -> None:
     if name == "utf8_replace":
         _patch_utf8_replace()
         return
+    if name == "idle_from_last_frame":
+        _patch_idle_from_last_frame()
+        return
+    if name == "control_frames_are_activity":
+        _patch_control_frames_are_activity()
+        return
     if name != "any_owner":
         raise KeyError(name)
 
@@ -898,3 +917,30 @@ def _patch_utf8_replace() -> None:
             self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
 
     WebSocketsSansIOProtocol.send_receive_event_to_app = deliver  # type: ignore[method-assign]
+
+
+def _patch_idle_from_last_frame() -> None:
+    """The idle timer counts from the last client data frame only, not from the end of the last run:
+    after a run longer than the idle timeout the connection is closed at once."""
+    from reference_server.protocol import connection
+
+    def idle_deadline(conn: Any) -> float | None:
+        if conn.session.run is not None:
+            return None
+        return float(conn.last_data_at + conn.idle_timeout_s)
+
+    connection.idle_deadline = idle_deadline
+
+
+def _patch_control_frames_are_activity() -> None:
+    """A client's WebSocket Ping counts as activity: the transport hands the app a ping of its own
+    for it, which restarts the idle timer (and is answered with a pong event)."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    answer = WebSocketsSansIOProtocol.handle_ping
+
+    def handle_ping(self: Any) -> None:
+        answer(self)
+        self.queue.put_nowait({"type": "websocket.receive", "text": '{"type": "ping", "id": "control"}'})
+
+    WebSocketsSansIOProtocol.handle_ping = handle_ping  # type: ignore[method-assign]
