@@ -12,7 +12,6 @@ import time
 
 from conformance.context import CaseContext
 from conformance.credentials import Unavailable
-from conformance.gating import applies
 from conformance.registry import case
 from conformance.wire import Closed
 from spec.registry import close_code
@@ -119,9 +118,8 @@ async def control_frames_do_not_count(ctx: CaseContext) -> None:
 
 @case(
     "heartbeats.no_idle_close_during_run",
-    "a run longer than the idle timeout is not cut by it, though the client sends nothing; after it "
-    "the connection gets a full idle timeout",
-    ["ASP-HB-002", "ASP-HB-006"],
+    "a run longer than the idle timeout is not cut by it, though the client sends nothing",
+    ["ASP-HB-002"],
     fixtures=True,
     realtime=True,
 )
@@ -137,7 +135,7 @@ async def no_idle_close_during_run(ctx: CaseContext) -> None:
     lasts = (tokens - 1) * pace_ms / 1000
     ctx.allow(lasts + ctx.scaled(10), f"complete of run {started['run_id']}")
     try:
-        complete = await client.expect(
+        await client.expect(
             lambda e: e.get("type") == "complete" and e.get("run_id") == started["run_id"],
             lasts + ctx.scaled(10),
         )
@@ -155,17 +153,39 @@ async def no_idle_close_during_run(ctx: CaseContext) -> None:
             "ASP-RUN-004", f"no complete of run {started['run_id']} within {lasts + ctx.scaled(10):.1f}s"
         )
     ctx.check(True, "ASP-HB-002", f"a run of {lasts:.1f}s outlasted the idle timeout of {idle:.1f}s")
-    if not applies("ASP-HB-006", ctx.terms.protocol_version):
-        return
-    # The idle period counts from the complete (the later of it and the last data frame).
-    quiet_since = max(client.arrival(complete) or time.monotonic(), client.last_sent)
+
+
+@case(
+    "heartbeats.idle_counts_from_run_end",
+    "after a run the connection gets a full idle timeout from its complete, not from the last frame",
+    ["ASP-HB-006", "ASP-HB-002"],
+    fixtures=True,
+    realtime=True,
+)
+async def idle_counts_from_run_end(ctx: CaseContext) -> None:
+    idle = _idle_seconds(ctx)
+    # A run of a quarter of the idle timeout, begun by the last data frame the client sends: a timer
+    # counting from that frame closes a quarter early, one counting from the complete on time.
+    pace_ms = max(20, int(idle * 1000 / 40))
+    tokens = max(2, math.ceil(idle * 250 / pace_ms) + 1)
+    lasts = (tokens - 1) * pace_ms / 1000
+    ctx.real_time(lasts, "a run of a quarter of the announced idle timeout")
     wait = ctx.real_time(idle + _grace(ctx, idle), "a full idle timeout after the run")
-    code = await ctx.closed_with(client, wait - (time.monotonic() - quiet_since), scaled=False)
+    client, _ = await ctx.connect(conversation_id="new", keepalive=False)
+    message_id = await ctx.send_message(client, f"asp-fixture:slow {tokens} {pace_ms}")
+    started = await ctx.started(client, message_id)
+    complete = await ctx.completion(client, started["run_id"], lasts=lasts)
+    quiet_since = max(client.arrival(complete) or time.monotonic(), client.last_sent)
+    code = await ctx.closed_with(client, wait, scaled=False)
     quiet = time.monotonic() - quiet_since
     ctx.check(
-        code == IDLE_TIMEOUT and quiet >= idle * 0.9,
+        code == IDLE_TIMEOUT,
+        "ASP-HB-002",
+        f"quiet after a run: closed with {code} {quiet:.1f}s after its complete (idle timeout {idle:.1f}s)",
+    )
+    ctx.check(
+        code != IDLE_TIMEOUT or quiet >= idle * 0.9,
         "ASP-HB-006",
-        f"after a run of {lasts:.1f}s that began with the last client data frame, the connection closed "
-        f"with {code} {quiet:.1f}s after the complete; it gets a full idle timeout ({idle:.1f}s) from the "
-        "complete",
+        f"after a run of {lasts:.2f}s begun by the client's last data frame, the connection closed "
+        f"{quiet:.2f}s after the complete; the idle timeout ({idle:.1f}s) counts from the complete",
     )

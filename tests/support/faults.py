@@ -647,7 +647,7 @@ FAULTS = {
         Fault(
             "idle_counts_from_last_frame",
             ("ASP-HB-006",),
-            ("heartbeats.no_idle_close_during_run",),
+            ("heartbeats.idle_counts_from_run_end",),
             patch="idle_from_last_frame",
         ),
         Fault(
