@@ -5,22 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 from conformance.context import ANSWER_S, CaseContext
 from conformance.credentials import Unavailable
 from conformance.gating import applies
 from conformance.registry import case
 from conformance.wire import AspClient, Closed, Event
+from spec import SUBPROTOCOL
 from spec.registry import close_code
 
 TRY_AGAIN_LATER = close_code("try_again_later")
+UNAUTHORIZED = close_code("unauthorized")
+UNSUPPORTED = close_code("unsupported_version")
+SUPERSEDED = close_code("superseded")
 MESSAGE_TOO_BIG = close_code("message_too_big")
 
 
 @case(
     "limits.connection_limit",
-    "exactly max_connections of max+3 concurrent connects are admitted; the rest 1013",
-    ["ASP-LIM-001", "ASP-LIM-002", "ASP-LIM-008"],
+    "exactly max_connections of max+3 concurrent connects are admitted; the rest 1013; at the limit "
+    "refusals keep their order and a superseding connection is admitted",
+    ["ASP-LIM-001", "ASP-LIM-002", "ASP-LIM-008", "ASP-TRN-005", "ASP-LIM-007"],
     needs=("max_connections", "many_users"),
     exclusive=True,
 )
@@ -67,6 +73,56 @@ async def connection_limit(ctx: CaseContext) -> None:
         ctx.allow(seconds, "closing the round's connections")
         await asyncio.gather(*[c.close() for _, c in outcomes if c is not None])
         await ctx.sleep(ctx.scaled(0.5), "the server to release the round's connections")
+    if applies("ASP-TRN-005", ctx.terms.protocol_version):
+        await _at_the_limit(ctx, limit, attempt)
+
+
+async def _at_the_limit(
+    ctx: CaseContext, limit: int, attempt: Callable[[int], Awaitable[tuple[str, AspClient | None]]]
+) -> None:
+    """Fill the server to its limit with distinct users, then: a refusal for several reasons gets
+    the code of the first failing check, version, authentication, capacity (ASP-TRN-005); a user's
+    superseding connection is admitted and takes the old one's slot (ASP-LIM-007)."""
+    seconds = ctx.scaled(ANSWER_S)
+    ctx.allow(seconds * 2, "filling the server to its connection limit")
+    filled = await asyncio.gather(*[attempt(i) for i in range(limit)])
+    held = [client for _, client in filled if client is not None]
+    try:
+        ctx.precondition(
+            all(kind == "session" for kind, _ in filled),
+            f"filling the server to its limit of {limit}: {sorted({kind for kind, _ in filled})}",
+        )
+        refusals = (
+            ("an unauthenticated connection", None, (SUBPROTOCOL,), UNAUTHORIZED),
+            ("an unsupported version without a token", None, ("asp.v99",), UNSUPPORTED),
+            ("an unsupported version with a valid token", ctx.token(limit), ("asp.v99",), UNSUPPORTED),
+        )
+        for label, token, offered, expected in refusals:
+            client = await ctx.open(token=token, subprotocols=offered, keepalive=False)
+            code = await ctx.closed_with(client)
+            ctx.check(
+                code == expected and client.events == [],
+                "ASP-TRN-005",
+                f"at the connection limit, {label}: closed with {code} after {len(client.events)} "
+                f"event(s), expected {expected} (checks run version, authentication, capacity)",
+            )
+        # User 0's new connection supersedes the old one: admitted though the server is full.
+        kind, newer = await attempt(0)
+        if newer is not None:
+            held.append(newer)
+        ctx.check(
+            kind == "session",
+            "ASP-LIM-007",
+            f"at the connection limit, a user's superseding connection got {kind}, expected its "
+            "session (it takes the slot of the connection it supersedes)",
+        )
+        if kind == "session":
+            code = await ctx.closed_with(held[0])
+            ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the superseded connection closed with {code}")
+    finally:
+        ctx.allow(seconds, "closing the connections at the limit")
+        await asyncio.gather(*[c.close() for c in held])
+        await ctx.sleep(ctx.scaled(0.5), "the server to release its connections")
 
 
 def _ping_of(size: int, pad: str = "a") -> str:

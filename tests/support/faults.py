@@ -31,6 +31,7 @@ class Shared:
 
     failed_contents: set[str] = field(default_factory=set)
     live_users: dict[str, int] = field(default_factory=dict)
+    live: int = 0  # connections served now (cap_connections)
 
 
 @dataclass
@@ -71,6 +72,8 @@ class Fault:
     supersede_newer: bool = False  # a user's newer connection is closed 4002, the older kept
     idle_close_s: float | None = None  # close 4003 this long after the last client frame, runs or not
     accept: Callable[[list[str], str | None], str | None] | None = None  # rewrite the selected subprotocol
+    auth_first: bool = False  # an invalid token is refused (4001) before the version is looked at
+    cap_connections: int | None = None  # beyond this many live connections 1013, superseding or not
     strict: bool = False
     not_named: tuple[str, ...] = ()  # requirements the kit must not blame (symptoms of the fault)
     also_pass: tuple[str, ...] = ()  # cases that must still pass: the fault blocks nothing else
@@ -657,6 +660,20 @@ FAULTS = {
             patch="control_frames_are_activity",
             also_pass=("heartbeats.idle_timeout",),
         ),
+        Fault(
+            "authenticates_before_version",
+            ("ASP-TRN-005",),
+            ("handshake.unsupported_version", "auth.missing_token"),
+            auth_first=True,
+            also_pass=("auth.missing_token",),
+        ),
+        Fault(
+            "superseding_connection_refused_at_limit",
+            ("ASP-LIM-007",),
+            ("limits.connection_limit",),
+            announce={"max_connections": 3},
+            cap_connections=3,
+        ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
 }
@@ -694,6 +711,19 @@ class FaultMiddleware:
             scope = {**scope}
             fault.scope(scope)
         conn = Connection(query=dict(parse_qsl(scope.get("query_string", b"").decode())), shared=self.shared)
+        if fault.auth_first and not _token_valid(conn):
+            await _refuse(scope, receive, send, 4001)
+            return
+        if fault.cap_connections is not None:
+            if self.shared.live >= fault.cap_connections:
+                await _refuse(scope, receive, send, 1013)
+                return
+            self.shared.live += 1
+            try:
+                await self._serve(scope, receive, send, conn)
+            finally:
+                self.shared.live -= 1
+            return
         if fault.supersede_newer:
             await self._supersede_newer(scope, receive, send, conn)
             return
@@ -836,6 +866,14 @@ def panel_url(base_url: str, name: str) -> str:
     scheme, _, rest = base_url.partition("://")
     host, _, path = rest.partition("/")
     return f"{scheme}://{host}{PANEL_PREFIX}{name}/{path}"
+
+
+async def _refuse(scope: dict[str, Any], receive: Any, send: Any, code: int) -> None:
+    """Accept (selecting the first asp.v* offered, ASP-VER-006) and close with `code` at once."""
+    await receive()  # websocket.connect
+    offered = [p for p in scope.get("subprotocols") or [] if p.startswith("asp.v")]
+    await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
+    await send({"type": "websocket.close", "code": code})
 
 
 def _subject(scope: dict[str, Any]) -> str | None:
