@@ -71,6 +71,7 @@ FIXTURE_CASES = (
     "duplicates.superseded_run_is_stored",
     "history.agent_sees_earlier_turns",
     "history.disconnect_mid_run_loses_nothing",
+    "history.layout",
     "resume.replays_then_continues",
     "resume.refused_after_a_message",
     "limits.rate_limit",

@@ -184,6 +184,27 @@ def _no_tool_entries(conn: Connection, event: Event) -> list[Event]:
     return [event]
 
 
+def _tool_entries_last(conn: Connection, event: Event) -> None:
+    """Stores each run's tool entries after its text, whatever order they were produced in."""
+    if event.get("type") != "history":
+        return
+    order = {"user": 0, "assistant": 1, "tool": 2}
+    runs: list[str] = []
+    for entry in event["messages"]:
+        if entry.get("run_id") not in runs:
+            runs.append(entry.get("run_id"))
+    event["messages"] = sorted(
+        event["messages"], key=lambda e: (runs.index(e.get("run_id")), order.get(e.get("role"), 3))
+    )
+
+
+def _user_entries_without_message_id(conn: Connection, event: Event) -> None:
+    if event.get("type") == "history":
+        for entry in event["messages"]:
+            if entry.get("role") == "user":
+                entry.pop("message_id", None)
+
+
 def _forget_failed_runs(conn: Connection, event: Event) -> list[Event]:
     """Exchanges whose run ended in error are left out of the stored conversation."""
     if event.get("type") == "complete" and event.get("finish_reason") == "error":
@@ -673,6 +694,18 @@ FAULTS = {
             ("limits.connection_limit",),
             announce={"max_connections": 3},
             cap_connections=3,
+        ),
+        Fault(
+            "history_tool_entries_last",
+            ("ASP-HIS-008",),
+            ("history.layout",),
+            outgoing=edit("history", _tool_entries_last),
+        ),
+        Fault(
+            "history_user_entries_unnamed",
+            ("ASP-HIS-009",),
+            ("history.layout",),
+            outgoing=edit("history", _user_entries_without_message_id),
         ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
