@@ -323,6 +323,25 @@ def _rate_limit_per_connection(limit: int) -> Incoming:
     return hook
 
 
+def _resume_only_first(conn: Connection, message: Message) -> Message | None:
+    """A resume is refused after any earlier frame but pings (the server reads ASP-RES-002's "after a
+    message" as any frame, refused ones included)."""
+    frame = _frame(message)
+    kind = frame.get("type") if frame is not None else None
+    if kind == "resume" and conn.messages:
+        refusal: Event = {
+            "type": "error",
+            "code": "resume_failed",
+            "message": "This connection already sent messages.",
+            "retryable": False,
+        }
+        conn.replies.append(refusal)
+        return None
+    if kind not in ("ping", "resume"):
+        conn.messages += 1
+    return message
+
+
 def _crash_on_bad_json(conn: Connection, message: Message) -> Message | None:
     text = message.get("text")
     if text is not None:
@@ -706,6 +725,13 @@ FAULTS = {
             ("ASP-HIS-009",),
             ("history.layout",),
             outgoing=edit("history", _user_entries_without_message_id),
+        ),
+        Fault(
+            "resume_refused_after_bad_frames",
+            ("ASP-RES-006",),
+            ("resume.what_a_resume_may_name", "resume.replays_then_continues"),
+            incoming=_resume_only_first,
+            also_pass=("resume.replays_then_continues",),
         ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
