@@ -7,12 +7,13 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-from conformance.context import ANSWER_S, CaseContext
+from conformance.context import ANSWER_S, CaseContext, text_of
 from conformance.credentials import Unavailable
 from conformance.gating import applies
 from conformance.registry import case
 from conformance.wire import AspClient, Closed, Event
 from spec import SUBPROTOCOL
+from spec.fixtures import fixture_text
 from spec.registry import close_code
 
 TRY_AGAIN_LATER = close_code("try_again_later")
@@ -259,3 +260,72 @@ async def rate_limit(ctx: CaseContext) -> None:
         f"over the user's limit on a new connection: got {answer.get('type')} {answer.get('code', '')} "
         "(the limit is per user, not per connection)",
     )
+
+
+BULK_SIZE = 65536  # the largest token of asp-fixture:bulk: one token over the smallest legal max_event_bytes
+
+
+@case(
+    "limits.event_size",
+    "no server event exceeds the announced max_event_bytes: deltas are split, history shortened and marked",
+    ["ASP-LIM-011"],
+    fixtures=True,
+)
+async def event_size(ctx: CaseContext) -> None:
+    limit = ctx.limits.get("max_event_bytes")
+    ctx.require(
+        isinstance(limit, int) and not isinstance(limit, bool) and limit >= 65536,
+        "ASP-LIM-011",
+        f"session.limits.max_event_bytes is {limit!r}, expected an integer of at least 65536",
+    )
+    assert isinstance(limit, int)
+    if limit > 16 * 1024 * 1024:
+        raise Unavailable(f"max_event_bytes {limit} is more than the kit provokes (16 MiB)")
+    tokens = limit // BULK_SIZE + 2  # the run's text alone is larger than any one event may be
+    whole = ("b" * (BULK_SIZE - 1) + " ") * tokens
+    client, session = await ctx.connect(conversation_id="new")
+    events = await ctx.run(client, f"asp-fixture:bulk {tokens} {BULK_SIZE}")
+    ctx.check(
+        text_of(events) == whole,
+        "ASP-LIM-011",
+        f"the deltas of a run of {len(whole)} characters rebuild {len(text_of(events))} of them: text "
+        "deltas are split, never truncated",
+    )
+    if ctx.declares("history"):
+        await ctx.run(client, "asp-fixture:text 1")
+        await client.close()
+        again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+        history = await ctx.expect(again, "history", "ASP-SES-005")
+        await ctx.settle(again)
+        entries = [m for m in history.get("messages", []) if isinstance(m, dict)]
+        ctx.check(
+            [m.get("content") for m in entries[-2:]] == ["asp-fixture:text 1", fixture_text(1)],
+            "ASP-LIM-011",
+            "history keeps the newest entries that fit: the last exchange is its last two entries",
+        )
+        big = [m for m in entries if m.get("role") == "assistant" and len(str(m.get("content", ""))) > 100]
+        if big:
+            content = str(big[0].get("content", ""))
+            ctx.check(
+                big[0].get("truncated") is True and whole.startswith(content) and len(content) < len(whole),
+                "ASP-LIM-011",
+                f"an entry of {len(whole)} characters, too large alone, is in history with "
+                f"{len(content)} characters and truncated {big[0].get('truncated')!r}: it is shortened, "
+                "keeps its beginning and is marked",
+            )
+        else:
+            ctx.check(
+                history.get("truncated") is True
+                and isinstance(history.get("omitted"), int)
+                and history["omitted"] >= 1,
+                "ASP-LIM-011",
+                f"history left entries out with truncated {history.get('truncated')!r} and omitted "
+                f"{history.get('omitted')!r}",
+            )
+    for held in ctx.clients:
+        sizes = [len(f.text.encode()) for f in held.transcript.frames if f.direction == "recv" and f.text]
+        ctx.check(
+            max(sizes, default=0) <= limit,
+            "ASP-LIM-011",
+            f"the largest server event was {max(sizes, default=0)} bytes; max_event_bytes is {limit}",
+        )

@@ -75,6 +75,7 @@ FIXTURE_CASES = (
     "resume.replays_then_continues",
     "resume.refused_after_a_message",
     "limits.rate_limit",
+    "limits.event_size",
 )
 
 

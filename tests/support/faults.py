@@ -733,6 +733,12 @@ FAULTS = {
             incoming=_resume_only_first,
             also_pass=("resume.replays_then_continues",),
         ),
+        Fault(
+            "events_over_max_event_bytes",
+            ("ASP-LIM-011",),
+            ("limits.event_size",),
+            announce={"max_event_bytes": 65536},
+        ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
 }
