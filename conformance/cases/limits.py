@@ -214,10 +214,77 @@ async def _over_limit(
     return answer
 
 
+UNCOUNTED = "messages that started no run (invalid, or refused with run_in_progress) were counted"
+
+
+async def _counted_run(
+    ctx: CaseContext, client: AspClient, content: str, message_id: str, why: str = UNCOUNTED
+) -> Event:
+    """Start a run within the user's limit; its refusal for the rate is a finding against
+    ASP-LIM-009 (`why` says which of its rules was broken) and ends the case."""
+    await client.send({"type": "message", "id": message_id, "content": content})
+    answer = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "run_started" or e.get("message_id") == message_id,
+        "ASP-MSG-001",
+        what=f"run_started for message {message_id!r}",
+    )
+    if answer.get("code") == "rate_limited":
+        ctx.fail(
+            "ASP-LIM-009",
+            f"message {message_id!r} was refused for the rate ({answer.get('retry_after_ms')!r} ms to "
+            f"wait): {why}",
+        )
+    ctx.require(answer.get("type") == "run_started", "ASP-MSG-001", f"message {message_id!r} got {answer}")
+    return answer
+
+
+async def _uncounted_refusals(ctx: CaseContext, client: AspClient, messages: int) -> None:
+    """Messages that start no run, as many as the limit: none of them counts (ASP-LIM-009)."""
+    for number in range(messages):
+        await client.send({"type": "message", "id": f"kit-rate-invalid-{number}", "content": ""})
+        error = await ctx.expect(client, "error", "ASP-ERR-004", what="invalid_message for an empty content")
+        ctx.check(error.get("code") == "invalid_message", "ASP-ERR-004", f"code {error.get('code')!r}")
+
+
+async def _fill_the_window(ctx: CaseContext, client: AspClient, messages: int, identity: str) -> None:
+    """Start `messages` runs; the last one is slow, and a message sent during it must be refused
+    with run_in_progress, which comes before the rate limit in the order of checks and counts not."""
+    for number in range(messages - 1):
+        ctx.pacer.record(identity)
+        started = await _counted_run(ctx, client, "asp-fixture:text 1", f"kit-rate-{number}")
+        await ctx.completion(client, started["run_id"])
+    pace = int(50 * ctx.stretch)
+    ctx.pacer.record(identity)
+    started = await _counted_run(ctx, client, f"asp-fixture:slow 10 {pace}", "kit-rate-last")
+    sent = time.monotonic()
+    await client.send({"type": "message", "id": "kit-rate-during", "content": "asp-fixture:text 1"})
+    answer = await ctx.expect(
+        client,
+        lambda e: e.get("message_id") == "kit-rate-during",
+        "ASP-RUN-002",
+        what="an answer to the message sent during the run",
+    )
+    if answer.get("code") != "run_in_progress":
+        ctx.precondition(
+            not ctx.completed_before(client, started["run_id"], sent),
+            "the last run completed before the message sent during it could reach the server",
+        )
+    ctx.check(
+        answer.get("code") == "run_in_progress",
+        "ASP-LIM-009",
+        f"at the rate limit, a message during a run got {answer.get('type')} {answer.get('code', '')}: "
+        "run_in_progress is checked before the rate limit",
+    )
+    await ctx.completion(client, started["run_id"], lasts=10 * pace / 1000)
+    await ctx.settle(client)
+
+
 @case(
     "limits.rate_limit",
-    "a message over the user's rate limit gets rate_limited with retry_after_ms, on any connection",
-    ["ASP-LIM-004"],
+    "a message over the user's rate limit gets rate_limited with retry_after_ms, on any connection; "
+    "only runs count, and a message after retry_after_ms is served",
+    ["ASP-LIM-004", "ASP-LIM-009"],
     fixtures=True,
     order=9,
 )
@@ -232,9 +299,14 @@ async def rate_limit(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
     client.before_send = None  # this case goes over the limit on purpose
     began = time.monotonic()
-    for number in range(rate.messages):
-        ctx.pacer.record(identity)
-        await ctx.run(client, "asp-fixture:text 1", message_id=f"kit-rate-{number}")
+    sliding = applies("ASP-LIM-009", ctx.terms.protocol_version)
+    if sliding:
+        await _uncounted_refusals(ctx, client, rate.messages)
+        await _fill_the_window(ctx, client, rate.messages, identity)
+    else:
+        for number in range(rate.messages):
+            ctx.pacer.record(identity)
+            await ctx.run(client, "asp-fixture:text 1", message_id=f"kit-rate-{number}")
     answer = await _over_limit(ctx, client, identity, began, "kit-rate-over")
     ctx.check(
         answer.get("type") == "error" and answer.get("code") == "rate_limited",
@@ -243,6 +315,7 @@ async def rate_limit(ctx: CaseContext) -> None:
     )
     if answer.get("type") != "error":
         return
+    refused_at = client.arrival(answer) or time.monotonic()
     retry = answer.get("retry_after_ms")
     ctx.check(
         isinstance(retry, int) and 0 < retry <= rate.window_s * 1000,
@@ -260,6 +333,20 @@ async def rate_limit(ctx: CaseContext) -> None:
         f"over the user's limit on a new connection: got {answer.get('type')} {answer.get('code', '')} "
         "(the limit is per user, not per connection)",
     )
+    if not sliding or not isinstance(retry, int) or retry <= 0 or retry / 1000 > ctx.options.max_wait_s:
+        return  # waiting out retry_after_ms takes longer than --max-wait
+    # retry_after_ms is the time until the oldest counted run leaves the window: then a message is served.
+    margin = ctx.scaled(0.05) + (again.round_trip or 0.05)
+    await ctx.sleep(max(0.0, refused_at + retry / 1000 + margin - time.monotonic()), "retry_after_ms")
+    ctx.pacer.record(identity)
+    started = await _counted_run(
+        ctx,
+        again,
+        "asp-fixture:text 1",
+        "kit-rate-after",
+        f"it was sent {retry} ms after the refusal that gave retry_after_ms {retry}",
+    )
+    await ctx.completion(again, started["run_id"])
 
 
 BULK_SIZE = 65536  # the largest token of asp-fixture:bulk: one token over the smallest legal max_event_bytes

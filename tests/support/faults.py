@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import jwt
 
+from spec.schemas import check_client_message
+
 Event = dict[str, Any]
 Message = dict[str, Any]
 PANEL_PREFIX = "/fault/"
@@ -32,6 +34,7 @@ class Shared:
     failed_contents: set[str] = field(default_factory=set)
     live_users: dict[str, int] = field(default_factory=dict)
     live: int = 0  # connections served now (cap_connections)
+    messages: dict[str, int] = field(default_factory=dict)  # message frames per user
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Connection:
     last_content: str = ""
     last_client_frame: float = field(default_factory=time.monotonic)
     replies: list[Event] = field(default_factory=list)  # events an incoming hook answers with
+    run_active: bool = False  # between a run_started and its complete, as sent
 
 
 Outgoing = Callable[[Connection, Event], list[Event]]
@@ -299,11 +303,11 @@ def _cancel_whatever_named(conn: Connection, message: Message) -> Message | None
 
 
 def _rate_limit_per_connection(limit: int) -> Incoming:
-    """Counts messages per connection (the spec counts them per user)."""
+    """Counts the messages that start runs per connection (the spec counts them per user)."""
 
     def hook(conn: Connection, message: Message) -> Message | None:
         frame = _frame(message)
-        if frame is None or frame.get("type") != "message":
+        if frame is None or frame.get("type") != "message" or check_client_message(frame) or conn.run_active:
             return message
         conn.messages += 1
         if conn.messages <= limit:
@@ -340,6 +344,34 @@ def _resume_only_first(conn: Connection, message: Message) -> Message | None:
     if kind not in ("ping", "resume"):
         conn.messages += 1
     return message
+
+
+def _rate_limit_counting_every_message(limit: int) -> Incoming:
+    """Counts every message frame of a user, invalid ones included, against the rate limit (the
+    spec counts only messages that start a run); never forgets (a window longer than any check)."""
+
+    def hook(conn: Connection, message: Message) -> Message | None:
+        frame = _frame(message)
+        if frame is None or frame.get("type") != "message":
+            return message
+        user = _token_subject(conn.query.get("token")) or ""
+        counted = conn.shared.messages.get(user, 0) + 1
+        conn.shared.messages[user] = counted
+        if counted <= limit:
+            return message
+        refusal: Event = {
+            "type": "error",
+            "code": "rate_limited",
+            "message": "Too many messages.",
+            "retryable": True,
+            "retry_after_ms": 60000,
+        }
+        if isinstance(frame.get("id"), str):
+            refusal["message_id"] = frame["id"]
+        conn.replies.append(refusal)
+        return None
+
+    return hook
 
 
 def _crash_on_bad_json(conn: Connection, message: Message) -> Message | None:
@@ -739,6 +771,13 @@ FAULTS = {
             ("limits.event_size",),
             announce={"max_event_bytes": 65536},
         ),
+        Fault(
+            "rate_limit_counts_invalid_messages",
+            ("ASP-LIM-009",),
+            ("limits.rate_limit",),
+            announce={"rate_limit": {"messages": 3, "window_ms": 60000}},
+            incoming=_rate_limit_counting_every_message(3),
+        ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
 }
@@ -896,6 +935,8 @@ class FaultMiddleware:
                 await send(message)
                 return
             event = json.loads(message["text"])
+            if event.get("type") in ("run_started", "complete"):
+                conn.run_active = event["type"] == "run_started"
             if event.get("type") == "session" and fault.announce:
                 event["limits"].update(fault.announce)
             outgoing = fault.outgoing(conn, event) if fault.outgoing else [event]
@@ -946,6 +987,11 @@ def _subject(scope: dict[str, Any]) -> str | None:
     for offered in scope.get("subprotocols") or []:
         if offered.startswith("asp.token."):
             token = offered[len("asp.token.") :]
+    return _token_subject(token)
+
+
+def _token_subject(token: str | None) -> str | None:
+    """The unverified `sub` of a JWT (None when there is none)."""
     if not token:
         return None
     try:
