@@ -172,11 +172,14 @@ async def layout(ctx: CaseContext) -> None:
         started = await ctx.started(client, message_id)
         await ctx.expect(client, "tool_call", "ASP-TOOL-001")
         await client.send({"type": "cancel"})
-        await ctx.completion(client, started["run_id"], "ASP-CAN-001", timeout=5)
+        complete = await ctx.completion(client, started["run_id"], "ASP-CAN-001", timeout=5)
         await ctx.settle(client)
-        run = [e for e in client.events if e.get("run_id") == started["run_id"]]
-        cancelled = run[-1].get("finish_reason") == "cancelled"
-        ctx.precondition(cancelled, "the slow tool finished before the cancel reached the server")
+        ctx.precondition(
+            complete.get("finish_reason") == "cancelled",
+            "the slow tool finished before the cancel reached the server",
+        )
+        ended = client.events.index(complete)  # vendor events may name the run after its complete
+        run = [e for e in client.events[: ended + 1] if e.get("run_id") == started["run_id"]]
         expected += _stored_as(content, run, cancelled=True)
     await client.close()
     history = await ctx.reopen_history(session["conversation_id"], "ASP-HIS-008")
