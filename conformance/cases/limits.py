@@ -284,7 +284,7 @@ async def _fill_the_window(ctx: CaseContext, client: AspClient, messages: int, i
     "limits.rate_limit",
     "a message over the user's rate limit gets rate_limited with retry_after_ms, on any connection; "
     "only runs count, and a message after retry_after_ms is served",
-    ["ASP-LIM-004", "ASP-LIM-009"],
+    ["ASP-LIM-004", "ASP-LIM-009", "ASP-ERR-012"],
     fixtures=True,
     order=9,
 )
@@ -315,6 +315,7 @@ async def rate_limit(ctx: CaseContext) -> None:
     )
     if answer.get("type") != "error":
         return
+    ctx.judge_answer(answer, {"id": "kit-rate-over"})
     refused_at = client.arrival(answer) or time.monotonic()
     retry = answer.get("retry_after_ms")
     ctx.check(

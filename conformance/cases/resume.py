@@ -157,22 +157,24 @@ async def after_message(ctx: CaseContext) -> None:
 async def _resume_answer(
     ctx: CaseContext, client: AspClient, session_id: str, last_seq: int, label: str
 ) -> Event:
-    await client.send({"type": "resume", "session_id": session_id, "last_seq": last_seq})
-    return await ctx.expect(
+    sent = {"type": "resume", "id": ctx.new_id("kit-r"), "session_id": session_id, "last_seq": last_seq}
+    await client.send(sent)
+    answer = await ctx.expect(
         client,
-        lambda e: (
-            e.get("type") == "resumed" or (e.get("type") == "error" and e.get("code") == "resume_failed")
-        ),
+        lambda e: e.get("type") == "resumed" or e.get("code") == "resume_failed",
         "ASP-RES-006",
         what=f"an answer to {label}",
     )
+    if answer.get("type") == "error":
+        ctx.judge_answer(answer, sent)
+    return answer
 
 
 @case(
     "resume.what_a_resume_may_name",
     "a resume of the current session, past the last seq, or after a resume is refused; pings, bad "
     "frames and refused messages before a resume do not prevent it",
-    ["ASP-RES-006"],
+    ["ASP-RES-006", "ASP-ERR-012"],
     capabilities=("resume",),
 )
 async def what_a_resume_may_name(ctx: CaseContext) -> None:

@@ -154,7 +154,7 @@ async def last_bound_conversation(ctx: CaseContext) -> None:
 @case(
     "session.malformed_conversation_id",
     "an empty or malformed conversation_id is an unknown one: a new conversation and conversation_not_found",
-    ["ASP-SES-010"],
+    ["ASP-SES-010", "ASP-ERR-012"],
     capabilities=("history",),
 )
 async def malformed_conversation_id(ctx: CaseContext) -> None:
@@ -173,6 +173,8 @@ async def malformed_conversation_id(ctx: CaseContext) -> None:
             f"conversation_id={value!r} got {error.get('type')} {error.get('code', '')}, expected "
             "error conversation_not_found",
         )
+        if error.get("type") == "error":
+            ctx.judge_answer(error, None)
         ctx.check(
             session.get("conversation_id") != written,
             "ASP-SES-010",

@@ -339,6 +339,8 @@ def _resume_only_first(conn: Connection, message: Message) -> Message | None:
             "message": "This connection already sent messages.",
             "retryable": False,
         }
+        if frame is not None and isinstance(frame.get("id"), str):
+            refusal["message_id"] = frame["id"]
         conn.replies.append(refusal)
         return None
     if kind not in ("ping", "resume"):
