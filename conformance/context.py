@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from conformance.terms import ServerTerms
 from conformance.wire import AspClient, Closed, Event, HandshakeRefused
 from spec import SUBPROTOCOL
 from spec.registry import close_code
+from spec.schemas import is_identifier
 
 T = TypeVar("T")
 DEFAULT = object()
@@ -434,6 +436,32 @@ class CaseContext:
                 requirement, f"the server closed ({closed.code} {closed.reason!r}) before pong {ping_id!r}"
             )
         self.check(True, requirement, f"pong {ping_id!r} answers the ping")
+
+    def judge_answer(self, error: Event, sent: Event | str | None) -> None:
+        """Judge an `error` answering a client frame (not a run's error) by ASP-ERR-012: it carries
+        no run_id, and a message_id only when the frame had a valid id, then that id (never one the
+        server minted). `sent` is the frame as sent (a dict, its JSON text, or None when it had
+        no parsable id)."""
+        frame = sent
+        if isinstance(sent, str):
+            try:
+                frame = json.loads(sent)
+            except ValueError:
+                frame = None
+        sent_id = frame.get("id") if isinstance(frame, dict) else None
+        valid_id = sent_id if is_identifier(sent_id) else None
+        code = error.get("code")
+        self.check(
+            "run_id" not in error,
+            "ASP-ERR-012",
+            f"error {code!r} answering a client frame names run {error.get('run_id')!r}",
+        )
+        if "message_id" in error:
+            self.check(
+                valid_id is not None and error["message_id"] == valid_id,
+                "ASP-ERR-012",
+                f"error {code!r} carries message_id {error['message_id']!r}; the frame's id was {sent_id!r}",
+            )
 
     async def close_all(self) -> None:
         """Read every open connection on to a sync point (late events meet the oracle), then close."""

@@ -238,6 +238,21 @@ class AspClient:
         self.last_sent = time.monotonic()
         await self.websocket.send(payload)
 
+    async def send_text_bytes(self, payload: bytes) -> None:
+        """Send `payload` as one text frame, as is: the kit's way to send text that is not UTF-8."""
+        self.transcript.add("send", text=f"<text frame of {len(payload)} bytes: {payload[:80]!r}>")
+        self.last_sent = time.monotonic()
+        await self.websocket.send(payload, text=True)
+
+    async def send_fragments(self, fragments: Sequence[str]) -> None:
+        """Send one text message as a frame per fragment (a fragmented message, RFC 6455 5.4)."""
+        whole = "".join(fragments)
+        if self.before_send is not None:
+            await self.before_send(whole)
+        self.transcript.add("send", text=f"<{len(fragments)} fragments> {whole[:200]}")
+        self.last_sent = time.monotonic()
+        await self.websocket.send(list(fragments))
+
     async def _receive_one(self, timeout: float) -> Event:
         if self._ended and self._queue.empty():
             raise Closed(self.close_code, self.close_reason)

@@ -141,3 +141,10 @@ def check_client_message(message: Any) -> list[SchemaProblem]:
 
 def is_vendor_type(kind: object) -> bool:
     return isinstance(kind, str) and kind.startswith(VENDOR_PREFIX)
+
+
+def is_identifier(value: object) -> bool:
+    """Whether `value` is a valid ASP identifier (schema `common.json#/$defs/identifier`): the ids
+    of client messages that errors may echo (ASP-ERR-006, ASP-ERR-012)."""
+    pattern = schema_documents()["common"]["$defs"]["identifier"]["pattern"]
+    return isinstance(value, str) and ecma_search(pattern, value)

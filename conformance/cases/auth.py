@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from conformance.context import CaseContext
 from conformance.registry import case
+from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 from spec.registry import close_code
 
 UNAUTHORIZED = close_code("unauthorized")
@@ -56,3 +59,68 @@ async def expired_token(ctx: CaseContext) -> None:
 async def no_subject(ctx: CaseContext) -> None:
     await _refused(ctx, ctx.credentials.mint({}), "ASP-AUTH-004", "token without sub")
     await _refused(ctx, ctx.credentials.mint({"sub": ""}), "ASP-AUTH-004", "token with an empty sub")
+
+
+@case(
+    "auth.subprotocol_token_counts",
+    "a token in both places: the subprotocol one counts; a token subprotocol alone is version 1",
+    ["ASP-AUTH-010"],
+)
+async def subprotocol_token_counts(ctx: CaseContext) -> None:
+    valid, garbage = ctx.token(0), "this-is-not-a-valid-token"
+    # A valid subprotocol token beside a garbage query token is accepted.
+    client, session = await ctx.connect(
+        token=garbage,
+        token_in="query",
+        subprotocols=(SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + valid),
+        requirement="ASP-AUTH-010",
+    )
+    ctx.check(
+        session.get("type") == "session",
+        "ASP-AUTH-010",
+        "a valid asp.token. subprotocol beside a garbage query token opened a session",
+    )
+    await client.close()
+    # A valid query token beside a garbage subprotocol token: the subprotocol one counts, refused.
+    client = await ctx.open(
+        token=valid,
+        token_in="query",
+        subprotocols=(SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX + garbage),
+        keepalive=False,
+    )
+    code = await ctx.closed_with(client)
+    ctx.check(
+        code == UNAUTHORIZED and client.events == [],
+        "ASP-AUTH-010",
+        f"a garbage asp.token. subprotocol beside a valid query token: closed with {code} after "
+        f"{len(client.events)} event(s), expected 4001 and none (the subprotocol token counts)",
+    )
+    # A token subprotocol offered without any asp.v*: version 1, no subprotocol selected.
+    client, session = await ctx.connect(
+        token=valid, token_in="subprotocol", subprotocols=(), requirement="ASP-AUTH-010"
+    )
+    ctx.check(
+        client.subprotocol is None,
+        "ASP-AUTH-010",
+        f"an asp.token. subprotocol offered alone: selected {client.subprotocol!r}, expected none",
+    )
+
+
+@case(
+    "auth.bad_claims",
+    "a JWT with nbf in the future, or a sub that is not a string: closed 4001",
+    ["ASP-AUTH-012"],
+    needs=("jwt_secret",),
+)
+async def bad_claims(ctx: CaseContext) -> None:
+    subject = ctx.credentials.user_name(ctx.index, 0)
+    await _refused(
+        ctx,
+        ctx.credentials.mint({"sub": subject, "nbf": int(time.time()) + 600}, ttl=1200),
+        "ASP-AUTH-012",
+        "a token not valid for another 10 minutes (nbf)",
+    )
+    await _refused(ctx, ctx.credentials.mint({"sub": 12345}), "ASP-AUTH-012", "a token whose sub is a number")
+    await _refused(
+        ctx, ctx.credentials.mint({"sub": [subject]}), "ASP-AUTH-012", "a token whose sub is a list"
+    )

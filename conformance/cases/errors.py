@@ -8,7 +8,9 @@ from conformance.context import CaseContext, turns
 from conformance.generate import HISTORY_PROBES, HISTORY_SEED, Probe, invalid_probes, valid_probes
 from conformance.registry import case
 from conformance.wire import AspClient, Closed
-from spec.registry import error_codes
+from spec.registry import close_code, error_codes
+
+INVALID_PAYLOAD = close_code("invalid_payload")
 
 # The requirement each input error code answers, from registry.yaml.
 REQUIREMENT_FOR = {
@@ -52,17 +54,19 @@ async def _answered(ctx: CaseContext, probe: Probe, client_holder: list[AspClien
         f"{probe.describe()} got {error.get('code')!r}, expected {probe.expected_code!r}",
     )
     ctx.check("run_id" not in error, "ASP-ERR-007", f"{probe.describe()}: error outside a run names a run")
+    ctx.judge_answer(error, probe.frame if isinstance(probe.frame, str) else None)
 
 
 @case(
     "errors.invalid_json",
     "non-JSON text gets invalid_json; the connection stays",
-    ["ASP-ERR-002", "ASP-ERR-001"],
+    ["ASP-ERR-002", "ASP-ERR-001", "ASP-ERR-012"],
 )
 async def invalid_json(ctx: CaseContext) -> None:
     client, _ = await ctx.connect()
     await client.send("this is not json")
     error = await ctx.expect(client, "error", "ASP-ERR-002")
+    ctx.judge_answer(error, None)
     ctx.check(error.get("code") == "invalid_json", "ASP-ERR-002", f"code {error.get('code')!r}")
     ctx.check(error.get("retryable") is False, "ASP-ERR-001", "invalid input is not retryable")
     await ctx.alive(client, "ASP-ERR-002")
@@ -80,16 +84,26 @@ async def binary_frame(ctx: CaseContext) -> None:
 @case(
     "errors.schema_invalid",
     "a known type breaking its schema gets invalid_message with the message_id",
-    ["ASP-ERR-004", "ASP-ERR-006"],
+    ["ASP-ERR-004", "ASP-ERR-006", "ASP-ERR-012"],
 )
 async def schema_invalid(ctx: CaseContext) -> None:
     client, _ = await ctx.connect()
-    await client.send(json.dumps({"type": "message", "id": "kit-bad-1", "content": ""}))
+    sent = {"type": "message", "id": "kit-bad-1", "content": ""}
+    await client.send(json.dumps(sent))
     error = await ctx.expect(client, "error", "ASP-ERR-004")
     ctx.check(error.get("code") == "invalid_message", "ASP-ERR-004", f"code {error.get('code')!r}")
     ctx.check(
         error.get("message_id") == "kit-bad-1", "ASP-ERR-006", f"message_id {error.get('message_id')!r}"
     )
+    ctx.judge_answer(error, sent)
+    # Without an id, or with one that is not a valid identifier, the error carries no message_id.
+    no_id = {"type": "message", "content": ""}
+    unnamed_frames = (no_id, {**no_id, "id": "not an id"})
+    for unnamed in unnamed_frames:
+        await client.send(json.dumps(unnamed))
+        error = await ctx.expect(client, "error", "ASP-ERR-004")
+        ctx.check(error.get("code") == "invalid_message", "ASP-ERR-004", f"code {error.get('code')!r}")
+        ctx.judge_answer(error, unnamed)
     await ctx.alive(client, "ASP-ERR-004")
 
 
@@ -113,7 +127,7 @@ async def unknown_type(ctx: CaseContext) -> None:
 @case(
     "errors.generated_invalid_input",
     "generated invalid input: every frame answered by its error code",
-    ["ASP-ERR-002", "ASP-ERR-003", "ASP-ERR-004", "ASP-ERR-005", "ASP-ERR-007"],
+    ["ASP-ERR-002", "ASP-ERR-003", "ASP-ERR-004", "ASP-ERR-005", "ASP-ERR-007", "ASP-ERR-012"],
 )
 async def generated_invalid(ctx: CaseContext) -> None:
     probes = _affordable(ctx, invalid_probes(ctx.options.fuzz_examples))  # before any connection is held
@@ -164,3 +178,20 @@ async def history_survives(ctx: CaseContext) -> None:
     history = await ctx.reopen_history(session["conversation_id"], "ASP-ERR-009")
     users = turns(history, "user")
     ctx.check(users == ["keep this message"], "ASP-ERR-009", f"stored user turns after bad input: {users}")
+
+
+@case(
+    "errors.invalid_utf8",
+    "a text frame that is not valid UTF-8 fails the connection with 1007",
+    ["ASP-TRN-004"],
+)
+async def invalid_utf8(ctx: CaseContext) -> None:
+    client, _ = await ctx.connect(keepalive=False)
+    await client.send_text_bytes(b'{"type": "ping", "id": "kit-\xff\xfe"}')
+    code = await ctx.closed_with(client)
+    ctx.check(
+        code == INVALID_PAYLOAD,
+        "ASP-TRN-004",
+        f"a text frame with invalid UTF-8 closed with {code}, expected {INVALID_PAYLOAD} "
+        f"(events before: {[e.get('type') for e in client.events]})",
+    )

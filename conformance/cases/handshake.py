@@ -40,19 +40,34 @@ async def no_version_offered(ctx: CaseContext) -> None:
 
 @case(
     "handshake.unsupported_version",
-    "only unknown versions offered: accepted, then closed 4000",
-    ["ASP-VER-003", "ASP-TRN-002"],
+    "only unknown versions offered: accepted with the first of them selected, then closed 4000",
+    ["ASP-VER-003", "ASP-TRN-002", "ASP-VER-006", "ASP-TRN-005"],
 )
 async def unsupported_version(ctx: CaseContext) -> None:
-    client = await ctx.open(subprotocols=("asp.v99",), keepalive=False)
+    client = await ctx.open(subprotocols=("asp.v99", "asp.v98"), keepalive=False)
     ctx.check(
-        client.subprotocol in (None, "asp.v99"),
+        client.subprotocol in (None, "asp.v99", "asp.v98"),
         "ASP-VER-002",
         f"selected {client.subprotocol!r}, which was not offered",
+    )
+    ctx.check(
+        client.subprotocol == "asp.v99",
+        "ASP-VER-006",
+        f"refusing the version, the server selected {client.subprotocol!r}, not the first asp.v* offered "
+        "('asp.v99'): a browser fails the handshake and never sees the close code",
     )
     code = await ctx.closed_with(client)
     ctx.check(code == UNSUPPORTED, "ASP-VER-003", f"closed with {code}, expected {UNSUPPORTED}")
     ctx.check(client.events == [], "ASP-VER-003", f"{len(client.events)} event(s) before the close")
+    # Refused for two reasons, version and authentication: the version check comes first.
+    client = await ctx.open(token=None, subprotocols=("asp.v99",), keepalive=False)
+    code = await ctx.closed_with(client)
+    ctx.check(
+        code == UNSUPPORTED and client.events == [],
+        "ASP-TRN-005",
+        f"an unsupported version without a token: closed with {code} after {len(client.events)} "
+        f"event(s), expected {UNSUPPORTED} (the version is checked before authentication)",
+    )
 
 
 @case(

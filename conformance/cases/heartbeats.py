@@ -6,6 +6,7 @@ spec defaults takes about its idle timeout plus the rest, not their sum.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -76,6 +77,46 @@ async def pings_keep_alive(ctx: CaseContext) -> None:
 
 
 @case(
+    "heartbeats.control_frames_do_not_count",
+    "WebSocket Pings from the client do not keep a quiet connection open: closed 4003 on time",
+    ["ASP-HB-005"],
+    realtime=True,
+)
+async def control_frames_do_not_count(ctx: CaseContext) -> None:
+    idle = _idle_seconds(ctx)
+    wait = ctx.real_time(idle + _grace(ctx, idle), "waiting out the announced idle timeout")
+    client, _ = await ctx.connect(keepalive=False)
+    opened = time.monotonic()
+
+    async def ping_control_frames() -> None:
+        while client.close_code is None:
+            await asyncio.sleep(idle / 4)
+            try:
+                await client.websocket.ping()
+            except Exception:  # the connection is gone; the close is what the case judges
+                return
+            client.transcript.add("send", text="<WebSocket Ping control frame>")
+
+    pinger = asyncio.create_task(ping_control_frames())
+    try:
+        code = await ctx.closed_with(client, wait, scaled=False)
+    finally:
+        pinger.cancel()
+    waited = time.monotonic() - opened
+    ctx.check(
+        code == IDLE_TIMEOUT,
+        "ASP-HB-005",
+        f"pinged with WebSocket Ping frames every {idle / 4:.2f}s and sent no data frame: closed with "
+        f"{code} after {waited:.1f}s, expected 4003 after the idle timeout of {idle:.1f}s",
+    )
+    ctx.check(
+        code != IDLE_TIMEOUT or waited >= idle * 0.9,
+        "ASP-HB-002",
+        f"closed after {waited:.1f}s, before the timeout",
+    )
+
+
+@case(
     "heartbeats.no_idle_close_during_run",
     "a run longer than the idle timeout is not cut by it, though the client sends nothing",
     ["ASP-HB-002"],
@@ -112,3 +153,39 @@ async def no_idle_close_during_run(ctx: CaseContext) -> None:
             "ASP-RUN-004", f"no complete of run {started['run_id']} within {lasts + ctx.scaled(10):.1f}s"
         )
     ctx.check(True, "ASP-HB-002", f"a run of {lasts:.1f}s outlasted the idle timeout of {idle:.1f}s")
+
+
+@case(
+    "heartbeats.idle_counts_from_run_end",
+    "after a run the connection gets a full idle timeout from its complete, not from the last frame",
+    ["ASP-HB-006", "ASP-HB-002"],
+    fixtures=True,
+    realtime=True,
+)
+async def idle_counts_from_run_end(ctx: CaseContext) -> None:
+    idle = _idle_seconds(ctx)
+    # A run of a quarter of the idle timeout, begun by the last data frame the client sends: a timer
+    # counting from that frame closes a quarter early, one counting from the complete on time.
+    pace_ms = max(20, int(idle * 1000 / 40))
+    tokens = max(2, math.ceil(idle * 250 / pace_ms) + 1)
+    lasts = (tokens - 1) * pace_ms / 1000
+    ctx.real_time(lasts, "a run of a quarter of the announced idle timeout")
+    wait = ctx.real_time(idle + _grace(ctx, idle), "a full idle timeout after the run")
+    client, _ = await ctx.connect(conversation_id="new", keepalive=False)
+    message_id = await ctx.send_message(client, f"asp-fixture:slow {tokens} {pace_ms}")
+    started = await ctx.started(client, message_id)
+    complete = await ctx.completion(client, started["run_id"], lasts=lasts)
+    quiet_since = max(client.arrival(complete) or time.monotonic(), client.last_sent)
+    code = await ctx.closed_with(client, wait, scaled=False)
+    quiet = time.monotonic() - quiet_since
+    ctx.check(
+        code == IDLE_TIMEOUT,
+        "ASP-HB-002",
+        f"quiet after a run: closed with {code} {quiet:.1f}s after its complete (idle timeout {idle:.1f}s)",
+    )
+    ctx.check(
+        code != IDLE_TIMEOUT or quiet >= idle * 0.9,
+        "ASP-HB-006",
+        f"after a run of {lasts:.2f}s begun by the client's last data frame, the connection closed "
+        f"{quiet:.2f}s after the complete; the idle timeout ({idle:.1f}s) counts from the complete",
+    )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 from conformance.context import CaseContext, assistant_text, text_of, turns
+from conformance.credentials import Unavailable
 from conformance.registry import case
+from conformance.wire import Event
 from spec.fixtures import fixture_text
 
 
@@ -93,3 +95,115 @@ async def no_foreign_writes(ctx: CaseContext) -> None:
     ctx.check(
         "written by an intruder" not in str(history), "ASP-HIS-006", "the intruder's message was stored"
     )
+
+
+def _stored_as(content: str, events: list[Event], cancelled: bool = False) -> list[Event]:
+    """The history entries an exchange is stored as (ASP-HIS-008, ASP-HIS-009), derived from the run's
+    events as streamed: the user entry, then each stretch of text between tool calls one assistant
+    entry and each tool call one tool entry with its result; a call left open by a cancel is stored
+    with is_error true."""
+    started = events[0]
+    run_id = started.get("run_id")
+    entries: list[Event] = [
+        {"role": "user", "content": content, "message_id": started.get("message_id"), "run_id": run_id}
+    ]
+    calls: dict[str, Event] = {}
+    text = ""
+    for event in events[1:]:
+        kind = event.get("type")
+        if kind == "text_delta":
+            text += str(event.get("delta", ""))
+        elif kind == "tool_call":
+            if text:
+                entries.append({"role": "assistant", "content": text, "run_id": run_id})
+                text = ""
+            entry: Event = {
+                "role": "tool",
+                "run_id": run_id,
+                "tool_call_id": event.get("tool_call_id"),
+                "name": event.get("name"),
+            }
+            calls[str(event.get("tool_call_id"))] = entry
+            entries.append(entry)
+        elif kind == "tool_result" and str(event.get("tool_call_id")) in calls:
+            calls[str(event.get("tool_call_id"))].update(
+                content=event.get("content"), is_error=event.get("is_error")
+            )
+    if text:
+        entries.append({"role": "assistant", "content": text, "run_id": run_id})
+    for entry in calls.values():
+        if cancelled or "is_error" not in entry:
+            entry["is_error"] = True
+            entry.pop("content", None)  # whatever the server says of a call cut short
+    return entries
+
+
+SHAPE_KEYS = ("role", "name", "tool_call_id", "content", "is_error")
+
+
+def _shape(entry: Event, like: Event | None = None) -> str:
+    """An entry's layout members, as text; with `like`, only the members `like` has."""
+    keys = [k for k in SHAPE_KEYS if like is None or k in like]
+    return repr({k: entry[k] for k in keys if k in entry and entry[k] is not None})
+
+
+@case(
+    "history.layout",
+    "history lists each exchange as stored: the user entry, then text stretches and tool calls in the "
+    "order produced, each entry naming its run",
+    ["ASP-HIS-008", "ASP-HIS-009"],
+    capabilities=("history",),
+    fixtures=True,
+)
+async def layout(ctx: CaseContext) -> None:
+    client, session = await ctx.connect(conversation_id="new")
+    expected: list[Event] = []
+    for content in (
+        "asp-fixture:text 3",
+        "asp-fixture:tool",
+        "asp-fixture:text 0",
+        "asp-fixture:model_error",
+    ):
+        expected += _stored_as(content, await ctx.run(client, content))
+    if ctx.declares("cancel"):
+        # A run cancelled during its tool call: stored as far as it went, the open call is_error true.
+        content = f"asp-fixture:slow_tool {int(5000 * ctx.stretch)}"
+        message_id = await ctx.send_message(client, content)
+        started = await ctx.started(client, message_id)
+        await ctx.expect(client, "tool_call", "ASP-TOOL-001")
+        await client.send({"type": "cancel"})
+        complete = await ctx.completion(client, started["run_id"], "ASP-CAN-001", timeout=5)
+        await ctx.settle(client)
+        ctx.precondition(
+            complete.get("finish_reason") == "cancelled",
+            "the slow tool finished before the cancel reached the server",
+        )
+        ended = client.events.index(complete)  # vendor events may name the run after its complete
+        run = [e for e in client.events[: ended + 1] if e.get("run_id") == started["run_id"]]
+        expected += _stored_as(content, run, cancelled=True)
+    await client.close()
+    history = await ctx.reopen_history(session["conversation_id"], "ASP-HIS-008")
+    stored = [m for m in history.get("messages", []) if isinstance(m, dict)]
+    if history.get("truncated"):
+        raise Unavailable("the history was truncated to fit max_event_bytes (ASP-LIM-011)")
+    ctx.check(
+        len(stored) == len(expected)
+        and all(_shape(e, like=w) == _shape(w) for e, w in zip(stored, expected, strict=True)),
+        "ASP-HIS-008",
+        f"history entries {[_shape(e) for e in stored]}; the runs as streamed are stored as "
+        f"{[_shape(e) for e in expected]}",
+    )
+    for number, (entry, wanted) in enumerate(zip(stored, expected, strict=False)):
+        ctx.check(
+            entry.get("run_id") == wanted["run_id"],
+            "ASP-HIS-009",
+            f"history entry {number} ({entry.get('role')}) carries run_id {entry.get('run_id')!r}, its "
+            f"exchange's run is {wanted['run_id']!r}",
+        )
+        if wanted["role"] == "user":
+            ctx.check(
+                entry.get("message_id") == wanted["message_id"],
+                "ASP-HIS-009",
+                f"user entry {number} carries message_id {entry.get('message_id')!r}, its run_started "
+                f"carried {wanted['message_id']!r}",
+            )

@@ -5,21 +5,29 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 
-from conformance.context import ANSWER_S, CaseContext
+from conformance.context import ANSWER_S, CaseContext, text_of
 from conformance.credentials import Unavailable
+from conformance.gating import applies
 from conformance.registry import case
 from conformance.wire import AspClient, Closed, Event
+from spec import SUBPROTOCOL
+from spec.fixtures import fixture_text
 from spec.registry import close_code
 
 TRY_AGAIN_LATER = close_code("try_again_later")
+UNAUTHORIZED = close_code("unauthorized")
+UNSUPPORTED = close_code("unsupported_version")
+SUPERSEDED = close_code("superseded")
 MESSAGE_TOO_BIG = close_code("message_too_big")
 
 
 @case(
     "limits.connection_limit",
-    "exactly max_connections of max+3 concurrent connects are admitted; the rest 1013",
-    ["ASP-LIM-001", "ASP-LIM-002", "ASP-LIM-008"],
+    "exactly max_connections of max+3 concurrent connects are admitted; the rest 1013; at the limit "
+    "refusals keep their order and a superseding connection is admitted",
+    ["ASP-LIM-001", "ASP-LIM-002", "ASP-LIM-008", "ASP-TRN-005", "ASP-LIM-007"],
     needs=("max_connections", "many_users"),
     exclusive=True,
 )
@@ -66,17 +74,89 @@ async def connection_limit(ctx: CaseContext) -> None:
         ctx.allow(seconds, "closing the round's connections")
         await asyncio.gather(*[c.close() for _, c in outcomes if c is not None])
         await ctx.sleep(ctx.scaled(0.5), "the server to release the round's connections")
+    if applies("ASP-TRN-005", ctx.terms.protocol_version):
+        await _at_the_limit(ctx, limit, attempt)
 
 
-def _ping_of(size: int) -> str:
-    empty = json.dumps({"type": "ping", "id": "sized", "x-pad": ""})
-    return json.dumps({"type": "ping", "id": "sized", "x-pad": "a" * (size - len(empty))})
+async def _at_the_limit(
+    ctx: CaseContext, limit: int, attempt: Callable[[int], Awaitable[tuple[str, AspClient | None]]]
+) -> None:
+    """Fill the server to its limit with distinct users, then: a refusal for several reasons gets
+    the code of the first failing check, version, authentication, capacity (ASP-TRN-005); a user's
+    superseding connection is admitted and takes the old one's slot (ASP-LIM-007)."""
+    seconds = ctx.scaled(ANSWER_S)
+    ctx.allow(seconds * 2, "filling the server to its connection limit")
+    filled = await asyncio.gather(*[attempt(i) for i in range(limit)])
+    held = [client for _, client in filled if client is not None]
+    try:
+        ctx.precondition(
+            all(kind == "session" for kind, _ in filled),
+            f"filling the server to its limit of {limit}: {sorted({kind for kind, _ in filled})}",
+        )
+        refusals = (
+            ("an unauthenticated connection", None, (SUBPROTOCOL,), UNAUTHORIZED),
+            ("an unsupported version without a token", None, ("asp.v99",), UNSUPPORTED),
+            ("an unsupported version with a valid token", ctx.token(limit), ("asp.v99",), UNSUPPORTED),
+        )
+        for label, token, offered, expected in refusals:
+            client = await ctx.open(token=token, subprotocols=offered, keepalive=False)
+            code = await ctx.closed_with(client)
+            ctx.check(
+                code == expected and client.events == [],
+                "ASP-TRN-005",
+                f"at the connection limit, {label}: closed with {code} after {len(client.events)} "
+                f"event(s), expected {expected} (checks run version, authentication, capacity)",
+            )
+        # User 0's new connection supersedes the old one: admitted though the server is full.
+        kind, newer = await attempt(0)
+        if newer is not None:
+            held.append(newer)
+        ctx.check(
+            kind == "session",
+            "ASP-LIM-007",
+            f"at the connection limit, a user's superseding connection got {kind}, expected its "
+            "session (it takes the slot of the connection it supersedes)",
+        )
+        if kind == "session":
+            code = await ctx.closed_with(held[0])
+            ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the superseded connection closed with {code}")
+    finally:
+        ctx.allow(seconds, "closing the connections at the limit")
+        await asyncio.gather(*[c.close() for c in held])
+        await ctx.sleep(ctx.scaled(0.5), "the server to release its connections")
+
+
+def _ping_of(size: int, pad: str = "a") -> str:
+    """A ping whose UTF-8 JSON is exactly `size` bytes, padded with `pad` (one or two bytes a
+    character) and one ASCII byte where the size needs it."""
+    empty = json.dumps({"type": "ping", "id": "sized", "x-pad": ""}, ensure_ascii=False)
+    room = size - len(empty.encode())
+    width = len(pad.encode())
+    padding = pad * (room // width) + "a" * (room % width)
+    frame = json.dumps({"type": "ping", "id": "sized", "x-pad": padding}, ensure_ascii=False)
+    assert len(frame.encode()) == size
+    return frame
+
+
+def _fragments(text: str, count: int = 4) -> list[str]:
+    step = max(1, len(text) // count)
+    return [text[i : i + step] for i in range(0, len(text), step)]
+
+
+async def _sized_pong(ctx: CaseContext, client: AspClient, requirement: str, what: str) -> None:
+    pong = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "pong" and e.get("id") == "sized",
+        requirement,
+        what=f"pong to {what}",
+    )
+    ctx.check(pong.get("id") == "sized", requirement, f"{what} was served")
 
 
 @case(
     "limits.frame_size",
-    "a frame of max_message_bytes is accepted; one byte more closes 1009",
-    ["ASP-LIM-003"],
+    "a message of max_message_bytes is accepted, whole or fragmented; one byte more closes 1009",
+    ["ASP-LIM-003", "ASP-LIM-010"],
 )
 async def frame_size(ctx: CaseContext) -> None:
     limit = ctx.terms.max_message_bytes or 0
@@ -85,19 +165,28 @@ async def frame_size(ctx: CaseContext) -> None:
         raise Unavailable(f"max_message_bytes {limit} is more than the kit sends (16 MiB)")
     client, _ = await ctx.connect()
     await client.send(_ping_of(limit))
-    pong = await ctx.expect(
-        client,
-        lambda e: e.get("type") == "pong" and e.get("id") == "sized",
-        "ASP-LIM-003",
-        what="pong to a frame of exactly max_message_bytes",
-    )
-    ctx.check(pong.get("id") == "sized", "ASP-LIM-003", "a frame of exactly the limit was served")
+    await _sized_pong(ctx, client, "ASP-LIM-003", "a frame of exactly max_message_bytes")
     await client.send(_ping_of(limit + 1))
     code = await ctx.closed_with(client)
     ctx.check(
         code == MESSAGE_TOO_BIG,
         "ASP-LIM-003",
         f"a frame one byte over the limit closed with {code}, expected 1009",
+    )
+    if not applies("ASP-LIM-010", ctx.terms.protocol_version):
+        return  # 1.0 left open whether the limit is a frame's or a message's
+    # The whole message counts, in bytes: fragments reassembled, two-byte characters two bytes.
+    client, _ = await ctx.connect()
+    await client.send_fragments(_fragments(_ping_of(limit, "\u00e9")))
+    await _sized_pong(ctx, client, "ASP-LIM-010", "a fragmented message of exactly max_message_bytes")
+    await client.send_fragments(_fragments(_ping_of(limit + 1, "\u00e9")))
+    code = await ctx.closed_with(client)
+    ctx.check(
+        code == MESSAGE_TOO_BIG,
+        "ASP-LIM-010",
+        f"a message one byte over the limit in {len(_fragments(_ping_of(limit + 1, 'é')))} fragments, of "
+        f"{len(_ping_of(limit + 1, 'é'))} characters, closed with {code}, expected 1009 (the limit counts "
+        "bytes of the whole message)",
     )
 
 
@@ -125,10 +214,77 @@ async def _over_limit(
     return answer
 
 
+UNCOUNTED = "messages that started no run (invalid, or refused with run_in_progress) were counted"
+
+
+async def _counted_run(
+    ctx: CaseContext, client: AspClient, content: str, message_id: str, why: str = UNCOUNTED
+) -> Event:
+    """Start a run within the user's limit; its refusal for the rate is a finding against
+    ASP-LIM-009 (`why` says which of its rules was broken) and ends the case."""
+    await client.send({"type": "message", "id": message_id, "content": content})
+    answer = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "run_started" or e.get("message_id") == message_id,
+        "ASP-MSG-001",
+        what=f"run_started for message {message_id!r}",
+    )
+    if answer.get("code") == "rate_limited":
+        ctx.fail(
+            "ASP-LIM-009",
+            f"message {message_id!r} was refused for the rate ({answer.get('retry_after_ms')!r} ms to "
+            f"wait): {why}",
+        )
+    ctx.require(answer.get("type") == "run_started", "ASP-MSG-001", f"message {message_id!r} got {answer}")
+    return answer
+
+
+async def _uncounted_refusals(ctx: CaseContext, client: AspClient, messages: int) -> None:
+    """Messages that start no run, as many as the limit: none of them counts (ASP-LIM-009)."""
+    for number in range(messages):
+        await client.send({"type": "message", "id": f"kit-rate-invalid-{number}", "content": ""})
+        error = await ctx.expect(client, "error", "ASP-ERR-004", what="invalid_message for an empty content")
+        ctx.check(error.get("code") == "invalid_message", "ASP-ERR-004", f"code {error.get('code')!r}")
+
+
+async def _fill_the_window(ctx: CaseContext, client: AspClient, messages: int, identity: str) -> None:
+    """Start `messages` runs; the last one is slow, and a message sent during it must be refused
+    with run_in_progress, which comes before the rate limit in the order of checks and counts not."""
+    for number in range(messages - 1):
+        ctx.pacer.record(identity)
+        started = await _counted_run(ctx, client, "asp-fixture:text 1", f"kit-rate-{number}")
+        await ctx.completion(client, started["run_id"])
+    pace = int(50 * ctx.stretch)
+    ctx.pacer.record(identity)
+    started = await _counted_run(ctx, client, f"asp-fixture:slow 10 {pace}", "kit-rate-last")
+    sent = time.monotonic()
+    await client.send({"type": "message", "id": "kit-rate-during", "content": "asp-fixture:text 1"})
+    answer = await ctx.expect(
+        client,
+        lambda e: e.get("message_id") == "kit-rate-during",
+        "ASP-RUN-002",
+        what="an answer to the message sent during the run",
+    )
+    if answer.get("code") != "run_in_progress":
+        ctx.precondition(
+            not ctx.completed_before(client, started["run_id"], sent),
+            "the last run completed before the message sent during it could reach the server",
+        )
+    ctx.check(
+        answer.get("code") == "run_in_progress",
+        "ASP-LIM-009",
+        f"at the rate limit, a message during a run got {answer.get('type')} {answer.get('code', '')}: "
+        "run_in_progress is checked before the rate limit",
+    )
+    await ctx.completion(client, started["run_id"], lasts=10 * pace / 1000)
+    await ctx.settle(client)
+
+
 @case(
     "limits.rate_limit",
-    "a message over the user's rate limit gets rate_limited with retry_after_ms, on any connection",
-    ["ASP-LIM-004"],
+    "a message over the user's rate limit gets rate_limited with retry_after_ms, on any connection; "
+    "only runs count, and a message after retry_after_ms is served",
+    ["ASP-LIM-004", "ASP-LIM-009", "ASP-ERR-012"],
     fixtures=True,
     order=9,
 )
@@ -143,9 +299,14 @@ async def rate_limit(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
     client.before_send = None  # this case goes over the limit on purpose
     began = time.monotonic()
-    for number in range(rate.messages):
-        ctx.pacer.record(identity)
-        await ctx.run(client, "asp-fixture:text 1", message_id=f"kit-rate-{number}")
+    sliding = applies("ASP-LIM-009", ctx.terms.protocol_version)
+    if sliding:
+        await _uncounted_refusals(ctx, client, rate.messages)
+        await _fill_the_window(ctx, client, rate.messages, identity)
+    else:
+        for number in range(rate.messages):
+            ctx.pacer.record(identity)
+            await ctx.run(client, "asp-fixture:text 1", message_id=f"kit-rate-{number}")
     answer = await _over_limit(ctx, client, identity, began, "kit-rate-over")
     ctx.check(
         answer.get("type") == "error" and answer.get("code") == "rate_limited",
@@ -154,6 +315,8 @@ async def rate_limit(ctx: CaseContext) -> None:
     )
     if answer.get("type") != "error":
         return
+    ctx.judge_answer(answer, {"id": "kit-rate-over"})
+    refused_at = client.arrival(answer) or time.monotonic()
     retry = answer.get("retry_after_ms")
     ctx.check(
         isinstance(retry, int) and 0 < retry <= rate.window_s * 1000,
@@ -171,3 +334,86 @@ async def rate_limit(ctx: CaseContext) -> None:
         f"over the user's limit on a new connection: got {answer.get('type')} {answer.get('code', '')} "
         "(the limit is per user, not per connection)",
     )
+    if not sliding or not isinstance(retry, int) or retry <= 0 or retry / 1000 > ctx.options.max_wait_s:
+        return  # waiting out retry_after_ms takes longer than --max-wait
+    # retry_after_ms is the time until the oldest counted run leaves the window: then a message is served.
+    margin = ctx.scaled(0.05) + (again.round_trip or 0.05)
+    await ctx.sleep(max(0.0, refused_at + retry / 1000 + margin - time.monotonic()), "retry_after_ms")
+    ctx.pacer.record(identity)
+    started = await _counted_run(
+        ctx,
+        again,
+        "asp-fixture:text 1",
+        "kit-rate-after",
+        f"it was sent {retry} ms after the refusal that gave retry_after_ms {retry}",
+    )
+    await ctx.completion(again, started["run_id"])
+
+
+BULK_SIZE = 65536  # the largest token of asp-fixture:bulk: one token over the smallest legal max_event_bytes
+
+
+@case(
+    "limits.event_size",
+    "no server event exceeds the announced max_event_bytes: deltas are split, history shortened and marked",
+    ["ASP-LIM-011"],
+    fixtures=True,
+)
+async def event_size(ctx: CaseContext) -> None:
+    limit = ctx.limits.get("max_event_bytes")
+    ctx.require(
+        isinstance(limit, int) and not isinstance(limit, bool) and limit >= 65536,
+        "ASP-LIM-011",
+        f"session.limits.max_event_bytes is {limit!r}, expected an integer of at least 65536",
+    )
+    assert isinstance(limit, int)
+    if limit > 16 * 1024 * 1024:
+        raise Unavailable(f"max_event_bytes {limit} is more than the kit provokes (16 MiB)")
+    tokens = limit // BULK_SIZE + 2  # the run's text alone is larger than any one event may be
+    whole = ("b" * (BULK_SIZE - 1) + " ") * tokens
+    client, session = await ctx.connect(conversation_id="new")
+    events = await ctx.run(client, f"asp-fixture:bulk {tokens} {BULK_SIZE}")
+    ctx.check(
+        text_of(events) == whole,
+        "ASP-LIM-011",
+        f"the deltas of a run of {len(whole)} characters rebuild {len(text_of(events))} of them: text "
+        "deltas are split, never truncated",
+    )
+    if ctx.declares("history"):
+        await ctx.run(client, "asp-fixture:text 1")
+        await client.close()
+        again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+        history = await ctx.expect(again, "history", "ASP-SES-005")
+        await ctx.settle(again)
+        entries = [m for m in history.get("messages", []) if isinstance(m, dict)]
+        ctx.check(
+            [m.get("content") for m in entries[-2:]] == ["asp-fixture:text 1", fixture_text(1)],
+            "ASP-LIM-011",
+            "history keeps the newest entries that fit: the last exchange is its last two entries",
+        )
+        big = [m for m in entries if m.get("role") == "assistant" and len(str(m.get("content", ""))) > 100]
+        if big:
+            content = str(big[0].get("content", ""))
+            ctx.check(
+                big[0].get("truncated") is True and whole.startswith(content) and len(content) < len(whole),
+                "ASP-LIM-011",
+                f"an entry of {len(whole)} characters, too large alone, is in history with "
+                f"{len(content)} characters and truncated {big[0].get('truncated')!r}: it is shortened, "
+                "keeps its beginning and is marked",
+            )
+        else:
+            ctx.check(
+                history.get("truncated") is True
+                and isinstance(history.get("omitted"), int)
+                and history["omitted"] >= 1,
+                "ASP-LIM-011",
+                f"history left entries out with truncated {history.get('truncated')!r} and omitted "
+                f"{history.get('omitted')!r}",
+            )
+    for held in ctx.clients:
+        sizes = [len(f.text.encode()) for f in held.transcript.frames if f.direction == "recv" and f.text]
+        ctx.check(
+            max(sizes, default=0) <= limit,
+            "ASP-LIM-011",
+            f"the largest server event was {max(sizes, default=0)} bytes; max_event_bytes is {limit}",
+        )

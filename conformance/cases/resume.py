@@ -15,6 +15,7 @@ import time
 from conformance.context import ANSWER_S, CaseContext, text_of
 from conformance.credentials import Unavailable
 from conformance.registry import case
+from conformance.wire import AspClient, Event
 from spec.fixtures import fixture_text
 
 # Events besides the paced tokens that may follow last_seq: a pong in flight, the complete.
@@ -151,3 +152,62 @@ async def after_message(ctx: CaseContext) -> None:
     await client.send({"type": "resume", "session_id": other_session["session_id"], "last_seq": 1})
     error = await ctx.expect(client, "error", "ASP-RES-002")
     ctx.check(error.get("code") == "resume_failed", "ASP-RES-002", f"code {error.get('code')!r}")
+
+
+async def _resume_answer(
+    ctx: CaseContext, client: AspClient, session_id: str, last_seq: int, label: str
+) -> Event:
+    sent = {"type": "resume", "id": ctx.new_id("kit-r"), "session_id": session_id, "last_seq": last_seq}
+    await client.send(sent)
+    answer = await ctx.expect(
+        client,
+        lambda e: e.get("type") == "resumed" or e.get("code") == "resume_failed",
+        "ASP-RES-006",
+        what=f"an answer to {label}",
+    )
+    if answer.get("type") == "error":
+        ctx.judge_answer(answer, sent)
+    return answer
+
+
+@case(
+    "resume.what_a_resume_may_name",
+    "a resume of the current session, past the last seq, or after a resume is refused; pings, bad "
+    "frames and refused messages before a resume do not prevent it",
+    ["ASP-RES-006", "ASP-ERR-012"],
+    capabilities=("resume",),
+)
+async def what_a_resume_may_name(ctx: CaseContext) -> None:
+    old, old_session = await ctx.connect(0, conversation_id="new", keepalive=False)
+    await old.close()  # its session outlives the connection; its last event is the session (seq 1)
+    old_id, old_seq = str(old_session["session_id"]), int(old_session.get("seq", 1))
+    client, session = await ctx.connect(0, conversation_id="new")
+    refusals = (
+        (str(session["session_id"]), 1, "a resume naming the connection's own session"),
+        (old_id, old_seq + 1000, "a resume whose last_seq is beyond the named session's last seq"),
+    )
+    for session_id, last_seq, label in refusals:
+        answer = await _resume_answer(ctx, client, session_id, last_seq, label)
+        ctx.check(answer.get("type") == "error", "ASP-RES-006", f"{label} got {answer.get('type')}")
+    await client.close()
+    client, _ = await ctx.connect(0, conversation_id="new")
+    await ctx.alive(client, "ASP-MSG-003", "before-resume")
+    await client.send("this is not json")
+    await client.send({"type": "message", "id": "kit-refused", "content": ""})
+    for _ in range(2):
+        await ctx.expect(client, "error", "ASP-ERR-002", what="the errors answering the bad frames")
+    answer = await _resume_answer(ctx, client, old_id, old_seq, "a resume after a ping and two bad frames")
+    ctx.check(
+        answer.get("type") == "resumed",
+        "ASP-RES-006",
+        f"a resume after a ping, invalid JSON and a refused message got {answer.get('type')} "
+        f"{answer.get('code', '')}: only a run started in the session prevents a resume",
+    )
+    if answer.get("type") != "resumed":
+        return
+    answer = await _resume_answer(ctx, client, old_id, old_seq, "a second resume on the same connection")
+    ctx.check(
+        answer.get("type") == "error",
+        "ASP-RES-006",
+        f"a second resume on a connection that already resumed got {answer.get('type')}",
+    )

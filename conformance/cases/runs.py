@@ -86,7 +86,7 @@ async def ping_during_run(ctx: CaseContext) -> None:
 @case(
     "runs.one_at_a_time",
     "a message during a run gets run_in_progress and is neither run nor stored",
-    ["ASP-RUN-002"],
+    ["ASP-RUN-002", "ASP-ERR-012"],
     fixtures=True,
 )
 async def one_at_a_time(ctx: CaseContext) -> None:
@@ -119,6 +119,8 @@ async def one_at_a_time(ctx: CaseContext) -> None:
         "ASP-ERR-006",
         f"message_id {answer.get('message_id')!r}",
     )
+    if answer.get("type") == "error":
+        ctx.judge_answer(answer, {"id": "kit-second"})
     await ctx.completion(client, started["run_id"], "ASP-RUN-004", lasts=10 * pace / 1000)
     await ctx.settle(client)
     starts = [e for e in client.events if e.get("type") == "run_started"]
@@ -166,7 +168,7 @@ async def streams_incrementally(ctx: CaseContext) -> None:
 @case(
     "runs.model_error",
     "a failing model gives an error of the run, then complete error, no internals; the exchange is stored",
-    ["ASP-RUN-008", "ASP-RUN-007", "ASP-ERR-007", "ASP-ERR-008", "ASP-ERR-001", "ASP-HIS-001"],
+    ["ASP-RUN-008", "ASP-RUN-007", "ASP-ERR-007", "ASP-ERR-008", "ASP-ERR-001", "ASP-HIS-001", "ASP-ERR-013"],
     fixtures=True,
 )
 async def model_error(ctx: CaseContext) -> None:
@@ -174,6 +176,16 @@ async def model_error(ctx: CaseContext) -> None:
     events = await ctx.run(client, "asp-fixture:model_error")
     errors = [e for e in events if e.get("type") == "error"]
     ctx.check(len(errors) == 1, "ASP-RUN-008", f"{len(errors)} error events in the failed run")
+    started = events[0]
+    for error in errors:
+        ctx.check(
+            error.get("run_id") == started.get("run_id")
+            and error.get("message_id") == started.get("message_id"),
+            "ASP-ERR-013",
+            f"the run's error carries run_id {error.get('run_id')!r} and message_id "
+            f"{error.get('message_id')!r}; its run_started carried {started.get('run_id')!r} and "
+            f"{started.get('message_id')!r}",
+        )
     ctx.check(
         events[-1].get("finish_reason") == "error",
         "ASP-RUN-007",
@@ -276,7 +288,7 @@ async def cancel_names_another_run(ctx: CaseContext) -> None:
 @case(
     "runs.cancel_without_run",
     "cancel with nothing to cancel gets no_active_run",
-    ["ASP-CAN-002", "ASP-ERR-006"],
+    ["ASP-CAN-002", "ASP-ERR-006", "ASP-ERR-012"],
     capabilities=("cancel",),
 )
 async def cancel_without_run(ctx: CaseContext) -> None:
@@ -285,6 +297,12 @@ async def cancel_without_run(ctx: CaseContext) -> None:
     error = await ctx.expect(client, "error", "ASP-CAN-002")
     ctx.check(error.get("code") == "no_active_run", "ASP-CAN-002", f"code {error.get('code')!r}")
     ctx.check(error.get("message_id") == "kit-c1", "ASP-ERR-006", f"message_id {error.get('message_id')!r}")
+    ctx.judge_answer(error, {"id": "kit-c1"})
     await client.send({"type": "cancel", "id": "kit-c2", "run_id": "run_that_does_not_exist"})
     error = await ctx.expect(client, "error", "ASP-CAN-002")
     ctx.check(error.get("code") == "no_active_run", "ASP-CAN-002", "a cancel naming an unknown run")
+    ctx.judge_answer(error, {"id": "kit-c2"})
+    await client.send({"type": "cancel"})
+    error = await ctx.expect(client, "error", "ASP-CAN-002")
+    ctx.check(error.get("code") == "no_active_run", "ASP-CAN-002", "a cancel without id")
+    ctx.judge_answer(error, {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conformance.context import CaseContext, turns
 from conformance.registry import case
+from conformance.wire import AspClient
 
 
 @case(
@@ -35,14 +36,20 @@ async def unique_ids(ctx: CaseContext) -> None:
 @case(
     "session.history_follows_session",
     "a stored conversation comes back as history right after session",
-    ["ASP-SES-005", "ASP-HIS-002", "ASP-HIS-001"],
+    ["ASP-SES-005", "ASP-HIS-002", "ASP-HIS-001", "ASP-SES-008"],
     capabilities=("history",),
 )
 async def history_follows_session(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
     await ctx.run(client, "hello from the conformance kit")
     await client.close()
-    again, _ = await ctx.connect(conversation_id=session["conversation_id"])
+    again, bound = await ctx.connect(conversation_id=session["conversation_id"])
+    ctx.check(
+        bound.get("conversation_id") == session["conversation_id"],
+        "ASP-SES-008",
+        f"conversation_id={session['conversation_id']!r}, the user's own, bound the session to "
+        f"{bound.get('conversation_id')!r}",
+    )
     history = await ctx.expect(again, "history", "ASP-SES-005", timeout=5)
     ctx.check(history.get("seq") == 2, "ASP-SES-005", f"history has seq {history.get('seq')}, expected 2")
     users = turns(history, "user")
@@ -80,3 +87,97 @@ async def foreign_conversation(ctx: CaseContext) -> None:
     ctx.check(
         "private words" not in str(intruder.events), "ASP-SEC-003", "the owner's words reached the intruder"
     )
+
+
+def _history_sent(client: AspClient) -> bool:
+    return client.arrived(lambda e: e.get("type") == "history") is not None
+
+
+async def _written_conversation(ctx: CaseContext) -> str:
+    """A new conversation of user 0 with one exchange stored in it; returns its id."""
+    client, session = await ctx.connect(conversation_id="new")
+    await ctx.run(client, "words for the conformance kit to find again")
+    await client.close()
+    return str(session["conversation_id"])
+
+
+@case(
+    "session.new_conversation",
+    "conversation_id=new binds a new empty conversation, never an earlier one",
+    ["ASP-SES-007"],
+    capabilities=("history",),
+)
+async def new_conversation(ctx: CaseContext) -> None:
+    seen = {await _written_conversation(ctx)}
+    for attempt in range(2):
+        client, session = await ctx.connect(conversation_id="new")
+        await ctx.settle(client)
+        bound = str(session.get("conversation_id"))
+        ctx.check(
+            bound not in seen,
+            "ASP-SES-007",
+            f"conversation_id=new (attempt {attempt + 1}) bound {bound!r}, which an earlier session had",
+        )
+        ctx.check(
+            not _history_sent(client),
+            "ASP-SES-007",
+            f"conversation_id=new (attempt {attempt + 1}) was followed by a history",
+        )
+        seen.add(bound)
+        await client.close()
+
+
+@case(
+    "session.last_bound_conversation",
+    "without conversation_id the session binds the user's last bound conversation, written or not",
+    ["ASP-SES-009"],
+    capabilities=("history",),
+)
+async def last_bound_conversation(ctx: CaseContext) -> None:
+    written = await _written_conversation(ctx)
+    client, session = await ctx.connect(conversation_id="new")
+    empty = session.get("conversation_id")
+    await client.close()
+    client, session = await ctx.connect()
+    await ctx.settle(client)
+    ctx.check(
+        session.get("conversation_id") == empty,
+        "ASP-SES-009",
+        f"a plain reconnect bound {session.get('conversation_id')!r}; the last bound conversation is "
+        f"{empty!r} (empty; the last written one is {written!r})",
+    )
+    ctx.check(
+        not _history_sent(client), "ASP-SES-009", "the last bound conversation is empty, yet a history came"
+    )
+
+
+@case(
+    "session.malformed_conversation_id",
+    "an empty or malformed conversation_id is an unknown one: a new conversation and conversation_not_found",
+    ["ASP-SES-010", "ASP-ERR-012"],
+    capabilities=("history",),
+)
+async def malformed_conversation_id(ctx: CaseContext) -> None:
+    written = await _written_conversation(ctx)
+    for value in ("", "not a conversation id!"):
+        client, session = await ctx.connect(conversation_id=value)
+        error = await ctx.expect(
+            client,
+            lambda e: e.get("type") in ("error", "history"),
+            "ASP-SES-010",
+            what=f"error conversation_not_found for conversation_id={value!r}",
+        )
+        ctx.check(
+            error.get("type") == "error" and error.get("code") == "conversation_not_found",
+            "ASP-SES-010",
+            f"conversation_id={value!r} got {error.get('type')} {error.get('code', '')}, expected "
+            "error conversation_not_found",
+        )
+        if error.get("type") == "error":
+            ctx.judge_answer(error, None)
+        ctx.check(
+            session.get("conversation_id") != written,
+            "ASP-SES-010",
+            f"conversation_id={value!r} bound the user's last conversation {written!r}, not a new one",
+        )
+        await client.close()

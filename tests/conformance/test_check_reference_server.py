@@ -21,13 +21,6 @@ from tests.support.server import SECRET, ServerProcess
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pending_kit_cases() -> set[str]:
-    """Requirements added by spec 1.1 that no kit case cites yet: the spec lands first and the kit
-    gains their cases after it. Remove this once every 1.1 requirement has its case."""
-    cited = {r for case in all_cases() for r in case.requirements} | set(ORACLE_REQUIREMENTS)
-    return {r.id for r in requirements().values() if r.since != "1.0" and r.id not in cited}
-
-
 @pytest.fixture(scope="module")
 def checked(check_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One full `asp check` run, exactly as the README gives it, with every report written."""
@@ -59,11 +52,10 @@ def test_every_applicable_case_passes_with_exit_0(checked: dict[str, Any]):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     not_passing = {c["id"]: (c["outcome"], c["reason"]) for c in report["cases"] if c["outcome"] != "pass"}
     assert not_passing == {}
-    pending = pending_kit_cases()
     for name, level in report["compliance"].items():
         assert level["failed"] == [], name
-        assert set(level["untestable"]) <= pending, (name, set(level["untestable"]) - pending)
-        assert level["verdict"] == ("not proven" if level["untestable"] else "yes"), name
+        assert level["untestable"] == [], name
+        assert level["verdict"] == "yes", name
 
 
 def test_the_full_check_takes_under_sixty_seconds(checked: dict[str, Any]):
@@ -74,11 +66,7 @@ def test_the_report_has_a_result_for_every_testable_requirement(checked: dict[st
     table = checked["report"]["requirements"]
     assert set(table) == set(requirements())
     for requirement in requirements().values():
-        if (
-            requirement.testable
-            and requirement.binds == "server"
-            and requirement.id not in pending_kit_cases()
-        ):
+        if requirement.testable and requirement.binds == "server":
             assert table[requirement.id]["outcome"] == "pass", (requirement.id, table[requirement.id])
             assert table[requirement.id]["cases"], requirement.id
         else:
@@ -122,11 +110,7 @@ def test_the_committed_traceability_matrix_matches_a_real_run(checked: dict[str,
 def test_every_must_has_a_case_or_an_untestable_reason():
     cited = {r for case in all_cases() for r in case.requirements} | set(ORACLE_REQUIREMENTS)
     for requirement in requirements().values():
-        if (
-            requirement.level != "MUST"
-            or requirement.binds != "server"
-            or requirement.id in pending_kit_cases()
-        ):
+        if requirement.level != "MUST" or requirement.binds != "server":
             continue
         assert requirement.id in cited or (requirement.method == "untestable" and requirement.reason), (
             requirement.id

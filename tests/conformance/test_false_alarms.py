@@ -92,7 +92,9 @@ async def test_spec_defaults_with_max_wait_70_pass_in_about_the_idle_timeout(tmp
     for realtime in (
         "heartbeats.idle_timeout",
         "heartbeats.pings_keep_alive",
+        "heartbeats.control_frames_do_not_count",
         "heartbeats.no_idle_close_during_run",
+        "heartbeats.idle_counts_from_run_end",
     ):
         assert outcomes[realtime] == Outcome.PASS, realtime
     assert took < 60 + 35, f"{took:.0f}s: about the idle timeout plus the rest"

@@ -50,7 +50,13 @@ class KitDefect(Exception):
 # case id -> why its verdict on this server is wrong, by the spec's own words.
 KIT_DEFECTS: dict[str, str] = {}
 
-IDLE_CASES = ("heartbeats.idle_timeout", "heartbeats.pings_keep_alive", "heartbeats.no_idle_close_during_run")
+IDLE_CASES = (
+    "heartbeats.idle_timeout",
+    "heartbeats.pings_keep_alive",
+    "heartbeats.control_frames_do_not_count",
+    "heartbeats.no_idle_close_during_run",
+    "heartbeats.idle_counts_from_run_end",
+)
 FIXTURE_CASES = (
     "runs.ping_during_run",
     "runs.one_at_a_time",
@@ -65,9 +71,11 @@ FIXTURE_CASES = (
     "duplicates.superseded_run_is_stored",
     "history.agent_sees_earlier_turns",
     "history.disconnect_mid_run_loses_nothing",
+    "history.layout",
     "resume.replays_then_continues",
     "resume.refused_after_a_message",
     "limits.rate_limit",
+    "limits.event_size",
 )
 
 

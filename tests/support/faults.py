@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl, urlencode
 
 import jwt
 
+from spec.schemas import check_client_message
+
 Event = dict[str, Any]
 Message = dict[str, Any]
 PANEL_PREFIX = "/fault/"
@@ -31,6 +33,8 @@ class Shared:
 
     failed_contents: set[str] = field(default_factory=set)
     live_users: dict[str, int] = field(default_factory=dict)
+    live: int = 0  # connections served now (cap_connections)
+    messages: dict[str, int] = field(default_factory=dict)  # message frames per user
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Connection:
     last_content: str = ""
     last_client_frame: float = field(default_factory=time.monotonic)
     replies: list[Event] = field(default_factory=list)  # events an incoming hook answers with
+    run_active: bool = False  # between a run_started and its complete, as sent
 
 
 Outgoing = Callable[[Connection, Event], list[Event]]
@@ -70,6 +75,9 @@ class Fault:
     reject_before_accept: bool = False
     supersede_newer: bool = False  # a user's newer connection is closed 4002, the older kept
     idle_close_s: float | None = None  # close 4003 this long after the last client frame, runs or not
+    accept: Callable[[list[str], str | None], str | None] | None = None  # rewrite the selected subprotocol
+    auth_first: bool = False  # an invalid token is refused (4001) before the version is looked at
+    cap_connections: int | None = None  # beyond this many live connections 1013, superseding or not
     strict: bool = False
     not_named: tuple[str, ...] = ()  # requirements the kit must not blame (symptoms of the fault)
     also_pass: tuple[str, ...] = ()  # cases that must still pass: the fault blocks nothing else
@@ -180,6 +188,27 @@ def _no_tool_entries(conn: Connection, event: Event) -> list[Event]:
     return [event]
 
 
+def _tool_entries_last(conn: Connection, event: Event) -> None:
+    """Stores each run's tool entries after its text, whatever order they were produced in."""
+    if event.get("type") != "history":
+        return
+    order = {"user": 0, "assistant": 1, "tool": 2}
+    runs: list[str] = []
+    for entry in event["messages"]:
+        if entry.get("run_id") not in runs:
+            runs.append(entry.get("run_id"))
+    event["messages"] = sorted(
+        event["messages"], key=lambda e: (runs.index(e.get("run_id")), order.get(e.get("role"), 3))
+    )
+
+
+def _user_entries_without_message_id(conn: Connection, event: Event) -> None:
+    if event.get("type") == "history":
+        for entry in event["messages"]:
+            if entry.get("role") == "user":
+                entry.pop("message_id", None)
+
+
 def _forget_failed_runs(conn: Connection, event: Event) -> list[Event]:
     """Exchanges whose run ended in error are left out of the stored conversation."""
     if event.get("type") == "complete" and event.get("finish_reason") == "error":
@@ -217,6 +246,37 @@ def _newline_in_version(conn: Connection, event: Event) -> None:
     event["protocol_version"] = str(event["protocol_version"]) + "\n"
 
 
+def _no_subprotocol_unless_v1(offered: list[str], selected: str | None) -> str | None:
+    """Selects asp.v1 when offered and nothing else: a refused version gets no subprotocol."""
+    return selected if selected == "asp.v1" else None
+
+
+# Errors answering a client frame (ASP-ERR-012), as the registry names them.
+ANSWER_CODES = ("invalid_json", "invalid_message", "unknown_type", "no_active_run")
+
+
+def _mint_message_id(conn: Connection, event: Event) -> None:
+    if event.get("code") in ANSWER_CODES and "message_id" not in event:
+        event["message_id"] = "msg_minted_by_the_server"
+
+
+def _drop_model_error_message_id(conn: Connection, event: Event) -> None:
+    if event.get("code") == "model_error":
+        event.pop("message_id", None)
+
+
+def _count_characters(limit: int) -> Incoming:
+    """Enforces max_message_bytes on characters instead of bytes (multi-byte text slips through)."""
+
+    def hook(conn: Connection, message: Message) -> Message | None:
+        text = message.get("text")
+        if text is not None and len(text) > limit:
+            return {"type": "fault.close", "code": 1009}
+        return message
+
+    return hook
+
+
 def _frame(message: Message) -> dict[str, Any] | None:
     try:
         parsed = json.loads(message.get("text") or "")
@@ -243,11 +303,11 @@ def _cancel_whatever_named(conn: Connection, message: Message) -> Message | None
 
 
 def _rate_limit_per_connection(limit: int) -> Incoming:
-    """Counts messages per connection (the spec counts them per user)."""
+    """Counts the messages that start runs per connection (the spec counts them per user)."""
 
     def hook(conn: Connection, message: Message) -> Message | None:
         frame = _frame(message)
-        if frame is None or frame.get("type") != "message":
+        if frame is None or frame.get("type") != "message" or check_client_message(frame) or conn.run_active:
             return message
         conn.messages += 1
         if conn.messages <= limit:
@@ -258,6 +318,55 @@ def _rate_limit_per_connection(limit: int) -> Incoming:
             "message": "Too many messages on this connection.",
             "retryable": True,
             "retry_after_ms": 1000,
+        }
+        if isinstance(frame.get("id"), str):
+            refusal["message_id"] = frame["id"]
+        conn.replies.append(refusal)
+        return None
+
+    return hook
+
+
+def _resume_only_first(conn: Connection, message: Message) -> Message | None:
+    """A resume is refused after any earlier frame but pings (the server reads ASP-RES-002's "after a
+    message" as any frame, refused ones included)."""
+    frame = _frame(message)
+    kind = frame.get("type") if frame is not None else None
+    if kind == "resume" and conn.messages:
+        refusal: Event = {
+            "type": "error",
+            "code": "resume_failed",
+            "message": "This connection already sent messages.",
+            "retryable": False,
+        }
+        if frame is not None and isinstance(frame.get("id"), str):
+            refusal["message_id"] = frame["id"]
+        conn.replies.append(refusal)
+        return None
+    if kind not in ("ping", "resume"):
+        conn.messages += 1
+    return message
+
+
+def _rate_limit_counting_every_message(limit: int) -> Incoming:
+    """Counts every message frame of a user, invalid ones included, against the rate limit (the
+    spec counts only messages that start a run); never forgets (a window longer than any check)."""
+
+    def hook(conn: Connection, message: Message) -> Message | None:
+        frame = _frame(message)
+        if frame is None or frame.get("type") != "message":
+            return message
+        user = _token_subject(conn.query.get("token")) or ""
+        counted = conn.shared.messages.get(user, 0) + 1
+        conn.shared.messages[user] = counted
+        if counted <= limit:
+            return message
+        refusal: Event = {
+            "type": "error",
+            "code": "rate_limited",
+            "message": "Too many messages.",
+            "retryable": True,
+            "retry_after_ms": 60000,
         }
         if isinstance(frame.get("id"), str):
             refusal["message_id"] = frame["id"]
@@ -286,8 +395,30 @@ def _no_subprotocol_token(scope: dict[str, Any]) -> None:
     scope["subprotocols"] = [p for p in scope.get("subprotocols", []) if not p.startswith("asp.token.")]
 
 
+def _query_token_wins(scope: dict[str, Any]) -> None:
+    """A query token, when there is one, counts: an asp.token. subprotocol beside it is dropped."""
+    if dict(parse_qsl(scope.get("query_string", b"").decode())).get("token"):
+        _no_subprotocol_token(scope)
+
+
+def _conversation_query(change: Callable[[str | None], str | None]) -> ScopeRewrite:
+    """Rewrite the conversation_id query parameter (None: absent) before the app sees it."""
+
+    def rewrite(scope: dict[str, Any]) -> None:
+        query = parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)
+        given = dict(query).get("conversation_id")
+        chosen = change(given)
+        kept = [(k, v) for k, v in query if k != "conversation_id"]
+        if chosen is not None:
+            kept.append(("conversation_id", chosen))
+        scope["query_string"] = urlencode(kept).encode()
+
+    return rewrite
+
+
 def _honour(kind: str) -> ScopeRewrite:
-    """Accept tokens the reference server refuses (expired, or alg none) by re-signing them."""
+    """Accept tokens the reference server refuses (expired, alg none, or an nbf in the future) by
+    re-signing them."""
 
     def rewrite(scope: dict[str, Any]) -> None:
         query = dict(parse_qsl(scope.get("query_string", b"").decode()))
@@ -300,16 +431,24 @@ def _honour(kind: str) -> ScopeRewrite:
         except jwt.InvalidTokenError:
             return
         expired = isinstance(claims.get("exp"), int) and claims["exp"] < time.time()
-        if (kind == "expired" and expired and header.get("alg") == "HS256") or (
-            kind == "alg_none" and header.get("alg") == "none"
+        early = isinstance(claims.get("nbf"), int) and claims["nbf"] > time.time()
+        if (
+            (kind == "expired" and expired and header.get("alg") == "HS256")
+            or (kind == "alg_none" and header.get("alg") == "none")
+            or (kind == "nbf" and early and header.get("alg") == "HS256")
         ):
             secret = os.environ["ASP_JWT_SECRET"]
-            if kind == "expired":
+            if kind in ("expired", "nbf"):
                 try:
-                    jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+                    jwt.decode(
+                        token,
+                        secret,
+                        algorithms=["HS256"],
+                        options={"verify_exp": False, "verify_nbf": False},
+                    )
                 except jwt.InvalidTokenError:
-                    return  # forged, not just expired
-            fresh = {**claims, "exp": int(time.time()) + 600}
+                    return  # forged, not just expired or early
+            fresh = {k: v for k, v in claims.items() if k != "nbf"} | {"exp": int(time.time()) + 600}
             query["token"] = jwt.encode(fresh, secret, algorithm="HS256")
             scope["query_string"] = urlencode(query).encode()
 
@@ -517,6 +656,130 @@ FAULTS = {
             outgoing=_buffer_text,
             strict=True,
         ),
+        Fault(
+            "refused_version_selects_nothing",
+            ("ASP-VER-006",),
+            ("handshake.unsupported_version", "handshake.version_selected"),
+            accept=_no_subprotocol_unless_v1,
+            also_pass=("handshake.version_selected",),
+        ),
+        Fault(
+            "answer_errors_mint_message_ids",
+            ("ASP-ERR-012",),
+            ("errors.schema_invalid", "errors.invalid_json"),
+            outgoing=edit("error", _mint_message_id),
+        ),
+        Fault(
+            "run_error_without_message_id",
+            ("ASP-ERR-013",),
+            ("runs.model_error",),
+            outgoing=edit("error", _drop_model_error_message_id),
+        ),
+        Fault(
+            "auth_query_token_wins",
+            ("ASP-AUTH-010",),
+            ("auth.subprotocol_token_counts", "auth.query_token"),
+            scope=_query_token_wins,
+            also_pass=("auth.query_token",),
+        ),
+        Fault("accepts_future_nbf", ("ASP-AUTH-012",), ("auth.bad_claims",), scope=_honour("nbf")),
+        Fault(
+            "invalid_utf8_replaced",
+            ("ASP-TRN-004",),
+            ("errors.invalid_utf8", "errors.invalid_json"),
+            patch="utf8_replace",
+            also_pass=("errors.invalid_json",),
+        ),
+        Fault(
+            "message_limit_counts_characters",
+            ("ASP-LIM-010",),
+            ("limits.frame_size",),
+            announce={"max_message_bytes": 2048},
+            incoming=_count_characters(2048),
+        ),
+        Fault(
+            "new_ignored",
+            ("ASP-SES-007",),
+            ("session.new_conversation",),
+            scope=_conversation_query(lambda given: None if given == "new" else given),
+        ),
+        Fault(
+            "named_conversation_not_bound",
+            ("ASP-SES-008",),
+            ("session.history_follows_session",),
+            scope=_conversation_query(lambda given: "new" if given else given),
+        ),
+        Fault(
+            "plain_reconnect_starts_new",
+            ("ASP-SES-009",),
+            ("session.last_bound_conversation",),
+            scope=_conversation_query(lambda given: "new" if given is None else given),
+        ),
+        Fault(
+            "empty_conversation_id_ignored",
+            ("ASP-SES-010",),
+            ("session.malformed_conversation_id",),
+            scope=_conversation_query(lambda given: None if given == "" else given),
+        ),
+        Fault(
+            "idle_counts_from_last_frame",
+            ("ASP-HB-006",),
+            ("heartbeats.idle_counts_from_run_end",),
+            patch="idle_from_last_frame",
+        ),
+        Fault(
+            "control_frames_restart_idle_timer",
+            ("ASP-HB-005",),
+            ("heartbeats.control_frames_do_not_count", "heartbeats.idle_timeout"),
+            patch="control_frames_are_activity",
+            also_pass=("heartbeats.idle_timeout",),
+        ),
+        Fault(
+            "authenticates_before_version",
+            ("ASP-TRN-005",),
+            ("handshake.unsupported_version", "auth.missing_token"),
+            auth_first=True,
+            also_pass=("auth.missing_token",),
+        ),
+        Fault(
+            "superseding_connection_refused_at_limit",
+            ("ASP-LIM-007",),
+            ("limits.connection_limit",),
+            announce={"max_connections": 3},
+            cap_connections=3,
+        ),
+        Fault(
+            "history_tool_entries_last",
+            ("ASP-HIS-008",),
+            ("history.layout",),
+            outgoing=edit("history", _tool_entries_last),
+        ),
+        Fault(
+            "history_user_entries_unnamed",
+            ("ASP-HIS-009",),
+            ("history.layout",),
+            outgoing=edit("history", _user_entries_without_message_id),
+        ),
+        Fault(
+            "resume_refused_after_bad_frames",
+            ("ASP-RES-006",),
+            ("resume.what_a_resume_may_name", "resume.replays_then_continues"),
+            incoming=_resume_only_first,
+            also_pass=("resume.replays_then_continues",),
+        ),
+        Fault(
+            "events_over_max_event_bytes",
+            ("ASP-LIM-011",),
+            ("limits.event_size",),
+            announce={"max_event_bytes": 65536},
+        ),
+        Fault(
+            "rate_limit_counts_invalid_messages",
+            ("ASP-LIM-009",),
+            ("limits.rate_limit",),
+            announce={"rate_limit": {"messages": 3, "window_ms": 60000}},
+            incoming=_rate_limit_counting_every_message(3),
+        ),
         Fault("undeclared_reasoning", ("ASP-CAP-002",), ("runs.message_starts_a_run",), outgoing=_reasoning),
     ]
 }
@@ -554,6 +817,19 @@ class FaultMiddleware:
             scope = {**scope}
             fault.scope(scope)
         conn = Connection(query=dict(parse_qsl(scope.get("query_string", b"").decode())), shared=self.shared)
+        if fault.auth_first and not _token_valid(conn):
+            await _refuse(scope, receive, send, 4001)
+            return
+        if fault.cap_connections is not None:
+            if self.shared.live >= fault.cap_connections:
+                await _refuse(scope, receive, send, 1013)
+                return
+            self.shared.live += 1
+            try:
+                await self._serve(scope, receive, send, conn)
+            finally:
+                self.shared.live -= 1
+            return
         if fault.supersede_newer:
             await self._supersede_newer(scope, receive, send, conn)
             return
@@ -649,6 +925,9 @@ class FaultMiddleware:
                 "websocket.accept",
             ):
                 return
+            if message["type"] == "websocket.accept" and fault.accept is not None:
+                offered = [str(p) for p in scope.get("subprotocols") or []]
+                message = {**message, "subprotocol": fault.accept(offered, message.get("subprotocol"))}
             if message["type"] == "websocket.close" and message.get("code") in fault.close_codes:
                 replacement = fault.close_codes[message["code"]]
                 if replacement is None:
@@ -658,6 +937,8 @@ class FaultMiddleware:
                 await send(message)
                 return
             event = json.loads(message["text"])
+            if event.get("type") in ("run_started", "complete"):
+                conn.run_active = event["type"] == "run_started"
             if event.get("type") == "session" and fault.announce:
                 event["limits"].update(fault.announce)
             outgoing = fault.outgoing(conn, event) if fault.outgoing else [event]
@@ -695,11 +976,24 @@ def panel_url(base_url: str, name: str) -> str:
     return f"{scheme}://{host}{PANEL_PREFIX}{name}/{path}"
 
 
+async def _refuse(scope: dict[str, Any], receive: Any, send: Any, code: int) -> None:
+    """Accept (selecting the first asp.v* offered, ASP-VER-006) and close with `code` at once."""
+    await receive()  # websocket.connect
+    offered = [p for p in scope.get("subprotocols") or [] if p.startswith("asp.v")]
+    await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})
+    await send({"type": "websocket.close", "code": code})
+
+
 def _subject(scope: dict[str, Any]) -> str | None:
     token = dict(parse_qsl(scope.get("query_string", b"").decode())).get("token")
     for offered in scope.get("subprotocols") or []:
         if offered.startswith("asp.token."):
             token = offered[len("asp.token.") :]
+    return _token_subject(token)
+
+
+def _token_subject(token: str | None) -> str | None:
+    """The unverified `sub` of a JWT (None when there is none)."""
     if not token:
         return None
     try:
@@ -724,6 +1018,15 @@ def apply_patch(name: str) -> None:
     store that finds every conversation the user's own (a store-level ownership bug)."""
     from reference_server import storage
 
+    if name == "utf8_replace":
+        _patch_utf8_replace()
+        return
+    if name == "idle_from_last_frame":
+        _patch_idle_from_last_frame()
+        return
+    if name == "control_frames_are_activity":
+        _patch_control_frames_are_activity()
+        return
     if name != "any_owner":
         raise KeyError(name)
 
@@ -747,3 +1050,48 @@ def apply_patch(name: str) -> None:
 
     storage.SqlConversationStore.bind = bind  # type: ignore[method-assign]
     storage.SqlConversationStore.load = load  # type: ignore[method-assign]
+
+
+def _patch_utf8_replace() -> None:
+    """The transport decodes text frames with replacement characters instead of failing invalid
+    UTF-8 with 1007: the app then answers the garbled text as if it were any other text."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    def deliver(self: Any) -> None:
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return
+        if self.curr_msg_data_type == "text":
+            self.queue.put_nowait({"type": "websocket.receive", "text": data.decode(errors="replace")})
+        else:
+            self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
+
+    WebSocketsSansIOProtocol.send_receive_event_to_app = deliver  # type: ignore[method-assign]
+
+
+def _patch_idle_from_last_frame() -> None:
+    """The idle timer counts from the last client data frame only, not from the end of the last run:
+    after a run longer than the idle timeout the connection is closed at once."""
+    from reference_server.protocol import connection
+
+    def idle_deadline(conn: Any) -> float | None:
+        if conn.session.run is not None:
+            return None
+        return float(conn.last_data_at + conn.idle_timeout_s)
+
+    connection.idle_deadline = idle_deadline
+
+
+def _patch_control_frames_are_activity() -> None:
+    """A client's WebSocket Ping counts as activity: the transport hands the app a ping of its own
+    for it, which restarts the idle timer (and is answered with a pong event)."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    answer = WebSocketsSansIOProtocol.handle_ping
+
+    def handle_ping(self: Any) -> None:
+        answer(self)
+        self.queue.put_nowait({"type": "websocket.receive", "text": '{"type": "ping", "id": "control"}'})
+
+    WebSocketsSansIOProtocol.handle_ping = handle_ping  # type: ignore[method-assign]
