@@ -6,7 +6,9 @@ left out), drives one scenario with the bench's client code in this process, sto
 prints the scenario's figures. Scenarios:
 
 - `connect N`: N authenticated connections opened 50 at a time (token check, binding, history);
+- `stream N`: one instant stream of N tokens, three times (tokens/s);
 - `ttft N`: N one-token runs, each on a fresh conversation (the time-to-first-token path);
+- `pings N`: N connections held 10 s, each sending an application ping every 2 s (pong times);
 - `paced N`: N concurrent streams of 100 tokens at 50 tokens/s (the per-event path);
 - `memory N`: N idle connections; with `--tracemalloc FILE` the server runs under tracemalloc and
   writes the top allocation sites of the connections' memory to FILE.
@@ -39,7 +41,8 @@ TRACEMALLOC_ENTRY = "loadtests.bench.traced_server"
 
 
 async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[str, Any]:
-    tokens = [mint(f"profile-{name}-{i}-{secrets.token_hex(3)}", secret) for i in range(count)]
+    users = 1 if name == "stream" else count
+    tokens = [mint(f"profile-{name}-{i}-{secrets.token_hex(3)}", secret) for i in range(users)]
     if name == "connect":
         began = time.perf_counter()
         sockets, connects = await measure._open_many(served.url, tokens, expect_session=True)
@@ -52,7 +55,15 @@ async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[
         }
     if name == "ttft":
         outcome = await measure.server_stream(served.url, tokens, 200)
+        if os.environ.get("ASP_PROFILE_MODULE"):  # an instrumented wrapper: ask it for its figures
+            served.process.send_signal(signal.SIGUSR2)
+            await asyncio.sleep(0.5)
         return {"ttft_p50_ms": outcome["ttft_p50_ms"], "tokens_per_s": outcome["tokens_per_s"]}
+    if name == "stream":
+        rates = [
+            (await measure.server_stream(served.url, tokens[:1], count))["tokens_per_s"] for _ in range(3)
+        ]
+        return {"tokens_per_s": statistics.median(rates)}
     if name == "paced":
         runs = await measure.paced_streams(served.url, tokens, 0, count, 100, 20, 1)
         gaps = runs[0]["gaps_ms"]
@@ -61,6 +72,15 @@ async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[
             "itl_p50_ms": measure.percentile(gaps, 0.5),
             "itl_p99_ms": measure.percentile(gaps, 0.99),
             "itl_mean_ms": statistics.fmean(gaps),
+        }
+    if name == "pings":
+        held = await measure.idle_connections(served.url, tokens, True, 10.0, 2.0, None)
+        pongs = held["pong_ms"]
+        return {
+            "connects_per_s": count / (held["finished_at"] - held["opened_at"]),
+            "pong_p50_ms": measure.percentile(pongs, 0.5),
+            "pong_p99_ms": measure.percentile(pongs, 0.99),
+            "missed": held["missed"],
         }
     if name == "memory":
         traced = bool(os.environ.get("ASP_TRACEMALLOC_FILE"))
@@ -83,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("scenario", choices=["connect", "ttft", "paced", "memory"])
+    parser.add_argument("scenario", choices=["connect", "ttft", "stream", "paced", "pings", "memory"])
     parser.add_argument("count", type=int)
     parser.add_argument("--py-spy", help="write py-spy's profile of the server here")
     parser.add_argument("--format", default="raw", help="py-spy output format (raw, speedscope, flamegraph)")
@@ -92,7 +112,7 @@ def main() -> None:
     secret = secrets.token_urlsafe(32)
     scratch = Path(tempfile.mkdtemp())
     env = _server_env(scratch / "profile.db", secret, args.count + 50)
-    module = "reference_server"
+    module = os.environ.get("ASP_PROFILE_MODULE", "reference_server")  # a wrapper that instruments it
     if args.tracemalloc:
         env["ASP_TRACEMALLOC_FILE"] = str(Path(args.tracemalloc).resolve())
         os.environ["ASP_TRACEMALLOC_FILE"] = env["ASP_TRACEMALLOC_FILE"]
@@ -100,7 +120,18 @@ def main() -> None:
     prefix: list[str] = []
     if args.py_spy:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        prefix = [spy, "record", "-r", "250", "--format", args.format, "-o", args.py_spy, "--"]
+        prefix = [
+            spy,
+            "record",
+            *os.environ.get("PYSPY_EXTRA", "").split(),
+            "-r",
+            "250",
+            "--format",
+            args.format,
+            "-o",
+            args.py_spy,
+            "--",
+        ]
     served = start(module, env, prefix=prefix)
     try:
         figures = asyncio.run(_scenario(args.scenario, args.count, served, secret))

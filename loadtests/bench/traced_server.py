@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import tracemalloc
+from collections import Counter
 from typing import Any
 
 from reference_server.config import Settings
@@ -25,12 +26,20 @@ def _dump(*_: Any) -> None:
         _baseline.append(snapshot)
         return
     stats = snapshot.compare_to(_baseline[0], "traceback")
-    lines = []
     total = sum(s.size_diff for s in stats)
-    lines.append(f"total growth {total / 1024:.1f} KiB")
-    for stat in stats[:40]:
-        lines.append(f"{stat.size_diff / 1024:10.1f} KiB {stat.count_diff:8d} blocks")
-        lines.extend(f"    {frame.filename}:{frame.lineno}" for frame in stat.traceback[:FRAMES])
+    by_site: Counter[str] = Counter()
+    by_ours: Counter[str] = Counter()
+    for stat in stats:
+        frames = list(stat.traceback)  # oldest first: the last frame allocated
+        by_site[f"{frames[-1].filename}:{frames[-1].lineno}"] += stat.size_diff
+        ours = [f for f in frames if "/reference_server/" in f.filename]
+        by_ours[f"{ours[-1].filename}:{ours[-1].lineno}" if ours else "(not under reference_server)"] += (
+            stat.size_diff
+        )
+    lines = [f"total growth {total / 1024:.1f} KiB", "", "by allocating line:"]
+    lines += [f"{size / 1024:10.1f} KiB  {site}" for site, size in by_site.most_common(40)]
+    lines += ["", "by the innermost reference_server frame above it:"]
+    lines += [f"{size / 1024:10.1f} KiB  {site}" for site, size in by_ours.most_common(40)]
     with open(os.environ["ASP_TRACEMALLOC_FILE"], "w", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
 
