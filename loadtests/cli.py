@@ -325,10 +325,30 @@ def bench_exit_code(results: dict[str, Any]) -> int:
     return EXIT_SLO if any(not target["met"] for target in results["targets"].values()) else 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _at_least_3(text: str) -> int:
+    value = int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError("must be at least 3: a median with a spread needs three")
+    return value
+
+
 def _bench(args: argparse.Namespace) -> int:
     from loadtests.bench.run import BenchPlan, bench
 
     plan = BenchPlan.quick() if args.quick else BenchPlan()
+    if args.connections is not None:
+        plan.connections = args.connections
+    if args.repeats is not None:
+        plan.repeats = args.repeats
+    if args.processes is not None:
+        plan.processes = args.processes
     results = bench(plan, progress=lambda text: print(text, file=sys.stderr, flush=True))
     text = json.dumps(results, indent=2)
     if args.json:
@@ -344,13 +364,25 @@ def register(commands: Any) -> None:
     bench_parser = commands.add_parser(
         "bench",
         help="measure the reference server against the floors of its stack",
-        description="Measures, in one run on this machine: the transport floor (bare uvicorn/WebSocket), the "
-        "framework floor (pydantic-ai in process), and the reference server (one stream, TTFT, a sweep of "
-        "concurrent 50 tokens/s streams, memory per idle connection), as ratios against the floors. "
-        "Exit 0 when every target is met, 3 when one is missed.",
+        description="Measures, in one run on this machine, each figure at least 3 times: the transport floor "
+        "(bare uvicorn/WebSocket), the framework floor (pydantic-ai in process), and the reference server "
+        "(one stream, TTFT, a sweep of concurrent 50 tokens/s streams, N idle connections with application "
+        "pings and their memory), as ratios against the floors, with the load generator's CPU and the load "
+        "average beside each. Exit 0 when every target is met, 3 when one is missed.",
     )
     bench_parser.add_argument("--json", help="write the results here")
     bench_parser.add_argument("--quick", action="store_true", help="a small run (seconds), for smoke tests")
+    bench_parser.add_argument(
+        "--connections",
+        type=_positive,
+        help="connection-scale figure: idle authenticated connections held (default 1000; --quick 30)",
+    )
+    bench_parser.add_argument(
+        "--repeats", type=_at_least_3, help="times each figure is measured (default 3, at least 3)"
+    )
+    bench_parser.add_argument(
+        "--processes", type=_positive, help="load-generator worker processes (default 4; --quick 2)"
+    )
     bench_parser.set_defaults(handler=_bench)
 
     load = commands.add_parser(

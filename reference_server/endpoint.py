@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 from starlette.types import Message, Receive
 from starlette.types import Send as AsgiSend
@@ -90,7 +89,8 @@ class Connection:
         self.session: Session | None = None
         self.closed = False
         self.superseded = False
-        self.nudged = asyncio.Event()
+        # Resolved by a frame, a timer or the session (a run ended): the loop wakes to re-decide.
+        self._wake: asyncio.Future[None] | None = None
 
     # --- the handshake ---------------------------------------------------------------------------
 
@@ -162,32 +162,50 @@ class Connection:
     def _enter_session(self, session: Session, after_seq: int | None = None) -> None:
         self.session = session
         session.attach(self.sink, after_seq=after_seq)
-        session.listen(self.nudged.set)
+        session.listen(self._wake_up)
 
     def _leave_session(self) -> None:
         if self.session is not None:
-            self.session.unlisten(self.nudged.set)
+            self.session.unlisten(self._wake_up)
             self.session.detach(self.sink)
 
     # --- the loop: frames, timers and run ends in; effects out -------------------------------------
 
+    def _wake_up(self, *_: object) -> None:
+        """Wake the loop (a frame arrived, a deadline passed, or the session's run ended)."""
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
     async def _drive(self) -> None:
+        """One future and at most one timer per turn of the loop, and one task per received frame
+        (the pending receive), so an idle connection holds no task but that one."""
         state = self.state
         assert state is not None
+        loop = asyncio.get_running_loop()
         receiving: asyncio.Future[Message] | None = None
         try:
             while not self.closed:
                 if receiving is None:
                     receiving = asyncio.ensure_future(self.receive())
-                self.nudged.clear()
+                    receiving.add_done_callback(self._wake_up)
+                wake = self._wake = loop.create_future()
+                if receiving.done():
+                    wake.set_result(None)
                 deadline = core.next_deadline(state)
-                waiting = asyncio.ensure_future(self.nudged.wait())
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                awaited: set[asyncio.Future[Any]] = {receiving, waiting}
-                done, _ = await asyncio.wait(awaited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                waiting.cancel()
+                timer = (
+                    None
+                    if deadline is None
+                    else loop.call_at(deadline - time.monotonic() + loop.time(), self._wake_up)
+                )
+                try:
+                    await wake
+                finally:
+                    self._wake = None
+                    if timer is not None:
+                        timer.cancel()
                 now = time.monotonic()
-                if receiving in done:
+                if receiving.done():
                     message, receiving = receiving.result(), None
                     if message["type"] == "websocket.disconnect":
                         self.closed = self.sink.closed = True

@@ -122,17 +122,19 @@ class Run:
         self.sink = sink
         self.handle = handle
         self.context = context
-        self.streamed: list[str | ToolSegment] = []  # text stretches and tool calls, as produced
+        # text stretches (their deltas, joined when stored: appending to one string would copy it
+        # at every delta) and tool calls, as produced
+        self.streamed: list[list[str] | ToolSegment] = []
         self.open_calls: dict[str, ToolSegment] = {}
         self.usage: Usage = {}
 
     def emit_text(self, delta: str) -> None:
         if not delta:
             return
-        if self.streamed and isinstance(self.streamed[-1], str):
-            self.streamed[-1] += delta
+        if self.streamed and isinstance(self.streamed[-1], list):
+            self.streamed[-1].append(delta)
         else:
-            self.streamed.append(delta)
+            self.streamed.append([delta])
         self.sink.emit(events.text_delta(self.handle.run_id, delta))
 
     def emit_reasoning(self, delta: str) -> None:
@@ -187,8 +189,8 @@ class Run:
         stored: list[ModelMessage] = [ModelRequest(parts=[UserPromptPart(content=self.handle.prompt)])]
         response: list[ModelResponsePart] = []
         for item in self.streamed:
-            if isinstance(item, str):
-                response.append(TextPart(content=item))
+            if isinstance(item, list):
+                response.append(TextPart(content="".join(item)))
                 continue
             response.append(ToolCallPart(tool_name=item.name, args=item.arguments, tool_call_id=item.call_id))
             stored.append(ModelResponse(parts=response))

@@ -1,11 +1,12 @@
 """Sessions: the sequenced event stream of one user's conversation, outliving its connection.
 
-One pump task per session is the only writer to its connection. It assigns seq at the moment an
-event is sent, so consecutive text deltas that piled up while the socket was blocked are merged
-into one event first (ASP-LIM-006) without leaving gaps. Every sequenced event is kept in a bounded
-replay buffer for resume (ASP-RES-001). A connection that stops reading is detached and closed
-with 4004 (ASP-LIM-005): the pump never waits on it longer than send_timeout. No event leaves
-larger than max_event_bytes (ASP-LIM-011): the pump splits or shortens it first (protocol/sizing).
+One pump task per session, running while there is something to deliver, is the only writer to
+its connection. It assigns seq at the moment an event is sent, so consecutive text deltas that
+piled up while the socket was blocked are merged into one event first (ASP-LIM-006) without
+leaving gaps. Every sequenced event is kept in a bounded replay buffer for resume (ASP-RES-001).
+A connection that stops reading is detached and closed with 4004 (ASP-LIM-005): the pump never
+waits on it longer than send_timeout. No event leaves larger than max_event_bytes (ASP-LIM-011):
+the pump splits or shortens it first (protocol/sizing).
 
 A failure inside the pump ends visibly: the connection is closed with 1011 and the session can no
 longer be resumed; it never leaves a live, silent connection.
@@ -82,13 +83,14 @@ class Session:
         self.detached_at: float | None = time.monotonic()
         self._buffer: deque[tuple[int, str]] = deque(maxlen=max(1, limits.replay_window))
         self._outbox: deque[Event] = deque()
-        self._wakeup = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._last_delta_at = 0.0  # when the previous delta was queued
         self._fast_producer = False  # the last two deltas came closer than a quarter window
         self._head_since = 0.0  # when the oldest queued event was queued
         self._sink: Sink | None = None
-        self._pump = asyncio.create_task(self._run_pump(), name=f"pump-{self.id}")
+        # The pump runs while there is something to deliver and ends when there is not, so an idle
+        # session holds no task (memory per idle connection).
+        self._pump: asyncio.Task[None] | None = None
 
     # --- producing ------------------------------------------------------------------------------
 
@@ -105,7 +107,7 @@ class Session:
         if not self._outbox:
             self._head_since = self._loop.time()
         self._outbox.append(event)
-        self._wakeup.set()
+        self._wake()
         if self._sink is not None and len(self._outbox) > self.limits.max_pending_events:
             self._drop_slow_consumer(self._sink, "too many pending events")
 
@@ -128,13 +130,12 @@ class Session:
         sink.cursor = self.seq if after_seq is None else after_seq
         self._sink = sink
         self.detached_at = None
-        self._wakeup.set()
+        self._wake()
 
     def detach(self, sink: Sink) -> None:
         if self._sink is sink:
             self._sink = None
             self.detached_at = time.monotonic()
-            self._wakeup.set()
 
     @property
     def oldest_kept_seq(self) -> int | None:
@@ -157,14 +158,21 @@ class Session:
 
     # --- the pump ---------------------------------------------------------------------------------
 
+    def _wake(self) -> None:
+        """Start the pump unless it runs (it then sees the new work before it ends)."""
+        if self._pump is None and not self.closed:
+            self._pump = self._loop.create_task(self._run_pump(), name=f"pump-{self.id}")
+
     async def _run_pump(self) -> None:
         try:
-            await self._pump_forever()
+            await self._pump_until_idle()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("session pump failed", extra={"asp": {"session": self.id, "user": self.user_id}})
             self._fail()
+        finally:
+            self._pump = None
 
     def _fail(self) -> None:
         """The pump cannot go on: close the connection 1011 rather than leave it silent."""
@@ -176,7 +184,7 @@ class Session:
             reason = CloseReason.SERVER_FAULT
             spawn(sink.close(reason.code, "internal error"))
 
-    async def _pump_forever(self) -> None:
+    async def _pump_until_idle(self) -> None:
         while not self.closed:
             sink = self._sink
             if sink is not None and sink.cursor < self.seq:
@@ -191,8 +199,7 @@ class Session:
                 if sink is not None:
                     await self._deliver(sink, seq, text)
             else:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                return
 
     async def _gather_fast_deltas(self) -> None:
         """Adaptive coalescing: when deltas arrive faster than a quarter of the coalescing window
@@ -262,10 +269,11 @@ class Session:
 
     async def close(self) -> None:
         self.closed = True
-        self._wakeup.set()
-        self._pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._pump
+        pump = self._pump
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
 
 
 _background_tasks: set[asyncio.Task[Any]] = set()

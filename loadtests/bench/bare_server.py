@@ -1,8 +1,9 @@
 """The bare stack: FastAPI + uvicorn with the reference server's WebSocket settings, no ASP.
 
 `python -m loadtests.bench.bare_server` prints its URL. A client that sends "burst N SIZE" gets N
-JSON events of SIZE bytes in a tight loop (the transport floor); any other client is just held
-open (the memory floor).
+JSON events of SIZE bytes in a tight loop (the transport floor); an application ping
+(`{"type": "ping", "id": ...}`) gets its pong, as ASP's would (the connection-scale floor); any
+other client is just held open (the memory floor).
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ app = FastAPI()
 @app.websocket("/ws")
 async def endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
+    seq = 0
     try:
         while True:
             text = await websocket.receive_text()
             if text.startswith("burst "):
                 _, count, size = text.split()
                 await _burst(websocket, int(count), int(size))
+            elif text.startswith("{"):
+                seq += 1
+                ping = orjson.loads(text)
+                await websocket.send_text(
+                    orjson.dumps({"type": "pong", "seq": seq, "id": ping.get("id")}).decode()
+                )
     except WebSocketDisconnect:
         return
 

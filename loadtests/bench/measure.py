@@ -1,11 +1,20 @@
-"""The measurements of `asp bench`, each a coroutine returning plain numbers."""
+"""The client side of `asp bench`: one coroutine per measurement, run inside a generator process.
+
+Every coroutine here runs in a worker process of `loadtests.bench.generator` (never in the process
+that orchestrates), so floors and server are measured by the same client code in the same process
+layout. Each returns plain, picklable data and the generator's own CPU over the measured phase
+(`cpu`: process CPU seconds / wall seconds, 1.0 is one core busy), so a figure taken while the
+load generator was saturated can be told apart from one that measures the server.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -16,11 +25,31 @@ from websockets.typing import Subprotocol
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 
 EVENT_BYTES = 96  # about one text_delta of one token on the wire
+CONNECT_CONCURRENCY = 50  # connections a generator process opens at once
 
 
 def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of `values` (not empty); `fraction` in [0, 1]."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
+
+
+@dataclass
+class Meter:
+    """The generator process's CPU over a phase: `cpu()` is CPU seconds per wall second since start."""
+
+    wall: float = field(default_factory=time.perf_counter)
+    process: float = field(default_factory=time.process_time)
+
+    def cpu(self) -> float:
+        elapsed = time.perf_counter() - self.wall
+        return (time.process_time() - self.process) / elapsed if elapsed > 0 else 0.0
+
+
+async def wait_barrier(barrier: Any) -> None:
+    """Wait at a multiprocessing barrier shared with the other generator processes (no-op: None)."""
+    if barrier is not None:
+        await asyncio.to_thread(barrier.wait)
 
 
 async def open_ws(url: str, token: str | None = None, query: str = "") -> ClientConnection:
@@ -34,28 +63,61 @@ async def open_ws(url: str, token: str | None = None, query: str = "") -> Client
                 compression=None,
                 max_size=None,
                 ping_interval=None,
-                open_timeout=20,
+                open_timeout=60,
             )
         except OSError:
             await asyncio.sleep(0.1 * (attempt + 1))
     raise RuntimeError(f"cannot connect to {url}")
 
 
+async def _until_session(websocket: ClientConnection) -> dict[str, Any]:
+    while True:
+        event: dict[str, Any] = orjson.loads(await websocket.recv())
+        if event["type"] == "session":
+            return event
+
+
+async def _open_many(
+    url: str, tokens: list[str], expect_session: bool, query: str = ""
+) -> tuple[list[ClientConnection], list[float]]:
+    """Open one connection per token, CONNECT_CONCURRENCY at a time; (sockets, connect ms each).
+
+    A connect time runs from the TCP connect to the 101 (bare stack) or to the `session` event."""
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    times: list[float] = []
+
+    async def one(token: str) -> ClientConnection:
+        async with gate:
+            began = time.perf_counter()
+            websocket = await open_ws(url, token or None, query)
+            if expect_session:
+                await _until_session(websocket)
+            times.append((time.perf_counter() - began) * 1000)
+            return websocket
+
+    return list(await asyncio.gather(*[one(t) for t in tokens])), times
+
+
+async def _close_all(sockets: list[ClientConnection]) -> None:
+    await asyncio.gather(*[ws.close() for ws in sockets], return_exceptions=True)
+
+
 # --- 1. the transport floor ----------------------------------------------------------------------
 
 
-async def transport_events_per_s(bare_url: str, events: int) -> float:
+async def transport_floor(bare_url: str, events: int) -> dict[str, float]:
+    """Events/s of one tight send loop of the bare stack, received by this client."""
     websocket = await open_ws(bare_url)
     try:
         await websocket.send(f"burst 1000 {EVENT_BYTES}")  # warm-up
         while orjson.loads(await websocket.recv()).get("type") != "done":
             pass
-        began = time.perf_counter()
+        meter = Meter()
         await websocket.send(f"burst {events} {EVENT_BYTES}")
         received = 0
         while orjson.loads(await websocket.recv()).get("type") != "done":
             received += 1
-        return received / (time.perf_counter() - began)
+        return {"events_per_s": received / (time.perf_counter() - meter.wall), "cpu": meter.cpu()}
     finally:
         await websocket.close()
 
@@ -85,6 +147,9 @@ def server_agent() -> Any:
     return build_agent(Settings(jwt_secret=SecretStr("bench-" * 8), token_delay_ms=0, fixtures=True))
 
 
+_agents: dict[str, Any] = {}
+
+
 async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
     """(time to first text delta, deltas, total seconds) of one in-process run."""
     from pydantic_ai import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
@@ -108,29 +173,21 @@ async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
     return first or 0.0, deltas, time.perf_counter() - began
 
 
-async def framework_floor(agent: Any, tokens: int, ttft_samples: int) -> dict[str, Any]:
-    """Deltas/s of a long instant stream and TTFT of one-token answers, in process, no network."""
-    long_prompt, short_prompt = f"asp-fixture:text {tokens}", "asp-fixture:text 1"
-    await _framework_run(agent, long_prompt)  # warm-up
-    rates = []
-    for _ in range(3):
-        _, deltas, seconds = await _framework_run(agent, long_prompt)
-        rates.append(deltas / seconds)
-    firsts = [(await _framework_run(agent, short_prompt))[0] * 1000 for _ in range(ttft_samples)]
-    return {
-        "deltas_per_s": statistics.median(rates),
-        "ttft_ms": {"p50": percentile(firsts, 0.5), "p99": percentile(firsts, 0.99)},
-    }
+async def framework_floor(which: str, tokens: int, ttft_samples: int) -> dict[str, float]:
+    """Deltas/s of one long instant stream and TTFT p50 of one-token answers, in process, no network.
+
+    `which`: "server" (the reference server's agent) or "bare" (a FunctionModel, no tools)."""
+    if which not in _agents:
+        _agents[which] = server_agent() if which == "server" else bare_agent()
+        await _framework_run(_agents[which], f"asp-fixture:text {min(tokens, 500)}")  # warm-up
+    agent = _agents[which]
+    meter = Meter()
+    _, deltas, seconds = await _framework_run(agent, f"asp-fixture:text {tokens}")
+    firsts = [(await _framework_run(agent, "asp-fixture:text 1"))[0] * 1000 for _ in range(ttft_samples)]
+    return {"deltas_per_s": deltas / seconds, "ttft_p50_ms": statistics.median(firsts), "cpu": meter.cpu()}
 
 
 # --- 3. the reference server -----------------------------------------------------------------------
-
-
-async def _until_session(websocket: ClientConnection) -> dict[str, Any]:
-    while True:
-        event: dict[str, Any] = orjson.loads(await websocket.recv())
-        if event["type"] == "session":
-            return event
 
 
 async def _stream(websocket: ClientConnection, content: str) -> dict[str, Any]:
@@ -163,86 +220,128 @@ async def _stream(websocket: ClientConnection, content: str) -> dict[str, Any]:
             }
 
 
-async def server_stream(
-    url: str, token_for: Callable[[str], str], tokens: int, ttft_samples: int
-) -> dict[str, Any]:
-    """One long instant stream (tokens/s), then TTFT samples; `token_for(user)` mints credentials."""
-    websocket = await open_ws(url, token_for("bench-stream"), "conversation_id=new")
+async def server_stream(url: str, tokens: list[str], stream_tokens: int) -> dict[str, float]:
+    """One long instant stream (tokens/s, events/s) on `tokens[0]`'s connection, then the TTFT p50
+    of one-token answers, each on a fresh conversation of its own user (`tokens[1:]`)."""
+    websocket = await open_ws(url, tokens[0], "conversation_id=new")
     try:
         await _until_session(websocket)
-        await _stream(websocket, "asp-fixture:text 200")  # warm-up
-        runs = [await _stream(websocket, f"asp-fixture:text {tokens}") for _ in range(3)]
+        await _stream(websocket, f"asp-fixture:text {min(stream_tokens, 500)}")  # warm-up
+        meter = Meter()
+        run = await _stream(websocket, f"asp-fixture:text {stream_tokens}")
     finally:
         await websocket.close()
     # A fresh conversation per sample (no history, as in the framework floor); the connections are
     # opened first so that, like the floor's, the samples are taken back to back.
-    firsts = []
-    for offset in range(0, ttft_samples, 20):
-        batch = [
-            await open_ws(url, token_for(f"bench-ttft-{offset + i}"), "conversation_id=new")
-            for i in range(min(20, ttft_samples - offset))
-        ]
-        try:
-            for websocket in batch:
-                await _until_session(websocket)
-            for websocket in batch:
-                run = await _stream(websocket, "asp-fixture:text 1")
-                firsts.append(run["ttft_s"] * 1000)
-        finally:
-            await asyncio.gather(*[ws.close() for ws in batch])
-    best = max(runs, key=lambda r: r["tokens"] / r["seconds"])
+    sockets, _ = await _open_many(url, tokens[1:], expect_session=True, query="conversation_id=new")
+    try:
+        firsts = [(await _stream(ws, "asp-fixture:text 1"))["ttft_s"] * 1000 for ws in sockets]
+    finally:
+        await _close_all(sockets)
     return {
-        "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in runs),
-        "events_per_s": statistics.median(r["events"] / r["seconds"] for r in runs),
-        "events_per_run": best["events"],
-        "ttft_ms": {"p50": percentile(firsts, 0.5), "p99": percentile(firsts, 0.99)},
+        "tokens_per_s": run["tokens"] / run["seconds"],
+        "events_per_s": run["events"] / run["seconds"],
+        "ttft_p50_ms": statistics.median(firsts),
+        "cpu": meter.cpu(),
     }
 
 
-async def streams_at_pace(url: str, tokens: list[str], pace_tokens: int, interval_ms: int) -> dict[str, Any]:
-    """Run len(tokens) concurrent streams of `pace_tokens` tokens, one every interval_ms; pooled ITL.
+async def paced_streams(
+    url: str,
+    tokens: list[str],
+    first_index: int,
+    total: int,
+    pace_tokens: int,
+    interval_ms: int,
+    repeats: int,
+    barrier: Any = None,
+) -> list[dict[str, Any]]:
+    """This process's share of a sweep level: len(tokens) connections, each streaming `pace_tokens`
+    tokens one every interval_ms, `repeats` times; per repeat the ITL gaps (ms) of the complete
+    runs, how many completed, and this process's CPU.
 
-    The streams start spread over one second, as users' messages arrive, not in one instant."""
-    sockets = await asyncio.gather(*[open_ws(url, t, "conversation_id=new") for t in tokens])
+    The `total` streams of the level (over every process) start spread over one second, as users'
+    messages arrive; `barrier` lines the processes up before each repeat."""
+    sockets, _ = await _open_many(url, tokens, expect_session=True, query="conversation_id=new")
 
     async def stream_after(index: int, websocket: ClientConnection) -> dict[str, Any]:
-        await asyncio.sleep(index / len(sockets))
+        await asyncio.sleep((first_index + index) / total)
         return await _stream(websocket, f"asp-fixture:slow {pace_tokens} {interval_ms}")
 
+    outcomes = []
     try:
-        await asyncio.gather(*[_until_session(ws) for ws in sockets])
-        runs = await asyncio.gather(
-            *[stream_after(i, ws) for i, ws in enumerate(sockets)], return_exceptions=True
-        )
+        for _ in range(repeats):
+            await wait_barrier(barrier)
+            meter = Meter()
+            runs = await asyncio.gather(
+                *[stream_after(i, ws) for i, ws in enumerate(sockets)], return_exceptions=True
+            )
+            cpu = meter.cpu()
+            complete = [
+                r
+                for r in runs
+                if isinstance(r, dict) and r["finish_reason"] == "stop" and r["tokens"] == pace_tokens
+            ]
+            gaps = [g * 1000 for r in complete for g in r["gaps"]]
+            outcomes.append({"complete": len(complete), "gaps_ms": gaps, "cpu": cpu})
     finally:
-        await asyncio.gather(*[ws.close() for ws in sockets], return_exceptions=True)
-    complete = [
-        r for r in runs if isinstance(r, dict) and r["finish_reason"] == "stop" and r["tokens"] == pace_tokens
-    ]
-    gaps = [g * 1000 for r in complete for g in r["gaps"]]
+        await _close_all(sockets)
+    return outcomes
+
+
+async def idle_connections(
+    url: str, tokens: list[str], expect_session: bool, hold_s: float, ping_interval_s: float, barrier: Any
+) -> dict[str, Any]:
+    """This process's share of the connection-scale figure: open one connection per token (as
+    fast as CONNECT_CONCURRENCY allows), then hold them all for `hold_s`, each sending an application
+    ping every `ping_interval_s` and timing its pong.
+
+    Barrier waits (shared with the orchestrator, which reads the server's memory between them):
+    before opening, after opening, after the hold. Returns the open phase's wall-clock bounds,
+    connect times, pong round trips (ms), pings with no pong within the interval, and CPU."""
+    await wait_barrier(barrier)
+    opened_at = time.time()
+    meter = Meter()
+    sockets, connects = await _open_many(url, tokens, expect_session)
+    finished_at, open_cpu = time.time(), meter.cpu()
+    await wait_barrier(barrier)  # the orchestrator reads the server's RSS
+    await wait_barrier(barrier)
+    pongs: list[float] = []
+    missed = 0
+    end = time.perf_counter() + hold_s
+
+    async def keep(websocket: ClientConnection, number: int) -> None:
+        nonlocal missed
+        await asyncio.sleep(random.uniform(0, ping_interval_s))
+        sent = 0
+        while time.perf_counter() < end:
+            sent += 1
+            began = time.perf_counter()
+            ping_id = f"p{number}-{sent}"
+            await websocket.send(orjson.dumps({"type": "ping", "id": ping_id}).decode())
+            try:
+                async with asyncio.timeout(ping_interval_s):
+                    while orjson.loads(await websocket.recv()).get("id") != ping_id:
+                        pass  # a late pong of an earlier ping
+            except TimeoutError:
+                missed += 1
+                continue
+            pongs.append((time.perf_counter() - began) * 1000)
+            await asyncio.sleep(max(0.0, began + ping_interval_s - time.perf_counter()))
+
+    meter = Meter()
+    try:
+        await asyncio.gather(*[keep(ws, i) for i, ws in enumerate(sockets)])
+        hold_cpu = meter.cpu()
+        await wait_barrier(barrier)  # the orchestrator reads the server's RSS again
+    finally:
+        await _close_all(sockets)
     return {
-        "streams": len(tokens),
-        "complete": len(complete),
-        "itl_p99_ms": percentile(gaps, 0.99) if gaps else None,
-        "itl_p50_ms": percentile(gaps, 0.5) if gaps else None,
+        "opened_at": opened_at,
+        "finished_at": finished_at,
+        "connect_ms": connects,
+        "pong_ms": pongs,
+        "missed": missed,
+        "open_cpu": open_cpu,
+        "hold_cpu": hold_cpu,
     }
-
-
-async def memory_per_connection(served: Any, url: str, tokens: list[str], expect_session: bool) -> float:
-    """KiB of server RSS per idle connection, over len(tokens) connections held open."""
-    warm = await asyncio.gather(*[open_ws(url, t) for t in tokens[:20]])
-    if expect_session:
-        await asyncio.gather(*[_until_session(ws) for ws in warm])
-    await asyncio.gather(*[ws.close() for ws in warm])
-    await asyncio.sleep(1.0)
-    before = served.rss_kib()
-    sockets: list[ClientConnection] = []
-    for start in range(0, len(tokens), 100):
-        batch = await asyncio.gather(*[open_ws(url, t) for t in tokens[start : start + 100]])
-        if expect_session:
-            await asyncio.gather(*[_until_session(ws) for ws in batch])
-        sockets.extend(batch)
-    await asyncio.sleep(1.5)
-    after = served.rss_kib()
-    await asyncio.gather(*[ws.close() for ws in sockets], return_exceptions=True)
-    return float(after - before) / len(tokens)

@@ -31,9 +31,12 @@ class Served:
             self.process.wait(5)
 
 
-def start(module: str, env: dict[str, str] | None = None, timeout: float = 30) -> Served:
+def start(
+    module: str, env: dict[str, str] | None = None, timeout: float = 30, prefix: list[str] | None = None
+) -> Served:
+    """Start `python -m module` (after `prefix`, e.g. a profiler's command) and wait for its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", module],
+        [*(prefix or []), sys.executable, "-m", module],
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

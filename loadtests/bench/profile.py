@@ -1,0 +1,147 @@
+"""Profile the reference server under one bench scenario: `python -m loadtests.bench.profile SCENARIO`.
+
+Starts the server as `asp bench` does (its own process, same settings), under py-spy when
+`--py-spy FILE` is given (`py-spy record --format raw|speedscope`, sampling 250 Hz, idle frames
+left out), drives one scenario with the bench's client code in this process, stops the server and
+prints the scenario's figures. Scenarios:
+
+- `connect N`: N authenticated connections opened 50 at a time (token check, binding, history);
+- `stream N`: one instant stream of N tokens, three times (tokens/s);
+- `ttft N`: N one-token runs, each on a fresh conversation (the time-to-first-token path);
+- `pings N`: N connections held 10 s, each sending an application ping every 2 s (pong times);
+- `paced N`: N concurrent streams of 100 tokens at 50 tokens/s (the per-event path);
+- `memory N`: N idle connections; with `--tracemalloc FILE` the server runs under tracemalloc and
+  writes the top allocation sites of the connections' memory to FILE.
+
+py-spy needs ptrace (a container may need `--cap-add SYS_PTRACE`); install it with pip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtests.bench import measure
+from loadtests.bench.processes import Served, start
+from loadtests.bench.run import _server_env
+from reference_server.auth import mint
+
+TRACEMALLOC_ENTRY = "loadtests.bench.traced_server"
+
+
+async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[str, Any]:
+    users = 2 if name == "stream" else count
+    tokens = [mint(f"profile-{name}-{i}-{secrets.token_hex(3)}", secret) for i in range(users)]
+    if name == "connect":
+        began = time.perf_counter()
+        sockets, connects = await measure._open_many(served.url, tokens, expect_session=True)
+        wall = time.perf_counter() - began
+        await measure._close_all(sockets)
+        return {
+            "connects_per_s": count / wall,
+            "connect_p50_ms": measure.percentile(connects, 0.5),
+            "connect_p99_ms": measure.percentile(connects, 0.99),
+        }
+    if name == "ttft":
+        outcome = await measure.server_stream(served.url, tokens, 200)
+        if os.environ.get("ASP_PROFILE_MODULE"):  # an instrumented wrapper: ask it for its figures
+            served.process.send_signal(signal.SIGUSR2)
+            await asyncio.sleep(0.5)
+        return {"ttft_p50_ms": outcome["ttft_p50_ms"], "tokens_per_s": outcome["tokens_per_s"]}
+    if name == "stream":
+        rates = [(await measure.server_stream(served.url, tokens, count))["tokens_per_s"] for _ in range(3)]
+        return {"tokens_per_s": statistics.median(rates)}
+    if name == "paced":
+        runs = await measure.paced_streams(served.url, tokens, 0, count, 100, 20, 1)
+        gaps = runs[0]["gaps_ms"]
+        return {
+            "complete": runs[0]["complete"],
+            "itl_p50_ms": measure.percentile(gaps, 0.5),
+            "itl_p99_ms": measure.percentile(gaps, 0.99),
+            "itl_mean_ms": statistics.fmean(gaps),
+        }
+    if name == "pings":
+        held = await measure.idle_connections(served.url, tokens, True, 10.0, 2.0, None)
+        pongs = held["pong_ms"]
+        return {
+            "connects_per_s": count / (held["finished_at"] - held["opened_at"]),
+            "pong_p50_ms": measure.percentile(pongs, 0.5),
+            "pong_p99_ms": measure.percentile(pongs, 0.99),
+            "missed": held["missed"],
+        }
+    if name == "memory":
+        traced = bool(os.environ.get("ASP_TRACEMALLOC_FILE"))
+        if traced:
+            served.process.send_signal(signal.SIGUSR1)  # the baseline snapshot
+            await asyncio.sleep(2.0)
+        before = served.rss_kib()
+        sockets, _ = await measure._open_many(served.url, tokens, expect_session=True)
+        await asyncio.sleep(1.5)
+        after = served.rss_kib()
+        if traced:
+            served.process.send_signal(signal.SIGUSR1)
+            await asyncio.sleep(3.0)
+        await measure._close_all(sockets)
+        return {"kib_per_connection": (after - before) / count}
+    raise SystemExit(f"unknown scenario {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("scenario", choices=["connect", "ttft", "stream", "paced", "pings", "memory"])
+    parser.add_argument("count", type=int)
+    parser.add_argument("--py-spy", help="write py-spy's profile of the server here")
+    parser.add_argument("--format", default="raw", help="py-spy output format (raw, speedscope, flamegraph)")
+    parser.add_argument("--tracemalloc", help="memory: write the top allocation sites here")
+    args = parser.parse_args()
+    secret = secrets.token_urlsafe(32)
+    scratch = Path(tempfile.mkdtemp())
+    env = _server_env(scratch / "profile.db", secret, args.count + 50)
+    module = os.environ.get("ASP_PROFILE_MODULE", "reference_server")  # a wrapper that instruments it
+    if args.tracemalloc:
+        env["ASP_TRACEMALLOC_FILE"] = str(Path(args.tracemalloc).resolve())
+        os.environ["ASP_TRACEMALLOC_FILE"] = env["ASP_TRACEMALLOC_FILE"]
+        module = TRACEMALLOC_ENTRY
+    prefix: list[str] = []
+    if args.py_spy:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        prefix = [
+            spy,
+            "record",
+            *os.environ.get("PYSPY_EXTRA", "").split(),
+            "-r",
+            "250",
+            "--format",
+            args.format,
+            "-o",
+            args.py_spy,
+            "--",
+        ]
+    served = start(module, env, prefix=prefix)
+    try:
+        figures = asyncio.run(_scenario(args.scenario, args.count, served, secret))
+    finally:
+        served.process.send_signal(signal.SIGINT)
+        try:
+            served.process.wait(30)
+        except subprocess.TimeoutExpired:
+            served.process.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
+    print({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()})
+
+
+if __name__ == "__main__":
+    main()
