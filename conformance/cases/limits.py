@@ -1,4 +1,4 @@
-"""Connection limit, frame size and rate limit."""
+"""Connection limit and the order of refusals, message size, rate limit, event size."""
 
 from __future__ import annotations
 
