@@ -1,4 +1,5 @@
-"""Authentication: every bad token class is accepted at HTTP level, gets no event, closes 4001."""
+"""Authentication: every bad token class is accepted at HTTP level, gets no event, closes 4001;
+which token counts when two are offered."""
 
 from __future__ import annotations
 

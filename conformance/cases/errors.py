@@ -1,4 +1,5 @@
-"""Bad input, hand-written and generated: each gets its error code; the connection survives."""
+"""Bad input, hand-written and generated: each gets its error code and the connection survives,
+except text that is not UTF-8, which fails the connection with 1007 (ASP-TRN-004)."""
 
 from __future__ import annotations
 

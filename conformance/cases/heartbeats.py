@@ -184,7 +184,7 @@ async def idle_counts_from_run_end(ctx: CaseContext) -> None:
         f"quiet after a run: closed with {code} {quiet:.1f}s after its complete (idle timeout {idle:.1f}s)",
     )
     ctx.check(
-        code != IDLE_TIMEOUT or quiet >= idle * 0.9,
+        code != IDLE_TIMEOUT or quiet >= idle * 0.85,  # the fault closes at 0.75; the rest is the trip
         "ASP-HB-006",
         f"after a run of {lasts:.2f}s begun by the client's last data frame, the connection closed "
         f"{quiet:.2f}s after the complete; the idle timeout ({idle:.1f}s) counts from the complete",

@@ -1,4 +1,5 @@
-"""History: the agent remembers across reconnects; disconnects lose nothing; owners only."""
+"""History: the agent remembers across reconnects; disconnects lose nothing; owners only; the
+layout of entries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Connection limit, frame size and rate limit."""
+"""Connection limit and the order of refusals, message size, rate limit, event size."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ TRY_AGAIN_LATER = close_code("try_again_later")
 UNAUTHORIZED = close_code("unauthorized")
 UNSUPPORTED = close_code("unsupported_version")
 SUPERSEDED = close_code("superseded")
+
+# What one connect of the connection-limit case got: the first event's type (or "closed:CODE",
+# "silent", "refused: ..."), and the connection when one was opened.
+Attempt = tuple[str, AspClient | None]
 MESSAGE_TOO_BIG = close_code("message_too_big")
 
 
@@ -36,7 +40,7 @@ async def connection_limit(ctx: CaseContext) -> None:
     extra = 3
     seconds = ctx.scaled(ANSWER_S)
 
-    async def attempt(user: int) -> tuple[str, AspClient | None]:
+    async def attempt(user: int) -> Attempt:
         try:
             client = await ctx.open(user)
         except Exception as exc:  # a refused handshake is already a finding
@@ -71,59 +75,57 @@ async def connection_limit(ctx: CaseContext) -> None:
         for kind, client in outcomes:
             if kind == f"closed:{TRY_AGAIN_LATER}" and client is not None:
                 ctx.check(client.events == [], "ASP-LIM-001", "an event was sent before the 1013 close")
-        ctx.allow(seconds, "closing the round's connections")
-        await asyncio.gather(*[c.close() for _, c in outcomes if c is not None])
-        await ctx.sleep(ctx.scaled(0.5), "the server to release the round's connections")
-    if applies("ASP-TRN-005", ctx.terms.protocol_version):
-        await _at_the_limit(ctx, limit, attempt)
+        held = [client for _, client in outcomes if client is not None]
+        try:
+            if round_number == 1 and admitted == limit and applies("ASP-TRN-005", ctx.terms.protocol_version):
+                held += await _at_the_limit(ctx, outcomes, attempt)
+        finally:
+            ctx.allow(seconds, "closing the round's connections")
+            await asyncio.gather(*[c.close() for c in held])
+            await ctx.sleep(ctx.scaled(0.5), "the server to release the round's connections")
 
 
 async def _at_the_limit(
-    ctx: CaseContext, limit: int, attempt: Callable[[int], Awaitable[tuple[str, AspClient | None]]]
-) -> None:
-    """Fill the server to its limit with distinct users, then: a refusal for several reasons gets
-    the code of the first failing check, version, authentication, capacity (ASP-TRN-005); a user's
-    superseding connection is admitted and takes the old one's slot (ASP-LIM-007)."""
-    seconds = ctx.scaled(ANSWER_S)
-    ctx.allow(seconds * 2, "filling the server to its connection limit")
-    filled = await asyncio.gather(*[attempt(i) for i in range(limit)])
-    held = [client for _, client in filled if client is not None]
-    try:
-        ctx.precondition(
-            all(kind == "session" for kind, _ in filled),
-            f"filling the server to its limit of {limit}: {sorted({kind for kind, _ in filled})}",
-        )
-        refusals = (
-            ("an unauthenticated connection", None, (SUBPROTOCOL,), UNAUTHORIZED),
-            ("an unsupported version without a token", None, ("asp.v99",), UNSUPPORTED),
-            ("an unsupported version with a valid token", ctx.token(limit), ("asp.v99",), UNSUPPORTED),
-        )
-        for label, token, offered, expected in refusals:
-            client = await ctx.open(token=token, subprotocols=offered, keepalive=False)
-            code = await ctx.closed_with(client)
-            ctx.check(
-                code == expected and client.events == [],
-                "ASP-TRN-005",
-                f"at the connection limit, {label}: closed with {code} after {len(client.events)} "
-                f"event(s), expected {expected} (checks run version, authentication, capacity)",
-            )
-        # User 0's new connection supersedes the old one: admitted though the server is full.
-        kind, newer = await attempt(0)
-        if newer is not None:
-            held.append(newer)
+    ctx: CaseContext, outcomes: list[Attempt], attempt: Callable[[int], Awaitable[Attempt]]
+) -> list[AspClient]:
+    """With the server at its limit (user i's connection got `outcomes[i]`): a refusal for several
+    reasons gets the code of the first failing check, version, authentication, capacity
+    (ASP-TRN-005); an admitted user's superseding connection is admitted and takes the old one's
+    slot (ASP-LIM-007). Returns the connections it opened that may still be open."""
+    kinds = [kind for kind, _ in outcomes]
+    admitted = kinds.index("session")
+    outside = next(user for user, kind in enumerate(kinds) if kind != "session")
+    refusals = (
+        ("an unauthenticated connection", None, (SUBPROTOCOL,), UNAUTHORIZED),
+        ("an unsupported version without a token", None, ("asp.v99",), UNSUPPORTED),
+        ("an unsupported version with a valid token", ctx.token(outside), ("asp.v99",), UNSUPPORTED),
+    )
+    opened: list[AspClient] = []
+    for label, token, offered, expected in refusals:
+        client = await ctx.open(token=token, subprotocols=offered, keepalive=False)
+        opened.append(client)
+        code = await ctx.closed_with(client)
         ctx.check(
-            kind == "session",
-            "ASP-LIM-007",
-            f"at the connection limit, a user's superseding connection got {kind}, expected its "
-            "session (it takes the slot of the connection it supersedes)",
+            code == expected and client.events == [],
+            "ASP-TRN-005",
+            f"at the connection limit, {label}: closed with {code} after {len(client.events)} "
+            f"event(s), expected {expected} (checks run version, authentication, capacity)",
         )
-        if kind == "session":
-            code = await ctx.closed_with(held[0])
-            ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the superseded connection closed with {code}")
-    finally:
-        ctx.allow(seconds, "closing the connections at the limit")
-        await asyncio.gather(*[c.close() for c in held])
-        await ctx.sleep(ctx.scaled(0.5), "the server to release its connections")
+    # An admitted user's new connection supersedes the old one: admitted though the server is full.
+    kind, newer = await attempt(admitted)
+    if newer is not None:
+        opened.append(newer)
+    ctx.check(
+        kind == "session",
+        "ASP-LIM-007",
+        f"at the connection limit, a user's superseding connection got {kind}, expected its "
+        "session (it takes the slot of the connection it supersedes)",
+    )
+    older = outcomes[admitted][1]
+    if kind == "session" and older is not None:
+        code = await ctx.closed_with(older)
+        ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the superseded connection closed with {code}")
+    return opened
 
 
 def _ping_of(size: int, pad: str = "a") -> str:

@@ -1,4 +1,4 @@
-"""Session start: identity, unique ids, history placement, foreign conversations."""
+"""Session start: identity, unique ids, history placement, which conversation a session binds."""
 
 from __future__ import annotations
 
