@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 EXIT_HARNESS = 2
+# Credentials from the environment keep them out of `ps` and CI logs; the flags win when given.
+JWT_SECRET_VARIABLE = "ASP_CHECK_JWT_SECRET"
+TOKEN_VARIABLE = "ASP_CHECK_TOKEN"
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -31,7 +35,7 @@ def _check(args: argparse.Namespace) -> int:
     if problem:
         return _usage(problem)
     try:
-        tokens = list(args.token or [])
+        tokens = list(args.token or ([os.environ[TOKEN_VARIABLE]] if os.environ.get(TOKEN_VARIABLE) else []))
         if args.token_file:
             tokens += load_token_file(Path(args.token_file))
         options = CheckOptions(
@@ -119,9 +123,18 @@ def register(commands: Any) -> None:
         "or the kit's own error.",
     )
     check.add_argument("url", nargs="?", help="ws:// or wss:// URL of the endpoint")
-    check.add_argument("--token", action="append", help="a bearer token (repeat for more users)")
+    check.add_argument(
+        "--token",
+        action="append",
+        help="a bearer token (repeat for more users; prefer ASP_CHECK_TOKEN: flags show in process lists)",
+    )
     check.add_argument("--token-file", help="file with one token per line (one per user)")
-    check.add_argument("--jwt-secret", help="mint HS256 tokens (sub, exp) for servers you control")
+    check.add_argument(
+        "--jwt-secret",
+        default=os.environ.get(JWT_SECRET_VARIABLE) or None,
+        help=f"mint HS256 tokens (sub, exp) for servers you control (prefer {JWT_SECRET_VARIABLE}: "
+        "flags show in process lists)",
+    )
     check.add_argument("--header", action="append", type=_header, help="extra handshake header NAME:VALUE")
     check.add_argument("--timeout-multiplier", type=float, default=1.0, help="scale every case timeout")
     check.add_argument(

@@ -7,6 +7,7 @@ also when nothing could be checked; a level with untested requirements is "not p
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -219,3 +220,24 @@ def test_one_case_count_in_the_readme_the_cli_and_pytest(check_server: ServerPro
         timeout=120,
     )
     assert f"{count} tests collected" in collected.stdout, collected.stdout[-500:]
+
+
+def test_credentials_from_the_environment_never_reach_the_command_line(check_server: ServerProcess):
+    """ASP_CHECK_JWT_SECRET mints the tokens (the GitHub action passes the secret this way only)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "check", check_server.url, "--cases", "runs.ping_pong"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ASP_CHECK_JWT_SECRET": SECRET},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "pass" in result.stdout and SECRET not in result.stdout + result.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "check", check_server.url, "--cases", "runs.ping_pong"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ASP_CHECK_TOKEN": A_TOKEN},
+    )
+    assert refused.returncode == 2 and A_TOKEN not in refused.stdout + refused.stderr
