@@ -100,6 +100,8 @@ function sendNextWaiting() {
   const { text, item } = waiting.shift();
   delete item.dataset.queued;
   item.dataset.pending = "true";
+  $("transcript").append(item); // sent now: below the answer it waited for, above its own
+  $("transcript").scrollTop = $("transcript").scrollHeight;
   pending.set(client.sendMessage(text), item);
   render();
 }

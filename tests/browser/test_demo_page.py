@@ -189,6 +189,8 @@ def test_a_message_sent_during_a_run_waits_for_it(browser: Browser, shared_demo_
     expect(page.locator("li.assistant")).to_have_count(2, timeout=10_000)
     expect(page.locator("li.assistant").last).to_have_text("t0 t1 t2 ", timeout=10_000)
     expect(page.locator("li.assistant").first).to_contain_text("t39 ")
+    order = page.eval_on_selector_all("li.user, li.assistant", "items => items.map(i => i.className)")
+    assert order == ["user", "assistant", "user", "assistant"], order  # sent below the first answer
     expect(page.locator("li.user[data-queued=true]")).to_have_count(0)
     expect(page.locator("li.error")).to_have_count(0)  # never run_in_progress
     expect(page.locator("#send")).to_have_text("Send")
@@ -201,6 +203,8 @@ def test_the_composer_stays_pinned_after_many_turns(browser: Browser, shared_dem
         send(page, f"asp-fixture:text {turn + 2}")
     expect(page.locator("li.assistant")).to_have_count(16, timeout=30_000)
     expect(page.locator("li.assistant").last).to_have_text(fixture_text(17), timeout=10_000)
+    order = page.eval_on_selector_all("li.user, li.assistant", "items => items.map(i => i.className)")
+    assert order == ["user", "assistant"] * 16, order  # each question above its answer
     composer = page.locator("#composer").bounding_box()
     assert composer and composer["y"] >= 0 and composer["y"] + composer["height"] <= 800, composer
     sizes = page.evaluate(
