@@ -133,6 +133,7 @@ function showHistory(messages) {
   for (const { item } of waiting) $("transcript").append(item);
   $("transcript").scrollTop = $("transcript").scrollHeight;
   render();
+  sendNextWaiting(); // a run that ended while we were away is in the history: the next message goes
 }
 
 function resumeFailed() {
