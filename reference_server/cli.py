@@ -47,6 +47,31 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+class _SettingsFlags(argparse.ArgumentParser):
+    """Mixed into the `asp serve` parser: adds the settings flags on first use."""
+
+    _flags_added = False
+
+    def _add_settings_flags(self) -> None:
+        if not self._flags_added:
+            from reference_server.settings_cli import add_flags
+
+            self._flags_added = True
+            add_flags(self, SERVE_DEFAULTS)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self._add_settings_flags()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_help(self) -> str:
+        self._add_settings_flags()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._add_settings_flags()
+        return super().format_usage()
+
+
 def register(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
@@ -56,9 +81,9 @@ def register(commands: Any) -> None:
         "(or ASP_FIXTURES=false). "
         "No token is printed and nobody can sign in over HTTP unless --dev.",
     )
-    from reference_server.settings_cli import add_flags
-
-    add_flags(serve, SERVE_DEFAULTS)  # one flag per setting, generated from the settings model
+    # One flag per setting, generated from the settings model when `asp serve` is parsed or its help
+    # shown: the other `asp` commands never import pydantic-settings for it.
+    serve.__class__ = type("ServeParser", (_SettingsFlags, type(serve)), {})
     serve.add_argument(
         "--dev",
         action="store_true",
