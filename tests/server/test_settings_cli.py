@@ -58,3 +58,18 @@ def test_flags_parse_to_settings_of_their_type_and_win_over_variables(monkeypatc
     monkeypatch.delenv("ASP_FIXTURES")
     plain = Settings(**overrides(build_parser().parse_args(["serve"]), SERVE_DEFAULTS))
     assert plain.fixtures is True and plain.coalesce_ms == 9
+
+
+def test_other_asp_commands_do_not_build_the_serve_flags():
+    """The flags are generated when `asp serve` is parsed, so `asp spec validate` stays fast."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from asp_cli.main import build_parser"
+        "; build_parser().parse_args(['spec', 'validate', '-'])"
+        "; print('pydantic_settings' in sys.modules)"
+    )
+    command = [sys.executable, "-c", probe]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "False"
