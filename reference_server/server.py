@@ -37,6 +37,11 @@ class DevMode:
     token_ttl_s: int = 3600
 
 
+# `asp check` reads the secret it mints tokens with from this variable (conformance/cli.py), which
+# keeps it out of process lists; named here because the server and the kit never import each other.
+CHECK_SECRET = "ASP_CHECK_JWT_SECRET"
+
+
 class NotLoopback(StartupError):
     """Development mode asked for on an address others can reach."""
 
@@ -101,7 +106,7 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     if dev is None:
         print("Tokens: `asp token --user NAME` with this server's ASP_JWT_SECRET.", file=out)
         if not settings.generated_secret:
-            print(f'Check it: {asp_command()} check {url} --jwt-secret "$ASP_JWT_SECRET"', file=out)
+            print(f'Check it: {CHECK_SECRET}="$ASP_JWT_SECRET" {asp_command()} check {url}', file=out)
         out.flush()
         return
     minutes = dev.token_ttl_s // 60
@@ -119,7 +124,7 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     # The secret of a development server (generated per start unless ASP_JWT_SECRET is set, and
     # then not echoed) goes into a line the user can paste: the quick start leads into a check.
     secret = shlex.quote(settings.secret) if settings.generated_secret else '"$ASP_JWT_SECRET"'
-    print(f"Check it: {asp_command()} check {url} --jwt-secret {secret}", file=out)
+    print(f"Check it: {CHECK_SECRET}={secret} {asp_command()} check {url}", file=out)
     out.flush()
 
 
