@@ -9,7 +9,8 @@ What does not fit is made to fit here, never elsewhere:
 - a `tool_call` loses its arguments (`{}`), a `tool_result` keeps a string prefix of its content,
   each marked `truncated: true`;
 - `history` keeps the newest entries that fit and says how many it left out (`truncated`,
-  `omitted`); an entry too large alone is shortened and marked `truncated: true`.
+  `omitted`); an entry too large alone is shortened into the room left, not left out, and marked
+  `truncated: true` when it is the newest or at least `MIN_ENTRY_ROOM` bytes are left.
 The stored conversation is never shortened; only what is sent is.
 """
 
@@ -23,6 +24,9 @@ Event = dict[str, Any]
 # Room kept free in every event for what is added after sizing: `"seq":` with up to 16 digits and
 # the optional vendor member (events.py).
 RESERVE = 80
+# An entry too large alone MUST be shortened, not left out, when the newer entries kept leave at
+# least this much room (spec/PROTOCOL.md section 13, ASP-LIM-011).
+MIN_ENTRY_ROOM = 1024
 
 
 def encode(event: Event) -> str:
@@ -105,28 +109,30 @@ def shorten_entry(entry: Event, budget: int) -> Event:
 
 
 def fit_history(event: Event, limit: int) -> Event:
-    """A `history` event within `limit`: the newest entries that fit, in stored order.
+    """A `history` event within `limit`: the newest entries that fit, in stored order (ASP-LIM-011).
 
-    Entries left out are counted in `omitted` with `truncated: true`. The newest entry is always
-    sent, shortened if it does not fit alone (history has at least one entry).
+    Entries left out are counted in `omitted` with `truncated: true`. Walking from the newest, the
+    first entry that does not fit ends the walk; if it is too large alone (no event holding it
+    whole fits) and is the newest, or at least `MIN_ENTRY_ROOM` bytes are left, it is kept
+    shortened into the room left (`shorten_entry`), and the entries older than it are left out.
     """
     entries: list[Event] = event["messages"]
     if size(event) + RESERVE <= limit:
         return event
     # Room for the envelope, the brackets and commas, and the two members added below.
     shell = {**event, "messages": [], "truncated": True, "omitted": len(entries)}
-    budget = limit - RESERVE - size(shell)
+    alone = budget = limit - RESERVE - size(shell)
     kept: list[Event] = []
     for entry in reversed(entries):
-        cost = size(entry) + (1 if kept else 0)
+        comma = 1 if kept else 0
+        cost = size(entry) + comma
         if cost <= budget:
             kept.append(entry)
             budget -= cost
-        elif not kept:
-            kept.append(shorten_entry(entry, budget))
-            break
-        else:
-            break
+            continue
+        if size(entry) > alone and (not kept or budget - comma >= MIN_ENTRY_ROOM):
+            kept.append(shorten_entry(entry, budget - comma))
+        break
     kept.reverse()
     fitted = {**event, "messages": kept}
     if len(kept) < len(entries):

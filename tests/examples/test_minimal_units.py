@@ -120,6 +120,22 @@ def test_an_entry_too_large_alone_is_shortened_and_marked():
     assert sizing.size(fitted) + sizing.RESERVE <= 65_536
 
 
+def test_an_entry_too_large_alone_behind_newer_ones_is_shortened_not_left_out():
+    old = {"role": "user", "content": "first", "message_id": "m", "run_id": "r"}
+    big = {"role": "assistant", "content": "ab" * 40_000, "run_id": "r"}
+    newer = [
+        {"role": "user", "content": "again", "run_id": "s"},
+        {"role": "assistant", "content": "ok", "run_id": "s"},
+    ]
+    event = {"type": "history", "conversation_id": "c", "messages": [old, big, *newer]}
+    fitted = sizing.fit_history(event, 65_536)
+    shortened, *rest = fitted["messages"]
+    assert rest == newer and (fitted["truncated"], fitted["omitted"]) == (True, 1)
+    assert shortened["truncated"] is True and big["content"].startswith(shortened["content"])
+    assert len(shortened["content"]) > 60_000
+    assert sizing.size(fitted) + sizing.RESERVE <= 65_536
+
+
 def test_tool_events_too_large_are_shortened():
     call = {"type": "tool_call", "run_id": "r", "tool_call_id": "c", "name": "t"}
     call["arguments"] = {"a": "x" * 70_000}

@@ -376,6 +376,17 @@ def _rate_limit_counting_every_message(limit: int) -> Incoming:
     return hook
 
 
+def _omit_oversized_entries(conn: Connection, event: Event) -> None:
+    """History leaves out an entry too large alone, and every older one, instead of shortening it
+    (the spec shortens it into the room the newer entries leave, ASP-LIM-011)."""
+    entries = event.get("messages", [])
+    cut = max((i + 1 for i, m in enumerate(entries) if m.get("truncated") is True), default=0)
+    if cut:
+        event["messages"] = entries[cut:]
+        event["truncated"] = True
+        event["omitted"] = int(event.get("omitted", 0)) + cut
+
+
 def _crash_on_bad_json(conn: Connection, message: Message) -> Message | None:
     text = message.get("text")
     if text is not None:
@@ -772,6 +783,12 @@ FAULTS = {
             ("ASP-LIM-011",),
             ("limits.event_size",),
             announce={"max_event_bytes": 65536},
+        ),
+        Fault(
+            "history_omits_entry_too_large_alone",
+            ("ASP-LIM-011",),
+            ("limits.event_size",),
+            outgoing=edit("history", _omit_oversized_entries),
         ),
         Fault(
             "rate_limit_counts_invalid_messages",
