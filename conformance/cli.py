@@ -27,7 +27,7 @@ def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from conformance.credentials import Credentials
-    from conformance.options import CheckOptions, UsageError, load_token_file
+    from conformance.options import CheckOptions, UsageError, load_token_file, parse_algorithms
     from conformance.report import outputs, writers
     from conformance.runner import run_check
 
@@ -51,6 +51,7 @@ def _check(args: argparse.Namespace) -> int:
             strict=args.strict,
             expected_failures=Path(args.expected_failures) if args.expected_failures else None,
             fuzz_examples=args.fuzz_examples,
+            jwt_algorithms=parse_algorithms(args.jwt_algorithms),
         )
         options.validate()
     except (UsageError, OSError) as problem:
@@ -134,6 +135,12 @@ def register(commands: Any) -> None:
         default=os.environ.get(JWT_SECRET_VARIABLE) or None,
         help=f"mint HS256 tokens (sub, exp) for servers you control (prefer {JWT_SECRET_VARIABLE}: "
         "flags show in process lists)",
+    )
+    check.add_argument(
+        "--jwt-algorithms",
+        metavar="LIST",
+        help="JWS algorithms the server is configured for, comma-separated (HS256): a token signed "
+        "under another HMAC algorithm must be refused (ASP-AUTH-012); unknown when not given",
     )
     check.add_argument("--header", action="append", type=_header, help="extra handshake header NAME:VALUE")
     check.add_argument("--timeout-multiplier", type=float, default=1.0, help="scale every case timeout")

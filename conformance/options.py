@@ -51,6 +51,9 @@ class CheckOptions:
     strict: bool = False  # warnings (missed SHOULDs) fail the run
     expected_failures: Path | None = None
     fuzz_examples: int = 40  # generated inputs per fuzz case
+    # The JWS algorithms the server is configured for (--jwt-algorithms); None: unknown, and the
+    # `alg` clause of ASP-AUTH-012 is untestable.
+    jwt_algorithms: list[str] | None = None
     user_prefix: str = "asp-kit"
 
     def validate(self) -> None:
@@ -62,6 +65,27 @@ class CheckOptions:
             raise UsageError("--timeout-multiplier must be positive")
         if self.max_wait_s <= 0:
             raise UsageError("--max-wait must be positive")
+        if self.jwt_algorithms is not None:
+            unknown = [name for name in self.jwt_algorithms if name not in JWS_ALGORITHMS]
+            if unknown or not self.jwt_algorithms:
+                raise UsageError(
+                    f"--jwt-algorithms takes JWS algorithm names ({', '.join(JWS_ALGORITHMS)}), "
+                    f"not {', '.join(unknown) or 'an empty list'}"
+                )
+
+
+# JWS algorithm names (RFC 7518 section 3.1, and EdDSA of RFC 8037): what --jwt-algorithms accepts.
+JWS_ALGORITHMS = (
+    *("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"),
+    *("PS256", "PS384", "PS512", "EdDSA"),
+)
+
+
+def parse_algorithms(text: str | None) -> list[str] | None:
+    """`--jwt-algorithms HS256,HS384` as a list (None when not given); checked by `validate`."""
+    if text is None:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def load_token_file(path: Path) -> list[str]:

@@ -23,6 +23,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--asp-token", action="append", default=[], help="bearer token (repeat for more users)")
     group.addoption("--asp-token-file", help="file with one token per line")
     group.addoption("--asp-jwt-secret", help="mint HS256 tokens for servers you control")
+    group.addoption("--asp-jwt-algorithms", help="JWS algorithms the server is configured for (HS256,...)")
     group.addoption("--asp-timeout-multiplier", type=float, default=1.0)
     group.addoption("--asp-max-wait", type=float, default=20.0, help="longest real-time wait, seconds")
     group.addoption("--asp-max-connections", type=int)
@@ -37,7 +38,7 @@ def check_options(config: pytest.Config) -> Any:
     """
     from pathlib import Path
 
-    from conformance.options import CheckOptions, UsageError, load_token_file
+    from conformance.options import CheckOptions, UsageError, load_token_file, parse_algorithms
 
     url = config.getoption("--asp-url")
     if not url:
@@ -57,6 +58,7 @@ def check_options(config: pytest.Config) -> Any:
             max_wait_s=config.getoption("--asp-max-wait"),
             max_connections=config.getoption("--asp-max-connections"),
             strict=config.getoption("--asp-strict"),
+            jwt_algorithms=parse_algorithms(config.getoption("--asp-jwt-algorithms")),
         )
         options.validate()
     except (UsageError, OSError) as problem:

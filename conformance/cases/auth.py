@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from conformance.context import CaseContext
+from conformance.credentials import Unavailable
 from conformance.registry import case
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 from spec.registry import close_code
@@ -124,4 +125,32 @@ async def bad_claims(ctx: CaseContext) -> None:
     await _refused(ctx, ctx.credentials.mint({"sub": 12345}), "ASP-AUTH-012", "a token whose sub is a number")
     await _refused(
         ctx, ctx.credentials.mint({"sub": [subject]}), "ASP-AUTH-012", "a token whose sub is a list"
+    )
+
+
+HMAC_ALGORITHMS = ("HS512", "HS384", "HS256")  # the algorithms the kit can sign with the secret
+
+
+@case(
+    "auth.unconfigured_alg",
+    "a JWT signed with the secret under an HMAC algorithm the server is not configured for: closed 4001",
+    ["ASP-AUTH-012"],
+    needs=("jwt_secret",),
+)
+async def unconfigured_alg(ctx: CaseContext) -> None:
+    configured = ctx.options.jwt_algorithms
+    if configured is None:
+        raise Unavailable(
+            "the alg clause of ASP-AUTH-012 needs the algorithms the server is configured for: "
+            "give --jwt-algorithms (for example HS256)"
+        )
+    algorithm = next((name for name in HMAC_ALGORITHMS if name not in configured), None)
+    if algorithm is None:
+        raise Unavailable(f"every HMAC algorithm is configured ({', '.join(configured)}): none to send")
+    token = ctx.credentials.mint_with(algorithm, {"sub": ctx.credentials.user_name(ctx.index, 0)})
+    await _refused(
+        ctx,
+        token,
+        "ASP-AUTH-012",
+        f"a token signed with the secret under {algorithm}, configured for {', '.join(configured)} only",
     )

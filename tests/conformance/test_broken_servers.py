@@ -51,6 +51,7 @@ async def test_the_kit_fails_the_broken_server_with_the_right_requirement(
                 include=list(fault.cases),
                 strict=fault.strict,
                 timeout_multiplier=PANEL_MULTIPLIER,
+                **fault.check,
             )
         )
     finally:
@@ -65,3 +66,21 @@ async def test_the_kit_fails_the_broken_server_with_the_right_requirement(
     outcomes = {r.case_id: r.outcome for r in report.results}
     for case_id in fault.also_pass:
         assert outcomes.get(case_id) == Outcome.PASS, f"{name}: {case_id} {outcomes.get(case_id)}"
+
+
+async def test_a_server_accepting_an_unconfigured_alg_is_not_failed_when_its_algorithms_are_unknown(
+    panel: ServerProcess,
+):
+    """Without --jwt-algorithms the kit cannot know HS512 is not configured: untestable, with why."""
+    name = "accepts_unconfigured_alg"
+    report = await run_check(
+        options(
+            panel,
+            url=panel_url(panel.url, name),
+            include=list(FAULTS[name].cases),
+            timeout_multiplier=PANEL_MULTIPLIER,
+        )
+    )
+    assert report.exit_code() == 0
+    (result,) = report.results
+    assert result.outcome == Outcome.UNTESTABLE and "--jwt-algorithms" in result.reason

@@ -33,6 +33,8 @@ def checked(check_server: ServerProcess, tmp_path_factory: pytest.TempPathFactor
         check_server.url,
         "--jwt-secret",
         SECRET,
+        "--jwt-algorithms",  # the reference server takes HS256 tokens only (README)
+        "HS256",
         "--quiet",
         "--json-file",
         str(out / "report.json"),

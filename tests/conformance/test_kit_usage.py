@@ -80,6 +80,13 @@ def test_an_unknown_case_requirement_or_section_is_a_usage_error(selector: str):
     assert selector in result.stderr and "matches no case" in result.stderr
 
 
+@pytest.mark.parametrize("algorithms", ["HS999", "", "hs256"])
+def test_an_unknown_jwt_algorithm_is_a_usage_error(algorithms: str):
+    result = asp_check(UNREACHABLE, "--token", A_TOKEN, "--jwt-algorithms", algorithms, "--quiet")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--jwt-algorithms" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_an_unreachable_server_writes_every_report_and_exits_1(tmp_path: Path):
     result = asp_check(UNREACHABLE, "--token", A_TOKEN, "--quiet", *report_files(tmp_path))
     assert result.returncode == 1 and "cannot check" in result.stdout

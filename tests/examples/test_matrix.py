@@ -91,7 +91,10 @@ class Cell:
 
 
 CELLS: dict[str, Cell] = {
-    "spec-defaults": Cell({}, ("runs.cancel", "limits.connection_limit", "handshake.unsupported_version")),
+    "spec-defaults": Cell(
+        {},
+        ("runs.cancel", "limits.connection_limit", "handshake.unsupported_version", "auth.unconfigured_alg"),
+    ),
     "idle-1s": Cell({"ASP_IDLE_TIMEOUT_MS": "1000"}, IDLE_CASES, untestable=()),
     "replay-window-4": Cell(
         {"ASP_REPLAY_WINDOW": "4"}, ("resume.refused_for_unknown_sessions", "resume.replays_then_continues")
@@ -134,7 +137,8 @@ async def test_asp_check_passes_the_minimal_server(name: str, tmp_path: Path):
     server = MinimalServer(database=tmp_path / "asp.db", settings={**SPEC_DEFAULTS, **cell.settings})
     server.start()
     try:
-        report = await run_check(CheckOptions(url=server.url, jwt_secret=SECRET))
+        # The minimal server takes HS256 tokens only (its README): the alg clause of ASP-AUTH-012 runs.
+        report = await run_check(CheckOptions(url=server.url, jwt_secret=SECRET, jwt_algorithms=["HS256"]))
     finally:
         server.stop()
     outcomes = {r.case_id: r.outcome for r in report.results}

@@ -79,6 +79,7 @@ class Fault:
     auth_first: bool = False  # an invalid token is refused (4001) before the version is looked at
     cap_connections: int | None = None  # beyond this many live connections 1013, superseding or not
     strict: bool = False
+    check: dict[str, Any] = field(default_factory=dict)  # CheckOptions the kit needs to catch it
     not_named: tuple[str, ...] = ()  # requirements the kit must not blame (symptoms of the fault)
     also_pass: tuple[str, ...] = ()  # cases that must still pass: the fault blocks nothing else
 
@@ -428,8 +429,8 @@ def _conversation_query(change: Callable[[str | None], str | None]) -> ScopeRewr
 
 
 def _honour(kind: str) -> ScopeRewrite:
-    """Accept tokens the reference server refuses (expired, alg none, or an nbf in the future) by
-    re-signing them."""
+    """Accept tokens the reference server refuses (expired, alg none, an nbf in the future, or
+    signed with the secret under HS512 while it is configured for HS256) by re-signing them."""
 
     def rewrite(scope: dict[str, Any]) -> None:
         query = dict(parse_qsl(scope.get("query_string", b"").decode()))
@@ -447,14 +448,15 @@ def _honour(kind: str) -> ScopeRewrite:
             (kind == "expired" and expired and header.get("alg") == "HS256")
             or (kind == "alg_none" and header.get("alg") == "none")
             or (kind == "nbf" and early and header.get("alg") == "HS256")
+            or (kind == "hs512" and header.get("alg") == "HS512")
         ):
             secret = os.environ["ASP_JWT_SECRET"]
-            if kind in ("expired", "nbf"):
+            if kind in ("expired", "nbf", "hs512"):
                 try:
                     jwt.decode(
                         token,
                         secret,
-                        algorithms=["HS256"],
+                        algorithms=[header["alg"]],
                         options={"verify_exp": False, "verify_nbf": False},
                     )
                 except jwt.InvalidTokenError:
@@ -694,6 +696,13 @@ FAULTS = {
             also_pass=("auth.query_token",),
         ),
         Fault("accepts_future_nbf", ("ASP-AUTH-012",), ("auth.bad_claims",), scope=_honour("nbf")),
+        Fault(
+            "accepts_unconfigured_alg",
+            ("ASP-AUTH-012",),
+            ("auth.unconfigured_alg",),
+            scope=_honour("hs512"),
+            check={"jwt_algorithms": ["HS256"]},
+        ),
         Fault(
             "invalid_utf8_replaced",
             ("ASP-TRN-004",),
