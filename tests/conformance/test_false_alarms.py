@@ -14,6 +14,7 @@ import pytest
 from conformance.outcomes import Outcome
 from conformance.runner import run_check
 from tests.conformance.conftest import options, start
+from tests.examples.conftest import MinimalServer
 from tests.support.server import ServerProcess
 
 SPEC_DEFAULTS = {
@@ -98,3 +99,32 @@ async def test_spec_defaults_with_max_wait_70_pass_in_about_the_idle_timeout(tmp
     ):
         assert outcomes[realtime] == Outcome.PASS, realtime
     assert took < 60 + 35, f"{took:.0f}s: about the idle timeout plus the rest"
+
+
+# A window that fits the default --max-wait, and two runs in it: the whole rate case in seconds.
+SHORT_RATE_WINDOW = {"ASP_RATE_LIMIT_MESSAGES": "2", "ASP_RATE_LIMIT_WINDOW_MS": "4000"}
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_retry_after_ms_is_waited_out_and_honoured_with_a_short_rate_window(
+    implementation: str, tmp_path: Path
+):
+    """With a rate window that fits --max-wait, limits.rate_limit waits out the retry_after_ms of
+    its refusal and sends again: that message starts a run (ASP-LIM-009), on both servers."""
+    server = (
+        start(tmp_path / "asp.db", **SHORT_RATE_WINDOW)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=SHORT_RATE_WINDOW).start()
+    )
+    try:
+        report = await run_check(options(server, include=["limits.rate_limit"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    (result,) = report.results
+    assert result.outcome == Outcome.PASS
+    frames = [f for transcript in result.transcripts for f in transcript]
+    sent = [f for f in frames if f["direction"] == "send" and "kit-rate-after" in (f.get("text") or "")]
+    text = [(f["direction"], f.get("text") or "") for f in frames]
+    started = [t for d, t in text if d == "recv" and '"run_started"' in t and "kit-rate-after" in t]
+    assert sent and started, "the message after retry_after_ms was not sent, or started no run"

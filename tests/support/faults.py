@@ -388,6 +388,12 @@ def _omit_oversized_entries(conn: Connection, event: Event) -> None:
         event["omitted"] = int(event.get("omitted", 0)) + cut
 
 
+def _early_retry(conn: Connection, event: Event) -> None:
+    """retry_after_ms a tenth of the truth: a message sent after it is still refused (ASP-LIM-009)."""
+    if event.get("code") == "rate_limited" and isinstance(event.get("retry_after_ms"), int):
+        event["retry_after_ms"] = max(1, event["retry_after_ms"] // 10)
+
+
 def _crash_on_bad_json(conn: Connection, message: Message) -> Message | None:
     text = message.get("text")
     if text is not None:
@@ -798,6 +804,15 @@ FAULTS = {
             ("ASP-LIM-011",),
             ("limits.event_size",),
             outgoing=edit("history", _omit_oversized_entries),
+        ),
+        Fault(
+            "retry_after_ms_too_short",
+            ("ASP-LIM-009",),
+            ("limits.rate_limit",),
+            outgoing=edit("error", _early_retry),
+            # a window that fits --max-wait, so the kit waits out retry_after_ms and sends again
+            settings={"ASP_RATE_LIMIT_MESSAGES": "2", "ASP_RATE_LIMIT_WINDOW_MS": "4000"},
+            not_named=("ASP-LIM-004",),
         ),
         Fault(
             "rate_limit_counts_invalid_messages",
