@@ -414,6 +414,7 @@ async def run_check(
             options={
                 "timeout_multiplier": options.timeout_multiplier,
                 "max_wait_s": options.max_wait_s,
+                "jwt_algorithms": options.jwt_algorithms,
                 "strict": options.strict,
                 "include": options.include,
                 "exclude": options.exclude,
