@@ -353,7 +353,7 @@ async def rate_limit(ctx: CaseContext) -> None:
 
 
 BULK_SIZE = 65536  # the largest token of asp-fixture:bulk: one token over the smallest legal max_event_bytes
-MIN_ENTRY_ROOM = 1024  # room in which an entry too large alone is shortened, not left out (section 13)
+MIN_ENTRY_ROOM = 2048  # room in which an entry too large alone is shortened, not left out (section 13)
 ENVELOPE_SLACK = 256  # the kit's estimate of that room may be off by the envelope and seq
 
 
@@ -406,7 +406,7 @@ async def event_size(ctx: CaseContext) -> None:
                 "keeps its beginning and is marked",
             )
         else:
-            # The newer entries leave nearly all of max_event_bytes: far more than the 1024 bytes in
+            # The newer entries leave nearly all of max_event_bytes: far more than the 2048 bytes in
             # which an entry too large alone must be shortened rather than left out.
             room = limit - len(json.dumps({**history, "messages": entries[-2:]}).encode())
             ctx.check(

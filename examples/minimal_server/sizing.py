@@ -24,8 +24,8 @@ Event = dict[str, Any]
 # Room kept free in every event for what is added after sizing: `"seq":` with up to 16 digits and
 # the optional vendor member (events.py).
 RESERVE = 80
-# An entry too large alone MUST be shortened, not left out, when the newer entries kept leave at
-# least this much room (spec/PROTOCOL.md section 13, ASP-LIM-011).
+# An entry too large alone is shortened, not left out, when the newer entries kept leave at least
+# this much room (the spec requires it from 2048 bytes, section 13, ASP-LIM-011; less is allowed).
 MIN_ENTRY_ROOM = 1024
 
 
