@@ -125,6 +125,7 @@ def run_packaged_suite(url: str, selection: str) -> subprocess.CompletedProcess[
     suite = ["-m", "pytest", "--pyargs", "conformance.suite", "-q", "-p", "no:cacheprovider"]
     command = [sys.executable, *suite, "--asp-url", url, "--asp-jwt-secret", SECRET, "-k", selection]
     command += ["--asp-timeout-multiplier", "0.3"]  # a server on loopback
+    command += ["--asp-jwt-algorithms", "HS256"]  # the reference server's only algorithm (README)
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
