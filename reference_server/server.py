@@ -22,7 +22,7 @@ import uvicorn
 from uvicorn._types import ASGIApplication
 
 from reference_server.app import create_app
-from reference_server.auth import mint
+from reference_server.auth import ALGORITHM, mint
 from reference_server.config import Settings
 from reference_server.launch import StartupError, asp_command, bind_problem
 from reference_server.logs import logging_config
@@ -40,6 +40,8 @@ class DevMode:
 # `asp check` reads the secret it mints tokens with from this variable (conformance/cli.py), which
 # keeps it out of process lists; named here because the server and the kit never import each other.
 CHECK_SECRET = "ASP_CHECK_JWT_SECRET"
+# The kit tests ASP-AUTH-012's alg clause only when told which algorithms the server takes.
+CHECK_ALGORITHMS = f" --jwt-algorithms {ALGORITHM}"
 
 
 class NotLoopback(StartupError):
@@ -106,7 +108,10 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     if dev is None:
         print("Tokens: `asp token --user NAME` with this server's ASP_JWT_SECRET.", file=out)
         if not settings.generated_secret:
-            print(f'Check it: {CHECK_SECRET}="$ASP_JWT_SECRET" {asp_command()} check {url}', file=out)
+            print(
+                f'Check it: {CHECK_SECRET}="$ASP_JWT_SECRET" {asp_command()} check {url}{CHECK_ALGORITHMS}',
+                file=out,
+            )
         out.flush()
         return
     minutes = dev.token_ttl_s // 60
@@ -124,7 +129,7 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     # The secret of a development server (generated per start unless ASP_JWT_SECRET is set, and
     # then not echoed) goes into a line the user can paste: the quick start leads into a check.
     secret = shlex.quote(settings.secret) if settings.generated_secret else '"$ASP_JWT_SECRET"'
-    print(f"Check it: {CHECK_SECRET}={secret} {asp_command()} check {url}", file=out)
+    print(f"Check it: {CHECK_SECRET}={secret} {asp_command()} check {url}{CHECK_ALGORITHMS}", file=out)
     out.flush()
 
 

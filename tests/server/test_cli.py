@@ -133,6 +133,7 @@ def test_defect_6_without_dev_no_token_is_printed(tmp_path: Path, command: list[
         assert not re.search(r"eyJ[A-Za-z0-9_-]+\.", output)
         assert "asp token --user" in output
         assert 'Check it: ASP_CHECK_JWT_SECRET="$ASP_JWT_SECRET" asp check ws://127.0.0.1:' in output
+        assert "--jwt-algorithms HS256" in output
         assert SECRET not in output  # a secret the user set is never echoed
 
 
@@ -168,7 +169,8 @@ async def test_make_serve_is_dev_mode_and_prints_a_token_that_connects(tmp_path:
         assert check, output
         words = shlex.split(check.group(1))
         assert words[0].startswith("ASP_CHECK_JWT_SECRET=") and len(words[0]) > 40  # out of argv
-        assert words[1:] == [".venv/bin/asp", "check", url], words  # .venv/bin is not on PATH
+        # .venv/bin is not on PATH; the kit is told the server's one algorithm (ASP-AUTH-012)
+        assert words[1:] == [".venv/bin/asp", "check", url, "--jwt-algorithms", "HS256"], words
         report = tmp_path / "report.json"
         selection = ["--cases", "session.user_is_the_subject", "--quiet", "--json-file", str(report)]
         result = await asyncio.to_thread(
