@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         description="`offline`, or a pydantic-ai model string such as `openai:gpt-4o` (its key from the "
         "provider's own variable; `pip install 'agent-stream-protocol[providers]'`).",
     )
+    redis_url: str = Field(
+        default="",
+        description="Redis for the state several processes share (connection limit, sessions, rate "
+        "limit); unset keeps it in this process.",
+    )
+    redis_prefix: str = Field(default="asp", description="Prefix of every Redis key and channel.")
+    lease_ttl_ms: int = Field(
+        default=10_000, ge=1_000, description="A dead process's connection slots are free after this."
+    )
     token_delay_ms: int = Field(default=15, ge=0, description="Pace of the offline model, per token.")
     heartbeat_interval_ms: int = Field(
         default=15_000,

@@ -1,7 +1,7 @@
 """Which connections are live: the connection limit and one connection per user.
 
 A slot belongs to a user's live connection, so the number of slots in use is the number of users
-with a live connection. `admit` is one atomic step (under asyncio it has no await, so no other
+with a live connection. `admit` is one atomic step (in memory it has no await, so no other
 connection runs between its check and its update; a registry shared by several processes, Redis
 or a database, implements the same interface with one atomic script or transaction):
 
@@ -31,11 +31,19 @@ AT_CAPACITY = None
 
 
 class ConnectionRegistry(Protocol[C]):
-    def admit(self, user_id: str, connection: C) -> Admitted[C] | None:
+    async def start(self) -> None:
+        """Before the first admit (a shared registry connects and takes its lease)."""
+        ...
+
+    async def close(self) -> None:
+        """After the last release (a shared registry gives its slots back at once)."""
+        ...
+
+    async def admit(self, user_id: str, connection: C) -> Admitted[C] | None:
         """Make `connection` the user's live one; None when the server is at capacity."""
         ...
 
-    def release(self, user_id: str, connection: C) -> None:
+    async def release(self, user_id: str, connection: C) -> None:
         """The connection ended: its slot is free, unless a newer connection of the user took it."""
         ...
 
@@ -50,14 +58,20 @@ class InMemoryRegistry(ConnectionRegistry[C]):
         self.max_connections = max_connections
         self._by_user: dict[str, C] = {}
 
-    def admit(self, user_id: str, connection: C) -> Admitted[C] | None:
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def admit(self, user_id: str, connection: C) -> Admitted[C] | None:
         previous = self._by_user.get(user_id)
         if previous is None and len(self._by_user) >= self.max_connections:
             return AT_CAPACITY
         self._by_user[user_id] = connection
         return Admitted(previous if previous is not connection else None)
 
-    def release(self, user_id: str, connection: C) -> None:
+    async def release(self, user_id: str, connection: C) -> None:
         if self._by_user.get(user_id) is connection:
             del self._by_user[user_id]
 

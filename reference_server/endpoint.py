@@ -111,7 +111,7 @@ class Connection:
             await self.sink.close(refusal.code, refusal.reason)
             return
         user_id = decision.user_id
-        admitted = self.hub.registry.admit(user_id, self)
+        admitted = await self.hub.registry.admit(user_id, self)
         if admitted is None:
             refusal = core.close(core.CloseReason.AT_CAPACITY, "server at capacity")
             await self.sink.close(refusal.code, refusal.reason)
@@ -121,8 +121,8 @@ class Connection:
                 admitted.superseded.supersede()
             await self._open(user_id)
         finally:
-            self.hub.registry.release(user_id, self)
             self._leave_session()
+            await self.hub.registry.release(user_id, self)
 
     def supersede(self) -> None:
         """The user's newer connection took this one's slot (ASP-DUP-001): close it with 4002 in the

@@ -49,20 +49,39 @@ class Hub:
     runs: RunContext = field(init=False)
     active_runs: dict[str, RunHandle] = field(default_factory=dict)
     grace_ends_at: float | None = None  # monotonic; set when the shutdown begins
+    redis: Any = None  # the shared Redis client, when ASP_REDIS_URL is set
     _sweeper: asyncio.Task[None] | None = None
     _grace_timer: asyncio.TimerHandle | None = None
 
     def __post_init__(self) -> None:
         settings = self.settings
-        self.store = SqlConversationStore(settings.database_url, settings.history_cache_size)
-        self.registry = InMemoryRegistry(settings.max_connections)
         self.sessions = SessionStore(ttl_s=settings.session_ttl_ms / 1000)
-        self.limiter = InMemoryRunRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_ms)
+        if settings.redis_url:  # several processes act as one server: shared state, no history cache
+            from reference_server import redis_state
+
+            self.redis = redis_state.connect(settings.redis_url)
+            prefix = settings.redis_prefix
+            self.store = SqlConversationStore(settings.database_url, cache_size=0)
+            self.registry = redis_state.RedisRegistry(
+                self.redis,
+                prefix,
+                settings.max_connections,
+                settings.lease_ttl_ms,
+                on_superseded=lambda connection: connection.supersede(),
+            )
+            self.limiter = redis_state.RedisRunRateLimiter(
+                self.redis, prefix, settings.rate_limit_messages, settings.rate_limit_window_ms
+            )
+        else:
+            self.store = SqlConversationStore(settings.database_url, settings.history_cache_size)
+            self.registry = InMemoryRegistry(settings.max_connections)
+            self.limiter = InMemoryRunRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_ms)
         self.runs = RunContext(agent=build_agent(settings), store=self.store, reasoning=settings.reasoning)
 
     async def start(self) -> None:
         tracing.configure(self.settings.tracing)
         await self.store.start()
+        await self.registry.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def _sweep_forever(self) -> None:
@@ -202,4 +221,7 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         await self.sessions.close_all()
+        await self.registry.close()
         await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()

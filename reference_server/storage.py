@@ -153,11 +153,18 @@ class SqlConversationStore(ConversationStore):
         self._cache_size = cache_size
 
     async def start(self) -> None:
+        """SQLite (the embedded default): create the tables. Any other database (PostgreSQL, shared by
+        several processes): Alembic migrations to head, one process at a time."""
         if make_url(self._url).get_backend_name() == "sqlite":
             async with self._writing() as connection:
                 await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-        async with self._writing() as connection:
-            await connection.run_sync(metadata.create_all)
+            async with self._writing() as connection:
+                await connection.run_sync(metadata.create_all)
+        else:
+            from reference_server.migrations import upgrade
+
+            await upgrade(self.engine)
+        async with self.engine.connect() as connection:
             legacy = await connection.run_sync(lambda sync: inspect(sync).has_table("conversations"))
         if legacy:
             log.warning(
@@ -171,8 +178,8 @@ class SqlConversationStore(ConversationStore):
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction; on SQLite one at a time."""
-        if self._write_lock is None:
-            async with self._writing() as connection:
+        if self._write_lock is None:  # not SQLite: the database orders concurrent writers itself
+            async with self.engine.begin() as connection:
                 yield connection
             return
         async with self._write_lock, self.engine.begin() as connection:

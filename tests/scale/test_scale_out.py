@@ -1,0 +1,144 @@
+"""Two real server processes on one Redis and one PostgreSQL act as one ASP server (issue 13).
+
+Every test starts its own pair on free ports, with its own Redis key prefix and its own PostgreSQL
+database (tests/support/services.py), so parallel runs never meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from conformance.wire import AspClient, Closed
+from tests.support.server import ServerProcess
+from tests.support.services import fresh_database, fresh_prefix, redis_url
+
+Pair = Callable[..., tuple[ServerProcess, ServerProcess]]
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    """`pair(**settings)`: two processes sharing a fresh Redis prefix and a fresh PostgreSQL database."""
+    started: list[ServerProcess] = []
+    with fresh_database() as database_url:
+        shared = {"ASP_REDIS_URL": redis_url(), "ASP_REDIS_PREFIX": fresh_prefix()}
+        shared["ASP_DATABASE_URL"] = database_url
+
+        def factory(**settings: Any) -> tuple[ServerProcess, ServerProcess]:
+            env = shared | {f"ASP_{key.upper()}": str(value) for key, value in settings.items()}
+            a, b = (ServerProcess(database=tmp_path / "unused.db", settings=env) for _ in range(2))
+            started.extend((a, b))
+            with ThreadPoolExecutor(2) as starting:  # both start at once: half the wait
+                list(starting.map(ServerProcess.start, (a, b)))
+            return a, b
+
+        factory.prefix = shared["ASP_REDIS_PREFIX"]  # type: ignore[attr-defined]
+        yield factory
+        for process in started:
+            process.stop()
+        client = redis.Redis.from_url(shared["ASP_REDIS_URL"])
+        leftovers = list(client.scan_iter(shared["ASP_REDIS_PREFIX"] + ":*"))
+        if leftovers:
+            client.delete(*leftovers)
+
+
+def slots_in_use(pair: Pair) -> int:
+    prefix = pair.prefix  # type: ignore[attr-defined]
+    return int(redis.Redis.from_url(redis_url()).hlen(f"{prefix}:conn:users"))
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def attempt(server: ServerProcess, user: str) -> tuple[str, AspClient]:
+    client = await AspClient.open(server.url, token=server.token(user))
+    try:
+        event = await client.recv(10)
+    except Closed:
+        return f"closed:{client.close_code}", client
+    return event["type"], client
+
+
+async def test_the_connection_limit_is_exact_across_processes(pair: Pair) -> None:
+    """2N concurrent connects spread over both processes: exactly N admitted, the rest 1013."""
+    a, b = pair(max_connections=4)
+    for round_ in range(20):
+        outcomes = await asyncio.gather(
+            *[attempt(a if i % 2 else b, f"crowd-{round_}-{i}") for i in range(8)]
+        )
+        kinds = sorted(kind for kind, _ in outcomes)
+        assert kinds == ["closed:1013"] * 4 + ["session"] * 4, (round_, kinds)
+        for _, client in outcomes:
+            await client.close()
+        await until(lambda: slots_in_use(pair) == 0)
+
+
+async def test_one_connection_per_user_across_processes(pair: Pair) -> None:
+    """One user connecting to both processes at once: exactly one connection survives, the other
+    is closed with 4002 (ASP-DUP-001) by whichever process holds it."""
+    a, b = pair()
+    for round_ in range(20):
+        user = f"twin-{round_}"
+        outcomes = await asyncio.gather(attempt(a, user), attempt(b, user))
+        clients = [client for _, client in outcomes]
+        closing = {asyncio.ensure_future(client.wait_closed(10)): client for client in clients}
+        done, pending = await asyncio.wait(closing, return_when=asyncio.FIRST_COMPLETED)
+        assert [task.result() for task in done] == [4002], round_
+        for task in pending:
+            task.cancel()
+        (survivor,) = [closing[task] for task in pending]
+        # both were admitted before either saw `session`: nothing can close the survivor any more
+        await survivor.send({"type": "ping", "id": "alive"})
+        assert (await survivor.expect("pong"))["id"] == "alive"
+        for client in clients:
+            await client.close()
+    await until(lambda: slots_in_use(pair) == 0)
+
+
+async def test_the_rate_limit_holds_across_processes(pair: Pair) -> None:
+    """ASP-LIM-009 per user, whichever process the messages reach: 3 runs in the window, then
+    rate_limited with a retry_after_ms within the window."""
+    a, b = pair(rate_limit_messages=3, rate_limit_window_ms=60_000)
+    for index, server in enumerate((a, b, a)):
+        client = await AspClient.open(server.url, token=server.token("rater"))
+        await client.expect("session")
+        await client.send({"type": "message", "content": f"asp-fixture:text {index}"})
+        await client.collect_run()
+        await client.close()
+    client = await AspClient.open(b.url, token=b.token("rater"))
+    await client.expect("session")
+    await client.send({"type": "message", "content": "asp-fixture:text 9"})
+    error = await client.expect("error")
+    assert error["code"] == "rate_limited" and 1 <= error["retry_after_ms"] <= 60_000
+    await client.close()
+
+
+async def test_a_killed_process_gives_its_slots_back_within_the_lease(pair: Pair) -> None:
+    a, b = pair(max_connections=2, lease_ttl_ms=1500)
+    held = [await attempt(a, f"ghost-{i}") for i in range(2)]
+    assert [kind for kind, _ in held] == ["session", "session"]
+    kind, _ = await attempt(b, "newcomer")
+    assert kind == "closed:1013"
+    a.process.kill()  # type: ignore[union-attr]  # SIGKILL: no release, no retire
+    a.process.wait(5)  # type: ignore[union-attr]
+    killed_at = time.monotonic()
+    while True:
+        kind, client = await attempt(b, "newcomer")
+        if kind == "session":
+            break
+        assert time.monotonic() - killed_at < 15, "the dead process's slots were never freed"
+        await asyncio.sleep(0.2)
+    await client.close()
+    for _, old in held:
+        old.abort()
