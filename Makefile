@@ -41,8 +41,11 @@ browser-deps:
 # well; a file stays on one worker (--dist loadfile), with its module's server fixture.
 PYTEST_WORKERS ?= 3
 
+# The scale-out tests need Redis and PostgreSQL: the machine's own, else private ones (tests/services.sh).
 unit: $(STAMP) browser-deps
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	@tests/services.sh start
+	@status=0; $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile || status=$$?; \
+		tests/services.sh stop; exit $$status
 
 test: lint typecheck unit
 
