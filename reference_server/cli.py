@@ -21,7 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
     def start(settings: Settings) -> None:
         from reference_server.server import DevMode, serve  # the heavy imports, with signals handled
 
-        serve(settings, dev=DevMode() if args.dev else None)
+        serve(settings, dev=DevMode() if args.dev else None, workers=args.workers)
 
     given = overrides(args, SERVE_DEFAULTS)
     return run(lambda: Settings(**given), start)
@@ -84,6 +84,12 @@ def register(commands: Any) -> None:
     # One flag per setting, generated from the settings model when `asp serve` is parsed or its help
     # shown: the other `asp` commands never import pydantic-settings for it.
     serve.__class__ = type("ServeParser", (_SettingsFlags, type(serve)), {})
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on one port, acting as one server (needs ASP_REDIS_URL; default 1)",
+    )
     serve.add_argument(
         "--dev",
         action="store_true",

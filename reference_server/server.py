@@ -12,9 +12,14 @@ from __future__ import annotations
 import ipaddress
 import logging.config
 import math
+import multiprocessing
+import os
 import shlex
+import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -133,21 +138,33 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     out.flush()
 
 
+class NotShared(StartupError):
+    """Several worker processes asked for without the shared state they need (ASP_REDIS_URL)."""
+
+
 def serve(
     settings: Settings,
     out: TextIO = sys.stdout,
     app: ASGIApplication | None = None,
     dev: DevMode | None = None,
+    workers: int = 1,
 ) -> None:
     """Run until SIGINT/SIGTERM. `app` wraps or replaces the reference app (tests use it for faults).
+    `workers` > 1 forks that many processes accepting on one socket, sharing state through Redis.
 
     Raises NotLoopback when `dev` is given and settings.host is not a loopback address, StartupError
-    when the address cannot be bound, ModelUnavailable when settings.model cannot run here.
+    when the address cannot be bound, ModelUnavailable when settings.model cannot run here, NotShared
+    when `workers` > 1 without settings.redis_url.
     """
     if dev is not None and not is_loopback(settings.host):
         raise NotLoopback(
             "--dev lets anyone who can reach the server sign in as any user; "
             f"bind a loopback address, not {settings.host}"
+        )
+    if workers > 1 and not settings.redis_url:
+        raise NotShared(
+            "several worker processes act as one server only on shared state: set ASP_REDIS_URL "
+            "(and ASP_DATABASE_URL to a PostgreSQL database)"
         )
     logging.config.dictConfig(logging_config(json_lines=settings.log_json, access_log=settings.access_log))
     raise_file_limit()
@@ -156,6 +173,49 @@ def serve(
     except OSError as refused:
         raise bind_problem(settings.host, settings.port, refused) from None
     port = sock.getsockname()[1]
-    config = uvicorn_config(settings, app, dev_token_ttl_s=dev.token_ttl_s if dev else None)
     announce(settings, port, out, dev)
-    uvicorn.Server(config).run(sockets=[sock])
+    ttl = dev.token_ttl_s if dev else None
+    if workers <= 1:
+        uvicorn.Server(uvicorn_config(settings, app, dev_token_ttl_s=ttl)).run(sockets=[sock])
+        return
+    supervise(workers, lambda: uvicorn.Server(uvicorn_config(settings, app, ttl)).run(sockets=[sock]))
+
+
+def supervise(workers: int, run: Callable[[], None]) -> None:
+    """Fork `workers` processes that each `run()` (uvicorn on the inherited socket); SIGTERM/SIGINT
+    are passed on to them (each drains as one server does, ASP-CLS-005); a worker that dies is
+    replaced. Forked before any event loop exists, so the settings (and a generated secret) are
+    the same in every worker."""
+    context = multiprocessing.get_context("fork")
+    stopping: int | None = None  # the signal that stops the workers
+    parent = os.getpid()
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=run, name="asp-worker")
+        process.start()
+        return process
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if os.getpid() != parent:  # a worker forked after this was installed: its own uvicorn stops it
+            return
+        stopping = signum
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    processes = [start() for _ in range(workers)]
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    while stopping is None:
+        time.sleep(0.5)
+        for index, process in enumerate(processes):
+            if stopping is None and not process.is_alive():
+                logging.getLogger("asp.server").warning(
+                    "worker %s exited with %s; starting another", process.pid, process.exitcode
+                )
+                processes[index] = start()
+    for process in processes:
+        process.join()
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    signal.raise_signal(stopping)  # as a single server does once drained (reference_server.launch)

@@ -142,3 +142,38 @@ async def test_a_killed_process_gives_its_slots_back_within_the_lease(pair: Pair
     await client.close()
     for _, old in held:
         old.abort()
+
+
+def test_asp_serve_workers_runs_processes_that_act_as_one(tmp_path: Path) -> None:
+    """`asp serve --workers 2`: two worker processes on one port; the limit is theirs together."""
+    with fresh_database() as database_url:
+        settings = {"ASP_REDIS_URL": redis_url(), "ASP_REDIS_PREFIX": fresh_prefix()}
+        settings |= {"ASP_DATABASE_URL": database_url, "ASP_MAX_CONNECTIONS": "3"}
+        server = ServerProcess(
+            database=tmp_path / "unused.db",
+            settings=settings,
+            module="asp_cli.main",
+            args=("serve", "--workers", "2"),
+        ).start()
+        try:
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+            assert len(children) == 2
+
+            async def crowd() -> list[str]:
+                outcomes = await asyncio.gather(*[attempt(server, f"w-{i}") for i in range(8)])
+                for _, client in outcomes:
+                    await client.close()
+                return sorted(kind for kind, _ in outcomes)
+
+            assert asyncio.run(crowd()) == ["closed:1013"] * 5 + ["session"] * 3
+        finally:
+            assert server.stop() == 0
+
+
+def test_several_workers_need_redis(tmp_path: Path) -> None:
+    server = ServerProcess(
+        database=tmp_path / "asp.db", module="asp_cli.main", args=("serve", "--workers", "2")
+    )
+    with pytest.raises(RuntimeError, match="ASP_REDIS_URL"):
+        server.start()
+    assert server.process is not None and server.process.wait(5) == 2
