@@ -32,6 +32,7 @@ from reference_server.protocol.effects import (
     StartRun,
     SwitchSession,
 )
+from reference_server.redis_sessions import Remote
 from reference_server.runs import new_message_id, new_run_id
 from reference_server.sessions import Session, SinkClosed, spawn
 
@@ -91,6 +92,7 @@ class Connection:
         self.superseded = False
         # Resolved by a frame, a timer or the session (a run ended): the loop wakes to re-decide.
         self._wake: asyncio.Future[None] | None = None
+        self._found: Session | Remote | None = None  # the session a resume names, found for SwitchSession
 
     # --- the handshake ---------------------------------------------------------------------------
 
@@ -133,7 +135,7 @@ class Connection:
 
     async def _open(self, user_id: str) -> None:
         bound = await self.hub.bind_conversation(user_id, self.query.get("conversation_id"))
-        session = self.hub.open_session(user_id, bound.conversation_id)
+        session = await self.hub.open_session(user_id, bound.conversation_id)
         settings = self.hub.settings
         self.state = core.ConnectionState(
             user_id=user_id,
@@ -235,19 +237,22 @@ class Connection:
             elif isinstance(effect, StartRun):
                 self.hub.start_run(session, effect.run_id, effect.message_id, effect.content)
             elif isinstance(effect, CancelRun):
-                self.hub.cancel_run(effect.run_id)
+                self.hub.cancel_run(effect.run_id, session)
             elif isinstance(effect, AdmitRun):
                 decision = await self.hub.limiter.acquire(state.user_id, time.monotonic())
                 await self.carry_out(core.on_admission(state, effect.request, decision, time.monotonic()))
             elif isinstance(effect, FindSession):
-                await self.carry_out(core.on_resume_target(state, effect.request, self._target(effect)))
+                target = await self._target(effect)
+                await self.carry_out(core.on_resume_target(state, effect.request, target))
             elif isinstance(effect, SwitchSession):
                 await self._switch(effect)
 
-    def _target(self, effect: FindSession) -> core.ResumeTarget | None:
-        target = self.hub.sessions.get(effect.request.session_id)
+    async def _target(self, effect: FindSession) -> core.ResumeTarget | None:
+        self._found = target = await self.hub.find_session(effect.request.session_id, effect.request.last_seq)
         if target is None:
             return None
+        if not isinstance(target, Session):  # held by another process (shared sessions)
+            return core.ResumeTarget(target.user_id, target.last_seq, target.oldest_seq)
         return core.ResumeTarget(
             user_id=target.user_id,
             last_seq=target.seq,
@@ -258,15 +263,20 @@ class Connection:
     async def _switch(self, effect: SwitchSession) -> None:
         """Resume: the `resumed` event leaves on the old session, then the target replays. The
         resumed session's conversation becomes the user's last bound one (ASP-SES-009)."""
-        target = self.hub.sessions.get(effect.session_id)
+        found, self._found = self._found, None
         current = self.session
         assert self.state is not None and current is not None
-        if target is None:  # swept in between: cannot happen without an await, kept for safety
+        if found is None or found.session_id != effect.session_id:  # cannot happen; kept for safety
             return
         await current.flush()
         self._leave_session()
-        self.hub.sessions.discard(current.id)
+        self.hub.discard_session(current)
         await current.close()
+        if isinstance(found, Session):
+            target = found
+        else:
+            assert self.hub.shared is not None
+            target = self.hub.shared.mirror(found, effect.after_seq)
         self._enter_session(target, after_seq=effect.after_seq)
         core.switched(self.state, target.state)
         await self.hub.store.bind(target.conversation_id, target.user_id)

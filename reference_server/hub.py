@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reference_server import __version__, tracing
 from reference_server.agent.factory import build_agent
@@ -24,6 +24,9 @@ from reference_server.runs import RunContext, RunHandle, StopReason, execute
 from reference_server.sessions import DeliveryLimits, Session, SessionStore
 from reference_server.storage import ConversationStore, SqlConversationStore
 from spec.messages import Limits
+
+if TYPE_CHECKING:
+    from reference_server.redis_sessions import Remote, SharedSessions
 
 log = get_logger("hub")
 
@@ -50,6 +53,7 @@ class Hub:
     active_runs: dict[str, RunHandle] = field(default_factory=dict)
     grace_ends_at: float | None = None  # monotonic; set when the shutdown begins
     redis: Any = None  # the shared Redis client, when ASP_REDIS_URL is set
+    shared: SharedSessions | None = None  # sessions shared through Redis, when ASP_REDIS_URL is set
     _sweeper: asyncio.Task[None] | None = None
     _grace_timer: asyncio.TimerHandle | None = None
 
@@ -72,6 +76,10 @@ class Hub:
             self.limiter = redis_state.RedisRunRateLimiter(
                 self.redis, prefix, settings.rate_limit_messages, settings.rate_limit_window_ms
             )
+            from reference_server.redis_sessions import SharedSessions
+
+            registry = self.registry
+            self.shared = SharedSessions(self, self.redis, prefix, registry.instance, registry.alive)
         else:
             self.store = SqlConversationStore(settings.database_url, settings.history_cache_size)
             self.registry = InMemoryRegistry(settings.max_connections)
@@ -82,6 +90,8 @@ class Hub:
         tracing.configure(self.settings.tracing)
         await self.store.start()
         await self.registry.start()
+        if self.shared is not None:
+            await self.shared.start()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def _sweep_forever(self) -> None:
@@ -90,6 +100,9 @@ class Hub:
             await asyncio.sleep(interval)
             await self.sessions.sweep()
             self.limiter.sweep(time.monotonic())
+            if self.shared is not None:
+                with contextlib.suppress(Exception):
+                    await self.shared.refresh()
 
     @property
     def capabilities(self) -> list[str]:
@@ -138,7 +151,7 @@ class Hub:
         refused = binding in (Binding.NAMED, Binding.UNKNOWN)
         return Bound(await self.store.create(user_id), refused=refused)
 
-    def open_session(self, user_id: str, conversation_id: str) -> Session:
+    async def open_session(self, user_id: str, conversation_id: str) -> Session:
         session = Session(
             user_id=user_id,
             conversation_id=conversation_id,
@@ -146,7 +159,22 @@ class Hub:
             limits=self.delivery_limits(),
         )
         self.sessions.add(session)
+        if self.shared is not None:
+            await self.shared.hold(session)
         return session
+
+    def discard_session(self, session: Session) -> None:
+        """A connection's fresh session, replaced by the one it resumed."""
+        self.sessions.discard(session.id)
+        if self.shared is not None:
+            self.shared.release(session)
+
+    async def find_session(self, session_id: str, last_seq: int) -> Session | Remote | None:
+        """The session a resume names: this process's, or (shared) one another process holds."""
+        local = self.sessions.get(session_id)
+        if self.shared is None or (local is not None and self.shared.local(local)):
+            return local
+        return await self.shared.find(session_id, last_seq)
 
     def session_event(self, session: Session) -> events.Event:
         return events.session(
@@ -167,6 +195,8 @@ class Hub:
         """Start the run the core admitted; it ends through `core.on_run_end` (error, complete)."""
         handle = RunHandle(run_id=run_id, message_id=message_id, prompt=prompt)
         self.active_runs[run_id] = handle
+        if self.shared is not None:
+            self.shared.run_started(session, run_id, message_id, prompt)
         handle.task = asyncio.create_task(self._run(session, handle), name=run_id)
         return handle
 
@@ -186,11 +216,16 @@ class Hub:
             if isinstance(effect, Send):
                 session.emit(effect.event)
         session.notify()
+        if self.shared is not None:
+            self.shared.after_run(session)
 
-    def cancel_run(self, run_id: str) -> None:
+    def cancel_run(self, run_id: str, session: Session | None = None) -> None:
+        """Stop the run (ASP-CAN-001): here, or (shared) on the process that runs it."""
         handle = self.active_runs.get(run_id)
         if handle is not None:
             handle.stop(StopReason.CANCEL)
+        elif self.shared is not None and session is not None:
+            self.shared.cancel(session, run_id)
 
     def drain(self) -> None:
         """The shutdown began: runs get the grace period, then are cut (ASP-CLS-005). Idempotent."""
@@ -220,6 +255,8 @@ class Hub:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self.shared is not None:
+            await self.shared.close()
         await self.sessions.close_all()
         await self.registry.close()
         await self.store.close()

@@ -244,6 +244,14 @@ class RedisRegistry(ConnectionRegistry[C], Generic[C]):
         self._by_owner.pop(owner, None)
         self._active = int(await self._release(keys=self._keys, args=[user_id, owner]))
 
+    async def alive(self, instance: str) -> bool:
+        """Whether `instance` still holds its lease (a process that died loses it within the TTL)."""
+        expiry = await self.client.zscore(self._keys[1], instance)
+        if expiry is None:
+            return False
+        seconds, micros = await self.client.time()
+        return float(expiry) > seconds * 1000 + micros // 1000
+
     @property
     def active(self) -> int:
         """Slots in use across every process, as of this process's last script."""

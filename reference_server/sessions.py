@@ -36,6 +36,14 @@ class SinkClosed(Exception):
     """The connection is gone; nothing more can be sent on it."""
 
 
+class Journal(Protocol):
+    """Where a session shared by several processes writes its sequenced events (a Redis Stream)."""
+
+    def append(self, seq: int, text: str) -> None:
+        """Record the event `seq` (its JSON text); must not block: it is called per event."""
+        ...
+
+
 class Sink(Protocol):
     """A connection as a session sees it."""
 
@@ -68,9 +76,16 @@ class Session:
     """
 
     def __init__(
-        self, *, user_id: str, conversation_id: str, capabilities: list[str], limits: DeliveryLimits
+        self,
+        *,
+        user_id: str,
+        conversation_id: str,
+        capabilities: list[str],
+        limits: DeliveryLimits,
+        session_id: str | None = None,
     ) -> None:
-        self.id = new_session_id()
+        self.id = session_id or new_session_id()
+        self.session_id = self.id  # the name a resume target goes by (see redis_sessions.Remote)
         self.user_id = user_id
         self.conversation_id = conversation_id
         self.capabilities = capabilities
@@ -91,12 +106,19 @@ class Session:
         # The pump runs while there is something to deliver and ends when there is not, so an idle
         # session holds no task (memory per idle connection).
         self._pump: asyncio.Task[None] | None = None
+        # Shared sessions (reference_server.redis_sessions): where sequenced events are also written,
+        # and, while another process sequences this session (it runs its run), where events go instead.
+        self.journal: Journal | None = None
+        self.forward: Callable[[Event], None] | None = None
 
     # --- producing ------------------------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
         """Queue an event; the pump sequences and sends it."""
         if self.closed:
+            return
+        if self.forward is not None:  # sequenced by the process that holds the session (relayed back)
+            self.forward(event)
             return
         if event["type"] in COALESCABLE:
             now = self._loop.time()
@@ -110,6 +132,14 @@ class Session:
         self._wake()
         if self._sink is not None and len(self._outbox) > self.limits.max_pending_events:
             self._drop_slow_consumer(self._sink, "too many pending events")
+
+    def relay(self, seq: int, text: str) -> None:
+        """An event another process sequenced for this session: kept for replay and delivered."""
+        if self.closed or seq <= self.seq:
+            return
+        self.seq = seq
+        self._buffer.append((seq, text))
+        self._wake()
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until every queued event has been sequenced and sent or buffered."""
@@ -225,6 +255,8 @@ class Session:
         event["seq"] = self.seq
         text = text[:-1] + f',"seq":{self.seq}}}'  # the event's JSON object with seq appended
         self._buffer.append((self.seq, text))
+        if self.journal is not None:
+            self.journal.append(self.seq, text)
         return self.seq, text
 
     def _coalesce(self, first: Event) -> Event:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,12 +25,15 @@ import asyncpg
 import pytest
 import redis
 
+from tests.support.server import ServerProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".services" / "env"
 DEFAULTS = {
     "ASP_TEST_REDIS_URL": "redis://127.0.0.1:6379/0",
     "ASP_TEST_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
 }
+Pair = Callable[..., tuple[ServerProcess, ServerProcess]]  # the `pair` fixture of tests/scale
 HOW = "run `tests/services.sh start` (make test does) or set ASP_TEST_REDIS_URL / ASP_TEST_DATABASE_URL"
 
 

@@ -1,0 +1,531 @@
+"""Sessions shared by every process through Redis: a resume works on any of them (ASP-RES-007).
+
+Each session has one *home*, the process that sequences its events (where its connection opened,
+or the last one that took it over). The home writes every sequenced event to the session's Redis
+Stream, in pipelined batches (never a round trip per token), entry id `{seq}-0`, trimmed to
+`replay_window` and expiring `session_ttl_ms` after the session was last carried or ran:
+
+- `{prefix}:ses:{id}`: the stream; field `e` is the event's JSON text exactly as it was sent.
+- `{prefix}:ses:{id}:meta`: a hash: user_id, conversation_id, home (instance id), and while a run
+  is active its run_id, message_id and prompt.
+- `{prefix}:inst:{instance}`: each process's pub/sub channel, messages as JSON: `cancel` (a run it
+  runs), `emit` (an event for a session it holds, from the process that carries its connection),
+  `handover` (give the session to another process).
+
+A resume of a session held by another process (ASP-RES-007): the process the client reached
+mirrors the session: it replays the stream after `last_seq`, then tails it while the home's run
+goes on. Events its own connection causes meanwhile (a pong, an error) are sent to the home to be
+sequenced there, so seq stays one sequence; a `cancel` goes to the home, which stops the run. It
+asks the home to hand the session over; the home does so once no run is active: it sequences and
+writes everything pending, then a marker entry `{seq}-1` naming the new home, and forgets the
+session. The mirror, reading the marker, becomes the home and sequences from there.
+
+If the home dies (its connection lease expired, see reference_server.redis_state), the mirror
+takes the session over at once: a run that was active ends for the client with `error
+internal_error` and `complete` (finish_reason `error`), and the exchange as far as it was streamed
+is stored in the history first (ASP-HIS-008).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    ModelResponsePart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+
+from reference_server.logs import get_logger
+from reference_server.protocol import connection as core
+from reference_server.protocol.effects import Send
+from reference_server.protocol.events import Event
+from reference_server.sessions import Session
+from reference_server.storage import Exchange
+
+if TYPE_CHECKING:
+    from reference_server.hub import Hub
+
+log = get_logger("redis-sessions")
+TAIL_BLOCK_MS = 1000
+
+
+class StreamJournal:
+    """A home's writer to one session's stream: `append` queues, one task writes in batches."""
+
+    def __init__(self, shared: SharedSessions, session: Session) -> None:
+        self.shared = shared
+        self.session = session
+        self.key = shared.stream_key(session.id)
+        self._pending: list[tuple[int, str]] = []
+        self._appended = 0  # events appended, and written (or given up on), since the start
+        self._stored = 0
+        self._closing = False
+        self._written = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._write_forever(), name=f"journal-{session.id}")
+
+    def append(self, seq: int, text: str) -> None:
+        self._pending.append((seq, text))
+        self._appended += 1
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until everything appended so far was written (or failed to be)."""
+        target = self._appended
+        while self._stored < target and not self._task.done():
+            self._written.clear()
+            await self._written.wait()
+
+    async def _write_forever(self) -> None:
+        window = max(1, self.session.limits.replay_window)
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if batch:
+                try:
+                    async with self.shared.redis.pipeline(transaction=False) as pipe:
+                        for seq, text in batch:
+                            pipe.xadd(self.key, {"e": text}, id=f"{seq}-0", maxlen=window, approximate=False)
+                        self.shared.expire(pipe, self.session.id)
+                        await pipe.execute()
+                except Exception:
+                    log.exception("could not write session events to Redis", extra=_ctx(self.session))
+                self._stored += len(batch)
+            self._written.set()
+            if self._closing and not self._pending:
+                return
+
+    async def close(self) -> None:
+        """Write what is pending, then stop (never cancelled mid-write: a cancelled pipeline can
+        leave its connection stuck)."""
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), 5)
+        except (TimeoutError, Exception):
+            self._task.cancel()
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A session held by another process, as found in Redis."""
+
+    session_id: str
+    user_id: str
+    conversation_id: str
+    home: str
+    home_alive: bool
+    run_id: str
+    message_id: str
+    prompt: str
+    last_seq: int
+    oldest_seq: int | None
+
+
+class SharedSessions:
+    """Sessions of this process, written to Redis, and mirrors of other processes' sessions."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        client: aioredis.Redis,
+        prefix: str,
+        instance: str,
+        alive: Callable[[str], Awaitable[bool]],
+    ) -> None:
+        self.hub = hub
+        self.redis: Any = client  # decode_responses=True: str replies (redis-py's types cannot say so)
+        self.prefix = prefix
+        self.instance = instance
+        self.alive = alive
+        self.ttl_ms = max(1000, hub.settings.session_ttl_ms)
+        self.journals: dict[str, StreamJournal] = {}
+        self.handovers: dict[str, tuple[str, str]] = {}  # session id -> (asking instance, its token)
+        self.homes: dict[str, str] = {}  # mirrored session id -> the process that holds it
+        self.moving: dict[str, str] = {}  # session id -> the process it is being handed to
+        self._held_back: dict[str, list[Event]] = {}  # events for a session about to be held here
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._pubsub: Any = None
+        self._listener: asyncio.Task[None] | None = None
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def stream_key(self, session_id: str) -> str:
+        return f"{self.prefix}:ses:{session_id}"
+
+    def meta_key(self, session_id: str) -> str:
+        return f"{self.prefix}:ses:{session_id}:meta"
+
+    def channel(self, instance: str) -> str:
+        return f"{self.prefix}:inst:{instance}"
+
+    def expire(self, pipe: Any, session_id: str) -> None:
+        pipe.pexpire(self.stream_key(session_id), self.ttl_ms)
+        pipe.pexpire(self.meta_key(session_id), self.ttl_ms)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self.channel(self.instance))
+        self._listener = asyncio.create_task(self._listen(), name="sessions-listen")
+
+    async def close(self) -> None:
+        tasks = [*self._followers.values(), *([self._listener] if self._listener else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for journal in list(self.journals.values()):
+            await journal.close()
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+
+    async def refresh(self) -> None:
+        """Keep the sessions this process holds alive in Redis while carried or running; forget the
+        ones swept here."""
+        for journal in [j for j in self.journals.values() if j.session.closed]:
+            self.journals.pop(journal.session.id, None)
+            await journal.close()
+        live = [
+            j.session.id
+            for j in self.journals.values()
+            if j.session.attached or j.session.state.run is not None
+        ]
+        if not live:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for session_id in live:
+                self.expire(pipe, session_id)
+            await pipe.execute()
+
+    # --- the home's side --------------------------------------------------------------------------
+
+    async def hold(self, session: Session) -> None:
+        """This process is the session's home from now on: its events go to its stream."""
+        await self.redis.hset(
+            self.meta_key(session.id),
+            mapping={
+                "user_id": session.user_id,
+                "conversation_id": session.conversation_id,
+                "home": self.instance,
+                "run_id": "",
+            },
+        )
+        await self.redis.pexpire(self.meta_key(session.id), self.ttl_ms)
+        journal = StreamJournal(self, session)
+        session.journal = journal
+        session.forward = None
+        self.homes.pop(session.id, None)
+        self.journals[session.id] = journal
+        for event in self._held_back.pop(session.id, []):
+            session.emit(event)
+
+    def run_started(self, session: Session, run_id: str, message_id: str, prompt: str) -> None:
+        fields = {"run_id": run_id, "message_id": message_id, "prompt": prompt}
+        spawn_logged(self.redis.hset(self.meta_key(session.id), mapping=fields))
+
+    def after_run(self, session: Session) -> None:
+        spawn_logged(self.run_ended(session))
+
+    async def run_ended(self, session: Session) -> None:
+        """After the run's complete was emitted: clear the run; a waiting handover happens now."""
+        await self.redis.hset(self.meta_key(session.id), "run_id", "")
+        waiting = self.handovers.pop(session.id, None)
+        if waiting is not None:
+            await self._hand_over(session, *waiting)
+
+    def release(self, session: Session) -> None:
+        """The session is discarded here (a connection's fresh session replaced by a resumed one)."""
+        journal = self.journals.pop(session.id, None)
+        if journal is not None:
+            spawn_logged(journal.close())
+
+    def cancel(self, session: Session, run_id: str) -> bool:
+        """A cancel for a run another process runs: sent to it. False when the run is not elsewhere."""
+        home = self.homes.get(session.id)
+        if home is None or session.forward is None:
+            return False
+        self.publish(home, {"op": "cancel", "run_id": run_id})
+        return True
+
+    async def _hand_over(self, session: Session, to: str, token: str) -> None:
+        self.moving[session.id] = to
+        journal = self.journals.pop(session.id, None)
+        await session.flush()
+        if journal is not None:
+            await journal.close()
+        session.journal = None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self.stream_key(session.id), {"handover": to, "token": token}, id=f"{session.seq}-*")
+            pipe.hset(self.meta_key(session.id), "home", to)
+            self.expire(pipe, session.id)
+            await pipe.execute()
+        self.hub.sessions.discard(session.id)
+        await session.close()
+        self.moving.pop(session.id, None)
+        log.info("session handed over to %s", to, extra=_ctx(session))
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=5.0)
+                if message is None or message.get("type") != "message":
+                    continue
+                await self._on_message(orjson.loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("session channel message failed")
+
+    async def _on_message(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "cancel":
+            self.hub.cancel_run(str(message["run_id"]))
+            return
+        session_id = str(message.get("session"))
+        session = self.hub.sessions.sessions.get(session_id)
+        if session is None or session_id not in self.journals:  # not (or no longer) held here
+            if op != "emit":
+                return  # a handover request: the asker reads the stream's marker
+            if session_id in self._followers:  # being handed to this process: sequenced once held
+                self._held_back.setdefault(session_id, []).append(message["event"])
+                return
+            home = self.moving.get(session_id) or await self.redis.hget(self.meta_key(session_id), "home")
+            if home and home != self.instance and message.get("hops", 0) < 3:  # moved: pass it on
+                self.publish(home, {**message, "hops": message.get("hops", 0) + 1})
+            return
+        if op == "emit":
+            session.emit(message["event"])
+        elif op == "handover":
+            asked = (str(message["to"]), str(message["token"]))
+            if session.state.run is None:
+                await self._hand_over(session, *asked)
+            else:
+                self.handovers[session.id] = asked
+
+    # --- the resuming process's side --------------------------------------------------------------
+
+    def local(self, session: Session) -> bool:
+        """Whether this process holds `session` or is following it (else a stale copy)."""
+        return session.id in self.journals or session.id in self._followers
+
+    async def find(self, session_id: str, last_seq: int) -> Remote | None:
+        """The session as Redis knows it; None when it is unknown or expired. Waits briefly for a live
+        home's batched writes to catch up with a `last_seq` the client already saw."""
+        meta = await self.redis.hgetall(self.meta_key(session_id))
+        if not meta:
+            return None
+        key = self.stream_key(session_id)
+        home_alive = meta["home"] == self.instance or await self.alive(meta["home"])
+        deadline = time.monotonic() + 2.0
+        while True:
+            newest = await self.redis.xrevrange(key, count=1)
+            oldest = await self.redis.xrange(key, count=1)
+            last = _seq(newest[0][0]) if newest else 0
+            if last >= last_seq or not home_alive or time.monotonic() > deadline:
+                break
+            await self.redis.xread({key: newest[0][0] if newest else "0-0"}, block=200, count=1)
+        meta = await self.redis.hgetall(self.meta_key(session_id)) or meta
+        return Remote(
+            session_id=session_id,
+            user_id=meta["user_id"],
+            conversation_id=meta["conversation_id"],
+            home=meta["home"],
+            home_alive=home_alive,
+            run_id=meta.get("run_id", ""),
+            message_id=meta.get("message_id", ""),
+            prompt=meta.get("prompt", ""),
+            last_seq=last,
+            oldest_seq=_seq(oldest[0][0]) if oldest else None,
+        )
+
+    def mirror(self, remote: Remote, after_seq: int) -> Session:
+        """A local session that replays and tails `remote`'s stream after `after_seq`, then takes it
+        over (see the module's docstring). The caller attaches its connection with `after_seq`."""
+        stale = self.hub.sessions.sessions.get(remote.session_id)
+        if stale is not None:  # an old local copy whose home moved away since
+            self.hub.sessions.discard(stale.id)
+            spawn_logged(stale.close())
+        session = Session(
+            user_id=remote.user_id,
+            conversation_id=remote.conversation_id,
+            capabilities=self.hub.capabilities,
+            limits=self.hub.delivery_limits(),
+            session_id=remote.session_id,
+        )
+        session.seq = after_seq
+        if remote.run_id:
+            session.state.run = core.RunSlot(remote.run_id, remote.message_id)
+        self.hub.sessions.add(session)
+        self._route(session, remote.home)
+        self._followers[session.id] = asyncio.create_task(
+            self._follow(session, remote), name=f"follow-{session.id}"
+        )
+        return session
+
+    def _route(self, session: Session, home: str) -> None:
+        """Until this process holds `session`, its events are sequenced by `home`."""
+        self.homes[session.id] = home
+        session.forward = lambda event: self.publish(
+            home, {"op": "emit", "session": session.id, "event": event}
+        )
+
+    def publish(self, instance: str, message: dict[str, Any]) -> None:
+        spawn_logged(self.redis.publish(self.channel(instance), orjson.dumps(message)))
+
+    async def _follow(self, session: Session, remote: Remote) -> None:
+        try:
+            await self._tail(session, remote)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("following a session held elsewhere failed", extra=_ctx(session))
+            await self.hold(session)
+        finally:
+            self._followers.pop(session.id, None)
+
+    async def _tail(self, session: Session, remote: Remote) -> None:
+        key = self.stream_key(session.id)
+        home = remote.home
+        cursor = f"{session.seq}-0"  # after the client's last_seq, markers at that seq included
+        token = secrets.token_hex(8)
+        asking = {"op": "handover", "session": session.id, "to": self.instance}
+        if remote.home_alive:
+            self.publish(home, {**asking, "token": token})
+        while True:
+            block = None if not remote.home_alive else TAIL_BLOCK_MS
+            reply = await self.redis.xread({key: cursor}, block=block, count=500)
+            entries = reply[0][1] if reply else []
+            for entry_id, fields in entries:
+                cursor = entry_id
+                if "handover" in fields:
+                    if fields["handover"] == self.instance and fields.get("token") == token:
+                        await self.hold(session)
+                        return
+                    if fields["handover"] != self.instance:  # handed to another process: ask that one
+                        home = fields["handover"]
+                        self._route(session, home)
+                        asking = {
+                            "op": "handover",
+                            "session": session.id,
+                            "to": self.instance,
+                            "token": token,
+                        }
+                        self.publish(home, asking)
+                    continue
+                text = fields["e"]
+                session.relay(_seq(entry_id), text)
+                if session.state.run is not None and '"complete"' in text:
+                    event = orjson.loads(text)
+                    if event.get("type") == "complete" and event.get("run_id") == session.state.run.run_id:
+                        session.state.run = None
+                        session.state.last_run_end = time.monotonic()
+                        session.notify()
+            if entries:
+                continue
+            if not remote.home_alive or not await self.alive(home):
+                await self._take_over_from_dead(session, remote)
+                return
+
+    async def _take_over_from_dead(self, session: Session, remote: Remote) -> None:
+        """The home died: this process holds the session; a run it left active ends with error
+        internal_error and complete (finish error), its streamed part stored first."""
+        log.warning("the process holding this session died; taking it over", extra=_ctx(session))
+        slot = session.state.run
+        await self.hold(session)
+        if slot is None:
+            return
+        entries = await self.redis.xrange(self.stream_key(session.id))
+        streamed = [orjson.loads(fields["e"]) for _, fields in entries if "e" in fields]
+        exchange = rebuild_exchange(slot.run_id, slot.message_id, remote.prompt, streamed)
+        with contextlib.suppress(Exception):
+            await self.hub.store.append(session.conversation_id, session.user_id, exchange)
+        for effect in core.on_run_end(
+            session.state, slot.run_id, core.RunOutcome("error", "internal_error"), time.monotonic()
+        ):
+            if isinstance(effect, Send):
+                session.emit(effect.event)
+        await self.run_ended(session)
+        session.notify()
+
+
+def rebuild_exchange(run_id: str, message_id: str, prompt: str, streamed: list[Event]) -> Exchange:
+    """The exchange of a run whose process died, from the events it streamed (ASP-HIS-008): the
+    prompt, the text as streamed, each tool call with its result (unanswered ones interrupted)."""
+    stored: list[ModelMessage] = [ModelRequest(parts=[UserPromptPart(content=prompt)])]
+    response: list[ModelResponsePart] = []
+    results = {
+        e["tool_call_id"]: e for e in streamed if e.get("type") == "tool_result" and e.get("run_id") == run_id
+    }
+    for event in streamed:
+        if event.get("run_id") != run_id:
+            continue
+        if event["type"] == "text_delta":
+            if response and isinstance(response[-1], TextPart):
+                response[-1] = TextPart(content=response[-1].content + event["delta"])
+            else:
+                response.append(TextPart(content=event["delta"]))
+        elif event["type"] == "tool_call":
+            call_id = event["tool_call_id"]
+            response.append(
+                ToolCallPart(tool_name=event["name"], args=event["arguments"], tool_call_id=call_id)
+            )
+            stored.append(ModelResponse(parts=response))
+            response = []
+            result = results.get(call_id)
+            content = result["content"] if result is not None else "interrupted"
+            ok = result is not None and not result.get("is_error")
+            outcome: Literal["success", "interrupted"] = "success" if ok else "interrupted"
+            stored.append(
+                ModelRequest(
+                    parts=[
+                        ToolReturnPart(
+                            tool_name=event["name"], content=content, tool_call_id=call_id, outcome=outcome
+                        )
+                    ]
+                )
+            )
+    if response:
+        stored.append(ModelResponse(parts=response))
+    return Exchange(run_id, message_id, "error", tuple(stored))
+
+
+def _seq(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def _ctx(session: Session) -> dict[str, Any]:
+    return {"asp": {"session": session.id, "user": session.user_id}}
+
+
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def spawn_logged(awaitable: Awaitable[Any]) -> None:
+    async def runner() -> None:
+        try:
+            await awaitable
+        except Exception:
+            log.exception("background Redis call failed")
+
+    task = asyncio.create_task(runner())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)

@@ -1,0 +1,99 @@
+"""Sessions shared through Redis Streams: a resume on the other process (ASP-RES-007), a cancel that
+reaches the run on the process that runs it, and a process killed mid-run (issue 13)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conformance.context import text_of
+from conformance.wire import AspClient
+from spec.fixtures import fixture_text
+from tests.support.server import ServerProcess
+from tests.support.services import Pair
+
+
+async def _start_then_drop(server: ServerProcess, user: str, prompt: str) -> tuple[dict, int, str]:
+    """A run started on `server`, its connection dropped after a few deltas: (session, last seq, text)."""
+    client = await AspClient.open(server.url, token=server.token(user), conversation_id="new")
+    session = await client.expect("session")
+    await client.send({"type": "message", "content": prompt})
+    await client.expect("run_started")
+    for _ in range(3):
+        await client.expect("text_delta")
+    last_seq, seen = client.events[-1]["seq"], text_of(client.events)
+    client.abort()
+    return session, last_seq, seen
+
+
+async def _resume(server: ServerProcess, user: str, session: dict, last_seq: int) -> AspClient:
+    client = await AspClient.open(
+        server.url, token=server.token(user), conversation_id=session["conversation_id"]
+    )
+    await client.expect("session")
+    await client.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
+    resumed = await client.expect("resumed")
+    assert resumed["replay_from"] == last_seq + 1
+    return client
+
+
+async def _until_complete(client: AspClient) -> list[dict]:
+    received = []
+    while True:
+        event = await client.recv(15)
+        received.append(event)
+        if event["type"] == "complete":
+            return received
+
+
+async def test_a_run_on_one_process_resumes_on_the_other(pair: Pair) -> None:
+    """Replay, live tail, complete; the text is the undisturbed run's, seq has no gap or duplicate;
+    afterwards the session lives on the second process (a pong and a new run there)."""
+    a, b = pair()
+    session, last_seq, seen = await _start_then_drop(a, "mover", "asp-fixture:slow 40 20")
+    second = await _resume(b, "mover", session, last_seq)
+    received = await _until_complete(second)
+    assert [e["seq"] for e in received] == list(range(last_seq + 1, last_seq + 1 + len(received)))
+    assert seen + text_of(received) == fixture_text(40)
+    assert received[-1]["finish_reason"] == "stop"
+    await second.send({"type": "ping", "id": "after"})
+    assert (await second.expect("pong"))["seq"] == received[-1]["seq"] + 1
+    await second.send({"type": "message", "content": "asp-fixture:text 3"})
+    run = await second.collect_run()
+    assert text_of(run) == fixture_text(3) and run[-1]["finish_reason"] == "stop"
+    assert second.violations == []
+    await second.close()
+
+
+async def test_a_cancel_on_the_resumed_connection_stops_the_run_on_the_first(pair: Pair) -> None:
+    a, b = pair()
+    session, last_seq, _ = await _start_then_drop(a, "stopper", "asp-fixture:slow 400 20")
+    second = await _resume(b, "stopper", session, last_seq)
+    delta = await second.expect("text_delta")  # replayed or live
+    await second.send({"type": "cancel", "id": "c1", "run_id": delta["run_id"]})
+    received = await _until_complete(second)
+    assert received[-1]["finish_reason"] == "cancelled"
+    assert len(text_of(received)) < len(fixture_text(400))
+    await second.close()
+
+
+async def test_a_process_killed_mid_run_ends_the_run_for_the_resumed_client(pair: Pair) -> None:
+    """SIGKILL the process running the run: the client resumed on the other gets the replay, then
+    error internal_error and complete (error); the history holds what was streamed."""
+    a, b = pair(lease_ttl_ms=1500)
+    session, last_seq, seen = await _start_then_drop(a, "orphan", "asp-fixture:slow 400 20")
+    await asyncio.sleep(0.1)  # a few more events reach the stream
+    a.process.kill()  # type: ignore[union-attr]
+    a.process.wait(5)  # type: ignore[union-attr]
+    second = await _resume(b, "orphan", session, last_seq)
+    received = await _until_complete(second)
+    error = next(e for e in received if e["type"] == "error")
+    assert error["code"] == "internal_error" and received[-1]["finish_reason"] == "error"
+    assert [e["seq"] for e in received] == list(range(last_seq + 1, last_seq + 1 + len(received)))
+    streamed = seen + text_of(received)
+    assert streamed and fixture_text(400).startswith(streamed)
+    assert second.violations == []
+    await second.close()
+    later = await AspClient.open(b.url, token=b.token("orphan"), conversation_id=session["conversation_id"])
+    history = await later.expect("history")
+    assert streamed in str(history["messages"])
+    await later.close()
