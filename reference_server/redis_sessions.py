@@ -71,6 +71,8 @@ class StreamJournal:
         self.session = session
         self.key = shared.stream_key(session.id)
         self._pending: list[tuple[int, str]] = []
+        self._meta: dict[str, str] = {}
+        self._meta_count = 0
         self._appended = 0  # events appended, and written (or given up on), since the start
         self._stored = 0
         self._closing = False
@@ -81,6 +83,13 @@ class StreamJournal:
     def append(self, seq: int, text: str) -> None:
         self._pending.append((seq, text))
         self._appended += 1
+        self._wake.set()
+
+    def note(self, fields: dict[str, str]) -> None:
+        """Update the session's meta hash in the next write, after the events appended before."""
+        self._meta.update(fields)
+        self._appended += 1
+        self._meta_count += 1
         self._wake.set()
 
     async def flush(self) -> None:
@@ -96,18 +105,23 @@ class StreamJournal:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
-            if batch:
+            meta, self._meta = self._meta, {}
+            count = len(batch) + self._meta_count
+            self._meta_count = 0
+            if count:
                 try:
                     async with self.shared.redis.pipeline(transaction=False) as pipe:
                         for seq, text in batch:
                             pipe.xadd(self.key, {"e": text}, id=f"{seq}-0", maxlen=window, approximate=False)
+                        if meta:
+                            pipe.hset(self.shared.meta_key(self.session.id), mapping=meta)
                         self.shared.expire(pipe, self.session.id)
                         await pipe.execute()
                 except Exception:
                     log.exception("could not write session events to Redis", extra=_ctx(self.session))
-                self._stored += len(batch)
+                self._stored += count
             self._written.set()
-            if self._closing and not self._pending:
+            if self._closing and not self._pending and not self._meta:
                 return
 
     async def close(self) -> None:
@@ -239,15 +253,23 @@ class SharedSessions:
             session.emit(event)
 
     def run_started(self, session: Session, run_id: str, message_id: str, prompt: str) -> None:
-        fields = {"run_id": run_id, "message_id": message_id, "prompt": prompt}
-        spawn_logged(self.redis.hset(self.meta_key(session.id), mapping=fields))
+        """Recorded with the run's first events, in the same write: a process that dies right after
+        starting a run still leaves the run for the next holder to end (ASP-RES-007)."""
+        journal = self.journals.get(session.id)
+        if journal is not None:
+            journal.note({"run_id": run_id, "message_id": message_id, "prompt": prompt})
 
     def after_run(self, session: Session) -> None:
         spawn_logged(self.run_ended(session))
 
     async def run_ended(self, session: Session) -> None:
-        """After the run's complete was emitted: clear the run; a waiting handover happens now."""
-        await self.redis.hset(self.meta_key(session.id), "run_id", "")
+        """After the run's complete was emitted: once it is written, clear the run; a waiting
+        handover happens now."""
+        journal = self.journals.get(session.id)
+        if journal is not None:
+            await session.flush()
+            journal.note({"run_id": ""})
+            await journal.flush()
         waiting = self.handovers.pop(session.id, None)
         if waiting is not None:
             await self._hand_over(session, *waiting)
