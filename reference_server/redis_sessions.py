@@ -64,75 +64,96 @@ TAIL_BLOCK_MS = 1000
 
 
 class StreamJournal:
-    """A home's writer to one session's stream: `append` queues, one task writes in batches."""
+    """A home's record of one session: `append` and `note` queue; the process's one
+    `JournalWriter` writes every dirty journal in one pipeline per turn."""
 
     def __init__(self, shared: SharedSessions, session: Session) -> None:
         self.shared = shared
         self.session = session
         self.key = shared.stream_key(session.id)
+        self.window = max(1, session.limits.replay_window)
         self._pending: list[tuple[int, str]] = []
         self._meta: dict[str, str] = {}
-        self._meta_count = 0
-        self._appended = 0  # events appended, and written (or given up on), since the start
-        self._stored = 0
-        self._closing = False
-        self._written = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._write_forever(), name=f"journal-{session.id}")
+        self._appended = 0  # entries (events and notes) appended, and written or given up on
+        self.stored = 0
 
     def append(self, seq: int, text: str) -> None:
         self._pending.append((seq, text))
         self._appended += 1
-        self._wake.set()
+        self.shared.writer.dirty(self)
 
     def note(self, fields: dict[str, str]) -> None:
         """Update the session's meta hash in the next write, after the events appended before."""
         self._meta.update(fields)
         self._appended += 1
-        self._meta_count += 1
-        self._wake.set()
+        self.shared.writer.dirty(self)
 
-    async def flush(self) -> None:
+    def take(self, pipe: Any) -> int:
+        """Queue what is pending on `pipe`; the number of entries taken."""
+        batch, self._pending = self._pending, []
+        meta, self._meta = self._meta, {}
+        for seq, text in batch:
+            pipe.xadd(self.key, {"e": text}, id=f"{seq}-0", maxlen=self.window, approximate=False)
+        if meta:
+            pipe.hset(self.shared.meta_key(self.session.id), mapping=meta)
+        self.shared.expire(pipe, self.session.id)
+        return self._appended - self.stored
+
+    async def flush(self, timeout: float = 5.0) -> None:
         """Wait until everything appended so far was written (or failed to be)."""
         target = self._appended
-        while self._stored < target and not self._task.done():
-            self._written.clear()
-            await self._written.wait()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.stored < target:
+                    await self.shared.writer.turn()
+
+
+class JournalWriter:
+    """One task per process writes the sessions' events: each turn takes every journal with
+    something pending and writes it all in one pipelined round trip, so the cost per event falls as
+    the load rises (never a round trip per token)."""
+
+    def __init__(self, client: Any) -> None:
+        self.redis = client
+        self._dirty: dict[int, StreamJournal] = {}
+        self._wake = asyncio.Event()
+        self._turned = asyncio.Event()
+        self._task = asyncio.create_task(self._write_forever(), name="journal-writer")
+
+    def dirty(self, journal: StreamJournal) -> None:
+        self._dirty[id(journal)] = journal
+        self._wake.set()
+
+    async def turn(self) -> None:
+        """Wait for the end of the next write."""
+        await self._turned.wait()
 
     async def _write_forever(self) -> None:
-        window = max(1, self.session.limits.replay_window)
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._pending = self._pending, []
-            meta, self._meta = self._meta, {}
-            count = len(batch) + self._meta_count
-            self._meta_count = 0
-            if count:
-                try:
-                    async with self.shared.redis.pipeline(transaction=False) as pipe:
-                        for seq, text in batch:
-                            pipe.xadd(self.key, {"e": text}, id=f"{seq}-0", maxlen=window, approximate=False)
-                        if meta:
-                            pipe.hset(self.shared.meta_key(self.session.id), mapping=meta)
-                        self.shared.expire(pipe, self.session.id)
-                        await pipe.execute()
-                except Exception:
-                    log.exception("could not write session events to Redis", extra=_ctx(self.session))
-                self._stored += count
-            self._written.set()
-            if self._closing and not self._pending and not self._meta:
-                return
+            journals, self._dirty = list(self._dirty.values()), {}
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    taken = [journal.take(pipe) for journal in journals]
+                    await pipe.execute()
+            except Exception:
+                log.exception("could not write session events to Redis")
+            for journal, count in zip(journals, taken, strict=True):
+                journal.stored += count
+            turned, self._turned = self._turned, asyncio.Event()
+            turned.set()
 
     async def close(self) -> None:
-        """Write what is pending, then stop (never cancelled mid-write: a cancelled pipeline can
-        leave its connection stuck)."""
-        self._closing = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), 5)
-        except (TimeoutError, Exception):
-            self._task.cancel()
+        """After the last flush: stop (a write in flight gets a moment to finish)."""
+        if self._dirty:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    while self._dirty:
+                        await self.turn()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
 
 
 @dataclass(frozen=True)
@@ -174,6 +195,7 @@ class SharedSessions:
         self.moving: dict[str, str] = {}  # session id -> the process it is being handed to
         self._held_back: dict[str, list[Event]] = {}  # events for a session about to be held here
         self._followers: dict[str, asyncio.Task[None]] = {}
+        self.writer: JournalWriter  # from start(): it needs the running loop
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
 
@@ -195,6 +217,7 @@ class SharedSessions:
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.writer = JournalWriter(self.redis)
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self.channel(self.instance))
         self._listener = asyncio.create_task(self._listen(), name="sessions-listen")
@@ -207,7 +230,8 @@ class SharedSessions:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for journal in list(self.journals.values()):
-            await journal.close()
+            await journal.flush()
+        await self.writer.close()
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
@@ -217,7 +241,6 @@ class SharedSessions:
         ones swept here."""
         for journal in [j for j in self.journals.values() if j.session.closed]:
             self.journals.pop(journal.session.id, None)
-            await journal.close()
         live = [
             j.session.id
             for j in self.journals.values()
@@ -276,9 +299,7 @@ class SharedSessions:
 
     def release(self, session: Session) -> None:
         """The session is discarded here (a connection's fresh session replaced by a resumed one)."""
-        journal = self.journals.pop(session.id, None)
-        if journal is not None:
-            spawn_logged(journal.close())
+        self.journals.pop(session.id, None)
 
     def cancel(self, session: Session, run_id: str) -> bool:
         """A cancel for a run another process runs: sent to it. False when the run is not elsewhere."""
@@ -293,7 +314,7 @@ class SharedSessions:
         journal = self.journals.pop(session.id, None)
         await session.flush()
         if journal is not None:
-            await journal.close()
+            await journal.flush()
         session.journal = None
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.xadd(self.stream_key(session.id), {"handover": to, "token": token}, id=f"{session.seq}-*")

@@ -119,9 +119,15 @@ return reply
 """
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A pooled client for `url` (redis:// or rediss://); connects lazily."""
-    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
+    """A pooled client for `url` (redis:// or rediss://); connects lazily. The pool is bounded (a
+    burst of connects waits for a Redis connection rather than opening one each: memory per client
+    connection stays flat); the two pub/sub listeners and each resume being followed hold one.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=10, decode_responses=True, health_check_interval=30
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def new_instance_id() -> str:
