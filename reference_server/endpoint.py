@@ -266,7 +266,8 @@ class Connection:
         found, self._found = self._found, None
         current = self.session
         assert self.state is not None and current is not None
-        if found is None or found.session_id != effect.session_id:  # cannot happen; kept for safety
+        found_id = found.id if isinstance(found, Session) else found.session_id if found else None
+        if found is None or found_id != effect.session_id:  # cannot happen; kept for safety
             return
         await current.flush()
         self._leave_session()

@@ -24,6 +24,7 @@ import contextlib
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -35,6 +36,7 @@ from reference_server.protocol.ratelimit import ALLOWED, RateDecision, decide
 from reference_server.ratelimit import RunRateLimiter
 
 log = get_logger("redis")
+EARLY_TTL_S = 30.0
 C = TypeVar("C")
 
 _NOW_MS = """
@@ -165,7 +167,9 @@ class RedisRegistry(ConnectionRegistry[C], Generic[C]):
         self._retire = client.register_script(RETIRE)
         self._owners: dict[int, str] = {}  # id(connection) -> owner
         self._by_owner: dict[str, C] = {}
-        self._early: set[str] = set()  # superseded before this process finished admitting them
+        # owners superseded before this process finished admitting them (or after it released
+        # them: those are forgotten after EARLY_TTL_S)
+        self._early: dict[str, float] = {}
         self._active = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
@@ -216,7 +220,10 @@ class RedisRegistry(ConnectionRegistry[C], Generic[C]):
             owner = str(message["data"])
             connection = self._by_owner.get(owner)
             if connection is None:
-                self._early.add(owner)
+                now = time.monotonic()
+                self._early[owner] = now
+                for stale in [o for o, at in self._early.items() if now - at > EARLY_TTL_S]:
+                    del self._early[stale]
             else:
                 self._on_superseded(connection)
 
@@ -231,8 +238,7 @@ class RedisRegistry(ConnectionRegistry[C], Generic[C]):
             return AT_CAPACITY
         self._owners[id(connection)] = owner
         self._by_owner[owner] = connection
-        if owner in self._early:  # a newer connection on another process already took the slot
-            self._early.discard(owner)
+        if self._early.pop(owner, None) is not None:  # a newer connection elsewhere took the slot
             self._on_superseded(connection)
         local = None
         if previous:

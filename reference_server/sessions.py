@@ -85,7 +85,6 @@ class Session:
         session_id: str | None = None,
     ) -> None:
         self.id = session_id or new_session_id()
-        self.session_id = self.id  # the name a resume target goes by (see redis_sessions.Remote)
         self.user_id = user_id
         self.conversation_id = conversation_id
         self.capabilities = capabilities
