@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Redis and PostgreSQL for the scale-out tests (tests/scale): `tests/services.sh start|stop`.
 #
-# start: when ASP_TEST_REDIS_URL / ASP_TEST_DATABASE_URL are set, or the machine already answers on
+# start: installs Debian's haproxy when missing (deploy/haproxy.cfg is tested). When ASP_TEST_REDIS_URL / ASP_TEST_DATABASE_URL are set, or the machine already answers on
 #        127.0.0.1:6379 (Redis) and 127.0.0.1:5432 (PostgreSQL), nothing to do. Otherwise installs
 #        redis-server and postgresql with apt when missing (as root) and starts private servers on free
 #        ports with their own data directories, writing their URLs to .services/env, which
@@ -86,6 +86,7 @@ stop() {
 
 start() {
     stop
+    apt_install haproxy haproxy  # the load balancer of deploy/, in front of two instances in a test
     local private="${ASP_TEST_PRIVATE_SERVICES:-}"
     if [ -z "${ASP_TEST_REDIS_URL:-}" ] && { [ -n "$private" ] || ! listening 6379; }; then start_redis; fi
     if [ -z "${ASP_TEST_DATABASE_URL:-}" ] && { [ -n "$private" ] || ! listening 5432; }; then start_postgres; fi
