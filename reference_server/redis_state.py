@@ -121,7 +121,7 @@ return reply
 """
 
 
-def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
+def connect(url: str, max_connections: int = 24) -> aioredis.Redis:
     """A pooled client for `url` (redis:// or rediss://); connects lazily. The pool is bounded (a
     burst of connects waits for a Redis connection rather than opening one each: memory per client
     connection stays flat); the two pub/sub listeners and each resume being followed hold one.
