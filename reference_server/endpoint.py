@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import TYPE_CHECKING
 
 from starlette.types import Message, Receive
 from starlette.types import Send as AsgiSend
@@ -32,9 +33,11 @@ from reference_server.protocol.effects import (
     StartRun,
     SwitchSession,
 )
-from reference_server.redis_sessions import Remote
 from reference_server.runs import new_message_id, new_run_id
 from reference_server.sessions import Session, SinkClosed, spawn
+
+if TYPE_CHECKING:
+    from reference_server.redis_sessions import Remote
 
 log = get_logger("endpoint")
 DRAIN = "asp.drain"  # sent by reference_server.transport when the server begins shutting down
