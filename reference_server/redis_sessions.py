@@ -371,14 +371,21 @@ class SharedSessions:
         return session.id in self.journals or session.id in self._followers
 
     async def find(self, session_id: str, last_seq: int) -> Remote | None:
-        """The session as Redis knows it; None when it is unknown or expired. Waits briefly for a live
-        home's batched writes to catch up with a `last_seq` the client already saw."""
+        """The session as Redis knows it; None when it is unknown or expired.
+
+        The client may have seen events its home sent but had not written yet: while the home lives,
+        this waits for its writes to catch up with `last_seq` (at most a lease TTL: a home that
+        never writes them died). Events a dead home never wrote are lost; the session then goes on
+        after `last_seq`, so what follows has new seq numbers for the client (ASP-RES-007).
+        A session whose home is this process but which it no longer has is taken over as if its
+        home had died.
+        """
         meta = await self.redis.hgetall(self.meta_key(session_id))
         if not meta:
             return None
         key = self.stream_key(session_id)
-        home_alive = meta["home"] == self.instance or await self.alive(meta["home"])
-        deadline = time.monotonic() + 2.0
+        home_alive = meta["home"] != self.instance and await self.alive(meta["home"])
+        deadline = time.monotonic() + self.hub.settings.lease_ttl_ms / 1000 + 1
         while True:
             newest = await self.redis.xrevrange(key, count=1)
             oldest = await self.redis.xrange(key, count=1)
@@ -386,6 +393,9 @@ class SharedSessions:
             if last >= last_seq or not home_alive or time.monotonic() > deadline:
                 break
             await self.redis.xread({key: newest[0][0] if newest else "0-0"}, block=200, count=1)
+            home_alive = await self.alive(meta["home"])
+        if not home_alive:
+            last = max(last, last_seq)
         meta = await self.redis.hgetall(self.meta_key(session_id)) or meta
         return Remote(
             session_id=session_id,

@@ -4,12 +4,15 @@ reaches the run on the process that runs it, and a process killed mid-run (issue
 from __future__ import annotations
 
 import asyncio
+import json
+
+import redis.asyncio as aioredis
 
 from conformance.context import text_of
 from conformance.wire import AspClient
 from spec.fixtures import fixture_text
 from tests.support.server import ServerProcess
-from tests.support.services import Pair
+from tests.support.services import Pair, redis_url
 
 
 async def _start_then_drop(server: ServerProcess, user: str, prompt: str) -> tuple[dict, int, str]:
@@ -40,6 +43,8 @@ async def _until_complete(client: AspClient) -> list[dict]:
     received = []
     while True:
         event = await client.recv(15)
+        if event["type"] == "history":  # of the connection's own new session, before `resumed`
+            continue
         received.append(event)
         if event["type"] == "complete":
             return received
@@ -96,4 +101,60 @@ async def test_a_process_killed_mid_run_ends_the_run_for_the_resumed_client(pair
     later = await AspClient.open(b.url, token=b.token("orphan"), conversation_id=session["conversation_id"])
     history = await later.expect("history")
     assert streamed in str(history["messages"])
+    await later.close()
+
+
+async def test_a_session_whose_process_died_is_taken_over_even_past_what_it_wrote(pair: Pair) -> None:
+    """The process holding a session died with a run active (its lease is gone): a resume replays
+    what it wrote, then ends the run with error + complete; a client that saw events the dead
+    process never wrote (last_seq beyond the stream) gets the ending after its last_seq, no seq
+    reused; the history holds the prompt and the streamed text (ASP-RES-007)."""
+    a, _ = pair()
+    prefix = pair.prefix  # type: ignore[attr-defined]
+    owner = await AspClient.open(a.url, token=a.token("heir"), conversation_id="new")
+    conversation_id = (await owner.expect("session"))["conversation_id"]
+    await owner.close()
+    redis = aioredis.Redis.from_url(redis_url(), decode_responses=True)
+    for session_id, last_seq in (("ses_deadhomeA0123456789abcd", 1), ("ses_deadhomeB0123456789abcd", 5)):
+        run_id, message_id = f"run_{session_id[-6:]}", f"msg_{session_id[-6:]}"
+        await redis.hset(
+            f"{prefix}:ses:{session_id}:meta",
+            mapping={
+                "user_id": "heir",
+                "conversation_id": conversation_id,
+                "home": "dead-host-1-0000",
+                "run_id": run_id,
+                "message_id": message_id,
+                "prompt": "say hello",
+            },
+        )
+        written = [
+            {
+                "type": "run_started",
+                "run_id": run_id,
+                "message_id": message_id,
+                "conversation_id": conversation_id,
+            },
+            {"type": "text_delta", "run_id": run_id, "delta": "Hel"},
+            {"type": "text_delta", "run_id": run_id, "delta": "lo"},
+        ]
+        for seq, event in enumerate(written, start=1):
+            await redis.xadd(
+                f"{prefix}:ses:{session_id}", {"e": json.dumps({**event, "seq": seq})}, id=f"{seq}-0"
+            )
+        client = await _resume(
+            a, "heir", {"session_id": session_id, "conversation_id": conversation_id}, last_seq
+        )
+        received = await _until_complete(client)
+        assert [e["seq"] for e in received] == list(range(last_seq + 1, last_seq + 1 + len(received)))
+        error = next(e for e in received if e["type"] == "error")
+        assert (error["code"], error["run_id"], error["message_id"]) == ("internal_error", run_id, message_id)
+        assert received[-1]["finish_reason"] == "error"
+        await client.send({"type": "message", "content": "asp-fixture:text 2"})  # the session goes on here
+        assert (await client.collect_run())[-1]["finish_reason"] == "stop"
+        await client.close()
+    await redis.aclose()
+    later = await AspClient.open(a.url, token=a.token("heir"), conversation_id=conversation_id)
+    history = str((await later.expect("history"))["messages"])
+    assert history.count("say hello") == 2 and history.count("Hello") == 2
     await later.close()
