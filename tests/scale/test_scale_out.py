@@ -78,7 +78,7 @@ async def test_one_connection_per_user_across_processes(pair: Pair) -> None:
 
 async def test_the_rate_limit_holds_across_processes(pair: Pair) -> None:
     """ASP-LIM-009 per user, whichever process the messages reach: 3 runs in the window, then
-    rate_limited with a retry_after_ms within the window."""
+    rate_limited with a retry_after_ms within the window. The history holds the runs of both."""
     a, b = pair(rate_limit_messages=3, rate_limit_window_ms=60_000)
     for index, server in enumerate((a, b, a)):
         client = await AspClient.open(server.url, token=server.token("rater"))
@@ -88,6 +88,8 @@ async def test_the_rate_limit_holds_across_processes(pair: Pair) -> None:
         await client.close()
     client = await AspClient.open(b.url, token=b.token("rater"))
     await client.expect("session")
+    history = str((await client.expect("history"))["messages"])  # PostgreSQL: every process's runs
+    assert all(f"asp-fixture:text {index}" in history for index in range(3))
     await client.send({"type": "message", "content": "asp-fixture:text 9"})
     error = await client.expect("error")
     assert error["code"] == "rate_limited" and 1 <= error["retry_after_ms"] <= 60_000
