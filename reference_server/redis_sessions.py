@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 log = get_logger("redis-sessions")
 TAIL_BLOCK_MS = 1000
+CATCH_UP_S = 1.0  # longest wait for a live home's writes to reach a resume's last_seq
 
 
 class StreamJournal:
@@ -373,19 +374,19 @@ class SharedSessions:
     async def find(self, session_id: str, last_seq: int) -> Remote | None:
         """The session as Redis knows it; None when it is unknown or expired.
 
-        The client may have seen events its home sent but had not written yet: while the home lives,
-        this waits for its writes to catch up with `last_seq` (at most a lease TTL: a home that
-        never writes them died). Events a dead home never wrote are lost; the session then goes on
-        after `last_seq`, so what follows has new seq numbers for the client (ASP-RES-007).
-        A session whose home is this process but which it no longer has is taken over as if its
-        home had died.
+        The client may have seen events its home sent but had not written yet (one writer turn, a
+        few milliseconds): while the home lives, this waits up to CATCH_UP_S for its writes to reach
+        `last_seq`; a `last_seq` still beyond then is beyond the session (ASP-RES-006). Events a
+        dead home never wrote are lost: the session then goes on after the client's `last_seq`, so
+        what follows has new seq numbers for it (ASP-RES-007). A session whose home is this process
+        but which it no longer has is taken over as if its home had died.
         """
         meta = await self.redis.hgetall(self.meta_key(session_id))
         if not meta:
             return None
         key = self.stream_key(session_id)
         home_alive = meta["home"] != self.instance and await self.alive(meta["home"])
-        deadline = time.monotonic() + self.hub.settings.lease_ttl_ms / 1000 + 1
+        deadline = time.monotonic() + CATCH_UP_S
         while True:
             newest = await self.redis.xrevrange(key, count=1)
             oldest = await self.redis.xrange(key, count=1)
