@@ -64,7 +64,8 @@ def test_asp_check_passes_in_full_through_haproxy(pair: Pair, tmp_path: Path) ->
             time.sleep(0.05)
         report_file = tmp_path / "report.json"
         url = f"ws://127.0.0.1:{port}/ws/chat"
-        command = [sys.executable, "-m", "asp_cli.main", "check", url, "--jwt-secret", SECRET, "--quiet"]
+        command = [sys.executable, "-m", "asp_cli.main", "check", url, "--jwt-secret", SECRET]
+        command += ["--jwt-algorithms", "HS256", "--quiet"]  # the reference server takes HS256 only
         result = subprocess.run(
             [*command, "--json-file", str(report_file)], capture_output=True, text=True, timeout=180
         )
