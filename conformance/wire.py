@@ -187,16 +187,9 @@ class AspClient:
                     self.transcript.add("close", code=1006, reason="transport failed")
                 break
             arrived = time.monotonic()
-            if isinstance(frame, bytes):
-                self.transcript.add("recv", text=f"<binary {len(frame)} bytes>")
-                self.oracle.feed_binary(frame)
-                event: Event = {"type": "<binary>"}
-            else:
-                self.transcript.add("recv", text=frame)
-                parsed, _ = self.oracle.feed_text(frame)
-                event = parsed if parsed is not None else {"type": "<unparsable>", "raw": frame}
-                if _is_keepalive_pong(event):
-                    continue
+            event = take_frame(frame, self.oracle, self.transcript)
+            if event is None:
+                continue
             self._arrivals.append((event, arrived))
             self._queue.put_nowait(event)
         self._queue.put_nowait(_ENDED)
@@ -306,7 +299,7 @@ class AspClient:
     async def collect_run(self, timeout: float = 15.0) -> list[Event]:
         """Every event from the next run_started to its complete, inclusive."""
         started = await self.expect("run_started", timeout)
-        run_id = started["run_id"]
+        run_id = started.get("run_id")
         collected = [started]
         deadline = time.monotonic() + timeout
         while True:
@@ -314,7 +307,7 @@ class AspClient:
                 lambda e: e.get("run_id") == run_id, max(0.01, deadline - time.monotonic())
             )
             collected.append(event)
-            if event["type"] == "complete":
+            if event.get("type") == "complete":
                 return collected
 
     async def sync(self, timeout: float = 10.0) -> bool:
@@ -385,6 +378,24 @@ class AspClient:
                 await asyncio.wait_for(asyncio.shield(self._reader), 2)
             except TimeoutError:
                 self._reader.cancel()
+
+
+def take_frame(frame: str | bytes, oracle: Oracle, transcript: Transcript) -> Event | None:
+    """The reader's work on one received frame, sans I/O: record it, judge it, shape it for cases.
+
+    Returns the event to hand to the case: the parsed object, `{"type": "<binary>"}` for a binary
+    frame, `{"type": "<unparsable>", "raw": frame}` for text that is not a JSON object; None for
+    the pong of one of the kit's keepalive pings (judged, never handed out). Never raises for
+    anything a server sends (conformance/fuzz.py feeds it hostile frames to prove it).
+    """
+    if isinstance(frame, bytes):
+        transcript.add("recv", text=f"<binary {len(frame)} bytes>")
+        oracle.feed_binary(frame)
+        return {"type": "<binary>"}
+    transcript.add("recv", text=frame)
+    parsed, _ = oracle.feed_text(frame)
+    event = parsed if parsed is not None else {"type": "<unparsable>", "raw": frame}
+    return None if _is_keepalive_pong(event) else event
 
 
 def _is_keepalive_pong(event: Event) -> bool:

@@ -49,6 +49,27 @@ class Context:
     finished_runs: set[str] = field(default_factory=set)
 
 
+def _ident(value: object) -> str | None:
+    """An identifier (run_id, tool_call_id) as the machine keeps and compares it: a string as is,
+    None when absent; any other JSON value (a list, an object, a number: the schema check already
+    flags it) as a tag of its type, so a hostile id can never break the machine's sets."""
+    if value is None or isinstance(value, str):
+        return value
+    return f"<{type(value).__name__}>"
+
+
+def _shown(value: object) -> str:
+    """A value for a violation message: its repr, at most 80 characters; a list or an object (which
+    may be nested deeper than repr can go) as its type."""
+    if isinstance(value, (list, dict)):
+        return f"<{type(value).__name__}>"
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond the interpreter's digit limit
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _seq(event: Event) -> int | None:
     value = event.get("seq")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -58,7 +79,7 @@ def _seq(event: Event) -> int | None:
 
 
 def _seq_is_one(ctx: Context, event: Event) -> str | None:
-    return None if _seq(event) == 1 else f"session has seq {event.get('seq')!r}, expected 1"
+    return None if _seq(event) == 1 else f"session has seq {_shown(event.get('seq'))}, expected 1"
 
 
 def _directly_after_session(ctx: Context, event: Event) -> str | None:
@@ -66,43 +87,45 @@ def _directly_after_session(ctx: Context, event: Event) -> str | None:
 
 
 def _no_run_id(ctx: Context, event: Event) -> str | None:
-    run_id = event.get("run_id")
-    return None if run_id is None else f"error names run {run_id!r} but no run is active"
+    run_id = _ident(event.get("run_id"))
+    return None if run_id is None else f"error names run {_shown(run_id)} but no run is active"
 
 
 def _run_id_absent_or_current(ctx: Context, event: Event) -> str | None:
-    run_id = event.get("run_id")
+    run_id = _ident(event.get("run_id"))
     if run_id is None or run_id == ctx.run:
         return None
-    return f"error names run {run_id!r} but the active run is {ctx.run!r}"
+    return f"error names run {_shown(run_id)} but the active run is {_shown(ctx.run)}"
 
 
 def _run_id_is_new(ctx: Context, event: Event) -> str | None:
-    run_id = event.get("run_id")
-    return None if run_id not in ctx.runs_seen else f"run_id {run_id!r} was already used in this session"
-
-
-def _run_id_is_current(ctx: Context, event: Event) -> str | None:
-    run_id = event.get("run_id")
+    run_id = _ident(event.get("run_id"))
     return (
-        None if run_id == ctx.run else f"{event.get('type')} names run {run_id!r}, active run is {ctx.run!r}"
+        None if run_id not in ctx.runs_seen else f"run_id {_shown(run_id)} was already used in this session"
     )
 
 
+def _run_id_is_current(ctx: Context, event: Event) -> str | None:
+    run_id = _ident(event.get("run_id"))
+    if run_id == ctx.run:
+        return None
+    return f"{_shown(event.get('type'))} names run {_shown(run_id)}, active run is {_shown(ctx.run)}"
+
+
 def _tool_call_id_is_new(ctx: Context, event: Event) -> str | None:
-    call = event.get("tool_call_id")
-    return None if call not in ctx.seen_tool_calls else f"tool_call_id {call!r} repeats within the run"
+    call = _ident(event.get("tool_call_id"))
+    return None if call not in ctx.seen_tool_calls else f"tool_call_id {_shown(call)} repeats within the run"
 
 
 def _tool_call_is_open(ctx: Context, event: Event) -> str | None:
-    call = event.get("tool_call_id")
+    call = _ident(event.get("tool_call_id"))
     if call in ctx.open_tool_calls:
         return None
     if ctx.partial and call not in ctx.seen_tool_calls:
         return None  # the call was made before the resume point
     if call in ctx.seen_tool_calls:
-        return f"tool_call {call!r} already has its tool_result"
-    return f"tool_result for {call!r}, which was never called in this run"
+        return f"tool_call {_shown(call)} already has its tool_result"
+    return f"tool_result for {_shown(call)}, which was never called in this run"
 
 
 def _no_open_tool_calls(ctx: Context, event: Event) -> str | None:
@@ -115,7 +138,7 @@ def _no_open_tool_calls(ctx: Context, event: Event) -> str | None:
 
 
 def _replay_of_unknown_run(ctx: Context, event: Event) -> str | None:
-    run_id = event.get("run_id")
+    run_id = _ident(event.get("run_id"))
     if ctx.resumed and isinstance(run_id, str) and run_id not in ctx.runs_seen:
         return None
     return "not a replayed run"
@@ -125,7 +148,7 @@ def _replay_of_unknown_run(ctx: Context, event: Event) -> str | None:
 
 
 def _begin_session(ctx: Context, event: Event) -> None:
-    ctx.session_id = event.get("session_id")
+    ctx.session_id = _ident(event.get("session_id"))
     capabilities = event.get("capabilities")
     ctx.capabilities = (
         frozenset(c for c in capabilities if isinstance(c, str))
@@ -137,7 +160,7 @@ def _begin_session(ctx: Context, event: Event) -> None:
 
 def _resume_session(ctx: Context, event: Event) -> None:
     replay_from = event.get("replay_from")
-    ctx.session_id = event.get("session_id")
+    ctx.session_id = _ident(event.get("session_id"))
     ctx.seq = replay_from - 1 if isinstance(replay_from, int) else ctx.seq
     ctx.resumed = True
     ctx.events_in_session = 2  # the resumed session is long past its start
@@ -150,7 +173,7 @@ def _resume_session(ctx: Context, event: Event) -> None:
 
 
 def _open_run(ctx: Context, event: Event) -> None:
-    ctx.run = event.get("run_id")
+    ctx.run = _ident(event.get("run_id"))
     ctx.runs_seen.add(str(ctx.run))
     ctx.partial = False
     ctx.open_tool_calls = set()
@@ -163,13 +186,13 @@ def _adopt_run(ctx: Context, event: Event) -> None:
 
 
 def _open_tool_call(ctx: Context, event: Event) -> None:
-    call = str(event.get("tool_call_id"))
+    call = str(_ident(event.get("tool_call_id")))
     ctx.open_tool_calls.add(call)
     ctx.seen_tool_calls.add(call)
 
 
 def _close_tool_call(ctx: Context, event: Event) -> None:
-    call = str(event.get("tool_call_id"))
+    call = str(_ident(event.get("tool_call_id")))
     ctx.open_tool_calls.discard(call)
     ctx.seen_tool_calls.add(call)
 
@@ -195,7 +218,8 @@ def _seq_follows(ctx: Context, event: Event) -> str | None:
 
 
 def _capability_declared(ctx: Context, event: Event) -> str | None:
-    needed = event_capabilities().get(str(event.get("type")))
+    kind = event.get("type")
+    needed = event_capabilities().get(kind) if isinstance(kind, str) else None
     if needed is None or needed in ctx.capabilities:
         return None
     return f"{event.get('type')} needs capability {needed!r}, which the session did not declare"
@@ -233,6 +257,21 @@ ACTIONS: dict[str, Action] = {
 def lifecycle() -> dict[str, Any]:
     table: dict[str, Any] = load_yaml("lifecycle.yaml")
     return table
+
+
+@cache
+def judged_requirements() -> tuple[str, ...]:
+    """Every requirement the lifecycle table can report, in table order, each once: the states'
+    `otherwise`, `unexpected`, `checks`, and the transitions' `violation` and `guards`."""
+    table = lifecycle()
+    found = [state["otherwise"] for state in table["states"].values() if "otherwise" in state]
+    found += [entry["requirement"] for entry in table["unexpected"].values()]
+    found += [entry["requirement"] for entry in table["checks"]]
+    for transition in table["transitions"]:
+        if "violation" in transition:
+            found.append(transition["violation"])
+        found += [guard["requirement"] for guard in transition.get("guards", ())]
+    return tuple(dict.fromkeys(found))
 
 
 @cache
@@ -286,7 +325,7 @@ class SessionMachine:
             return
         if is_vendor_type(kind):
             kind = table["vendor_event"]
-        run_id = event.get("run_id")
+        run_id = _ident(event.get("run_id"))
         finished = table["unexpected"]["finished_run"]
         if (
             kind in table["run_events"]
@@ -294,7 +333,9 @@ class SessionMachine:
             and run_id in self.ctx.finished_runs
         ):
             requirement = finished["requirement"]
-            found.append(self._violation(requirement, f"{kind} of run {run_id!r} after its complete", event))
+            found.append(
+                self._violation(requirement, f"{kind} of run {_shown(run_id)} after its complete", event)
+            )
             return
         transition = self._transition(kind, event, table)
         if transition is None:

@@ -7,36 +7,88 @@ so all three judge a stream the same way and cite the same requirement IDs.
 from __future__ import annotations
 
 import json
+import sys
+from decimal import Decimal
 from typing import Any
 
-from spec.machine import SessionMachine, Violation
+from spec.machine import SessionMachine, Violation, judged_requirements
 from spec.registry import close_codes
 from spec.schemas import check_server_event, is_vendor_type
 
 
+def _parse_int(digits: str) -> int | Decimal:
+    """A JSON integer: an int, or a Decimal past the interpreter's digit limit (Python refuses
+    longer digit strings as int, CVE-2020-10735; JSON has no such limit)."""
+    limit = sys.get_int_max_str_digits()
+    return int(digits) if not limit or len(digits.lstrip("-")) <= limit else Decimal(digits)
+
+
+def _not_json(constant: str) -> Any:
+    """NaN, Infinity and -Infinity are Python's extension, not JSON (RFC 8259 section 6)."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def parse_frame(text: str) -> Any:
+    """One text frame as JSON, strictly: no NaN or Infinity, integers of any length.
+
+    Raises:
+        ValueError: the text is not JSON.
+        RecursionError: the JSON nests deeper than this interpreter can parse (about 1,000 levels;
+            the spec sets no limit, so this is no verdict on the frame).
+    """
+    return json.loads(text, parse_int=_parse_int, parse_constant=_not_json)
+
+
+# What the oracle judges beside the lifecycle machine (spec/lifecycle.yaml), and where.
+NOT_JSON = "ASP-TRN-001"  # a frame that is binary, not JSON, or not an object
+SCHEMA = "ASP-ENV-001"  # an event that breaks its schema
+VENDOR_SCHEMA = "ASP-EXT-003"  # a vendor x- event that breaks the envelope
+CLOSE = "ASP-CLS-001"  # a close code the registry does not let servers send
+
+
+def oracle_requirements() -> tuple[str, ...]:
+    """Every requirement an `Oracle` can report: its frame checks and the lifecycle table's."""
+    return tuple(dict.fromkeys((NOT_JSON, SCHEMA, VENDOR_SCHEMA, CLOSE, *judged_requirements())))
+
+
 class Oracle:
-    """Judges the server side of one connection, frame by frame."""
+    """Judges the server side of one connection, frame by frame.
+
+    Never raises for anything a server sends: every frame ends as an event plus its violations, or
+    as a violation, or (JSON nested deeper than the interpreter can parse, which the spec does not
+    forbid) as a note in `unjudged`. `events` and `violations` keep everything this connection
+    received, so memory grows with the connection's traffic, not beyond it.
+    """
 
     def __init__(self) -> None:
         self.machine = SessionMachine()
         self.violations: list[Violation] = []
         self.events: list[dict[str, Any]] = []
+        self.unjudged: list[str] = []
         self._index = 0
 
     def feed_text(self, text: str) -> tuple[dict[str, Any] | None, list[Violation]]:
         """Check one text frame; returns the parsed event (None if unusable) and its violations."""
         self._index += 1
         try:
-            event = json.loads(text)
+            event = parse_frame(text)
         except ValueError as exc:
-            return None, self._add([Violation("ASP-TRN-001", f"frame is not JSON: {exc}", self._index)])
+            return None, self._add([Violation(NOT_JSON, f"frame is not JSON: {exc}", self._index)])
+        except RecursionError:
+            self.unjudged.append(f"frame #{self._index}: JSON nested too deep to parse; not judged")
+            return None, []
         if not isinstance(event, dict):
-            return None, self._add([Violation("ASP-TRN-001", "frame is JSON but not an object", self._index)])
+            return None, self._add([Violation(NOT_JSON, "frame is JSON but not an object", self._index)])
         return event, self.feed_event(event, counted=True)
+
+    @property
+    def frames(self) -> int:
+        """How many frames (and parsed events fed directly) this oracle has judged."""
+        return self._index
 
     def feed_binary(self, data: bytes) -> list[Violation]:
         self._index += 1
-        return self._add([Violation("ASP-TRN-001", f"binary frame of {len(data)} bytes", self._index)])
+        return self._add([Violation(NOT_JSON, f"binary frame of {len(data)} bytes", self._index)])
 
     def feed_event(self, event: dict[str, Any], *, counted: bool = False) -> list[Violation]:
         """Check one already-parsed event."""
@@ -45,7 +97,7 @@ class Oracle:
         self.events.append(event)
         found: list[Violation] = []
         seq = event.get("seq") if isinstance(event.get("seq"), int) else None
-        requirement = "ASP-EXT-003" if is_vendor_type(event.get("type")) else "ASP-ENV-001"
+        requirement = VENDOR_SCHEMA if is_vendor_type(event.get("type")) else SCHEMA
         for problem in check_server_event(event):
             found.append(Violation(requirement, f"schema: {problem}", self._index, seq))
         for violation in self.machine.feed(event):
@@ -60,11 +112,7 @@ class Oracle:
         if entry is not None and entry.sent_by in {"server", "both"}:
             return []
         return self._add(
-            [
-                Violation(
-                    "ASP-CLS-001", f"server closed with {code}, not a server code of the table", self._index
-                )
-            ]
+            [Violation(CLOSE, f"server closed with {code}, not a server code of the table", self._index)]
         )
 
     def _add(self, found: list[Violation]) -> list[Violation]:

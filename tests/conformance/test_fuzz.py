@@ -1,0 +1,91 @@
+"""The kit never breaks on a hostile server: a bounded sample of `python -m conformance.fuzz`, and
+one regression test per crash the fuzz found (each raised before its fix)."""
+
+from __future__ import annotations
+
+import json
+
+from conformance.fuzz import run
+from conformance.wire import Transcript, take_frame
+from spec.oracle import Oracle
+
+SESSION = {
+    "type": "session",
+    "seq": 1,
+    "protocol_version": "1.0",
+    "session_id": "ses_1",
+    "conversation_id": "conv_1",
+    "user": {"id": "alice"},
+    "limits": {
+        "max_message_bytes": 65536,
+        "heartbeat_interval_ms": 15000,
+        "idle_timeout_ms": 60000,
+        "rate_limit": {"messages": 20, "window_ms": 60000},
+        "replay_window": 1000,
+    },
+    "capabilities": ["history", "cancel", "resume"],
+}
+
+
+def test_a_bounded_sample_of_hostile_frames_never_breaks_the_kit() -> None:
+    """3,000 frames in-process and 200 over a real socket: no exception, a verdict for each."""
+    tally, figures = run(frames=3_000, seed=11, per_connection=200, socket_frames=200)
+    assert tally.exceptions == 0, "\n".join(tally.first_errors)
+    assert tally.not_events == 0
+    assert tally.frames >= 3_000
+    assert tally.judged == tally.frames  # every frame, in-process and over the socket, judged
+    assert tally.verdicts["socket:clean"] > 0  # the socket frames reached the oracle
+    assert {"binary", "invalid_utf8", "huge", "deep", "wrong_type", "seq_backwards"} <= set(tally.kinds)
+    assert figures["peak_traced_mib"] < 256
+
+
+def _session_then(*events: dict[str, object]) -> list[str]:
+    oracle, transcript = Oracle(), Transcript()
+    take_frame(json.dumps(SESSION), oracle, transcript)
+    found: list[str] = []
+    for event in events:
+        before = len(oracle.violations)
+        take_frame(json.dumps(event), oracle, transcript)
+        found += [v.requirement for v in oracle.violations[before:]]
+    return found
+
+
+def test_a_list_or_object_as_run_id_is_a_schema_violation_not_a_crash() -> None:
+    """Was: TypeError unhashable type 'list' in the machine's run sets."""
+    found = _session_then(
+        {"type": "run_started", "seq": 2, "run_id": ["x"], "message_id": "m", "conversation_id": "conv_1"},
+        {"type": "text_delta", "seq": 3, "run_id": {"a": 1}, "delta": "t"},
+        {"type": "complete", "seq": 4, "run_id": [], "finish_reason": "stop"},
+    )
+    assert "ASP-ENV-001" in found
+
+
+def test_a_list_as_tool_call_id_is_a_schema_violation_not_a_crash() -> None:
+    found = _session_then(
+        {"type": "run_started", "seq": 2, "run_id": "r", "message_id": "m", "conversation_id": "conv_1"},
+        {"type": "tool_call", "seq": 3, "run_id": "r", "tool_call_id": [1], "name": "f", "args": {}},
+        {"type": "tool_result", "seq": 4, "run_id": "r", "tool_call_id": {}, "content": 1, "is_error": False},
+    )
+    assert "ASP-ENV-001" in found
+
+
+def test_json_nested_past_the_parser_is_unjudged_not_a_crash() -> None:
+    """Was: RecursionError out of json.loads. The spec sets no depth limit: no violation, a note."""
+    oracle, transcript = Oracle(), Transcript()
+    event = take_frame('{"type": "pong", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", oracle, transcript)
+    assert event is not None and event["type"] == "<unparsable>"
+    assert oracle.violations == [] and len(oracle.unjudged) == 1
+
+
+def test_nan_and_infinity_are_not_json() -> None:
+    """Was: accepted (Python's json extension) as a number; RFC 8259 has no NaN."""
+    oracle = Oracle()
+    oracle.feed_text('{"type": "pong", "seq": NaN}')
+    assert [v.requirement for v in oracle.violations] == ["ASP-TRN-001"]
+
+
+def test_an_integer_past_the_digit_limit_is_still_json() -> None:
+    """Was: ValueError (int max str digits) read as "not JSON"; JSON has no digit limit."""
+    oracle = Oracle()
+    oracle.feed_text('{"type": "pong", "seq": ' + "9" * 20_000 + "}")
+    assert "ASP-TRN-001" not in [v.requirement for v in oracle.violations]
