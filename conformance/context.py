@@ -223,7 +223,7 @@ class CaseContext:
         except Closed as closed:
             if closed.code == TRY_AGAIN_LATER and requirement is None:
                 raise Unavailable(
-                    "the server is at its connection limit (1013): others hold its connections"
+                    f"the server is at its connection limit ({TRY_AGAIN_LATER}): others hold its connections"
                 ) from None
             own_token = options.get("token", DEFAULT) is DEFAULT
             cited = requirement or (

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spec.catalog import requirements
+from spec.oracle import oracle_requirements
 
 if TYPE_CHECKING:
     from conformance.context import CaseContext
@@ -28,6 +29,7 @@ class Case:
     title: str
     requirements: tuple[str, ...]
     body: CaseBody
+    # The gates, each the catalog's (catalog_gates) plus what the case adds for its own method:
     capabilities: tuple[str, ...] = ()  # not declared -> not applicable
     fixtures: bool = False  # fixtures capability absent -> untestable
     needs: tuple[str, ...] = ()  # jwt_secret, two_users, many_users, max_connections
@@ -44,6 +46,24 @@ class Case:
 CASES: dict[str, Case] = {}
 
 
+def catalog_gates(
+    requirement_ids: list[str] | tuple[str, ...],
+) -> tuple[tuple[str, ...], bool, tuple[str, ...]]:
+    """(capabilities, fixtures, needs): the gates a case citing these requirements gets from their
+    `test:` entries in requirements.yaml. The first requirement, the one the case is about, decides
+    the capability (`test.capability`) and whether fixtures are needed (`test.method: fixture`);
+    the needs are those of every cited requirement. A case checks its other requirements only
+    when they apply (a capability it finds declared, a version the server announces).
+
+    Raises KeyError for an ID that is not in the catalog.
+    """
+    catalog = requirements()
+    primary = catalog[requirement_ids[0]]
+    capabilities = (primary.capability,) if primary.capability else ()
+    needs = tuple(dict.fromkeys(need for r in requirement_ids for need in catalog[r].needs))
+    return capabilities, primary.method == "fixture", needs
+
+
 def case(
     case_id: str,
     title: str,
@@ -57,10 +77,21 @@ def case(
     exclusive: bool = False,
     connections: int = 1,
 ) -> Callable[[CaseBody], CaseBody]:
-    """Register a case; every requirement it cites must exist in the catalog."""
+    """Register a case; every requirement it cites must exist in the catalog.
+
+    Its gates default from the cited requirements (`catalog_gates`); `capabilities`, `fixtures`
+    and `needs` add only what the case's own method needs beyond them (fixtures to drive a long
+    run, cancel to reach an open tool call, many users to fill the connection limit).
+    """
     unknown = [r for r in requirements_ if r not in requirements()]
     if unknown:
         raise ValueError(f"case {case_id} cites unknown requirements {unknown}")
+    if not requirements_:
+        raise ValueError(f"case {case_id} cites no requirement")
+    implied_capabilities, implied_fixtures, implied_needs = catalog_gates(requirements_)
+    capabilities = tuple(dict.fromkeys((*implied_capabilities, *capabilities)))
+    fixtures = implied_fixtures or fixtures
+    needs = tuple(dict.fromkeys((*implied_needs, *needs)))
 
     def register(body: CaseBody) -> CaseBody:
         if case_id in CASES:
@@ -115,25 +146,10 @@ SECTION_ORDER = [
 ]
 
 
-# Requirements the always-on oracle judges on every frame of every case.
-ORACLE_REQUIREMENTS = (
-    "ASP-TRN-001",
-    "ASP-ENV-001",
-    "ASP-ENV-002",
-    "ASP-SES-001",
-    "ASP-SES-005",
-    "ASP-RUN-001",
-    "ASP-RUN-002",
-    "ASP-RUN-003",
-    "ASP-RUN-005",
-    "ASP-RUN-010",
-    "ASP-TOOL-002",
-    "ASP-TOOL-003",
-    "ASP-TOOL-005",
-    "ASP-TOOL-006",
-    "ASP-ERR-007",
-    "ASP-CAP-002",
-    "ASP-EXT-003",
-    "ASP-CLS-001",
-    "ASP-AUTH-007",
-)
+# The kit's own check over every frame a case receives, beside the oracle's: a token it used
+# echoed back by the server (conformance.runner._oracle_findings).
+TOKEN_ECHO = "ASP-AUTH-007"
+
+# Requirements the always-on oracle judges on every frame of every case: the oracle's frame checks
+# and every requirement of spec/lifecycle.yaml (spec.oracle.oracle_requirements), and TOKEN_ECHO.
+ORACLE_REQUIREMENTS = (*oracle_requirements(), TOKEN_ECHO)

@@ -25,7 +25,7 @@ from conformance.gating import applies, newer_than, since
 from conformance.options import CheckOptions, UsageError
 from conformance.outcomes import CaseResult, Finding, Outcome, worst
 from conformance.pacing import RatePacer
-from conformance.registry import CASES, ORACLE_REQUIREMENTS, Case, all_cases
+from conformance.registry import CASES, ORACLE_REQUIREMENTS, TOKEN_ECHO, Case, all_cases
 from conformance.report.model import KIT_VERSION, Report
 from conformance.terms import ServerTerms
 from conformance.wire import AspClient, Closed, HandshakeRefused
@@ -97,7 +97,7 @@ async def probe(options: CheckOptions, credentials: Credentials) -> ServerTerms:
         return ServerTerms.from_session(session, carriage)
     given = "--jwt-secret" if credentials.can_mint else "--token / --token-file"
     raise CredentialsRefused(
-        f"the server refused the credentials (close 4001 with the token in the query and in the "
+        f"the server refused the credentials (close {UNAUTHORIZED} with the token in the query and in the "
         f"asp.token. subprotocol): check {given}"
     )
 
@@ -320,7 +320,7 @@ def _oracle_findings(ctx: CaseContext) -> None:
                     and token in ((frame.text or "") + (frame.reason or ""))
                 ):
                     ctx.findings.append(
-                        Finding("ASP-AUTH-007", False, "the server echoed a token", source="oracle")
+                        Finding(TOKEN_ECHO, False, "the server echoed a token", source="oracle")
                     )
 
 

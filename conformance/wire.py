@@ -21,8 +21,12 @@ from websockets.typing import Subprotocol
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 from spec.machine import Violation
 from spec.oracle import Oracle
+from spec.registry import close_code
 
 Event = dict[str, Any]
+# What the kit records when a connection ends without a close frame, and how it closes its own.
+ABNORMAL = close_code("abnormal_closure")
+NORMAL = close_code("normal_closure")
 
 
 @dataclass
@@ -183,8 +187,8 @@ class AspClient:
                 break
             except Exception:  # the transport failed under us: the connection is gone
                 if not self._closing:
-                    self.close_code = 1006
-                    self.transcript.add("close", code=1006, reason="transport failed")
+                    self.close_code = ABNORMAL
+                    self.transcript.add("close", code=ABNORMAL, reason="transport failed")
                 break
             arrived = time.monotonic()
             event = take_frame(frame, self.oracle, self.transcript)
@@ -262,7 +266,7 @@ class AspClient:
     def _record_close(self, closed: ConnectionClosed) -> None:
         if self.close_code is None:
             received = closed.rcvd
-            self.close_code = received.code if received is not None else 1006
+            self.close_code = received.code if received is not None else ABNORMAL
             self.close_reason = received.reason if received is not None else ""
             self.transcript.add("close", code=self.close_code, reason=self.close_reason)
             self.oracle.feed_close(self.close_code, self.close_reason)
@@ -348,7 +352,7 @@ class AspClient:
             self._backlog.append(event)
         return self.close_code
 
-    async def close(self, code: int = 1000) -> None:
+    async def close(self, code: int = NORMAL) -> None:
         self._stop_keepalive()
         if self.close_code is None:
             self._closing = True
@@ -364,8 +368,8 @@ class AspClient:
         self._closing = True
         transport = self.websocket.transport
         transport.abort()
-        self.transcript.add("close", code=1006, reason="client aborted")
-        self.close_code = 1006
+        self.transcript.add("close", code=ABNORMAL, reason="client aborted")
+        self.close_code = ABNORMAL
 
     def _stop_keepalive(self) -> None:
         if self._keepalive is not None:

@@ -48,6 +48,14 @@ def fixtures() -> dict[str, dict[str, str]]:
     return dict(_registry()["fixtures"])
 
 
+def error_requirement(code: str) -> str:
+    """The requirement an error code answers, as its registry entry names it.
+
+    Raises KeyError for a code the registry does not hold.
+    """
+    return str(error_codes()[code]["requirement"])
+
+
 def is_retryable(code: str) -> bool:
     """Whether an error code's registry entry says retrying can help (vendor codes: no)."""
     entry = error_codes().get(code)

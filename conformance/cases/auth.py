@@ -29,35 +29,39 @@ async def query_token(ctx: CaseContext) -> None:
     ctx.check(session.get("type") == "session", "ASP-AUTH-001", "session after a query-parameter token")
 
 
-@case("auth.missing_token", "no token: accepted, no event, closed 4001", ["ASP-AUTH-003", "ASP-TRN-002"])
+@case(
+    "auth.missing_token",
+    f"no token: accepted, no event, closed {UNAUTHORIZED}",
+    ["ASP-AUTH-003", "ASP-TRN-002"],
+)
 async def missing_token(ctx: CaseContext) -> None:
     await _refused(ctx, None, "ASP-AUTH-003", "no token")
 
 
-@case("auth.garbage_token", "a malformed token: accepted, no event, closed 4001", ["ASP-AUTH-003"])
+@case("auth.garbage_token", f"a malformed token: accepted, no event, closed {UNAUTHORIZED}", ["ASP-AUTH-003"])
 async def garbage_token(ctx: CaseContext) -> None:
     await _refused(ctx, "this-is-not-a-valid-token", "ASP-AUTH-003", "malformed token")
 
 
-@case("auth.forged_token", "a JWT signed with the wrong secret: closed 4001", ["ASP-AUTH-003"])
+@case("auth.forged_token", f"a JWT signed with the wrong secret: closed {UNAUTHORIZED}", ["ASP-AUTH-003"])
 async def forged_token(ctx: CaseContext) -> None:
     await _refused(
         ctx, ctx.credentials.forged(ctx.terms.user_id or "asp-kit"), "ASP-AUTH-003", "forged token"
     )
 
 
-@case("auth.alg_none", "a JWT with alg none: closed 4001", ["ASP-AUTH-005"])
+@case("auth.alg_none", f"a JWT with alg none: closed {UNAUTHORIZED}", ["ASP-AUTH-005"])
 async def alg_none(ctx: CaseContext) -> None:
     await _refused(ctx, ctx.credentials.unsigned(ctx.terms.user_id or "asp-kit"), "ASP-AUTH-005", "alg none")
 
 
-@case("auth.expired_token", "an expired token: closed 4001", ["ASP-AUTH-006"], needs=("jwt_secret",))
+@case("auth.expired_token", f"an expired token: closed {UNAUTHORIZED}", ["ASP-AUTH-006"])
 async def expired_token(ctx: CaseContext) -> None:
     token = ctx.credentials.mint({"sub": ctx.credentials.user_name(ctx.index, 0)}, ttl=-60)
     await _refused(ctx, token, "ASP-AUTH-006", "expired token")
 
 
-@case("auth.no_subject", "a token naming no user: closed 4001", ["ASP-AUTH-004"], needs=("jwt_secret",))
+@case("auth.no_subject", f"a token naming no user: closed {UNAUTHORIZED}", ["ASP-AUTH-004"])
 async def no_subject(ctx: CaseContext) -> None:
     await _refused(ctx, ctx.credentials.mint({}), "ASP-AUTH-004", "token without sub")
     await _refused(ctx, ctx.credentials.mint({"sub": ""}), "ASP-AUTH-004", "token with an empty sub")
@@ -95,7 +99,7 @@ async def subprotocol_token_counts(ctx: CaseContext) -> None:
         code == UNAUTHORIZED and client.events == [],
         "ASP-AUTH-010",
         f"a garbage asp.token. subprotocol beside a valid query token: closed with {code} after "
-        f"{len(client.events)} event(s), expected 4001 and none (the subprotocol token counts)",
+        f"{len(client.events)} event(s), expected {UNAUTHORIZED} and none (the subprotocol token counts)",
     )
     # A token subprotocol offered without any asp.v*: version 1, no subprotocol selected.
     client, session = await ctx.connect(
@@ -110,9 +114,8 @@ async def subprotocol_token_counts(ctx: CaseContext) -> None:
 
 @case(
     "auth.bad_claims",
-    "a JWT with nbf in the future, or a sub that is not a string: closed 4001",
+    f"a JWT with nbf in the future, or a sub that is not a string: closed {UNAUTHORIZED}",
     ["ASP-AUTH-012"],
-    needs=("jwt_secret",),
 )
 async def bad_claims(ctx: CaseContext) -> None:
     subject = ctx.credentials.user_name(ctx.index, 0)
@@ -133,9 +136,9 @@ HMAC_ALGORITHMS = ("HS512", "HS384", "HS256")  # the algorithms the kit can sign
 
 @case(
     "auth.unconfigured_alg",
-    "a JWT signed with the secret under an HMAC algorithm the server is not configured for: closed 4001",
+    f"a JWT signed with the secret under an HMAC algorithm the server is not configured for: closed "
+    f"{UNAUTHORIZED}",
     ["ASP-AUTH-012"],
-    needs=("jwt_secret",),
 )
 async def unconfigured_alg(ctx: CaseContext) -> None:
     configured = ctx.options.jwt_algorithms

@@ -15,7 +15,7 @@ SUPERSEDED = close_code("superseded")
 
 @case(
     "duplicates.newer_supersedes_older",
-    "a second connection of a user closes the first with 4002",
+    f"a second connection of a user closes the first with {SUPERSEDED}",
     ["ASP-DUP-001", "ASP-DUP-002"],
     connections=2,
 )
@@ -37,7 +37,7 @@ async def newer_supersedes(ctx: CaseContext) -> None:
     ctx.check(
         code == SUPERSEDED,
         "ASP-DUP-001",
-        f"the older connection closed with {code}, expected 4002"
+        f"the older connection closed with {code}, expected {SUPERSEDED}"
         if code is not None
         else "the older connection stayed open",
     )
@@ -49,7 +49,6 @@ async def newer_supersedes(ctx: CaseContext) -> None:
     "duplicates.other_users_untouched",
     "connections of different users do not close each other",
     ["ASP-DUP-005"],
-    needs=("two_users",),
     connections=2,
 )
 async def other_users(ctx: CaseContext) -> None:
@@ -64,8 +63,6 @@ async def other_users(ctx: CaseContext) -> None:
     "duplicates.superseded_run_is_stored",
     "the superseded connection's run finishes and is stored",
     ["ASP-DUP-003"],
-    capabilities=("history",),
-    fixtures=True,
     connections=2,
 )
 async def superseded_run(ctx: CaseContext) -> None:
@@ -81,7 +78,9 @@ async def superseded_run(ctx: CaseContext) -> None:
         "the run completed before the newer connection reached the server",
     )
     ctx.check(
-        await ctx.closed_with(first) == SUPERSEDED, "ASP-DUP-001", "the older connection closed with 4002"
+        await ctx.closed_with(first) == SUPERSEDED,
+        "ASP-DUP-001",
+        f"the older connection closed with {SUPERSEDED}",
     )
     await second.close()
     history = await ctx.stored_history(

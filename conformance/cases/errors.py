@@ -9,15 +9,9 @@ from conformance.context import CaseContext, turns
 from conformance.generate import HISTORY_PROBES, HISTORY_SEED, Probe, invalid_probes, valid_probes
 from conformance.registry import case
 from conformance.wire import AspClient, Closed
-from spec.registry import close_code, error_codes
+from spec.registry import close_code, error_requirement
 
 INVALID_PAYLOAD = close_code("invalid_payload")
-
-# The requirement each input error code answers, from registry.yaml.
-REQUIREMENT_FOR = {
-    code: str(error_codes()[code]["requirement"])
-    for code in ("invalid_json", "unsupported_frame", "invalid_message", "unknown_type")
-}
 
 
 def _affordable(ctx: CaseContext, probes: tuple[Probe, ...], keep: int = 0) -> list[Probe]:
@@ -40,7 +34,7 @@ def _affordable(ctx: CaseContext, probes: tuple[Probe, ...], keep: int = 0) -> l
 async def _answered(ctx: CaseContext, probe: Probe, client_holder: list[AspClient]) -> None:
     """Send one probe; expect its error and a live connection. A dead connection is replaced."""
     client = client_holder[0]
-    requirement = REQUIREMENT_FOR[probe.expected_code]
+    requirement = error_requirement(probe.expected_code)
     await client.send(probe.frame)
     try:
         error = await ctx.within(client.expect("error", ctx.scaled(5)), ctx.scaled(6), "an error event")
@@ -137,7 +131,7 @@ async def generated_invalid(ctx: CaseContext) -> None:
     for number, probe in enumerate(probes):
         await _answered(ctx, probe, holder)
         if number % 10 == 9:
-            await ctx.alive(holder[0], REQUIREMENT_FOR[probe.expected_code], f"alive-{number}")
+            await ctx.alive(holder[0], error_requirement(probe.expected_code), f"alive-{number}")
     await ctx.alive(holder[0], "ASP-ERR-004", "alive-end")
 
 
@@ -166,7 +160,6 @@ async def generated_valid(ctx: CaseContext) -> None:
     "errors.history_survives_bad_input",
     "bad input never costs stored history",
     ["ASP-ERR-009"],
-    capabilities=("history",),
 )
 async def history_survives(ctx: CaseContext) -> None:
     probes = _affordable(ctx, invalid_probes(HISTORY_PROBES, HISTORY_SEED), keep=1)
@@ -183,7 +176,7 @@ async def history_survives(ctx: CaseContext) -> None:
 
 @case(
     "errors.invalid_utf8",
-    "a text frame that is not valid UTF-8 fails the connection with 1007",
+    f"a text frame that is not valid UTF-8 fails the connection with {INVALID_PAYLOAD}",
     ["ASP-TRN-004"],
 )
 async def invalid_utf8(ctx: CaseContext) -> None:

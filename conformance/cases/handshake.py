@@ -40,7 +40,7 @@ async def no_version_offered(ctx: CaseContext) -> None:
 
 @case(
     "handshake.unsupported_version",
-    "only unknown versions offered: accepted with the first of them selected, then closed 4000",
+    f"only unknown versions offered: accepted with the first of them selected, then closed {UNSUPPORTED}",
     ["ASP-VER-003", "ASP-TRN-002", "ASP-VER-006", "ASP-TRN-005"],
 )
 async def unsupported_version(ctx: CaseContext) -> None:

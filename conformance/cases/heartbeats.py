@@ -33,7 +33,7 @@ def _grace(ctx: CaseContext, idle: float) -> float:
 
 @case(
     "heartbeats.idle_timeout",
-    "a quiet connection is closed with 4003 after idle_timeout_ms",
+    f"a quiet connection is closed with {IDLE_TIMEOUT} after idle_timeout_ms",
     ["ASP-HB-002"],
     realtime=True,
 )
@@ -78,7 +78,7 @@ async def pings_keep_alive(ctx: CaseContext) -> None:
 
 @case(
     "heartbeats.control_frames_do_not_count",
-    "WebSocket Pings from the client do not keep a quiet connection open: closed 4003 on time",
+    f"WebSocket Pings from the client do not keep a quiet connection open: closed {IDLE_TIMEOUT} on time",
     ["ASP-HB-005"],
     realtime=True,
 )
@@ -107,7 +107,7 @@ async def control_frames_do_not_count(ctx: CaseContext) -> None:
         code == IDLE_TIMEOUT,
         "ASP-HB-005",
         f"pinged with WebSocket Ping frames every {idle / 4:.2f}s and sent no data frame: closed with "
-        f"{code} after {waited:.1f}s, expected 4003 after the idle timeout of {idle:.1f}s",
+        f"{code} after {waited:.1f}s, expected {IDLE_TIMEOUT} after the idle timeout of {idle:.1f}s",
     )
     ctx.check(
         code != IDLE_TIMEOUT or waited >= idle * 0.9,
@@ -144,8 +144,8 @@ async def no_idle_close_during_run(ctx: CaseContext) -> None:
         ctx.check(
             closed.code != IDLE_TIMEOUT,
             "ASP-HB-002",
-            f"closed with 4003 (idle timeout) {ran:.1f}s into a run of {lasts:.1f}s: idleness counts "
-            "only while no run is active",
+            f"closed with {IDLE_TIMEOUT} (idle timeout) {ran:.1f}s into a run of {lasts:.1f}s: "
+            "idleness counts only while no run is active",
         )
         ctx.fail("ASP-RUN-004", f"the server closed ({closed.code}) before the run completed")
     except TimeoutError:
@@ -159,7 +159,6 @@ async def no_idle_close_during_run(ctx: CaseContext) -> None:
     "heartbeats.idle_counts_from_run_end",
     "after a run the connection gets a full idle timeout from its complete, not from the last frame",
     ["ASP-HB-006", "ASP-HB-002"],
-    fixtures=True,
     realtime=True,
 )
 async def idle_counts_from_run_end(ctx: CaseContext) -> None:

@@ -16,8 +16,6 @@ from spec.fixtures import fixture_text
     "history.agent_sees_earlier_turns",
     "after a reconnect the agent's answer takes earlier turns into account",
     ["ASP-HIS-003", "ASP-HIS-002", "ASP-CAP-004"],
-    capabilities=("history",),
-    fixtures=True,
 )
 async def agent_sees_earlier_turns(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -40,8 +38,6 @@ async def agent_sees_earlier_turns(ctx: CaseContext) -> None:
     "history.disconnect_mid_run_loses_nothing",
     "a client that drops mid-run finds the whole answer stored",
     ["ASP-HIS-004"],
-    capabilities=("history",),
-    fixtures=True,
 )
 async def disconnect_mid_run(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -69,8 +65,6 @@ async def disconnect_mid_run(ctx: CaseContext) -> None:
     "history.no_writing_into_foreign_conversations",
     "a message naming another user's conversation is refused",
     ["ASP-HIS-006", "ASP-MSG-004"],
-    capabilities=("history",),
-    needs=("two_users",),
 )
 async def no_foreign_writes(ctx: CaseContext) -> None:
     owner, session = await ctx.connect(0, conversation_id="new")
@@ -153,8 +147,6 @@ def _shape(entry: Event, like: Event | None = None) -> str:
     "history lists each exchange as stored: the user entry, then text stretches and tool calls in the "
     "order produced, each entry naming its run",
     ["ASP-HIS-008", "ASP-HIS-009"],
-    capabilities=("history",),
-    fixtures=True,
 )
 async def layout(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")

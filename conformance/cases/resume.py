@@ -26,7 +26,6 @@ EXTRA_EVENTS = 2
     "resume.replays_then_continues",
     "resume replays missed events with their seq, then the live run",
     ["ASP-RES-001", "ASP-RES-003", "ASP-RES-004", "ASP-ENV-002"],
-    capabilities=("resume",),
     fixtures=True,
 )
 async def replays_then_continues(ctx: CaseContext) -> None:
@@ -100,7 +99,6 @@ async def replays_then_continues(ctx: CaseContext) -> None:
     "resume.refused_for_unknown_sessions",
     "an unknown session cannot be resumed; the connection goes on",
     ["ASP-RES-002"],
-    capabilities=("resume",),
 )
 async def unknown_session(ctx: CaseContext) -> None:
     client, _ = await ctx.connect()
@@ -116,8 +114,6 @@ async def unknown_session(ctx: CaseContext) -> None:
     "resume.refused_for_other_users",
     "another user's session cannot be resumed",
     ["ASP-RES-002", "ASP-HIS-005", "ASP-SEC-003"],
-    capabilities=("resume",),
-    needs=("two_users",),
     connections=2,
 )
 async def other_users_session(ctx: CaseContext) -> None:
@@ -141,7 +137,6 @@ async def other_users_session(ctx: CaseContext) -> None:
     "resume.refused_after_a_message",
     "resume after a message is refused",
     ["ASP-RES-002"],
-    capabilities=("resume",),
     fixtures=True,
 )
 async def after_message(ctx: CaseContext) -> None:
@@ -175,7 +170,6 @@ async def _resume_answer(
     "a resume of the current session, past the last seq, or after a resume is refused; pings, bad "
     "frames and refused messages before a resume do not prevent it",
     ["ASP-RES-006", "ASP-ERR-012"],
-    capabilities=("resume",),
 )
 async def what_a_resume_may_name(ctx: CaseContext) -> None:
     old, old_session = await ctx.connect(0, conversation_id="new", keepalive=False)

@@ -87,7 +87,6 @@ async def ping_during_run(ctx: CaseContext) -> None:
     "runs.one_at_a_time",
     "a message during a run gets run_in_progress and is neither run nor stored",
     ["ASP-RUN-002", "ASP-ERR-012"],
-    fixtures=True,
 )
 async def one_at_a_time(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -135,7 +134,6 @@ async def one_at_a_time(ctx: CaseContext) -> None:
     "runs.deltas_rebuild_the_text",
     "deltas carry only new text; their concatenation is the stored answer",
     ["ASP-RUN-006", "ASP-CAP-004", "ASP-HIS-001"],
-    fixtures=True,
 )
 async def deltas_rebuild_text(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -153,7 +151,6 @@ async def deltas_rebuild_text(ctx: CaseContext) -> None:
     "runs.streams_incrementally",
     "text arrives as it is produced, not at the end",
     ["ASP-RUN-009"],
-    fixtures=True,
 )
 async def streams_incrementally(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
@@ -169,7 +166,6 @@ async def streams_incrementally(ctx: CaseContext) -> None:
     "runs.model_error",
     "a failing model gives an error of the run, then complete error, no internals; the exchange is stored",
     ["ASP-RUN-008", "ASP-RUN-007", "ASP-ERR-007", "ASP-ERR-008", "ASP-ERR-001", "ASP-HIS-001", "ASP-ERR-013"],
-    fixtures=True,
 )
 async def model_error(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -215,8 +211,6 @@ async def model_error(ctx: CaseContext) -> None:
     "runs.cancel",
     "cancel ends the run as cancelled, promptly, and keeps the text",
     ["ASP-CAN-001", "ASP-CAN-004", "ASP-CAN-003", "ASP-CAP-001"],
-    capabilities=("cancel",),
-    fixtures=True,
 )
 async def cancel(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -254,7 +248,6 @@ async def cancel(ctx: CaseContext) -> None:
     "runs.cancel_names_another_run",
     "a cancel naming a run that is not the active one gets no_active_run; the active run goes on",
     ["ASP-CAN-002"],
-    capabilities=("cancel",),
     fixtures=True,
 )
 async def cancel_names_another_run(ctx: CaseContext) -> None:
@@ -289,7 +282,6 @@ async def cancel_names_another_run(ctx: CaseContext) -> None:
     "runs.cancel_without_run",
     "cancel with nothing to cancel gets no_active_run",
     ["ASP-CAN-002", "ASP-ERR-006", "ASP-ERR-012"],
-    capabilities=("cancel",),
 )
 async def cancel_without_run(ctx: CaseContext) -> None:
     client, _ = await ctx.connect()

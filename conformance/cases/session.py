@@ -11,7 +11,6 @@ from conformance.wire import AspClient
     "session.user_is_the_subject",
     "session.user.id is the token's subject",
     ["ASP-SES-003"],
-    needs=("jwt_secret",),
 )
 async def user_is_subject(ctx: CaseContext) -> None:
     _, session = await ctx.connect()
@@ -37,7 +36,6 @@ async def unique_ids(ctx: CaseContext) -> None:
     "session.history_follows_session",
     "a stored conversation comes back as history right after session",
     ["ASP-SES-005", "ASP-HIS-002", "ASP-HIS-001", "ASP-SES-008"],
-    capabilities=("history",),
 )
 async def history_follows_session(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -60,8 +58,6 @@ async def history_follows_session(ctx: CaseContext) -> None:
     "session.foreign_conversation",
     "another user's conversation id binds a new conversation and errors",
     ["ASP-SES-006", "ASP-HIS-005", "ASP-SEC-003"],
-    capabilities=("history",),
-    needs=("two_users",),
     connections=2,
 )
 async def foreign_conversation(ctx: CaseContext) -> None:
@@ -105,7 +101,6 @@ async def _written_conversation(ctx: CaseContext) -> str:
     "session.new_conversation",
     "conversation_id=new binds a new empty conversation, never an earlier one",
     ["ASP-SES-007"],
-    capabilities=("history",),
 )
 async def new_conversation(ctx: CaseContext) -> None:
     seen = {await _written_conversation(ctx)}
@@ -131,7 +126,6 @@ async def new_conversation(ctx: CaseContext) -> None:
     "session.last_bound_conversation",
     "without conversation_id the session binds the user's last bound conversation, written or not",
     ["ASP-SES-009"],
-    capabilities=("history",),
 )
 async def last_bound_conversation(ctx: CaseContext) -> None:
     written = await _written_conversation(ctx)
@@ -155,7 +149,6 @@ async def last_bound_conversation(ctx: CaseContext) -> None:
     "session.malformed_conversation_id",
     "an empty or malformed conversation_id is an unknown one: a new conversation and conversation_not_found",
     ["ASP-SES-010", "ASP-ERR-012"],
-    capabilities=("history",),
 )
 async def malformed_conversation_id(ctx: CaseContext) -> None:
     written = await _written_conversation(ctx)

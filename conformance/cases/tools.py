@@ -45,7 +45,6 @@ async def _stored_exchange(
     "tools.call_and_result",
     "a tool call is answered by exactly one result before complete, and both are stored",
     ["ASP-TOOL-001", "ASP-TOOL-002", "ASP-TOOL-003", "ASP-TOOL-006", "ASP-TOOL-005", "ASP-CAP-004"],
-    fixtures=True,
 )
 async def call_and_result(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -76,7 +75,6 @@ async def call_and_result(ctx: CaseContext) -> None:
     "tools.failure",
     "a failing tool gives is_error true, the run goes on, and the failed call is stored",
     ["ASP-TOOL-004"],
-    fixtures=True,
 )
 async def failure(ctx: CaseContext) -> None:
     client, session = await ctx.connect(conversation_id="new")
@@ -103,7 +101,6 @@ async def failure(ctx: CaseContext) -> None:
     "cancelling during a tool still answers the call before complete",
     ["ASP-TOOL-002", "ASP-CAN-001"],
     capabilities=("cancel",),
-    fixtures=True,
 )
 async def cancel_open_call(ctx: CaseContext) -> None:
     client, _ = await ctx.connect(conversation_id="new")
