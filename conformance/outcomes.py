@@ -21,6 +21,13 @@ class Outcome(StrEnum):
     STALE_BASELINE = "stale_baseline"  # listed in the baseline, but passed
 
 
+# Exit codes of `asp check` and `asp check-client` (Report.exit_code decides which): 0 nothing
+# blocks the run, 1 something does, 2 the check could not be made as asked (or only the kit's own
+# errors stand in the way).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
 # Worst first: a case (or requirement) takes the worst outcome among its findings.
 SEVERITY = [
     Outcome.HARNESS_ERROR,
@@ -46,6 +53,12 @@ def blocks(outcome: Outcome, strict: bool) -> bool:
     if outcome in (Outcome.FAIL, Outcome.HARNESS_ERROR, Outcome.STALE_BASELINE):
         return True
     return strict and outcome == Outcome.WARNING
+
+
+# How a requirement's outcome counts toward a compliance level (Report.compliance): a missed
+# SHOULD fails the levels that hold it whatever --strict says; the rest neither fail nor prove one.
+FAILS_A_LEVEL = frozenset({Outcome.FAIL, Outcome.WARNING, Outcome.EXPECTED_FAILURE})
+LEAVES_A_LEVEL_UNPROVEN = frozenset({Outcome.UNTESTABLE, Outcome.HARNESS_ERROR, Outcome.STALE_BASELINE})
 
 
 @dataclass

@@ -21,7 +21,10 @@ _VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 _ENTRY_KEYS = {"id", "level", "section", "binds", "statement", "test", "since", "withdrawn"}
 _REQUIRED_KEYS = {"id", "level", "section", "binds", "statement", "test"}
 _TEST_KEYS = {"method", "capability", "needs", "reason"}
-_TOP_KEYS = {"version", "requirements"}
+_TOP_KEYS = {"version", "compliance_levels", "requirements"}
+_LEVEL_KEYS = {"extends", "adds", "declares"}
+_ADDS_KEYS = {"level", "capability"}
+CAPABILITY_SELECTORS = ("none", "any", "declared")
 
 
 class CatalogError(ValueError):
@@ -132,3 +135,75 @@ def parse_catalog(document: Any) -> dict[str, Requirement]:
 def requirement(requirement_id: str) -> Requirement:
     """One requirement; KeyError names an ID that is not in the catalog."""
     return requirements()[requirement_id]
+
+
+@dataclass(frozen=True)
+class ComplianceLevel:
+    """One compliance level of requirements.yaml `compliance_levels` (PROTOCOL.md section 18)."""
+
+    name: str
+    levels: tuple[str, ...]  # MUST / SHOULD / MAY this level adds
+    capability: str  # "none", "any" or "declared": which of them it adds
+    extends: str | None = None
+    declares: tuple[str, ...] = ()  # capabilities a server must declare to reach the level
+
+    def adds(self, requirement: Requirement, declared: frozenset[str]) -> bool:
+        """Whether this level adds `requirement` for a party that declared `declared`."""
+        if requirement.level not in self.levels:
+            return False
+        if self.capability == "none":
+            return requirement.capability is None
+        if self.capability == "declared":
+            return requirement.capability is not None and requirement.capability in declared
+        return True
+
+
+def _level(name: str, raw: Any, known: dict[str, ComplianceLevel]) -> ComplianceLevel:
+    where = f"requirements.yaml compliance_levels {name}"
+    if not isinstance(raw, dict) or not isinstance(raw.get("adds"), dict):
+        raise CatalogError(f"{where}: must be a mapping with `adds`")
+    _unknown(set(raw), _LEVEL_KEYS, where)
+    _unknown(set(raw["adds"]), _ADDS_KEYS, f"{where} adds")
+    level = ComplianceLevel(
+        name=name,
+        levels=tuple(raw["adds"].get("level", ())),
+        capability=raw["adds"].get("capability", ""),
+        extends=raw.get("extends"),
+        declares=tuple(raw.get("declares", ())),
+    )
+    if not level.levels or any(value not in LEVELS for value in level.levels):
+        raise CatalogError(f"{where}: adds.level {list(level.levels)} must be some of {list(LEVELS)}")
+    if level.capability not in CAPABILITY_SELECTORS:
+        raise CatalogError(
+            f"{where}: adds.capability {level.capability!r} is not one of {list(CAPABILITY_SELECTORS)}"
+        )
+    if level.extends is not None and level.extends not in known:
+        raise CatalogError(f"{where}: extends {level.extends!r}, which is not a level defined before it")
+    return level
+
+
+@cache
+def compliance_levels() -> dict[str, ComplianceLevel]:
+    """The compliance levels of requirements.yaml by name, lowest first. Raises CatalogError when
+    malformed (see `parse_levels`)."""
+    return parse_levels(load_yaml("requirements.yaml").get("compliance_levels"))
+
+
+def parse_levels(raw: Any) -> dict[str, ComplianceLevel]:
+    """A parsed `compliance_levels` mapping as records. Raises CatalogError on an unknown key, a
+    value outside its set, or a level that extends one not defined before it."""
+    if not isinstance(raw, dict) or not raw:
+        raise CatalogError("requirements.yaml: compliance_levels must be a non-empty mapping")
+    levels: dict[str, ComplianceLevel] = {}
+    for name, entry in raw.items():
+        levels[str(name)] = _level(str(name), entry, levels)
+    return levels
+
+
+def level_requirements(name: str, candidates: list[Requirement], declared: frozenset[str]) -> list[str]:
+    """The IDs a compliance level holds among `candidates` (in their order, each once): those of the
+    level it extends, then those it adds. Raises KeyError for an unknown level."""
+    level = compliance_levels()[name]
+    held = level_requirements(level.extends, candidates, declared) if level.extends else []
+    held += [r.id for r in candidates if level.adds(r, declared)]
+    return list(dict.fromkeys(held))

@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-EXIT_USAGE = 2
+from conformance.outcomes import EXIT_USAGE
 
 
 def _usage(message: str) -> int:

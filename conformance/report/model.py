@@ -12,16 +12,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conformance.gating import applies, since
-from conformance.outcomes import LEVEL_SEVERITY, SEVERITIES, CaseResult, Outcome, fails, severity, worst
+from conformance.outcomes import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    FAILS_A_LEVEL,
+    LEAVES_A_LEVEL_UNPROVEN,
+    LEVEL_SEVERITY,
+    SEVERITIES,
+    CaseResult,
+    Outcome,
+    fails,
+    severity,
+    worst,
+)
 from conformance.registry import ORACLE_REQUIREMENTS, all_cases
 from conformance.terms import ServerTerms
-from spec.catalog import requirements
+from spec.catalog import compliance_levels, level_requirements, requirements
 
 KIT_VERSION = "0.2.0"
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 # Outcomes a case passes on to every requirement it cites, whatever its findings say.
 _PASSED_ON = (
@@ -31,7 +41,8 @@ _PASSED_ON = (
     Outcome.EXPECTED_FAILURE,
     Outcome.STALE_BASELINE,
 )
-LEVELS = ("core", "recommended", "full")
+# The compliance levels, lowest first, as requirements.yaml defines them.
+LEVELS = tuple(compliance_levels())
 # A report judges one party's requirements; the other party's are judged by another command.
 JUDGED_ELSEWHERE = {
     "client": "binds clients: `asp check-client` judges it",
@@ -199,25 +210,21 @@ class Report:
         return table
 
     def compliance(self) -> dict[str, Level]:
-        """core / recommended / full, as PROTOCOL.md section 18 defines them.
+        """Each level of requirements.yaml `compliance_levels` (PROTOCOL.md section 18), lowest first.
 
         A level is "yes" only when every requirement it needs passed (or does not apply: a
         capability not declared, a requirement newer than the server's version); "no" when one
-        failed; else "not proven", naming the requirements no case could test.
+        failed (`outcomes.FAILS_A_LEVEL`) or a capability it needs is not declared; else "not
+        proven", naming the requirements no case could test (`outcomes.LEAVES_A_LEVEL_UNPROVEN`).
+        A client report has no terms: it declares nothing and is held to no `declares`.
         """
         table = self.requirement_results()
-        catalog = requirements()
         declared = self.terms.capabilities if self.terms else frozenset()
-        server = [r for r in catalog.values() if r.binds == self.judges and r.testable]
-        core = [r.id for r in server if r.level == "MUST" and r.capability is None]
-        recommended = core + [r.id for r in server if r.level == "SHOULD"]
-        full = recommended + [r.id for r in server if r.capability in declared and r.level == "MUST"]
+        judged = [r for r in requirements().values() if r.binds == self.judges and r.testable]
 
         def judge(ids: list[str], extra_failure: str | None = None) -> Level:
-            failed = [i for i in ids if table[i]["outcome"] in ("fail", "warning", "expected_failure")]
-            unproven = [
-                i for i in ids if table[i]["outcome"] in ("untestable", "harness_error", "stale_baseline")
-            ]
+            failed = [i for i in ids if table[i]["outcome"] in FAILS_A_LEVEL]
+            unproven = [i for i in ids if table[i]["outcome"] in LEAVES_A_LEVEL_UNPROVEN]
             if extra_failure:
                 failed.append(extra_failure)
             if failed:
@@ -226,18 +233,14 @@ class Report:
                 return Level("not proven", [], unproven)
             return Level("yes")
 
-        if self.judges == "client":  # clients declare no capabilities: full is recommended
-            levels = judge(core), judge(list(dict.fromkeys(recommended)))
-            return {"core": levels[0], "recommended": levels[1], "full": levels[1]}
-        missing = sorted({"history", "cancel", "resume"} - declared)
-        return {
-            "core": judge(core),
-            "recommended": judge(list(dict.fromkeys(recommended))),
-            "full": judge(
-                list(dict.fromkeys(full)),
-                f"capabilities not declared: {', '.join(missing)}" if missing and self.terms else None,
-            ),
-        }
+        levels: dict[str, Level] = {}
+        for name, level in compliance_levels().items():
+            missing = sorted(set(level.declares) - declared) if self.terms else []
+            levels[name] = judge(
+                level_requirements(name, judged, declared),
+                f"capabilities not declared: {', '.join(missing)}" if missing else None,
+            )
+        return levels
 
     def counts(self) -> dict[str, int]:
         """Cases per outcome (the oracle and stale baseline entries are not cases)."""

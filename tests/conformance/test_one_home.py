@@ -121,3 +121,57 @@ def test_case_gates_default_from_the_cited_requirements() -> None:
                 if keyword.arg == "fixtures" and given and fixtures:
                     restated.append(f"{case_id}: fixtures")
     assert restated == [], "gates the catalog already implies, restated in the case:\n" + "\n".join(restated)
+
+
+def test_compliance_levels_are_the_catalogs() -> None:
+    """The report's levels are requirements.yaml's, in its order; the report schema names the same
+    levels; a level's `declares` are registry capabilities; the loader refuses unknown keys."""
+    import json
+
+    import pytest
+
+    from conformance.report.model import LEVELS
+    from spec.catalog import CatalogError, compliance_levels, parse_levels
+    from spec.registry import capabilities
+
+    assert tuple(compliance_levels()) == LEVELS and len(LEVELS) >= 3
+    schema = json.loads((ROOT / "conformance" / "report" / "report.schema.json").read_text())
+    compliance = schema["properties"]["compliance"]
+    assert set(compliance["required"]) == set(LEVELS) == set(compliance["properties"])
+    for level in compliance_levels().values():
+        assert set(level.declares) <= set(capabilities())
+    with pytest.raises(CatalogError, match="unknown key"):
+        parse_levels({"core": {"adds": {"level": ["MUST"], "capability": "none"}, "also": 1}})
+    with pytest.raises(CatalogError, match="not a level defined before"):
+        parse_levels({"full": {"extends": "core", "adds": {"level": ["MUST"], "capability": "any"}}})
+    with pytest.raises(CatalogError, match="capability"):
+        parse_levels({"core": {"adds": {"level": ["MUST"], "capability": "some"}}})
+
+
+def test_one_rule_decides_what_fails_a_run() -> None:
+    """`outcomes.fails` (through `Report.fails`) is the one home of "which results fail a run": the
+    exit code, the JUnit report and the terminal agree with it for every outcome, under every
+    --fail-on and --strict."""
+    from xml.etree import ElementTree
+
+    from conformance.outcomes import EXIT_OK, SEVERITIES, CaseResult, Outcome, blocks, fails
+    from conformance.report.model import Report
+    from conformance.report.writers import to_junit, to_terminal
+
+    for fail_on in (None, *SEVERITIES):
+        for strict in (False, True):
+            for outcome in Outcome:
+                result = CaseResult("x.case", "a case", "transport", ["ASP-TRN-001"], outcome, 0.0, "why")
+                report = Report(target="ws://x", started="now", duration_s=0.0, terms=None, strict=strict)
+                report.fail_on = fail_on
+                report.results = [result]
+                suite = ElementTree.fromstring(to_junit(report).split("?>", 1)[1])
+                junit_fails = int(suite.get("failures", "0")) + int(suite.get("errors", "0")) > 0
+                marked = any(line.startswith("!") for line in to_terminal(report).splitlines())
+                expected = fails(result, fail_on or ("warning" if strict else "error"))
+                assert report.fails(result) == expected, (outcome, strict, fail_on, "Report.fails")
+                assert junit_fails == expected, (outcome, strict, fail_on, "junit")
+                assert marked == expected, (outcome, strict, fail_on, "terminal")
+                assert (report.exit_code() != EXIT_OK) == expected, (outcome, strict, fail_on, "exit code")
+                if not strict and fail_on is None:
+                    assert expected == blocks(outcome, False)
