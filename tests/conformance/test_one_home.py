@@ -4,14 +4,21 @@ case gates and compliance levels from spec/, and writes none of them down again 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
+from xml.etree import ElementTree
 
+import pytest
+
+from conformance.outcomes import EXIT_OK, SEVERITIES, CaseResult, Outcome, blocks, fails
 from conformance.registry import ORACLE_REQUIREMENTS, TOKEN_ECHO, all_cases, catalog_gates
-from spec.catalog import requirements
+from conformance.report.model import LEVELS, Report
+from conformance.report.writers import to_junit, to_terminal
+from spec.catalog import CatalogError, compliance_levels, parse_levels, requirements
 from spec.machine import lifecycle
 from spec.oracle import oracle_requirements
-from spec.registry import close_code, close_codes
+from spec.registry import capabilities, close_code, close_codes
 
 ROOT = Path(__file__).resolve().parents[2]
 # The server kit: its modules, its cases and its report. (conformance/client/ plays the server
@@ -39,7 +46,7 @@ def _docstrings(tree: ast.Module) -> set[int]:
     return found
 
 
-def close_code_literals(path: Path) -> list[str]:
+def close_code_literals(path: Path, root: Path = ROOT) -> list[str]:
     """Every close code of the registry written as a number or inside a string (docstrings and
     comments excepted: they explain, the code must read the registry)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -50,9 +57,9 @@ def close_code_literals(path: Path) -> list[str]:
             continue
         value = node.value
         if isinstance(value, int) and not isinstance(value, bool) and value in CODES:
-            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {value}")
+            found.append(f"{path.relative_to(root)}:{node.lineno}: {value}")
         elif isinstance(value, str) and CODE_IN_TEXT.search(value):
-            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {value!r}")
+            found.append(f"{path.relative_to(root)}:{node.lineno}: {value!r}")
     return found
 
 
@@ -65,15 +72,12 @@ def test_no_close_code_is_written_in_the_kit() -> None:
     )
 
 
-def test_the_scanner_sees_a_literal() -> None:
-    source = ROOT / "tests" / "conformance" / "_literal_probe.py"
-    try:
-        source.write_text(
-            '"""4001 in a docstring is fine."""\nX = 4001  # a comment with 4002\nY = "closed 1013"\n'
-        )
-        assert [f.split(": ", 1)[1] for f in close_code_literals(source)] == ["4001", "'closed 1013'"]
-    finally:
-        source.unlink()
+def test_the_scanner_sees_a_literal(tmp_path: Path) -> None:
+    source = tmp_path / "probe.py"
+    source.write_text(
+        '"""4001 in a docstring is fine."""\nX = 4001  # a comment with 4002\nY = "closed 1013"\n'
+    )
+    assert [f.split(": ", 1)[1] for f in close_code_literals(source, tmp_path)] == ["4001", "'closed 1013'"]
 
 
 def test_the_oracle_requirements_are_the_machines_and_the_oracles() -> None:
@@ -126,14 +130,6 @@ def test_case_gates_default_from_the_cited_requirements() -> None:
 def test_compliance_levels_are_the_catalogs() -> None:
     """The report's levels are requirements.yaml's, in its order; the report schema names the same
     levels; a level's `declares` are registry capabilities; the loader refuses unknown keys."""
-    import json
-
-    import pytest
-
-    from conformance.report.model import LEVELS
-    from spec.catalog import CatalogError, compliance_levels, parse_levels
-    from spec.registry import capabilities
-
     assert tuple(compliance_levels()) == LEVELS and len(LEVELS) >= 3
     schema = json.loads((ROOT / "conformance" / "report" / "report.schema.json").read_text())
     compliance = schema["properties"]["compliance"]
@@ -152,12 +148,6 @@ def test_one_rule_decides_what_fails_a_run() -> None:
     """`outcomes.fails` (through `Report.fails`) is the one home of "which results fail a run": the
     exit code, the JUnit report and the terminal agree with it for every outcome, under every
     --fail-on and --strict."""
-    from xml.etree import ElementTree
-
-    from conformance.outcomes import EXIT_OK, SEVERITIES, CaseResult, Outcome, blocks, fails
-    from conformance.report.model import Report
-    from conformance.report.writers import to_junit, to_terminal
-
     for fail_on in (None, *SEVERITIES):
         for strict in (False, True):
             for outcome in Outcome:
