@@ -4,9 +4,10 @@
 
 A benchmark, not a timed test: it feeds `conformance.wire.take_frame` (the reader's per-frame
 work: transcript, oracle, the event handed to cases) hostile server frames, in connections of
-up to `--per-connection` frames each, then a close with a hostile code, then frames after the
-close. Frames are mutations of the spec's own examples (spec/examples: valid events and clean
-transcripts), so they reach every state of the lifecycle machine: binary frames, invalid UTF-8
+up to `--per-connection` frames each, each connection closed with a hostile code (three in ten
+before their last frames, which then arrive after the close). Frames are mutations of the spec's
+own examples (spec/examples: valid events and clean transcripts), so they reach every state of
+the lifecycle machine: binary frames, invalid UTF-8
 (lone surrogates, as a lax transport would hand them over), huge frames, JSON nested past the
 parser's depth, wrong types in every member, members dropped, seq going backwards or jumping,
 events of other runs, events after close, non-objects, NaN, integers past Python's digit limit.

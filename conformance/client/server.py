@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from conformance.wire import Transcript
+from conformance.wire import ABNORMAL, Transcript
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 
 Event = dict[str, Any]
@@ -147,7 +147,7 @@ class Peer:
     def abort(self) -> float:
         """Drop the TCP connection without a close frame (the client sees 1006); returns when."""
         self.ended_at = time.monotonic()
-        self.transcript.add("close", code=1006, reason="kit: dropped the TCP connection")
+        self.transcript.add("close", code=ABNORMAL, reason="kit: dropped the TCP connection")
         if self.websocket is not None:
             self.websocket.transport.abort()
         return self.ended_at
@@ -205,7 +205,7 @@ class Peer:
             received = self.websocket.protocol.close_rcvd if self.websocket is not None else None
             if self.ended_at is None:
                 self.client_closed_at = time.monotonic()
-                self.client_close = received.code if received is not None else 1006
+                self.client_close = received.code if received is not None else ABNORMAL
                 reason = received.reason if received is not None else "dropped"
                 self.transcript.add("close", code=self.client_close, reason=f"client: {reason}")
             self.gone.set()

@@ -40,7 +40,7 @@ async def no_retry_when_not_retryable(ctx: ScenarioContext) -> None:
     shown = ctx.client.records("error")
     ctx.note(f"errors the client showed its user: {shown}")
     await peer.close(close_code("service_restart"), "service_restart")
-    again = await ctx.connection(ANSWER_S, "reconnect after 1012")
+    again = await ctx.connection(ANSWER_S, f"reconnect after {close_code('service_restart')}")
     await ctx.greet(again, capabilities=("history",))
     await ctx.settle(WATCH_S)
     again_there = [m for m in again.sent_of("message") if _same(m, original)]

@@ -22,6 +22,11 @@ ON_DEMAND_WAIT_S = 2.5
 UNKNOWN_CODE = 4099  # a 4000-range code no 1.x registry holds (minor versions add codes there)
 DROP = "drop"  # end a connection by dropping TCP (the client sees 1006)
 REFUSE = "refuse"  # answer the attempt with HTTP 503 (a browser sees 1006)
+UNAUTHORIZED = close_code("unauthorized")
+SUPERSEDED = close_code("superseded")
+UNSUPPORTED = close_code("unsupported_version")
+TRY_AGAIN_LATER = close_code("try_again_later")
+IDLE_TIMEOUT = close_code("idle_timeout")
 BACKOFF_CLOSES: dict[str, CloseCodeName] = {"going_away": "going_away", "service_restart": "service_restart"}
 
 
@@ -54,20 +59,26 @@ async def _never(
 
 
 @scenario(
-    "reconnect.never_after_4001", "No reconnect after 4001 (unauthorized)", ["ASP-AUTH-009", "ASP-CLS-003"]
+    "reconnect.never_after_4001",
+    f"No reconnect after {UNAUTHORIZED} (unauthorized)",
+    ["ASP-AUTH-009", "ASP-CLS-003"],
 )
 async def never_after_4001(ctx: ScenarioContext) -> None:
     await _never(ctx, "unauthorized", ["ASP-AUTH-009", "ASP-CLS-003"], in_session=False)
 
 
 @scenario(
-    "reconnect.never_after_4002", "No reconnect after 4002 (superseded)", ["ASP-DUP-004", "ASP-CLS-003"]
+    "reconnect.never_after_4002",
+    f"No reconnect after {SUPERSEDED} (superseded)",
+    ["ASP-DUP-004", "ASP-CLS-003"],
 )
 async def never_after_4002(ctx: ScenarioContext) -> None:
     await _never(ctx, "superseded", ["ASP-DUP-004", "ASP-CLS-003"], in_session=True)
 
 
-@scenario("reconnect.never_after_4000", "No reconnect after 4000 (unsupported version)", ["ASP-CLS-003"])
+@scenario(
+    "reconnect.never_after_4000", f"No reconnect after {UNSUPPORTED} (unsupported version)", ["ASP-CLS-003"]
+)
 async def never_after_4000(ctx: ScenarioContext) -> None:
     await _never(ctx, "unsupported_version", ["ASP-CLS-003"], in_session=False)
 
@@ -99,7 +110,8 @@ async def _reconnect(
 
 @scenario(
     "reconnect.first_delay_after_1013",
-    "After 1013 (try again later) the first reconnect waits at least 1000 ms",
+    f"After {TRY_AGAIN_LATER} (try again later) the first reconnect waits at least "
+    f"{close_codes()[TRY_AGAIN_LATER].min_delay_ms} ms",
     ["ASP-CLS-004"],
 )
 async def first_delay_after_1013(ctx: ScenarioContext) -> None:
@@ -115,7 +127,8 @@ async def first_delay_after_1013(ctx: ScenarioContext) -> None:
 
 @scenario(
     "reconnect.backoff",
-    "Reconnects after 1001, 1012 and drops back off exponentially with full jitter, "
+    f"Reconnects after {close_code('going_away')}, {close_code('service_restart')} and drops back off "
+    "exponentially with full jitter, "
     "reset after a connection that lived 10 s",
     ["ASP-CLS-004"],
     timeout_s=75.0,
@@ -165,7 +178,7 @@ async def backoff(ctx: ScenarioContext) -> None:
 
 @scenario(
     "reconnect.on_demand_after_4003",
-    "After 4003 (idle timeout) the client reconnects only when its user next sends",
+    f"After {IDLE_TIMEOUT} (idle timeout) the client reconnects only when its user next sends",
     ["ASP-CLS-003"],
 )
 async def on_demand_after_4003(ctx: ScenarioContext) -> None:
