@@ -27,7 +27,8 @@ from conformance.terms import ServerTerms
 from conformance.wire import AspClient, Closed, Event, HandshakeRefused
 from spec import SUBPROTOCOL
 from spec.registry import close_code
-from spec.schemas import is_identifier
+from spec.resources import schema_documents
+from spec.schemas import is_identifier, server_event_types
 
 T = TypeVar("T")
 DEFAULT = object()
@@ -235,7 +236,7 @@ class CaseContext:
             )
             self.fail(cited, f"the server closed ({closed.code} {closed.reason!r}) before the session event")
             raise
-        return client, session
+        return client, self._usable(session, "the session event")
 
     async def expect(
         self,
@@ -251,12 +252,21 @@ class CaseContext:
         seconds = self.scaled(timeout)
         self.allow(seconds, label)
         try:
-            return await client.expect(kind, seconds)
+            return self._usable(await client.expect(kind, seconds), label)
         except TimeoutError:
             self.fail(requirement, f"no {label} within {seconds:.1f}s")
         except Closed as closed:
             self.fail(requirement, f"the server closed ({closed.code} {closed.reason!r}) before {label}")
         raise AssertionError("unreachable")
+
+    def _usable(self, event: Event, label: str) -> Event:
+        """The awaited event, when a case can go on with it: every member its type's schema requires
+        present, `seq` an integer and `run_id` a string. Otherwise the case ends failing ASP-ENV-001
+        (the oracle has the detail), instead of the kit breaking on a hostile server's event."""
+        problem = envelope_problem(event)
+        if problem:
+            self.fail("ASP-ENV-001", f"{label}: {problem}")
+        return event
 
     async def send_message(
         self, client: AspClient, content: str, *, message_id: str | None = None, **members: Any
@@ -484,3 +494,21 @@ def assistant_text(history: Event) -> str:
 
 def text_of(events: list[Event]) -> str:
     return "".join(e.get("delta", "") for e in events if e.get("type") == "text_delta")
+
+
+def envelope_problem(event: Event) -> str | None:
+    """What makes an event of a known server type unusable to the cases (members they index):
+    a member its schema requires missing, `seq` not an integer, `run_id` not a string; None when
+    usable (also for types the kit does not know: the oracle judges those)."""
+    kind = event.get("type")
+    if not isinstance(kind, str) or kind not in server_event_types():
+        return None
+    missing = [m for m in schema_documents()[kind].get("required", ()) if m not in event]
+    if missing:
+        return f"{kind} without {', '.join(missing)}"
+    seq = event.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return f"{kind} whose seq is a {type(seq).__name__}, not an integer"
+    if "run_id" in event and not isinstance(event["run_id"], str):
+        return f"{kind} whose run_id is a {type(event['run_id']).__name__}, not a string"
+    return None

@@ -34,7 +34,7 @@ import time
 import traceback
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -353,6 +353,43 @@ async def over_socket(frames: int, seed: int, per_connection: int, tally: Tally)
                 labels = cited.get(index) or ({"unjudged"} if index in unjudged else {"clean"})
                 for label in labels:
                     tally.verdicts["socket:" + label] += 1
+
+
+@contextlib.asynccontextmanager
+async def hostile_server(seed: int = 1) -> AsyncIterator[str]:
+    """An ASP endpoint on 127.0.0.1 (a free port) that greets with a valid `session` (the spec's
+    example, with fixtures, a 3 s idle timeout and 20 connections) and answers every client
+    message with one to five hostile frames; yields its ws:// URL. For `asp check` against a
+    server that breaks everything: every case must end in a verdict, never a harness error."""
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.typing import Subprotocol
+
+    from spec import SUBPROTOCOL
+
+    session = json.loads((SPEC_DIR / "examples" / "valid" / "session.json").read_text())
+    session["capabilities"] = ["history", "cancel", "resume", "fixtures"]
+    session["limits"].update(idle_timeout_ms=3000, heartbeat_interval_ms=1000, max_connections=20)
+    singles, streams = seed_events(), seed_streams()
+    connections = 0
+
+    async def answer(websocket: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        rng = random.Random(seed * 1_000_003 + connections)
+        frames = connection(rng, singles, streams, 10**9)
+        with contextlib.suppress(Exception):
+            await websocket.send(json.dumps(session))
+            async for _ in websocket:
+                for _ in range(rng.randrange(1, 6)):
+                    _, frame = next(frames)
+                    if isinstance(frame, bytes) or _utf8(frame):  # invalid UTF-8 ends a connection
+                        await websocket.send(frame)
+
+    async with serve(
+        answer, "127.0.0.1", 0, subprotocols=[Subprotocol(SUBPROTOCOL)], max_size=None, compression=None
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/ws/chat"
 
 
 # --- the figure ------------------------------------------------------------------------------------

@@ -3,9 +3,17 @@ one regression test per crash the fuzz found (each raised before its fix)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from conformance.fuzz import run
+import pytest
+
+from conformance.context import envelope_problem
+from conformance.fuzz import hostile_server, run
+from conformance.options import CheckOptions
+from conformance.outcomes import Outcome
+from conformance.report.model import Report
+from conformance.runner import run_check
 from conformance.wire import Transcript, take_frame
 from spec.oracle import Oracle
 
@@ -89,3 +97,42 @@ def test_an_integer_past_the_digit_limit_is_still_json() -> None:
     oracle = Oracle()
     oracle.feed_text('{"type": "pong", "seq": ' + "9" * 20_000 + "}")
     assert "ASP-TRN-001" not in [v.requirement for v in oracle.violations]
+
+
+@pytest.mark.slow
+def test_asp_check_against_a_hostile_server_ends_every_case_in_a_verdict() -> None:
+    """A server answering every message with hostile frames: each case fails with a requirement,
+    none is a harness error (the kit's own crash), the run exits 1."""
+
+    async def check() -> Report:
+        async with hostile_server(seed=3) as url:
+            options = CheckOptions(
+                url=url,
+                jwt_secret="hostile-secret-hostile-secret-hostile",
+                timeout_multiplier=0.3,
+                max_wait_s=5,
+                include=["runs", "tools", "errors", "resume"],
+            )
+            return await run_check(options)
+
+    report = asyncio.run(check())
+    outcomes = {r.case_id: r.outcome for r in report.results}
+    assert outcomes and Outcome.HARNESS_ERROR not in outcomes.values(), outcomes
+    assert all(r.outcome != Outcome.FAIL or r.failed_requirements for r in report.results)
+    assert report.exit_code() == 1
+
+
+def test_an_awaited_event_a_case_cannot_use_is_a_finding_not_a_crash() -> None:
+    """Was: KeyError 'run_id' out of CaseContext.run on a run_started without one (a harness error,
+    found by the hostile-server check). Now the case fails ASP-ENV-001 with what is missing."""
+    assert envelope_problem({"type": "run_started", "seq": 2, "message_id": "m", "conversation_id": "c"}) == (
+        "run_started without run_id"
+    )
+    assert "seq" in str(envelope_problem({"type": "pong", "seq": "2"}))
+    assert "run_id" in str(
+        envelope_problem(
+            {"type": "error", "seq": 3, "code": "x", "message": "m", "retryable": False, "run_id": ["r"]}
+        )
+    )
+    assert envelope_problem({"type": "pong", "seq": 4}) is None
+    assert envelope_problem({"type": "x-vendor"}) is None  # the oracle judges what the kit does not know
