@@ -84,7 +84,8 @@ class ClientProcess:
         if self._process is None:
             return None
         status = await self._process.wait()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # asyncio.wait, not gather: cancelling this wait must not cancel the readers
+            await asyncio.wait(self._tasks)
         return status
 
     def stderr_tail(self, lines: int = STDERR_LINES) -> str:
