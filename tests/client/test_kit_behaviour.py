@@ -99,3 +99,17 @@ async def test_a_client_held_to_1_0_is_not_judged_on_what_1_1_added():
     assert outcomes["reconnect.unknown_code_as_backoff"] == Outcome.NOT_APPLICABLE
     assert report.oracle is not None and report.oracle.outcome == Outcome.PASS, report.oracle
     assert report.exit_code() == 0
+
+
+def test_the_chromium_driver_without_playwright_says_it_needs_the_dev_extra():
+    """Playwright comes only with the dev extra: without it the driver says so in one line (the
+    import is blocked here as if it were not installed)."""
+    script = (
+        "import sys; sys.modules['playwright'] = None; "
+        "from reference_server.client_driver.__main__ import main; sys.exit(main(['chromium']))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert (
+        result.stderr.count("\n") == 1 and "needs Playwright, which the dev extra installs" in result.stderr
+    )
