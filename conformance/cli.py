@@ -80,8 +80,12 @@ def _check(args: argparse.Namespace) -> int:
         print("asp check: the kit failed (the traceback above, tokens redacted)", file=sys.stderr)
         return EXIT_HARNESS
     unwritten = outputs.emit(report, args, sys.stdout)
+    if unwritten:
+        return _usage(unwritten)
+    if report.usage_error:  # refused credentials: the one line says it all (the reports hold the rest)
+        return _usage(report.usage_error)
     console.print(writers.to_terminal(report), highlight=False, markup=False, soft_wrap=True)
-    return _usage(unwritten) if unwritten else report.exit_code()
+    return report.exit_code()
 
 
 def _usage(message: str) -> int:

@@ -76,7 +76,7 @@ async def probe(options: CheckOptions, credentials: Credentials) -> ServerTerms:
         raise ProbeFailed(f"no credentials: give --token, --token-file or --jwt-secret ({missing})") from None
     refused: list[str] = []
     for carriage in ("query", "subprotocol"):
-        client = await _probe_connection(options, token, carriage)
+        client = await _probe_connection(options, token, carriage, first=not refused)
         try:
             session = await client.expect("session", ANSWER_S * options.timeout_multiplier)
         except (TimeoutError, Closed) as exc:
@@ -102,7 +102,13 @@ async def probe(options: CheckOptions, credentials: Credentials) -> ServerTerms:
     )
 
 
-async def _probe_connection(options: CheckOptions, token: str, carriage: str) -> AspClient:
+async def _probe_connection(options: CheckOptions, token: str, carriage: str, *, first: bool) -> AspClient:
+    """The probe's connection with the token in `carriage`; `first`: the check's very first handshake,
+    where a 403 or 404 most often means a wrong path (the reference server's answer to one).
+
+    Raises:
+        ProbeFailed: unreachable, or the upgrade refused over HTTP (ASP-TRN-002).
+    """
     try:
         return await AspClient.open(
             options.url,
@@ -112,8 +118,9 @@ async def _probe_connection(options: CheckOptions, token: str, carriage: str) ->
             timeout=ANSWER_S * options.timeout_multiplier,
         )
     except HandshakeRefused as refused:
+        hint = ": is the path right?" if first and refused.status in (403, 404) else ""
         raise ProbeFailed(
-            f"the handshake was refused with HTTP {refused.status} instead of 101", ["ASP-TRN-002"]
+            f"the handshake was refused with HTTP {refused.status} instead of 101{hint}", ["ASP-TRN-002"]
         ) from None
     except (OSError, TimeoutError) as exc:
         raise ProbeFailed(f"cannot connect: {exc}") from None

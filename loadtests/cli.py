@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from loadtests.credentials import SECRET_ENV, TOKEN_ENV, read_token_file, redact
+from loadtests.credentials import SECRET_ENV, TOKEN_ENV, Credentials, read_token_file, redact
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCENARIOS = {"connections": "ConnectionsUser", "throughput": "ThroughputUser", "soak": "SoakUser"}
@@ -48,9 +48,17 @@ class Plan:
     token: str
     bounds: dict[str, float]
     stop_timeout_s: float
+    token_file: str = ""
+    max_connections: int | None = None  # connections scenario: the flag, else the server's announcement
+    limit_source: str = "--max-connections"
 
     def secrets(self) -> list[str]:
         return [value for value in (self.jwt_secret, self.token) if value]
+
+    def credentials(self) -> Credentials:
+        """The users' credentials (the probe's user is named apart from Locust's)."""
+        tokens = read_token_file(self.token_file) if self.token_file else []
+        return Credentials(self.jwt_secret, self.token, tokens, user_prefix="load-probe")
 
 
 def parse_duration(text: str) -> int:
@@ -108,14 +116,64 @@ def plan_load(args: argparse.Namespace) -> Plan:
                 raise UsageError(f"--token-file {args.token_file}: no token in it")
         except OSError as unreadable:
             raise UsageError(f"--token-file {args.token_file}: {unreadable.strerror}") from None
-    return Plan(
+    plan = Plan(
         url=url,
         run_time_s=run_time_s,
         jwt_secret=args.jwt_secret or os.environ.get(SECRET_ENV, ""),
         token=args.token or url_token or os.environ.get(TOKEN_ENV, ""),
         bounds=bounds,
         stop_timeout_s=stop_timeout_s,
+        token_file=args.token_file or "",
+        max_connections=args.max_connections,
     )
+    if not (plan.jwt_secret or plan.token or plan.token_file):
+        raise UsageError(
+            f"no credentials: give --jwt-secret, --token or --token-file (or {SECRET_ENV} / {TOKEN_ENV})"
+        )
+    return plan
+
+
+class CredentialsRefused(UsageError):
+    """The probe connection was closed 4001 before `session`: every user would be refused."""
+
+
+def probe(plan: Plan, connect_timeout: float = 10.0) -> list[str]:
+    """One connection before Locust starts, as `asp check` makes: it learns the server's announced
+    `session.limits.max_connections` (into `plan.max_connections` unless --max-connections gave
+    one) and returns hints for the operator (an upgrade refused with HTTP 403/404: a wrong path?).
+
+    Raises CredentialsRefused when the server closes it 4001 (ASP-AUTH-003). Any other failure
+    (nothing listening, a refused upgrade) is left to the run, which counts it per user.
+    """
+    from loadtests.client import Failure, SyncAspClient
+    from spec.registry import close_code
+
+    unauthorized = close_code("unauthorized")
+    client = SyncAspClient(plan.url, plan.credentials().token_for(0), connect_timeout=connect_timeout)
+    try:
+        session = client.connect()
+    except Failure as failure:
+        if failure.code == unauthorized:
+            given = "--jwt-secret" if plan.jwt_secret else "--token / --token-file"
+            raise CredentialsRefused(
+                f"the server refused the credentials ({unauthorized}): check {given}"
+            ) from None
+        return [hint] if (hint := path_hint(failure.code, plan.url)) else []
+    finally:
+        client.close()
+    announced = session.get("limits", {}).get("max_connections")
+    if plan.max_connections is None and isinstance(announced, int) and announced >= 1:
+        plan.max_connections, plan.limit_source = announced, "announced by the server"
+    return []
+
+
+def path_hint(code: int | str | None, url: str) -> str:
+    """A hint for an upgrade refused with HTTP 403 or 404 (`http_403`), the answer of many servers
+    (the reference server among them) to a path they do not serve; "" for any other refusal."""
+    if code not in ("http_403", "http_404"):
+        return ""
+    path = urlsplit(url).path or "/"
+    return f"the upgrade was refused with HTTP {str(code)[5:]}: is the path right? ({path})"
 
 
 def locust_command(
@@ -182,7 +240,7 @@ def locust_command(
     if args.scenario == "connections":
         command += [
             "--asp-max-connections",
-            str(args.max_connections or args.users),
+            str(plan.max_connections or args.users),
             "--asp-extra",
             str(args.extra),
             "--asp-hold",
@@ -234,6 +292,22 @@ class _Tail:
         return complete.decode("utf-8", errors="replace").splitlines()
 
 
+def end_group(leader: subprocess.Popen[str], grace_s: float = 5.0) -> None:
+    """End every process left in the process group `leader` (Locust) heads, its own session:
+    `--processes` workers outlive a master that quits, re-parented to PID 1. SIGTERM, then SIGKILL
+    after `grace_s` seconds; returns when the group is empty (at most 2 x `grace_s`)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + grace_s
+        try:
+            os.killpg(leader.pid, sig)
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                leader.poll()  # reaps the leader, so its zombie does not keep the group alive
+                os.killpg(leader.pid, 0)  # ProcessLookupError once no process is left in the group
+        except ProcessLookupError:
+            return
+
+
 def run_load(
     args: argparse.Namespace, plan: Plan, show: Any = print
 ) -> tuple[int, dict[str, Any] | None, list[str]]:
@@ -264,6 +338,8 @@ def run_load(
         except KeyboardInterrupt:  # stop the test early; Locust still writes its summary
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(plan.stop_timeout_s + 30)
+        finally:
+            end_group(process)
         for line in tail.lines():
             show(json.loads(line))
         log = ""
@@ -290,25 +366,27 @@ def _load(args: argparse.Namespace) -> int:
 
     try:
         plan = plan_load(args)
+        hints = probe(plan)
+    except CredentialsRefused as refused:
+        print(f"asp load: {refused}", file=sys.stderr)
+        return EXIT_USAGE
     except UsageError as bad:
         print(f"asp load: error: {bad}", file=sys.stderr)
         return EXIT_USAGE
-    err = Console(stderr=True, highlight=False)
-    out = Console(highlight=False)
+    # soft_wrap: a line is never broken mid-phrase when the output is a pipe or a file
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True)
 
     def show(record: dict[str, Any]) -> None:
         if record["event"] == "web_ui":
             err.print(f"web UI: {record['url']}", markup=False)
         elif record["event"] == "progress" and not args.quiet:
-            err.print(progress_line(record), markup=False, soft_wrap=True)
+            err.print(progress_line(record), markup=False)
 
+    for hint in hints:
+        err.print(f"asp load: {hint}", markup=False)
     if not args.quiet:
-        err.print(
-            f"asp load: {args.scenario} against {plan.url}: {args.users} users at {args.spawn_rate:g}/s for "
-            f"{plan.run_time_s} s",
-            markup=False,
-            soft_wrap=True,
-        )
+        err.print(f"asp load: {args.scenario} against {plan.url}: {header(args, plan)}", markup=False)
     code, summary, messages = run_load(args, plan, show)
     for message in messages:
         err.print(f"error: {message}", markup=False)
@@ -317,7 +395,28 @@ def _load(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     out.print(final_tables(summary))
+    if summary["connections"]["accepted"] == 0:
+        for kind in summary["errors_by_kind"]:
+            hint = path_hint(kind.removeprefix("refused:"), plan.url)
+            if hint and hint not in hints:
+                out.print(f"hint: {hint}", markup=False)
     return code
+
+
+def header(args: argparse.Namespace, plan: Plan) -> str:
+    """What the run will open, as the header line says it: users at the spawn rate for the run
+    time; in the connections scenario the connections it opens, limit plus --extra."""
+    if args.scenario != "connections":
+        return f"{args.users} users at {args.spawn_rate:g}/s for {plan.run_time_s} s"
+    if plan.max_connections is None:
+        limit = f"limit {args.users} (--users: the server announces none; give --max-connections)"
+    else:
+        limit = f"limit {plan.max_connections} ({plan.limit_source})"
+    total = (plan.max_connections or args.users) + args.extra
+    return (
+        f"{total} connections, {limit} + --extra {args.extra}, at {args.spawn_rate:g}/s, "
+        f"held {args.hold:g} s (at most {plan.run_time_s} s)"
+    )
 
 
 def bench_exit_code(results: dict[str, Any]) -> int:

@@ -154,7 +154,8 @@ def judge(summary: dict[str, Any], bounds: dict[str, float]) -> dict[str, Any]:
         code = EXIT_FAILED
     if summary["errors"] and "error_rate" not in bounds:
         kinds = ", ".join(f"{kind} {count}" for kind, count in summary["errors_by_kind"].items())
-        reasons.append(f"{summary['errors']} errors ({kinds}); no --slo error_rate allows any")
+        errors = f"{summary['errors']} error{'' if summary['errors'] == 1 else 's'}"
+        reasons.append(f"{errors} ({kinds}); no --slo error_rate allows any")
         code = EXIT_FAILED
     slo = []
     for name, bound in bounds.items():

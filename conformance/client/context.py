@@ -4,6 +4,7 @@ few moves every scenario makes (greet a connection, play a run, wait for what th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,27 @@ class ScenarioAbort(Exception):
 
 class ScenarioUntestable(Exception):
     """What the scenario needs from the client did not happen for a reason it does not judge."""
+
+
+async def next_peer_while_running(
+    server: ScriptedServer, client: ClientProcess, timeout: float
+) -> Peer | None:
+    """The client's next connection attempt within `timeout` seconds, as `server.next_peer`, but
+    None as soon as the client process has exited without making one: an exited process connects
+    no more, and waiting out the budget would only delay the report."""
+    arrival = asyncio.ensure_future(server.next_peer(timeout))
+    exit_ = asyncio.ensure_future(client.exited())
+    try:
+        await asyncio.wait({arrival, exit_}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        exit_.cancel()
+    if arrival.done():
+        return arrival.result()
+    arrival.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await arrival
+    # An attempt may have arrived just before the process exited.
+    return await server.next_peer(1.0) if server.pending() else None
 
 
 @dataclass
@@ -114,9 +136,11 @@ class ScenarioContext:
     async def connection(self, within: float, what: str, requirement: str | None = None) -> Peer:
         """The client's next connection attempt within `within` seconds (scaled). Its absence is a
         finding against `requirement`, or leaves the scenario untestable when none is given."""
-        peer = await self.server.next_peer(self.t(within))
+        peer = await next_peer_while_running(self.server, self.client, self.t(within))
         if peer is None:
             message = f"no {what} within {self.t(within):.1f} s"
+            if not self.client.running:
+                message = f"no {what}: the client exited (status {self.client.exit_status})"
             if requirement is None:
                 raise ScenarioUntestable(message)
             self.fail(requirement, message)

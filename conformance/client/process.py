@@ -22,6 +22,7 @@ from conformance.wire import Transcript
 Record = dict[str, Any]
 RECORD_KINDS = ("run", "state", "error")
 STDERR_KEPT = 4000  # characters of the client's standard error kept for the report
+STDERR_LINES = 5  # lines of it a result's reason quotes
 
 
 class CannotStart(Exception):
@@ -71,6 +72,27 @@ class ClientProcess:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
+
+    @property
+    def exit_status(self) -> int | None:
+        """The exit status once the process has exited (negative: the signal), else None."""
+        return self._process.returncode if self._process is not None else None
+
+    async def exited(self) -> int | None:
+        """Wait until the process has exited and its output has been read to the end; its exit
+        status (negative: the signal that ended it), or None when it never started."""
+        if self._process is None:
+            return None
+        status = await self._process.wait()
+        if self._tasks:  # asyncio.wait, not gather: cancelling this wait must not cancel the readers
+            await asyncio.wait(self._tasks)
+        return status
+
+    def stderr_tail(self, lines: int = STDERR_LINES) -> str:
+        """The last `lines` non-empty lines of the client's standard error, whole, joined by " | "
+        (a Python traceback's last frame and its exception line)."""
+        kept = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return " | ".join(kept[-lines:])
 
     async def send(self, command: Record) -> None:
         """Write one command line to the client's standard input (ignored once it has exited)."""

@@ -22,6 +22,7 @@ from conformance.client.context import (
     ScenarioAbort,
     ScenarioContext,
     ScenarioUntestable,
+    next_peer_while_running,
 )
 from conformance.client.options import ClientCheckOptions
 from conformance.client.process import CannotStart, ClientProcess
@@ -141,7 +142,7 @@ async def probe(options: ClientCheckOptions) -> CaseResult | None:
 async def _probe(stage: Stage, client: ClientProcess, options: ClientCheckOptions) -> None:
     budget = ANSWER_S * options.timeout_multiplier
     start_budget = START_S * options.timeout_multiplier
-    peer = await stage.server.next_peer(start_budget)
+    peer = await next_peer_while_running(stage.server, client, start_budget)
     if peer is None:
         raise ProbeFailed(_why("the client opened no connection to ASP_URL", client, start_budget))
     if stage.token not in (peer.query_token, peer.subprotocol_token):
@@ -175,13 +176,16 @@ async def _nothing(_: ScenarioContext) -> None:
 
 
 def _why(what: str, client: ClientProcess, waited: float) -> str:
-    detail = f"{what} within {waited:.0f} s"
+    """Why the probe failed: `what` was missing, and since the client exited, or within `waited` s;
+    the client's contract breaches and the last lines of its standard error."""
+    if client.running:
+        detail = f"{what} within {waited:.0f} s"
+    else:
+        detail = f"{what}: the client exited (status {client.exit_status}) without it"
     if client.problems:
         detail += f"; output lines that break the contract: {client.problems[:3]}"
-    if not client.running:
-        detail += "; the client exited"
     if client.stderr.strip():
-        detail += f"; its standard error ends: {client.stderr.strip()[-600:]}"
+        detail += f"; its standard error ends: {client.stderr_tail()}"
     return detail
 
 
@@ -248,7 +252,7 @@ async def run_scenario(scenario: Scenario, options: ClientCheckOptions, ledger: 
     if client.problems:
         extra.append(f"output lines that break the driver contract: {client.problems[:3]}")
     if outcome not in (Outcome.PASS, Outcome.INFO) and client.stderr.strip():
-        extra.append(f"the client's standard error ends: {client.stderr.strip()[-400:]}")
+        extra.append(f"the client's standard error ends: {client.stderr_tail()}")
     reason = stage.redact("; ".join(part for part in [reason, *extra] if part))
     return result(outcome, reason, ctx.findings, stage)
 

@@ -43,6 +43,8 @@ _PASSED_ON = (
 )
 # The compliance levels, lowest first, as requirements.yaml defines them.
 LEVELS = tuple(compliance_levels())
+# The reason of a requirement whose cases --cases / --exclude left out (not untestable: not asked).
+NOT_SELECTED = "not selected"
 # A report judges one party's requirements; the other party's are judged by another command.
 JUDGED_ELSEWHERE = {
     "client": "binds clients: `asp check-client` judges it",
@@ -52,21 +54,35 @@ JUDGED_ELSEWHERE = {
 
 @dataclass(frozen=True)
 class Level:
-    """A compliance level's verdict: "yes", "no" or "not proven" (untested requirements remain)."""
+    """A compliance level's verdict: "yes", "no" or "not proven" (untested requirements remain).
+
+    `untestable` are requirements a case ran for but could not prove; `not_selected` those no case
+    ran for because `selection` (`--cases` / `--exclude`) left their cases out.
+    """
 
     verdict: str
     failed: list[str] = field(default_factory=list)
     untestable: list[str] = field(default_factory=list)
+    not_selected: list[str] = field(default_factory=list)
+    selection: str = ""
 
     def describe(self) -> str:
         if self.verdict == "no":
             return f"no ({len(self.failed)} failed: {', '.join(self.failed)})"
         if self.verdict == "not proven":
-            return f"not proven ({len(self.untestable)} untestable: {', '.join(self.untestable)})"
+            parts = (
+                [f"{len(self.untestable)} untestable: {', '.join(self.untestable)}"]
+                if self.untestable
+                else []
+            )
+            if self.not_selected:
+                parts.append(f"{len(self.not_selected)} not selected by {self.selection}")
+            return f"not proven ({'; '.join(parts)})"
         return "yes"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "failed": self.failed, "untestable": self.untestable}
+        shown = {"not_selected": self.not_selected} if self.not_selected else {}
+        return {"verdict": self.verdict, "failed": self.failed, "untestable": self.untestable, **shown}
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,21 @@ class Report:
             return {r for s in all_scenarios() for r in s.requirements} | set(WIRE_REQUIREMENTS)
         return {r for case in all_cases() for r in case.requirements} | set(ORACLE_REQUIREMENTS)
 
+    def selection(self) -> str:
+        """The `--cases` / `--exclude` selectors of the run as options (`--cases auth`), or "" when
+        every case was selected (and the checked party was reached: else nothing ran at all)."""
+        if self.judges == "server" and self.terms is None:
+            return ""
+        chosen = [
+            f"{flag} {','.join(values)}"
+            for flag, values in (
+                ("--cases", self.options.get("include")),
+                ("--exclude", self.options.get("exclude")),
+            )
+            if values
+        ]
+        return " ".join(chosen)
+
     def requirement_results(self) -> dict[str, dict[str, Any]]:
         """Per catalog requirement: its outcome across the results that cite it (or why none could)."""
         table: dict[str, dict[str, Any]] = {}
@@ -190,11 +221,12 @@ class Report:
                     outcomes.append(Outcome.PASS)
             outcome = worst(outcomes)
             if outcome is None:
-                reason = (
-                    "no case ran for it (excluded or deselected)"
-                    if requirement.id in covered
-                    else "no case of this kit covers it yet"
-                )
+                if requirement.id not in covered:
+                    reason = "no case of this kit covers it yet"
+                elif self.selection():
+                    reason = f"{NOT_SELECTED} by {self.selection()}"
+                else:
+                    reason = "no case ran for it"
             elif outcome == Outcome.PASS:
                 reason = ""
             else:
@@ -222,15 +254,19 @@ class Report:
         declared = self.terms.capabilities if self.terms else frozenset()
         judged = [r for r in requirements().values() if r.binds == self.judges and r.testable]
 
+        selection = self.selection()
+
         def judge(ids: list[str], extra_failure: str | None = None) -> Level:
             failed = [i for i in ids if table[i]["outcome"] in FAILS_A_LEVEL]
             unproven = [i for i in ids if table[i]["outcome"] in LEAVES_A_LEVEL_UNPROVEN]
+            skipped = [i for i in unproven if table[i]["reason"].startswith(NOT_SELECTED)]
+            unproven = [i for i in unproven if i not in skipped]
             if extra_failure:
                 failed.append(extra_failure)
             if failed:
-                return Level("no", failed, unproven)
-            if unproven:
-                return Level("not proven", [], unproven)
+                return Level("no", failed, unproven, skipped, selection)
+            if unproven or skipped:
+                return Level("not proven", [], unproven, skipped, selection)
             return Level("yes")
 
         levels: dict[str, Level] = {}

@@ -1,7 +1,8 @@
 """`python -m reference_server.client_driver {node,chromium} [--patch FILE]`: asp-client.js behind
 the client driver contract (spec/CLIENT-DRIVER.md), for `asp check-client --command`.
 
-Exit 2 with one line on a usage error (unknown runtime, a bad patch file, no node or chromium).
+Exit 2 with one line on a usage error (unknown runtime, a bad patch file, no node or chromium,
+no Playwright for chromium).
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         files = bundle(load_patches(args.patch) if args.patch else [])
         if args.runtime == "chromium":
-            from reference_server.client_driver.chromium import run
+            try:
+                from reference_server.client_driver.chromium import run
+            except ModuleNotFoundError as missing:
+                if missing.name != "playwright" and not (missing.name or "").startswith("playwright."):
+                    raise
+                raise PatchError(
+                    "the chromium driver needs Playwright, which the dev extra installs "
+                    "(pip install -e '.[dev]', as make test does)"
+                ) from None
 
             return run(files)
         command = _node_command(materialise(files))

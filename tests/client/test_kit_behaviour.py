@@ -49,6 +49,22 @@ def test_a_client_that_never_connects_is_not_checked_and_the_kit_says_why():
     assert "starting with <ASP_TOKEN>" in " ".join(result.stdout.split())  # its stderr, the token redacted
 
 
+def test_a_client_that_exits_at_once_is_reported_without_waiting_and_its_error_lines_are_whole():
+    """A driver that dies on a missing module (Playwright, for the chromium driver): the kit stops
+    waiting when the process has exited (with a start budget of 600 s here, the 120 s bound of the
+    test is only met so) and quotes the last lines of its standard error whole."""
+    noise = "import sys; [print('log line', n, '-' * 100, file=sys.stderr) for n in range(10)]; "
+    script = noise + "import no_such_module_for_the_asp_kit"
+    result = run(
+        "--command", shlex.join([sys.executable, "-c", script]), "--timeout-multiplier", "30", timeout=120
+    )
+    assert result.returncode == 1
+    output = " ".join(result.stdout.split())
+    assert "opened no connection to ASP_URL: the client exited (status 1) without it" in output, output
+    assert "Traceback (most recent call last):" in output
+    assert "ModuleNotFoundError: No module named 'no_such_module_for_the_asp_kit'" in output
+
+
 async def test_an_expected_failure_passes_the_run_and_an_entry_that_no_longer_fails_is_stale(tmp_path: Path):
     broken = PANEL["x_event_is_an_error"]
     patch = tmp_path / "patch.json"
@@ -83,3 +99,17 @@ async def test_a_client_held_to_1_0_is_not_judged_on_what_1_1_added():
     assert outcomes["reconnect.unknown_code_as_backoff"] == Outcome.NOT_APPLICABLE
     assert report.oracle is not None and report.oracle.outcome == Outcome.PASS, report.oracle
     assert report.exit_code() == 0
+
+
+def test_the_chromium_driver_without_playwright_says_it_needs_the_dev_extra():
+    """Playwright comes only with the dev extra: without it the driver says so in one line (the
+    import is blocked here as if it were not installed)."""
+    script = (
+        "import sys; sys.modules['playwright'] = None; "
+        "from reference_server.client_driver.__main__ import main; sys.exit(main(['chromium']))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert (
+        result.stderr.count("\n") == 1 and "needs Playwright, which the dev extra installs" in result.stderr
+    )

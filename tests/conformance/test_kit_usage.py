@@ -117,7 +117,9 @@ def test_credentials_the_server_refuses_are_a_usage_error_not_a_server_fault(
     wrong = "a-secret-that-is-not-the-servers-0123456789"
     result = asp_check(check_server.url, "--jwt-secret", wrong, "--quiet", *report_files(tmp_path))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "refused the credentials" in result.stdout
+    # one line, nothing else (no compliance lines listing every requirement): the reports hold the rest
+    assert result.stdout == "" and result.stderr.count("\n") == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("asp check: error: the server refused the credentials")
     assert wrong not in result.stdout + result.stderr
     report = valid_report(tmp_path / "report.json")
     assert report["exit_code"] == 2 and "refused the credentials" in report["usage_error"]
@@ -248,3 +250,69 @@ def test_credentials_from_the_environment_never_reach_the_command_line(check_ser
         env={**os.environ, "ASP_CHECK_TOKEN": A_TOKEN},
     )
     assert refused.returncode == 2 and A_TOKEN not in refused.stdout + refused.stderr
+
+
+def test_a_short_secret_mints_without_pyjwts_key_length_warning(check_server: ServerProcess):
+    """The kit is not the place to police the server's key length: a short (here wrong) secret
+    gives the one refusal line, and no InsecureKeyLengthWarning with a file path."""
+    result = asp_check(check_server.url, "--jwt-secret", "short", "--quiet")
+    assert result.returncode == 2
+    assert "Warning" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_wrong_path_asks_whether_the_path_is_right(check_server: ServerProcess):
+    """The reference server answers 403 to a path it does not serve."""
+    wrong = check_server.url.replace("/ws/chat", "/ws/cht")
+    result = asp_check(wrong, "--jwt-secret", SECRET, "--quiet")
+    assert result.returncode == 1
+    assert "refused with HTTP 403 instead of 101: is the path right? [ASP-TRN-002]" in result.stdout
+
+
+def test_requirements_of_cases_not_selected_are_not_selected_not_untestable(
+    check_server: ServerProcess, tmp_path: Path
+):
+    result = asp_check(
+        check_server.url,
+        "--jwt-secret",
+        SECRET,
+        "--cases",
+        "runs.ping_pong",
+        "--quiet",
+        *report_files(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    core = next(line for line in result.stdout.splitlines() if line.startswith("compliance core:"))
+    assert re.fullmatch(
+        r"compliance core: not proven \((\d+ untestable: [^;]+; )?"
+        r"\d+ not selected by --cases runs.ping_pong\)",
+        core,
+    ), core
+    report = valid_report(tmp_path / "report.json")
+    level = report["compliance"]["core"]
+    assert level["not_selected"] and not set(level["not_selected"]) & set(level["untestable"])
+    assert (
+        report["requirements"][level["not_selected"][0]]["reason"] == "not selected by --cases runs.ping_pong"
+    )
+
+
+async def test_other_clients_holding_slots_are_named_in_a_connection_limit_failure(tmp_path: Path):
+    """Two checks at once against one server: the limit case sees fewer admitted than the limit.
+    The verdict stays (the kit cannot tell), and the message says why it may be so."""
+    from websockets.asyncio.client import connect
+
+    from conformance.options import CheckOptions
+    from conformance.outcomes import Outcome
+    from conformance.runner import run_check
+
+    server = start(tmp_path / "asp.db", ASP_MAX_CONNECTIONS="3")
+    try:
+        url = f"{server.url}?token={server.token('another-client')}"
+        async with connect(url, subprotocols=["asp.v1"]):  # type: ignore[list-item]
+            report = await run_check(
+                CheckOptions(url=server.url, jwt_secret=SECRET, include=["limits.connection_limit"])
+            )
+    finally:
+        server.stop()
+    (result,) = report.results
+    assert result.outcome == Outcome.FAIL
+    assert "other clients of this server hold slots too" in result.reason, result.reason

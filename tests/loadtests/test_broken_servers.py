@@ -34,7 +34,11 @@ def test_a_broken_run_is_an_error_of_its_kind_and_never_a_latency_sample(server,
     assert summary["error_rate"] == 1.0
     assert_nothing_fabricated(summary)
     assert_errors_add_up(summary)
-    assert "nothing measured" in result.stdout and "verdict: FAIL" in result.stdout
+    verdict = [line for line in result.stdout.splitlines() if line.startswith("verdict: FAIL")]
+    assert len(verdict) == 1 and "nothing measured" in verdict[0]  # one line, also when piped
+    assert verdict[0].endswith("no --slo error_rate allows any")
+    errors = summary["errors"]
+    assert f"{errors} error{'' if errors == 1 else 's'} (" in verdict[0]
 
 
 def test_a_stalled_run_is_counted_even_with_an_error_budget(tmp_path):
@@ -79,3 +83,5 @@ def test_connections_that_fail_are_errors_and_a_run_that_measured_nothing_fails(
     assert summary["turns"]["attempted"] == 0
     assert_nothing_fabricated(summary)
     assert "nothing measured" in " ".join(summary["verdict"]["reasons"])
+    hinted = "the upgrade was refused with HTTP 403: is the path right? (/ws/chat)" in result.stderr
+    assert hinted == bool(server)

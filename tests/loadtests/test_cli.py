@@ -104,6 +104,7 @@ def test_a_token_never_reaches_a_command_line_or_the_output_even_when_a_library_
         (["--users", "0"], "--users must be at least 1"),
         (["--users", "many"], "argument --users: invalid int value"),
         (["--token-file", "/nonexistent/tokens.txt"], "--token-file /nonexistent/tokens.txt"),
+        (["--jwt-secret", ""], "no credentials: give --jwt-secret, --token or --token-file"),
     ],
 )
 def test_an_option_that_cannot_work_is_one_line_and_exit_2_before_locust_starts(tmp_path, args, complaint):
@@ -121,3 +122,42 @@ def test_an_option_that_cannot_work_is_one_line_and_exit_2_before_locust_starts(
     assert result.stderr.startswith("asp load: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert complaint in result.stderr
     assert secret not in result.stderr
+
+
+def test_no_credentials_at_all_is_one_line_and_exit_2_before_locust_starts(tmp_path):
+    result = subprocess.run(
+        asp_load_command("ws://127.0.0.1:9/ws/chat", "--run-time", "30s"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=load_env(),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "asp load: error: no credentials: give --jwt-secret, --token or --token-file "
+        "(or ASP_LOAD_JWT_SECRET / ASP_LOAD_TOKEN)\n"
+    )
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_no_locust_process_outlives_asp_load_with_the_web_ui_and_workers(tmp_path):
+    """`--web-port 0 --processes 2`: Locust's workers used to outlive their master, re-parented to
+    PID 1; every process asp load started is gone when it exits."""
+    args = ["--users", "2", "--spawn-rate", "10", "--run-time", "2s", "--processes", "2", "--web-port", "0"]
+    args += ["--think-min", "0.1", "--think-max", "0.2", "--quiet"]
+    with running("paced") as url:
+        command = asp_load_command(url, *args)
+        code, output, children = _run_watching_children(command, load_env(ASP_LOAD_JWT_SECRET="s"), tmp_path)
+    assert code == 0, output[-3000:]
+    assert len([line for line in children.values() if "locust" in line]) >= 3  # master + 2 workers seen
+    left = [pid for pid, line in children.items() if _alive(pid) and _command_line(pid) == line]
+    assert left == [], [children[pid] for pid in left]

@@ -58,8 +58,6 @@ def test_connections_scenario_admits_exactly_the_limit_and_rejects_the_rest_with
         tmp_path,
         "--scenario",
         "connections",
-        "--max-connections",
-        "10",
         "--extra",
         "5",
         "--spawn-rate",
@@ -72,6 +70,8 @@ def test_connections_scenario_admits_exactly_the_limit_and_rejects_the_rest_with
         "20s",
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    # no --max-connections: the limit the server announces, and the header says what is opened
+    assert "15 connections, limit 10 (announced by the server) + --extra 5" in result.stderr
     assert summary["connections"]["attempted"] == 15
     assert summary["connections"]["accepted"] == 10
     assert summary["connections"]["rejected_by_code"] == {"1013": 5}
@@ -264,26 +264,23 @@ def test_asp_bench_exits_non_zero_when_a_target_is_missed():
     assert bench_exit_code(targets(True, False)) == 3
 
 
-@pytest.mark.parametrize("credentials", [["--jwt-secret", "not-the-servers-secret"], []])
-def test_a_wrong_secret_or_no_credentials_is_a_refused_handshake_per_user_and_fails(
-    load_server, tmp_path, credentials
-):
+def test_a_refused_secret_is_one_line_and_exit_2_before_locust_starts(load_server, tmp_path):
+    """The probe connection is closed 4001: a usage error, as `asp check` says it, not a run."""
+    secret = "not-the-servers-secret"
     result, summary = run_asp_load(
-        load_server.url,
-        tmp_path,
-        *credentials,
-        "--users",
-        "2",
-        "--spawn-rate",
-        "10",
-        "--run-time",
-        "2s",
-        "--slo",
-        "error_rate=0.01",
+        load_server.url, tmp_path, "--jwt-secret", secret, "--users", "2", "--run-time", "30s"
     )
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert summary["connections"]["attempted"] == 2 and summary["connections"]["accepted"] == 0
-    assert summary["connections"]["rejected_by_code"] == {"4001": 2}
-    assert summary["errors"] == 2 and summary["errors_by_kind"] == {"refused:4001": 2}
-    assert_nothing_fabricated(summary)
-    assert "verdict: FAIL" in result.stdout
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "asp load: the server refused the credentials (4001): check --jwt-secret\n"
+    assert summary == {}  # Locust never started
+
+
+def test_connections_reads_the_announced_limit_and_the_flag_wins(load_server):
+    """The probe reads `session.limits.max_connections` (10 here) unless --max-connections gives one."""
+    from loadtests.cli import Plan, probe
+
+    announced = Plan(load_server.url, 1, SECRET, "", {}, 1.0)
+    assert probe(announced) == [] and announced.max_connections == 10
+    given = Plan(load_server.url, 1, SECRET, "", {}, 1.0, max_connections=7)
+    probe(given)
+    assert given.max_connections == 7 and given.limit_source == "--max-connections"
