@@ -20,6 +20,7 @@ TRY_AGAIN_LATER = close_code("try_again_later")
 UNAUTHORIZED = close_code("unauthorized")
 UNSUPPORTED = close_code("unsupported_version")
 SUPERSEDED = close_code("superseded")
+IDLE_TIMEOUT = close_code("idle_timeout")
 
 # What one connect of the connection-limit case got: the first event's type (or "closed:CODE",
 # "silent", "refused: ..."), and the connection when one was opened.
@@ -138,7 +139,11 @@ async def _at_the_limit(
     older = outcomes[admitted][1]
     if kind == "session" and older is not None:
         code = await ctx.closed_with(older)
-        ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the superseded connection closed with {code}")
+        # Closed for idleness before the newer connection arrived: the kit's keepalive pings came
+        # late (a starved machine, a short idle timeout), which is legal; no evidence either way,
+        # and the duplicates cases judge ASP-DUP-001 on their own.
+        if code != IDLE_TIMEOUT:
+            ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the superseded connection closed with {code}")
     return opened
 
 
