@@ -100,8 +100,10 @@ def test_throughput_scenario_measures_the_paced_stream_it_asked_for(load_server,
     assert result.returncode == 0, result.stderr[-2000:]
     assert set(summary) >= SUMMARY_KEYS
     assert summary["turns"]["succeeded"] >= 8 and summary["errors"] == 0
-    assert 15 <= summary["itl_ms"]["p50"] <= 40  # 20 ms per token, as the fixture paces it
-    assert 15 <= summary["tpot_ms"]["p50"] <= 40
+    # 20 ms per token, as the fixture paces it: never below the pace, and the upper bound only
+    # tells a gap between tokens from a whole turn (E2E is about 400 ms) on a starved machine.
+    assert 15 <= summary["itl_ms"]["p50"] <= 100
+    assert 15 <= summary["tpot_ms"]["p50"] <= 100
     assert summary["e2e_ms"]["p50"] >= 19 * 20
     assert summary["output_tokens"] == 20 * summary["turns"]["succeeded"]
     assert summary["samples"]["ttft_ms"] == summary["turns"]["succeeded"]
