@@ -139,7 +139,7 @@ def test_asp_serve_workers_runs_processes_that_act_as_one(tmp_path: Path) -> Non
 
             assert asyncio.run(crowd()) == ["closed:1013"] * 5 + ["session"] * 3
         finally:
-            assert server.stop() == 0
+            assert server.stop(timeout=45) == 0  # two workers drain in turn; slow on a starved machine
 
 
 def test_several_workers_need_redis(tmp_path: Path) -> None:
