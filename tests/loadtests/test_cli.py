@@ -50,8 +50,13 @@ def _run_watching_children(
     output = b""
     try:
         while process.poll() is None and time.monotonic() < deadline:
+            own = _command_line(process.pid)
             for pid in _children(process.pid):
-                seen[pid] = seen.get(pid) or _command_line(pid)
+                line = _command_line(pid)
+                # A child caught between fork and exec still shows its parent's command line (the
+                # one the test gave asp load); what counts is the program it runs.
+                if line and line != own and line not in seen.get(pid, ""):
+                    seen[pid] = f"{seen.get(pid, '')}\n{line}".strip()
             time.sleep(0.05)
     finally:
         output, _ = process.communicate(timeout=60)
