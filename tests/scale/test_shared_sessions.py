@@ -161,6 +161,7 @@ async def test_a_session_whose_process_died_is_taken_over_even_past_what_it_wrot
         assert received[-1]["finish_reason"] == "error"
         await client.send({"type": "message", "content": "asp-fixture:text 2"})  # the session goes on here
         assert (await client.collect_run())[-1]["finish_reason"] == "stop"
+        assert client.violations == []
         await client.close()
     await redis.aclose()
     later = await AspClient.open(a.url, token=a.token("heir"), conversation_id=conversation_id)
