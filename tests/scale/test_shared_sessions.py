@@ -86,7 +86,16 @@ async def test_a_process_killed_mid_run_ends_the_run_for_the_resumed_client(pair
     error internal_error and complete (error); the history holds what was streamed."""
     a, b = pair(lease_ttl_ms=1500)
     session, last_seq, seen = await _start_then_drop(a, "orphan", "asp-fixture:slow 400 20")
-    await asyncio.sleep(0.1)  # a few more events reach the stream
+    # Killed once its writes reached what the client saw (the client saw nothing A never wrote;
+    # that case is the crafted one below), a few events later at most.
+    redis = aioredis.Redis.from_url(redis_url(), decode_responses=True)
+    stream = f"{pair.prefix}:ses:{session['session_id']}"  # type: ignore[attr-defined]
+    for _ in range(200):
+        newest = await redis.xrevrange(stream, count=1)
+        if newest and int(newest[0][0].split("-")[0]) >= last_seq:
+            break
+        await asyncio.sleep(0.05)
+    await redis.aclose()
     a.process.kill()  # type: ignore[union-attr]
     a.process.wait(5)  # type: ignore[union-attr]
     second = await _resume(b, "orphan", session, last_seq)
@@ -152,6 +161,7 @@ async def test_a_session_whose_process_died_is_taken_over_even_past_what_it_wrot
         assert received[-1]["finish_reason"] == "error"
         await client.send({"type": "message", "content": "asp-fixture:text 2"})  # the session goes on here
         assert (await client.collect_run())[-1]["finish_reason"] == "stop"
+        assert client.violations == []
         await client.close()
     await redis.aclose()
     later = await AspClient.open(a.url, token=a.token("heir"), conversation_id=conversation_id)

@@ -196,6 +196,24 @@ def test_a_resume_adopts_a_run_that_began_before_the_resume_point() -> None:
     assert judge(events) == ["ASP-RUN-005"]
 
 
+def test_a_resume_adopts_a_run_whose_first_replayed_event_is_its_error() -> None:
+    """ASP-RES-007: the process running the run died after the client's last_seq; the resumed
+    connection gets only the run's error and complete. An error without a run_id adopts nothing."""
+    resumed = {"type": "resumed", "seq": 2, "session_id": "ses_old", "replay_from": 30, "replay_count": 0}
+    error = {"type": "error", "seq": 30, "code": "internal_error", "message": "lost", "retryable": True}
+    error["run_id"] = "r9"
+    events = [
+        dict(SESSION, capabilities=["resume"]),
+        resumed,
+        dict(error, message_id="m9"),
+        {"type": "complete", "seq": 31, "run_id": "r9", "finish_reason": "error"},
+    ]
+    assert judge(events) == []
+    assert judge([dict(SESSION, capabilities=["resume"]), resumed, dict(error, run_id="r8")]) == []
+    unrelated = {k: v for k, v in error.items() if k != "run_id"}
+    assert judge([dict(SESSION, capabilities=["resume"]), resumed, unrelated]) == []
+
+
 def test_the_table_names_every_event_type_once_and_the_vendor_type_apart() -> None:
     table = lifecycle()
     run, session = set(table["run_events"]), set(table["session_events"])
