@@ -144,6 +144,18 @@ class Settings(BaseSettings):
             )
         return secret
 
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database(cls, url: str) -> str:
+        """An async SQLAlchemy URL whose driver is installed, checked once here rather than failing in
+        a traceback at start (reference_server.database.url_problem)."""
+        from reference_server.database import url_problem
+
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
     @model_validator(mode="after")
     def _ensure_secret(self) -> Settings:
         if self.jwt_secret is None or not self.jwt_secret.get_secret_value():

@@ -29,6 +29,7 @@ from uvicorn._types import ASGIApplication
 from reference_server.app import create_app
 from reference_server.auth import ALGORITHM, mint
 from reference_server.config import Settings
+from reference_server.database import open_problem
 from reference_server.launch import StartupError, asp_command, bind_problem
 from reference_server.logs import logging_config
 from reference_server.transport import accept_backlog, protocols, raise_file_limit
@@ -153,8 +154,8 @@ def serve(
     `workers` > 1 forks that many processes accepting on one socket, sharing state through Redis.
 
     Raises NotLoopback when `dev` is given and settings.host is not a loopback address, StartupError
-    when the address cannot be bound, ModelUnavailable when settings.model cannot run here, NotShared
-    when `workers` > 1 without settings.redis_url.
+    when the database cannot be opened or the address cannot be bound, ModelUnavailable when
+    settings.model cannot run here, NotShared when `workers` > 1 without settings.redis_url.
     """
     if dev is not None and not is_loopback(settings.host):
         raise NotLoopback(
@@ -168,6 +169,9 @@ def serve(
         )
     logging.config.dictConfig(logging_config(json_lines=settings.log_json, access_log=settings.access_log))
     raise_file_limit()
+    database = open_problem(settings.database_url)  # before listening: one line, not a traceback
+    if database is not None:
+        raise StartupError(f"ASP_DATABASE_URL (--database-url): {database}")
     try:
         sock = bind(settings.host, settings.port)
     except OSError as refused:

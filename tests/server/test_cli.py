@@ -372,3 +372,49 @@ def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_p
         timeout=60,
     )
     assert "ASP_JWT_SECRET" in one_line_refusal(token) and "Warning" not in token.stderr
+
+
+# --- ASP_DATABASE_URL: checked in the settings, opened before listening -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("nonsense", "is not a database URL; use one such as sqlite+aiosqlite:///"),
+        ("sqlite:///x.db", "names the driver pysqlite, which is not async; use sqlite+aiosqlite:///x.db"),
+        ("nosuchdb://h/x", "names no database SQLAlchemy knows"),
+        (
+            "mysql+aiomysql://u:hunter2-secret@h/x",
+            "needs the driver aiomysql, which is not installed: pip install",
+        ),
+        (
+            "sqlite+aiosqlite:////nonexistent_dir/x.db",
+            "cannot open sqlite+aiosqlite:////nonexistent_dir/x.db:",
+        ),
+        # asyncpg installed: the refused connection; not installed: the package to install
+        ("postgresql+asyncpg://u:hunter2-secret@127.0.0.1:1/x", "postgresql+asyncpg://u:***@127.0.0.1:1/x"),
+    ],
+    ids=["not a URL", "sync driver", "unknown database", "driver missing", "cannot open", "password"],
+)
+def test_a_database_url_that_cannot_serve_is_one_line_before_listening(tmp_path: Path, url: str, said: str):
+    if "aiomysql" in url and importlib.util.find_spec("aiomysql") is not None:
+        pytest.skip("aiomysql is installed here")
+    result = asp_serve("--port", "0", "--dev", "--database-url", url, env=clean_env(), cwd=tmp_path)
+    line = one_line_refusal(result)
+    assert line.startswith("error: ASP_DATABASE_URL (--database-url): ") and said in line, line
+    assert "listening" not in result.stdout and "hunter2" not in result.stdout + result.stderr
+
+
+def test_the_production_entry_checks_the_database_url_too(tmp_path: Path):
+    env = {**clean_env(), "ASP_DATABASE_URL": "sqlite:///x.db", "ASP_JWT_SECRET": SECRET}
+    result = subprocess.run(
+        [sys.executable, "-m", "reference_server"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "ASP_DATABASE_URL (--database-url): sqlite:///x.db names the driver pysqlite" in one_line_refusal(
+        result
+    )
