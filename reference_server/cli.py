@@ -79,7 +79,8 @@ def register(commands: Any) -> None:
         description="Run the ASP reference server on embedded defaults. Settings come from ASP_ "
         "environment variables; these flags override them. Test fixtures are on unless --no-fixtures "
         "(or ASP_FIXTURES=false). "
-        "No token is printed and nobody can sign in over HTTP unless --dev.",
+        "No token is printed and nobody can sign in over HTTP unless --dev; without --dev, "
+        "ASP_JWT_SECRET is required.",
     )
     # One flag per setting, generated from the settings model when `asp serve` is parsed or its help
     # shown: the other `asp` commands never import pydantic-settings for it.

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         default=None,
         description="HS256 secret for tokens, at least 32 bytes. Prefer the variable to the flag "
         "(flags show in process lists).",
-        json_schema_extra={"shown_default": "generated per start"},
+        json_schema_extra={"shown_default": "required (`asp serve --dev`: generated per start)"},
     )
     database_url: str = Field(
         default="sqlite+aiosqlite:///asp.db",
@@ -158,6 +158,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _ensure_secret(self) -> Settings:
+        """No secret: one generated for this process (`generated_secret`), which only development
+        mode prints; reference_server.server.serve refuses to start on it otherwise."""
         if self.jwt_secret is None or not self.jwt_secret.get_secret_value():
             self.jwt_secret = SecretStr(secrets.token_urlsafe(32))
             self.generated_secret = True

@@ -341,7 +341,8 @@ def test_a_port_in_use_is_one_line_naming_the_way_out(tmp_path: Path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        line = one_line_refusal(asp_serve("--port", str(port), env=clean_env(), cwd=tmp_path))
+        env = {**clean_env(), "ASP_JWT_SECRET": SECRET}
+        line = one_line_refusal(asp_serve("--port", str(port), env=env, cwd=tmp_path))
     assert f"127.0.0.1:{port}" in line and "in use" in line and "--port" in line and "ASP_PORT" in line
 
 
@@ -349,7 +350,7 @@ def test_a_model_of_a_missing_provider_names_the_extra(tmp_path: Path):
     pytest.importorskip("pydantic_ai")
     if importlib.util.find_spec("openai") is not None:
         pytest.skip("the providers extra is installed here")
-    env = {**clean_env(), "ASP_MODEL": "openai:gpt-4o"}
+    env = {**clean_env(), "ASP_MODEL": "openai:gpt-4o", "ASP_JWT_SECRET": SECRET}
     line = one_line_refusal(asp_serve("--port", "0", env=env, cwd=tmp_path))
     assert "pip install 'agent-stream-protocol[providers]'" in line
 
@@ -418,3 +419,21 @@ def test_the_production_entry_checks_the_database_url_too(tmp_path: Path):
     assert "ASP_DATABASE_URL (--database-url): sqlite:///x.db names the driver pysqlite" in one_line_refusal(
         result
     )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "asp_cli.main", "serve", "--port", "0"], ["-m", "reference_server"]],
+    ids=["asp serve", "python -m reference_server"],
+)
+def test_without_dev_a_server_without_asp_jwt_secret_refuses_to_start(tmp_path: Path, command: list[str]):
+    """A secret generated per start is printed only in development mode: elsewhere nobody could
+    mint a token for it, so the server says what to set instead of listening to no purpose."""
+    env = {**clean_env(), "ASP_PORT": "0"}
+    result = subprocess.run(
+        [sys.executable, *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    line = one_line_refusal(result)
+    assert line.startswith("error: ASP_JWT_SECRET is not set"), line
+    assert "asp token --user NAME" in line and "asp serve --dev" in line
+    assert "listening" not in result.stdout and not (tmp_path / "asp.db").exists()
