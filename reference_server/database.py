@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import importlib.util
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 PACKAGE = "agent-stream-protocol"
 # The async driver to suggest for a URL that names a synchronous one, per backend.
@@ -67,20 +72,24 @@ def url_problem(url: str) -> str | None:
         )
     dialect = dialect.get_async_dialect_cls(parsed)  # psycopg's async variant, for one
     if not getattr(dialect, "is_async", False):
-        backend = parsed.get_backend_name()
-        driver = ASYNC_DRIVERS.get(backend)
-        better = (
-            f"; use {parsed.set(drivername=f'{backend}+{driver}').render_as_string(hide_password=True)}"
-            if driver
-            else f" (the server needs an async driver, such as {EXAMPLES})"
-        )
+        driver = ASYNC_DRIVERS.get(parsed.get_backend_name())
+        better = f"; use {_with_driver(parsed, driver)}" if driver else f" (use an async one: {EXAMPLES})"
         return f"{shown} names the driver {parsed.get_driver_name()}, which is not async{better}"
     try:
         dialect.import_dbapi()
     except ImportError as missing:
         module = (missing.name or parsed.get_driver_name()).split(".")[0]
-        return f"{shown} needs the driver {module}, which is not installed: {install_hint(module)}"
+        driver = ASYNC_DRIVERS.get(parsed.get_backend_name())
+        other = ""  # this backend's async driver when it is installed, such as asyncpg for postgresql://
+        if driver and driver != module and importlib.util.find_spec(driver) is not None:
+            other = f", or use {_with_driver(parsed, driver)}"
+        return f"{shown} needs the driver {module}, which is not installed: {install_hint(module)}{other}"
     return None
+
+
+def _with_driver(url: URL, driver: str) -> str:
+    """`url` with its backend's `driver`, as shown to the user (no password)."""
+    return url.set(drivername=f"{url.get_backend_name()}+{driver}").render_as_string(hide_password=True)
 
 
 async def _connect(url: str) -> None:

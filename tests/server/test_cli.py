@@ -389,17 +389,30 @@ def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_p
             "needs the driver aiomysql, which is not installed: pip install",
         ),
         (
+            "postgresql://u@h/x",
+            "needs the driver psycopg, which is not installed: pip install psycopg, or use postgresql+asyncpg://",
+        ),
+        (
             "sqlite+aiosqlite:////nonexistent_dir/x.db",
             "cannot open sqlite+aiosqlite:////nonexistent_dir/x.db:",
         ),
         # asyncpg installed: the refused connection; not installed: the package to install
         ("postgresql+asyncpg://u:hunter2-secret@127.0.0.1:1/x", "postgresql+asyncpg://u:***@127.0.0.1:1/x"),
     ],
-    ids=["not a URL", "sync driver", "unknown database", "driver missing", "cannot open", "password"],
+    ids=[
+        "not a URL",
+        "sync driver",
+        "unknown database",
+        "driver missing",
+        "another driver",
+        "cannot open",
+        "password",
+    ],
 )
 def test_a_database_url_that_cannot_serve_is_one_line_before_listening(tmp_path: Path, url: str, said: str):
-    if "aiomysql" in url and importlib.util.find_spec("aiomysql") is not None:
-        pytest.skip("aiomysql is installed here")
+    missing = re.search(r"needs the driver (\w+), which is not installed", said)
+    if missing and importlib.util.find_spec(missing.group(1)) is not None:
+        pytest.skip(f"{missing.group(1)} is installed here")
     result = asp_serve("--port", "0", "--dev", "--database-url", url, env=clean_env(), cwd=tmp_path)
     line = one_line_refusal(result)
     assert line.startswith("error: ASP_DATABASE_URL (--database-url): ") and said in line, line
