@@ -38,13 +38,34 @@ def _token(args: argparse.Namespace) -> int:
         settings = Settings()
     except ValidationError as invalid:
         for line in setting_problems(invalid):
-            print(f"error: {line}", file=sys.stderr)
+            print(f"asp token: error: {line}", file=sys.stderr)
         return 2
     if settings.generated_secret:
-        print("error: set ASP_JWT_SECRET to the server's secret to mint a token for it", file=sys.stderr)
+        print(
+            "asp token: error: set ASP_JWT_SECRET to the server's secret to mint a token for it",
+            file=sys.stderr,
+        )
         return 2
     print(mint(args.user, settings.secret, ttl_seconds=args.ttl))
     return 0
+
+
+def _subject(text: str) -> str:
+    """`--user`: the token's `sub`, the user the server will know; never empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a user, got an empty name")
+    return text
+
+
+def _lifetime(text: str) -> int:
+    """`--ttl`: whole seconds above 0 (a token of 0 or fewer would be expired when minted)."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of seconds above 0, got {text!r}")
+    return seconds
 
 
 class _SettingsFlags(argparse.ArgumentParser):
@@ -100,6 +121,8 @@ def register(commands: Any) -> None:
     serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("token", help="mint a token for ASP_JWT_SECRET")
-    token.add_argument("--user", required=True)
-    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--user", required=True, type=_subject, help="the user (the token's sub)")
+    token.add_argument(
+        "--ttl", type=_lifetime, default=3600, help="lifetime in seconds, above 0 (default 3600)"
+    )
     token.set_defaults(handler=_token)

@@ -50,7 +50,36 @@ def test_asp_token_refuses_without_a_secret():
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
+    assert one_line_refusal(result).startswith("asp token: error: set ASP_JWT_SECRET")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--user", "carol", "--ttl", "-5"],
+            "argument --ttl: must be a whole number of seconds above 0, got '-5'",
+        ),
+        (
+            ["--user", "carol", "--ttl", "0"],
+            "argument --ttl: must be a whole number of seconds above 0, got '0'",
+        ),
+        (["--user", ""], "argument --user: must name a user, got an empty name"),
+        (["--user", "  "], "argument --user: must name a user, got an empty name"),
+    ],
+    ids=["expired", "zero", "empty user", "blank user"],
+)
+def test_asp_token_refuses_an_expired_token_and_an_empty_user(args: list[str], said: str):
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "token", *args],
+        env={**os.environ, "ASP_JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = one_line_refusal(result)
+    assert line.startswith(f"asp token: error: {said}") and "(see asp token --help)" in line, line
+    assert result.stdout == ""
 
 
 @dataclass
