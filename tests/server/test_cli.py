@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib.util
@@ -479,3 +480,57 @@ def test_without_dev_a_server_without_asp_jwt_secret_refuses_to_start(tmp_path: 
     assert line.startswith("error: ASP_JWT_SECRET is not set"), line
     assert "asp token --user NAME" in line and "asp serve --dev" in line
     assert "listening" not in result.stdout and not (tmp_path / "asp.db").exists()
+
+
+# --- a mistyped flag: named by its command, with the closest flag; no prefix abbreviations ------------
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["check", "ws://127.0.0.1:1/ws/chat", "--jwt-secert", "x"],
+            "asp check: error: unrecognized arguments: --jwt-secert x; did you mean --jwt-secret?",
+        ),
+        (  # a prefix is no longer taken for the flag it abbreviates
+            ["check", "ws://127.0.0.1:1/ws/chat", "--json-fil", "r.json"],
+            "asp check: error: unrecognized arguments: --json-fil r.json; did you mean --json-file?",
+        ),
+        (
+            ["serve", "--databse-url=x"],
+            "asp serve: error: unrecognized arguments: --databse-url=x; did you mean --database-url?",
+        ),
+        (["spec", "valdate", "-"], "asp spec: error: argument spec_command: invalid choice: 'valdate'"),
+    ],
+    ids=["check", "abbreviation", "serve", "spec"],
+)
+def test_a_mistyped_flag_is_named_by_its_command_with_the_closest_flag(
+    tmp_path: Path, args: list[str], said: str
+):
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = one_line_refusal(result)
+    assert line.startswith(said), line
+    assert line.rstrip().endswith(f"(see {said.split(':')[0]} --help)"), line
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
+def test_no_asp_command_takes_a_prefix_of_a_flag():
+    from asp_cli.main import build_parser
+
+    pending = [build_parser()]
+    seen = 0
+    while pending:
+        parser = pending.pop()
+        seen += 1
+        assert parser.allow_abbrev is False, parser.prog
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
+    assert seen >= 8  # asp, spec, spec validate, spec site, serve, token, check, check-client, ...
