@@ -148,10 +148,21 @@ class Settings(BaseSettings):
     @classmethod
     def _usable_database(cls, url: str) -> str:
         """An async SQLAlchemy URL whose driver is installed, checked once here rather than failing in
-        a traceback at start (reference_server.database.url_problem)."""
-        from reference_server.database import url_problem
+        a traceback at start (reference_server.stores.url_problem)."""
+        from reference_server.stores import url_problem
 
         problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_redis(cls, url: str) -> str:
+        """Unset, or a Redis URL (reference_server.stores.redis_url_problem)."""
+        from reference_server.stores import redis_url_problem
+
+        problem = redis_url_problem(url) if url else None
         if problem is not None:
             raise ValueError(problem)
         return url

@@ -30,9 +30,9 @@ from uvicorn._types import ASGIApplication
 from reference_server.app import create_app
 from reference_server.auth import ALGORITHM, mint
 from reference_server.config import Settings
-from reference_server.database import open_problem
 from reference_server.launch import StartupError, asp_command, bind_problem
 from reference_server.logs import logging_config
+from reference_server.stores import open_problem, redis_open_problem
 from reference_server.transport import accept_backlog, protocols, raise_file_limit
 
 
@@ -159,7 +159,7 @@ def serve(
     `workers` > 1 forks that many processes accepting on one socket, sharing state through Redis.
 
     Raises NotLoopback when `dev` is given and settings.host is not a loopback address, NoSecret
-    when `dev` is not given and ASP_JWT_SECRET is not set, StartupError when the database cannot be
+    when `dev` is not given and ASP_JWT_SECRET is not set, StartupError when the database (or Redis) cannot be
     opened or the address cannot be bound, ModelUnavailable when settings.model cannot run here,
     NotShared when `workers` > 1 without settings.redis_url.
     """
@@ -184,6 +184,9 @@ def serve(
     database = open_problem(settings.database_url)  # before listening: one line, not a traceback
     if database is not None:
         raise StartupError(f"ASP_DATABASE_URL (--database-url): {database}")
+    shared = redis_open_problem(settings.redis_url) if settings.redis_url else None
+    if shared is not None:
+        raise StartupError(f"ASP_REDIS_URL (--redis-url): {shared}")
     try:
         sock = bind(settings.host, settings.port)
     except OSError as refused:

@@ -534,3 +534,19 @@ def test_no_asp_command_takes_a_prefix_of_a_flag():
             if isinstance(action, argparse._SubParsersAction):
                 pending.extend(action.choices.values())
     assert seen >= 8  # asp, spec, spec validate, spec site, serve, token, check, check-client, ...
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("nonsense", "is not a Redis URL (Redis URL must specify one of the following schemes"),
+        ("redis://:hunter2-secret@127.0.0.1:1/0", "cannot reach redis://:***@127.0.0.1:1/0: "),
+    ],
+    ids=["not a URL", "unreachable"],
+)
+def test_a_redis_url_that_cannot_serve_is_one_line_before_listening(tmp_path: Path, url: str, said: str):
+    env = {**clean_env(), "ASP_REDIS_URL": url}
+    result = asp_serve("--port", "0", "--dev", env=env, cwd=tmp_path)
+    line = one_line_refusal(result)
+    assert line.startswith(f"error: ASP_REDIS_URL (--redis-url): {said}"), line
+    assert "listening" not in result.stdout and "hunter2" not in result.stdout + result.stderr

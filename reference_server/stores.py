@@ -1,4 +1,5 @@
-"""ASP_DATABASE_URL as a user meets it: checked once in the settings, opened once before listening.
+"""ASP_DATABASE_URL and ASP_REDIS_URL as a user meets them: checked once in the settings, opened once
+before listening.
 
 `url_problem(url)` is the settings' check (reference_server.config): the URL parses
 (`sqlalchemy.engine.make_url`), names a database SQLAlchemy knows, with an async driver (or one
@@ -7,7 +8,10 @@ failure is a sentence naming what to do (an async driver's URL, the pip package 
 extra to install). `open_problem(url)` is the start-up's: it connects once and says in a sentence
 why it could not (a SQLite file in a missing directory, a PostgreSQL server that refuses).
 
-Neither ever shows a password: URLs are rendered with `hide_password=True`, and a URL that does not
+`redis_url_problem` and `redis_open_problem` do the same for ASP_REDIS_URL (set: several processes
+share state); the Redis client is imported only then (the embedded server imports none).
+
+None ever shows a password: URLs are rendered with `hide_password=True`, and a URL that does not
 parse is not shown at all.
 """
 
@@ -131,4 +135,48 @@ def open_problem(url: str, timeout_s: float = OPEN_TIMEOUT_S) -> str | None:
         if parsed.password:
             text = text.replace(str(parsed.password), "***")
         return f"cannot open {shown}: {text}"
+    return None
+
+
+def _shown(url: str) -> str:
+    """Any `scheme://user:password@host/...` URL as shown to the user: the password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "the URL"
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why `url` (set) cannot be this server's Redis URL (one sentence, no password), or None."""
+    from redis.asyncio.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as invalid:
+        return f"is not a Redis URL ({str(invalid).rstrip('.')}); use one such as redis://HOST:6379/0"
+    return None
+
+
+async def _ping(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+def redis_open_problem(url: str, timeout_s: float = OPEN_TIMEOUT_S) -> str | None:
+    """Why the Redis at `url` (one `redis_url_problem` accepts) does not answer a PING, or None."""
+    try:
+        asyncio.run(asyncio.wait_for(_ping(url), timeout_s))
+    except TimeoutError:
+        return f"cannot reach {_shown(url)}: no answer within {timeout_s:g} s"
+    except Exception as failed:  # any refusal (connection, authentication) becomes one line
+        text = (str(failed).strip().splitlines() or [type(failed).__name__])[0]
+        return f"cannot reach {_shown(url)}: {text}"
     return None
