@@ -37,7 +37,7 @@ def _token(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
     except ValidationError as invalid:
-        for line in setting_problems(invalid):
+        for line in setting_problems(invalid, flags=False):  # asp token reads the variables only
             print(f"asp token: error: {line}", file=sys.stderr)
         return 2
     if settings.generated_secret:

@@ -402,7 +402,9 @@ def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_p
         text=True,
         timeout=60,
     )
-    assert "ASP_JWT_SECRET" in one_line_refusal(token) and "Warning" not in token.stderr
+    line = one_line_refusal(token)
+    assert line.startswith("asp token: error: ASP_JWT_SECRET: is 18 bytes; HS256 needs at least 32"), line
+    assert "Warning" not in token.stderr and short not in token.stderr
 
 
 # --- ASP_DATABASE_URL: checked in the settings, opened before listening -------------------------------
