@@ -159,9 +159,9 @@ def serve(
     `workers` > 1 forks that many processes accepting on one socket, sharing state through Redis.
 
     Raises NotLoopback when `dev` is given and settings.host is not a loopback address, NoSecret
-    when `dev` is not given and ASP_JWT_SECRET is not set, StartupError when the database (or Redis) cannot be
-    opened or the address cannot be bound, ModelUnavailable when settings.model cannot run here,
-    NotShared when `workers` > 1 without settings.redis_url.
+    when `dev` is not given and ASP_JWT_SECRET is not set, StartupError when the database or Redis
+    cannot be opened or the address cannot be bound, ModelUnavailable when settings.model cannot run
+    here, NotShared when `workers` > 1 without settings.redis_url.
     """
     if dev is not None and not is_loopback(settings.host):
         raise NotLoopback(
