@@ -422,7 +422,8 @@ def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_p
         ),
         (
             "postgresql://u@h/x",
-            "needs the driver psycopg, which is not installed: pip install psycopg, or use postgresql+asyncpg://",
+            "needs the driver psycopg, which is not installed: pip install psycopg, "
+            "or use postgresql+asyncpg://",
         ),
         (
             "sqlite+aiosqlite:////nonexistent_dir/x.db",
