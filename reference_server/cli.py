@@ -37,9 +37,14 @@ def _token(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
     except ValidationError as invalid:
-        for line in setting_problems(invalid, flags=False):  # asp token reads the variables only
-            print(f"asp token: error: {line}", file=sys.stderr)
-        return 2
+        # Only ASP_JWT_SECRET matters here: the server's other settings (its database, say) stay its own.
+        unused = {str(problem["loc"][0]) for problem in invalid.errors() if problem["loc"]} - {"jwt_secret"}
+        try:
+            settings = Settings(**{name: Settings.model_fields[name].default for name in unused})
+        except ValidationError as still:
+            for line in setting_problems(still, flags=False):  # asp token reads the variables only
+                print(f"asp token: error: {line}", file=sys.stderr)
+            return 2
     if settings.generated_secret:
         print(
             "asp token: error: set ASP_JWT_SECRET to the server's secret to mint a token for it",

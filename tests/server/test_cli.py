@@ -42,6 +42,13 @@ def test_asp_token_prints_only_a_token_for_the_configured_secret():
     assert "\n" not in token and verify(token, SECRET) == "carol"
 
 
+def test_asp_token_reads_only_the_secret_of_the_settings():
+    env = {**clean_env(), "ASP_JWT_SECRET": SECRET, "ASP_DATABASE_URL": "sqlite:///x.db", "ASP_PORT": "-1"}
+    command = [sys.executable, "-m", "asp_cli.main", "token", "--user", "carol"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert verify(result.stdout.strip(), SECRET) == "carol" and result.stderr == ""
+
+
 def test_asp_token_refuses_without_a_secret():
     env = {k: v for k, v in os.environ.items() if k != "ASP_JWT_SECRET"}
     result = subprocess.run(
@@ -397,7 +404,7 @@ def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_p
     assert short not in result.stderr
     token = subprocess.run(
         [sys.executable, "-m", "asp_cli.main", "token", "--user", "carol"],
-        env={**clean_env(), "ASP_JWT_SECRET": short},
+        env=env,  # the secret's problem only: the connection limit is the server's
         capture_output=True,
         text=True,
         timeout=60,
