@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -22,13 +23,63 @@ def _spec_site(args: argparse.Namespace) -> int:
     return run(args.out)
 
 
+_OWNER = "_asp_unrecognized_by"  # set on the namespace by the innermost parser that left arguments over
+
+
 class UsageParser(argparse.ArgumentParser):
     """Usage errors in one line (`asp load: error: ...`), exit 2; `--help` shows the usage.
 
-    Subcommand parsers are of the same class (argparse makes them of the parent's class)."""
+    Subcommand parsers are of the same class (argparse makes them of the parent's class), so each
+    of these holds for every `asp` command:
+    - no prefix abbreviations (`allow_abbrev=False`): `--json-fil` is an error, not `--json-file`;
+    - an unknown flag is reported by the command it was given to (`asp check: error: unrecognized
+      arguments: --jwt-secert x; did you mean --jwt-secret?`), with the closest flag (difflib);
+    - a value outside a choice (a subcommand too) names the closest choice.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and not hasattr(parsed, _OWNER):  # a subcommand's parser returns first
+            setattr(parsed, _OWNER, self)
+        return parsed, extras
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner: UsageParser = getattr(parsed, _OWNER, self)
+            owner.error(f"unrecognized arguments: {' '.join(extras)}{owner.suggestion(extras)}")
+        return parsed
+
+    def suggestion(self, extras: Sequence[str]) -> str:
+        """`; did you mean --flag?` for the unknown flags among `extras` close to one of this parser's."""
+        flags = [flag for action in self._actions for flag in action.option_strings]
+        close = {
+            extra: match[0]
+            for extra in extras
+            if extra.startswith("-") and (match := difflib.get_close_matches(extra.split("=")[0], flags, n=1))
+        }
+        if not close:
+            return ""
+        if len(close) == 1:
+            return f"; did you mean {next(iter(close.values()))}?"
+        return "; did you mean " + ", ".join(f"{flag} (for {extra})" for extra, flag in close.items()) + "?"
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as invalid:
+            choices = [str(choice) for choice in action.choices or ()]
+            match = difflib.get_close_matches(str(value), choices, n=1)
+            if not match:
+                raise
+            raise argparse.ArgumentError(action, f"{invalid.message}; did you mean {match[0]}?") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

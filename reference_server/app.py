@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from os import PathLike
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.types import Scope
 
 from reference_server import __version__
 from reference_server.auth import mint
@@ -21,6 +24,36 @@ from reference_server.protocol.browser import protocol_module_source
 
 STATIC = Path(__file__).with_name("static")
 PROTOCOL_MODULE = protocol_module_source()
+
+
+class Static(StaticFiles):
+    """The files of `static/`, each with its media type by suffix, not by the host's mime.types
+    (Debian's calls `.ts` a Qt Linguist file: `asp-client.d.ts` went out as text/vnd.trolltech.linguist).
+    Files of other suffixes keep what Starlette guesses."""
+
+    MEDIA_TYPES = {  # suffix -> Content-Type, the longest suffix first
+        ".d.ts": "application/typescript; charset=utf-8",  # TypeScript declarations (as Deno serves them)
+        ".js": "text/javascript; charset=utf-8",  # RFC 9239
+        ".css": "text/css; charset=utf-8",
+        ".svg": "image/svg+xml",
+        ".html": "text/html; charset=utf-8",
+    }
+
+    def file_response(
+        self,
+        full_path: PathLike[str] | str,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        name = os.fspath(full_path)
+        media_type = next(
+            (media for suffix, media in self.MEDIA_TYPES.items() if name.endswith(suffix)), None
+        )
+        if media_type is not None and response.status_code != 304:
+            response.headers["content-type"] = media_type
+        return response
 
 
 class DevLogin(BaseModel):
@@ -72,7 +105,7 @@ def create_app(settings: Settings | None = None, *, dev_token_ttl_s: int | None 
     async def protocol_module() -> Response:
         return Response(PROTOCOL_MODULE, media_type="text/javascript")
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # after the generated module
+    app.mount("/static", Static(directory=STATIC), name="static")  # after the generated module
 
     if dev_token_ttl_s:
         ttl = dev_token_ttl_s

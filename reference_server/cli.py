@@ -37,14 +37,40 @@ def _token(args: argparse.Namespace) -> int:
     try:
         settings = Settings()
     except ValidationError as invalid:
-        for line in setting_problems(invalid):
-            print(f"error: {line}", file=sys.stderr)
-        return 2
+        # Only ASP_JWT_SECRET matters here: the server's other settings (its database, say) stay its own.
+        unused = {str(problem["loc"][0]) for problem in invalid.errors() if problem["loc"]} - {"jwt_secret"}
+        try:
+            settings = Settings(**{name: Settings.model_fields[name].default for name in unused})
+        except ValidationError as still:
+            for line in setting_problems(still, flags=False):  # asp token reads the variables only
+                print(f"asp token: error: {line}", file=sys.stderr)
+            return 2
     if settings.generated_secret:
-        print("error: set ASP_JWT_SECRET to the server's secret to mint a token for it", file=sys.stderr)
+        print(
+            "asp token: error: set ASP_JWT_SECRET to the server's secret to mint a token for it",
+            file=sys.stderr,
+        )
         return 2
     print(mint(args.user, settings.secret, ttl_seconds=args.ttl))
     return 0
+
+
+def _subject(text: str) -> str:
+    """`--user`: the token's `sub`, the user the server will know; never empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a user, got an empty name")
+    return text
+
+
+def _lifetime(text: str) -> int:
+    """`--ttl`: whole seconds above 0 (a token of 0 or fewer would be expired when minted)."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of seconds above 0, got {text!r}")
+    return seconds
 
 
 class _SettingsFlags(argparse.ArgumentParser):
@@ -79,7 +105,8 @@ def register(commands: Any) -> None:
         description="Run the ASP reference server on embedded defaults. Settings come from ASP_ "
         "environment variables; these flags override them. Test fixtures are on unless --no-fixtures "
         "(or ASP_FIXTURES=false). "
-        "No token is printed and nobody can sign in over HTTP unless --dev.",
+        "No token is printed and nobody can sign in over HTTP unless --dev; without --dev, "
+        "ASP_JWT_SECRET is required.",
     )
     # One flag per setting, generated from the settings model when `asp serve` is parsed or its help
     # shown: the other `asp` commands never import pydantic-settings for it.
@@ -99,6 +126,8 @@ def register(commands: Any) -> None:
     serve.set_defaults(handler=_serve)
 
     token = commands.add_parser("token", help="mint a token for ASP_JWT_SECRET")
-    token.add_argument("--user", required=True)
-    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--user", required=True, type=_subject, help="the user (the token's sub)")
+    token.add_argument(
+        "--ttl", type=_lifetime, default=3600, help="lifetime in seconds, above 0 (default 3600)"
+    )
     token.set_defaults(handler=_token)

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         default=None,
         description="HS256 secret for tokens, at least 32 bytes. Prefer the variable to the flag "
         "(flags show in process lists).",
-        json_schema_extra={"shown_default": "generated per start"},
+        json_schema_extra={"shown_default": "required (`asp serve --dev`: generated per start)"},
     )
     database_url: str = Field(
         default="sqlite+aiosqlite:///asp.db",
@@ -144,8 +144,33 @@ class Settings(BaseSettings):
             )
         return secret
 
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database(cls, url: str) -> str:
+        """An async SQLAlchemy URL whose driver is installed, checked once here rather than failing in
+        a traceback at start (reference_server.stores.url_problem)."""
+        from reference_server.stores import url_problem
+
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_redis(cls, url: str) -> str:
+        """Unset, or a Redis URL (reference_server.stores.redis_url_problem)."""
+        from reference_server.stores import redis_url_problem
+
+        problem = redis_url_problem(url) if url else None
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
     @model_validator(mode="after")
     def _ensure_secret(self) -> Settings:
+        """No secret: one generated for this process (`generated_secret`), which only development
+        mode prints; reference_server.server.serve refuses to start on it otherwise."""
         if self.jwt_secret is None or not self.jwt_secret.get_secret_value():
             self.jwt_secret = SecretStr(secrets.token_urlsafe(32))
             self.generated_secret = True

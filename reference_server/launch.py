@@ -56,13 +56,16 @@ def _stop(signum: int, frame: FrameType | None) -> None:
         raise Stopped(signum)
 
 
-def setting_problems(error: ValidationError) -> list[str]:
-    """One line per invalid setting: `ASP_NAME (--name): message[, got VALUE]`; secrets never shown."""
+def setting_problems(error: ValidationError, flags: bool = True) -> list[str]:
+    """One line per invalid setting: `ASP_NAME (--name): message[, got VALUE]`; secrets never shown.
+
+    `flags=False` leaves out the `asp serve` flag, for commands that read only the variables."""
     lines = []
     for problem in error.errors(include_url=False):
         name = str(problem["loc"][0]) if problem["loc"] else ""
         field = Settings.model_fields.get(name)
-        where = f"ASP_{name.upper()} (--{name.replace('_', '-')})" if field else "settings"
+        flag = f" (--{name.replace('_', '-')})" if flags else ""
+        where = f"ASP_{name.upper()}{flag}" if field else "settings"
         message = str(problem["msg"]).removeprefix("Value error, ")
         secret = field is not None and field.annotation is not None and SecretStr in _args(field.annotation)
         shown = "" if secret or problem["type"] == "value_error" else f", got {problem.get('input')!r}"

@@ -4,7 +4,8 @@ before start so port 0 works.
 Development mode (`asp serve --dev` only, never a setting): the start-up prints a short-lived token
 and the demo page gets its development sign-in (POST /dev/token). It is refused unless the server
 binds a loopback address, and says so loudly. Without it nothing prints a token and nobody can
-mint one over HTTP, whatever else is set (ASP-SEC-001).
+mint one over HTTP, whatever else is set (ASP-SEC-001), and ASP_JWT_SECRET is required: a secret
+generated per start, which only development mode prints, would let nobody connect.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from reference_server.auth import ALGORITHM, mint
 from reference_server.config import Settings
 from reference_server.launch import StartupError, asp_command, bind_problem
 from reference_server.logs import logging_config
+from reference_server.stores import open_problem, redis_open_problem
 from reference_server.transport import accept_backlog, protocols, raise_file_limit
 
 
@@ -51,6 +53,11 @@ CHECK_ALGORITHMS = f" --jwt-algorithms {ALGORITHM}"
 
 class NotLoopback(StartupError):
     """Development mode asked for on an address others can reach."""
+
+
+class NoSecret(StartupError):
+    """A server outside development mode without ASP_JWT_SECRET: a generated secret nobody knows
+    would let nobody connect."""
 
 
 def is_loopback(host: str) -> bool:
@@ -105,20 +112,19 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     print(f"ASP reference server listening on ws://{host}:{port}{settings.path}", file=out)
     print(f"Demo page: http://{host}:{port}/", file=out)
+    url = f"ws://{host}:{port}{settings.path}"
+    if dev is None:  # ASP_JWT_SECRET is set (serve refuses to start without it)
+        print("Tokens: `asp token --user NAME` with this server's ASP_JWT_SECRET.", file=out)
+        print(
+            f'Check it: {CHECK_SECRET}="$ASP_JWT_SECRET" {asp_command()} check {url}{CHECK_ALGORITHMS}',
+            file=out,
+        )
+        out.flush()
+        return
     if settings.generated_secret:
         print(
             "No ASP_JWT_SECRET set: generated a secret for this run; tokens die with the process.", file=out
         )
-    url = f"ws://{host}:{port}{settings.path}"
-    if dev is None:
-        print("Tokens: `asp token --user NAME` with this server's ASP_JWT_SECRET.", file=out)
-        if not settings.generated_secret:
-            print(
-                f'Check it: {CHECK_SECRET}="$ASP_JWT_SECRET" {asp_command()} check {url}{CHECK_ALGORITHMS}',
-                file=out,
-            )
-        out.flush()
-        return
     minutes = dev.token_ttl_s // 60
     rule = "!" * 78
     print(rule, file=out)
@@ -152,9 +158,10 @@ def serve(
     """Run until SIGINT/SIGTERM. `app` wraps or replaces the reference app (tests use it for faults).
     `workers` > 1 forks that many processes accepting on one socket, sharing state through Redis.
 
-    Raises NotLoopback when `dev` is given and settings.host is not a loopback address, StartupError
-    when the address cannot be bound, ModelUnavailable when settings.model cannot run here, NotShared
-    when `workers` > 1 without settings.redis_url.
+    Raises NotLoopback when `dev` is given and settings.host is not a loopback address, NoSecret
+    when `dev` is not given and ASP_JWT_SECRET is not set, StartupError when the database or Redis
+    cannot be opened or the address cannot be bound, ModelUnavailable when settings.model cannot run
+    here, NotShared when `workers` > 1 without settings.redis_url.
     """
     if dev is not None and not is_loopback(settings.host):
         raise NotLoopback(
@@ -168,6 +175,18 @@ def serve(
         )
     logging.config.dictConfig(logging_config(json_lines=settings.log_json, access_log=settings.access_log))
     raise_file_limit()
+    if dev is None and settings.generated_secret:
+        raise NoSecret(
+            "ASP_JWT_SECRET is not set, so nobody could get a token for this server: set it (32 bytes "
+            "or more) and mint tokens with `asp token --user NAME` under the same ASP_JWT_SECRET; "
+            "to try the server out, `asp serve --dev`"
+        )
+    database = open_problem(settings.database_url)  # before listening: one line, not a traceback
+    if database is not None:
+        raise StartupError(f"ASP_DATABASE_URL (--database-url): {database}")
+    shared = redis_open_problem(settings.redis_url) if settings.redis_url else None
+    if shared is not None:
+        raise StartupError(f"ASP_REDIS_URL (--redis-url): {shared}")
     try:
         sock = bind(settings.host, settings.port)
     except OSError as refused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib.util
@@ -41,6 +42,13 @@ def test_asp_token_prints_only_a_token_for_the_configured_secret():
     assert "\n" not in token and verify(token, SECRET) == "carol"
 
 
+def test_asp_token_reads_only_the_secret_of_the_settings():
+    env = {**clean_env(), "ASP_JWT_SECRET": SECRET, "ASP_DATABASE_URL": "sqlite:///x.db", "ASP_PORT": "-1"}
+    command = [sys.executable, "-m", "asp_cli.main", "token", "--user", "carol"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert verify(result.stdout.strip(), SECRET) == "carol" and result.stderr == ""
+
+
 def test_asp_token_refuses_without_a_secret():
     env = {k: v for k, v in os.environ.items() if k != "ASP_JWT_SECRET"}
     result = subprocess.run(
@@ -50,7 +58,36 @@ def test_asp_token_refuses_without_a_secret():
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
+    assert one_line_refusal(result).startswith("asp token: error: set ASP_JWT_SECRET")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--user", "carol", "--ttl", "-5"],
+            "argument --ttl: must be a whole number of seconds above 0, got '-5'",
+        ),
+        (
+            ["--user", "carol", "--ttl", "0"],
+            "argument --ttl: must be a whole number of seconds above 0, got '0'",
+        ),
+        (["--user", ""], "argument --user: must name a user, got an empty name"),
+        (["--user", "  "], "argument --user: must name a user, got an empty name"),
+    ],
+    ids=["expired", "zero", "empty user", "blank user"],
+)
+def test_asp_token_refuses_an_expired_token_and_an_empty_user(args: list[str], said: str):
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "token", *args],
+        env={**os.environ, "ASP_JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = one_line_refusal(result)
+    assert line.startswith(f"asp token: error: {said}") and "(see asp token --help)" in line, line
+    assert result.stdout == ""
 
 
 @dataclass
@@ -341,7 +378,8 @@ def test_a_port_in_use_is_one_line_naming_the_way_out(tmp_path: Path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        line = one_line_refusal(asp_serve("--port", str(port), env=clean_env(), cwd=tmp_path))
+        env = {**clean_env(), "ASP_JWT_SECRET": SECRET}
+        line = one_line_refusal(asp_serve("--port", str(port), env=env, cwd=tmp_path))
     assert f"127.0.0.1:{port}" in line and "in use" in line and "--port" in line and "ASP_PORT" in line
 
 
@@ -349,7 +387,7 @@ def test_a_model_of_a_missing_provider_names_the_extra(tmp_path: Path):
     pytest.importorskip("pydantic_ai")
     if importlib.util.find_spec("openai") is not None:
         pytest.skip("the providers extra is installed here")
-    env = {**clean_env(), "ASP_MODEL": "openai:gpt-4o"}
+    env = {**clean_env(), "ASP_MODEL": "openai:gpt-4o", "ASP_JWT_SECRET": SECRET}
     line = one_line_refusal(asp_serve("--port", "0", env=env, cwd=tmp_path))
     assert "pip install 'agent-stream-protocol[providers]'" in line
 
@@ -366,9 +404,159 @@ def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_p
     assert short not in result.stderr
     token = subprocess.run(
         [sys.executable, "-m", "asp_cli.main", "token", "--user", "carol"],
-        env={**clean_env(), "ASP_JWT_SECRET": short},
+        env=env,  # the secret's problem only: the connection limit is the server's
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert "ASP_JWT_SECRET" in one_line_refusal(token) and "Warning" not in token.stderr
+    line = one_line_refusal(token)
+    assert line.startswith("asp token: error: ASP_JWT_SECRET: is 18 bytes; HS256 needs at least 32"), line
+    assert "Warning" not in token.stderr and short not in token.stderr
+
+
+# --- ASP_DATABASE_URL: checked in the settings, opened before listening -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("nonsense", "is not a database URL; use one such as sqlite+aiosqlite:///"),
+        ("sqlite:///x.db", "names the driver pysqlite, which is not async; use sqlite+aiosqlite:///x.db"),
+        ("nosuchdb://h/x", "names no database SQLAlchemy knows"),
+        (
+            "mysql+aiomysql://u:hunter2-secret@h/x",
+            "needs the driver aiomysql, which is not installed: pip install",
+        ),
+        (
+            "postgresql://u@h/x",
+            "needs the driver psycopg, which is not installed: pip install psycopg, "
+            "or use postgresql+asyncpg://",
+        ),
+        (
+            "sqlite+aiosqlite:////nonexistent_dir/x.db",
+            "cannot open sqlite+aiosqlite:////nonexistent_dir/x.db:",
+        ),
+        # asyncpg installed: the refused connection; not installed: the package to install
+        ("postgresql+asyncpg://u:hunter2-secret@127.0.0.1:1/x", "postgresql+asyncpg://u:***@127.0.0.1:1/x"),
+    ],
+    ids=[
+        "not a URL",
+        "sync driver",
+        "unknown database",
+        "driver missing",
+        "another driver",
+        "cannot open",
+        "password",
+    ],
+)
+def test_a_database_url_that_cannot_serve_is_one_line_before_listening(tmp_path: Path, url: str, said: str):
+    missing = re.search(r"needs the driver (\w+), which is not installed", said)
+    if missing and importlib.util.find_spec(missing.group(1)) is not None:
+        pytest.skip(f"{missing.group(1)} is installed here")
+    result = asp_serve("--port", "0", "--dev", "--database-url", url, env=clean_env(), cwd=tmp_path)
+    line = one_line_refusal(result)
+    assert line.startswith("error: ASP_DATABASE_URL (--database-url): ") and said in line, line
+    assert "listening" not in result.stdout and "hunter2" not in result.stdout + result.stderr
+
+
+def test_the_production_entry_checks_the_database_url_too(tmp_path: Path):
+    env = {**clean_env(), "ASP_DATABASE_URL": "sqlite:///x.db", "ASP_JWT_SECRET": SECRET}
+    result = subprocess.run(
+        [sys.executable, "-m", "reference_server"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "ASP_DATABASE_URL (--database-url): sqlite:///x.db names the driver pysqlite" in one_line_refusal(
+        result
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "asp_cli.main", "serve", "--port", "0"], ["-m", "reference_server"]],
+    ids=["asp serve", "python -m reference_server"],
+)
+def test_without_dev_a_server_without_asp_jwt_secret_refuses_to_start(tmp_path: Path, command: list[str]):
+    """A secret generated per start is printed only in development mode: elsewhere nobody could
+    mint a token for it, so the server says what to set instead of listening to no purpose."""
+    env = {**clean_env(), "ASP_PORT": "0"}
+    result = subprocess.run(
+        [sys.executable, *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    line = one_line_refusal(result)
+    assert line.startswith("error: ASP_JWT_SECRET is not set"), line
+    assert "asp token --user NAME" in line and "asp serve --dev" in line
+    assert "listening" not in result.stdout and not (tmp_path / "asp.db").exists()
+
+
+# --- a mistyped flag: named by its command, with the closest flag; no prefix abbreviations ------------
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["check", "ws://127.0.0.1:1/ws/chat", "--jwt-secert", "x"],
+            "asp check: error: unrecognized arguments: --jwt-secert x; did you mean --jwt-secret?",
+        ),
+        (  # a prefix is no longer taken for the flag it abbreviates
+            ["check", "ws://127.0.0.1:1/ws/chat", "--json-fil", "r.json"],
+            "asp check: error: unrecognized arguments: --json-fil r.json; did you mean --json-file?",
+        ),
+        (
+            ["serve", "--databse-url=x"],
+            "asp serve: error: unrecognized arguments: --databse-url=x; did you mean --database-url?",
+        ),
+        (["spec", "valdate", "-"], "asp spec: error: argument spec_command: invalid choice: 'valdate'"),
+    ],
+    ids=["check", "abbreviation", "serve", "spec"],
+)
+def test_a_mistyped_flag_is_named_by_its_command_with_the_closest_flag(
+    tmp_path: Path, args: list[str], said: str
+):
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = one_line_refusal(result)
+    assert line.startswith(said), line
+    assert line.rstrip().endswith(f"(see {said.split(':')[0]} --help)"), line
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
+def test_no_asp_command_takes_a_prefix_of_a_flag():
+    from asp_cli.main import build_parser
+
+    pending = [build_parser()]
+    seen = 0
+    while pending:
+        parser = pending.pop()
+        seen += 1
+        assert parser.allow_abbrev is False, parser.prog
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                pending.extend(action.choices.values())
+    assert seen >= 8  # asp, spec, spec validate, spec site, serve, token, check, check-client, ...
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("nonsense", "is not a Redis URL (Redis URL must specify one of the following schemes"),
+        ("redis://:hunter2-secret@127.0.0.1:1/0", "cannot reach redis://:***@127.0.0.1:1/0: "),
+    ],
+    ids=["not a URL", "unreachable"],
+)
+def test_a_redis_url_that_cannot_serve_is_one_line_before_listening(tmp_path: Path, url: str, said: str):
+    env = {**clean_env(), "ASP_REDIS_URL": url}
+    result = asp_serve("--port", "0", "--dev", env=env, cwd=tmp_path)
+    line = one_line_refusal(result)
+    assert line.startswith(f"error: ASP_REDIS_URL (--redis-url): {said}"), line
+    assert "listening" not in result.stdout and "hunter2" not in result.stdout + result.stderr

@@ -34,6 +34,24 @@ def test_the_demo_page_and_the_client_module_are_served(server: ServerProcess):
     assert status == 200 and "export type ServerEvent" in types
 
 
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [
+        ("/static/asp-client.d.ts", "application/typescript; charset=utf-8"),
+        ("/static/asp-messages.d.ts", "application/typescript; charset=utf-8"),
+        ("/static/asp-client.js", "text/javascript; charset=utf-8"),
+        ("/static/demo.css", "text/css; charset=utf-8"),
+    ],
+)
+def test_static_files_have_their_media_type_whatever_the_hosts_mime_types(
+    server: ServerProcess, path: str, media_type: str
+):
+    """Not the host's /etc/mime.types: Debian's made `.d.ts` text/vnd.trolltech.linguist."""
+    base = server.url.replace("ws://", "http://").removesuffix("/ws/chat")
+    with urllib.request.urlopen(base + path, timeout=10) as response:
+        assert response.status == 200 and response.headers["content-type"] == media_type
+
+
 def test_the_protocol_module_carries_the_registry_close_codes(server: ServerProcess):
     status, module = http(server, "/static/asp-protocol.js")
     assert status == 200

@@ -73,3 +73,12 @@ def test_other_asp_commands_do_not_build_the_serve_flags():
     command = [sys.executable, "-c", probe]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_missing_database_driver_names_the_extra_that_installs_it(monkeypatch: pytest.MonkeyPatch):
+    from reference_server import stores
+
+    requires = ["redis>=5", 'asyncpg>=0.29; extra == "postgres"']
+    monkeypatch.setattr(stores.importlib.metadata, "requires", lambda name: requires)
+    assert stores.install_hint("asyncpg") == "pip install 'agent-stream-protocol[postgres]'"
+    assert stores.install_hint("aiomysql") == "pip install aiomysql"
