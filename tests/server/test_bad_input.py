@@ -159,3 +159,25 @@ async def test_a_frame_that_breaks_rfc_6455_closes_1002(server: ServerProcess, c
     await client.expect("session")
     client.websocket.transport.write(frame)
     assert await client.wait_closed(5) == close_code("protocol_error")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"ping","id":"big","x-v":1e999999}',
+        '{"type":"ping","id":"big","x-v":' + "9" * 5000 + "}",
+        '{"type":"message","id":"big","content":"\\ud800 lone"}',
+    ],
+    ids=["beyond a double", "an integer beyond a double", "a lone surrogate escape"],
+)
+async def test_valid_json_out_of_range_is_invalid_message_and_the_connection_stays(
+    server: ServerProcess, connect, frame: str
+):
+    """RFC 8259's grammar allows these; the value fits no schema: invalid_message, not invalid_json."""
+    client = await connect(server, user="bad-range")
+    await client.expect("session")
+    await client.send(frame)
+    error = await client.expect("error")
+    assert (error["code"], error.get("message_id")) == ("invalid_message", "big")
+    await client.send({"type": "ping", "id": "after"})
+    assert (await client.expect("pong"))["id"] == "after"
