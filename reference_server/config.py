@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         description="Conversations kept in a write-through cache; 0 when several processes share the "
         "database.",
     )
+    history_cache_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Bytes of stored history the cache holds at most; a larger conversation is read from "
+        "the database.",
+    )
     coalesce_ms: float = Field(
         default=2.0,
         ge=0,

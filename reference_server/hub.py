@@ -82,7 +82,9 @@ class Hub:
             registry = self.registry
             self.shared = SharedSessions(self, self.redis, prefix, registry.instance, registry.alive)
         else:
-            self.store = SqlConversationStore(settings.database_url, settings.history_cache_size)
+            self.store = SqlConversationStore(
+                settings.database_url, settings.history_cache_size, settings.history_cache_bytes
+            )
             self.registry = InMemoryRegistry(settings.max_connections)
             self.limiter = InMemoryRunRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_ms)
         self.runs = RunContext(agent=build_agent(settings), store=self.store, reasoning=settings.reasoning)
