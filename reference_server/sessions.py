@@ -133,7 +133,7 @@ class Session:
         if not self._outbox:
             self._head_since = self._loop.time()
         self._outbox.append(event)
-        self._pending_bytes += pending_weight(event)
+        self._pending_bytes += pending_weight(event, self.limits.max_event_bytes)
         self._wake()
         if self._sink is not None:
             limits = self.limits
@@ -253,7 +253,7 @@ class Session:
 
     def _sequence_next(self) -> tuple[int, str]:
         event = self._outbox.popleft()
-        self._pending_bytes -= pending_weight(event)
+        self._pending_bytes -= pending_weight(event, self.limits.max_event_bytes)
         if event["type"] in COALESCABLE:
             event = self._coalesce(event)
         text = encode(event)
@@ -261,7 +261,7 @@ class Session:
         if len(text) * 4 > room and len(text.encode()) > room:
             first, *rest = fit(event, self.limits.max_event_bytes)
             self._outbox.extendleft(reversed(rest))
-            self._pending_bytes += sum(pending_weight(piece) for piece in rest)
+            self._pending_bytes += sum(pending_weight(piece, self.limits.max_event_bytes) for piece in rest)
             event, text = first, encode(first)
         self.seq += 1
         event["seq"] = self.seq
@@ -280,7 +280,7 @@ class Session:
             if following["type"] != first["type"] or following["run_id"] != first["run_id"]:
                 break
             self._outbox.popleft()
-            self._pending_bytes -= pending_weight(following)
+            self._pending_bytes -= pending_weight(following, self.limits.max_event_bytes)
             parts.append(following["delta"])
             size += len(parts[-1])
         return first if len(parts) == 1 else {**first, "delta": "".join(parts)}

@@ -131,13 +131,14 @@ def replay_capacity(replay_window: int, max_replay_bytes: int, max_event_bytes: 
     return max(0, min(replay_window, max_replay_bytes // max_event_bytes))
 
 
-def pending_weight(event: Event) -> int:
+def pending_weight(event: Event, max_event_bytes: int) -> int:
     """Bytes a queued, not yet encoded event stands for in the outbox bound: a delta's text (the
-    common, cheap case), else its wire size."""
+    common, cheap case; deltas are split, never shortened), else its wire size, at most
+    `max_event_bytes` (a `history`, `tool_call` or `tool_result` is shortened to fit, `fit`)."""
     delta = event.get("delta")
     if isinstance(delta, str):
         return len(delta) + 64
-    return encoded_size(event)
+    return min(encoded_size(event), max_event_bytes)
 
 
 def outbox_overflow(events: int, pending_bytes: int, max_events: int, max_bytes: int) -> str | None:

@@ -58,3 +58,19 @@ async def test_the_announced_replay_window_holds_max_replay_bytes_of_the_largest
     assert (await second.expect("resumed"))["replay_count"] == window
     replayed = [await second.recv() for _ in range(window)]
     assert [event["seq"] for event in replayed] == list(range(last - window + 1, last + 1))
+
+
+async def test_a_history_over_the_byte_bound_is_sent_not_taken_for_a_slow_consumer(make_server, connect):
+    """The outbox counts an event as what leaves (fitted to max_event_bytes), not its stored size."""
+    server = make_server(max_event_bytes=EVENT, max_pending_bytes=2 * EVENT, token_delay_ms=0)
+    first = await connect(server, user="big-history", conversation_id="new")
+    session = await first.expect("session")
+    await first.send({"type": "message", "content": "asp-fixture:bulk 8 65536"})  # 512 KiB stored
+    await first.collect_run()
+    await first.close()
+    second = await connect(server, user="big-history", conversation_id=session["conversation_id"])
+    await second.expect("session")
+    history = await second.expect("history")
+    assert history["messages"] and history["messages"][-1].get("truncated") is True
+    await second.send({"type": "ping", "id": "still-open"})
+    assert (await second.expect("pong"))["id"] == "still-open"

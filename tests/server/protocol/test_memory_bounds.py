@@ -30,6 +30,8 @@ def test_outbox_overflow_by_count_or_bytes():
     assert outbox_overflow(1, 1001, max_events=10, max_bytes=1000) == "over 1000 pending bytes"
 
 
-def test_pending_weight_counts_delta_text_and_other_events_by_wire_size():
-    assert pending_weight({"type": "text_delta", "run_id": "r", "delta": "x" * 5000}) >= 5000
-    assert pending_weight({"type": "tool_result", "content": "y" * 7000}) > 7000
+def test_pending_weight_counts_delta_text_and_other_events_by_their_size_once_fitted():
+    assert pending_weight({"type": "text_delta", "run_id": "r", "delta": "x" * 5000}, 65_536) >= 5000
+    assert pending_weight({"type": "tool_result", "content": "y" * 7000}, 65_536) > 7000
+    huge = {"type": "history", "messages": [{"role": "assistant", "content": "z" * 300_000}]}
+    assert pending_weight(huge, 65_536) == 65_536  # fit shortens it: it stands for what is sent
