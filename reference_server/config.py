@@ -69,7 +69,18 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         default=65_536, ge=1024, description="Larger client messages (fragments reassembled) close 1009."
     )
-    replay_window: int = Field(default=1_000, ge=0, description="Events a session keeps for a resume.")
+    replay_window: int = Field(
+        default=1_000,
+        ge=0,
+        description="Events a session keeps for a resume; announced lowered to what max_replay_bytes holds "
+        "of events of max_event_bytes.",
+    )
+    max_replay_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Bytes of events a session keeps for a resume at most: the announced replay_window is "
+        "at most this over max_event_bytes (16 with the defaults).",
+    )
     session_ttl_ms: int = Field(
         default=60_000, ge=0, description="How long a session outlives its connection, resumable."
     )
@@ -78,6 +89,11 @@ class Settings(BaseSettings):
     )
     max_pending_events: int = Field(
         default=10_000, ge=10, description="Events queued for one connection; beyond, it is closed 4004."
+    )
+    max_pending_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=65_536,
+        description="Bytes of events queued for one connection; beyond, it is closed 4004.",
     )
     max_event_bytes: int = Field(
         default=1_048_576,
@@ -99,6 +115,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Conversations kept in a write-through cache; 0 when several processes share the "
         "database.",
+    )
+    history_cache_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Bytes of stored history the cache holds at most; a larger conversation is read from "
+        "the database.",
     )
     coalesce_ms: float = Field(
         default=2.0,

@@ -19,6 +19,7 @@ from reference_server.protocol import connection as core
 from reference_server.protocol import events
 from reference_server.protocol.effects import Send
 from reference_server.protocol.handshake import Binding, binding_of
+from reference_server.protocol.sizing import replay_capacity
 from reference_server.ratelimit import InMemoryRunRateLimiter, RunRateLimiter
 from reference_server.runs import RunContext, RunHandle, StopReason, execute
 from reference_server.sessions import DeliveryLimits, Session, SessionStore
@@ -81,7 +82,9 @@ class Hub:
             registry = self.registry
             self.shared = SharedSessions(self, self.redis, prefix, registry.instance, registry.alive)
         else:
-            self.store = SqlConversationStore(settings.database_url, settings.history_cache_size)
+            self.store = SqlConversationStore(
+                settings.database_url, settings.history_cache_size, settings.history_cache_bytes
+            )
             self.registry = InMemoryRegistry(settings.max_connections)
             self.limiter = InMemoryRunRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_ms)
         self.runs = RunContext(agent=build_agent(settings), store=self.store, reasoning=settings.reasoning)
@@ -114,6 +117,13 @@ class Hub:
         return offered
 
     @property
+    def replay_window(self) -> int:
+        """Events a session keeps and announces: as many events of max_event_bytes as
+        max_replay_bytes holds, at most the replay_window setting (ASP-RES-003, honest)."""
+        s = self.settings
+        return replay_capacity(s.replay_window, s.max_replay_bytes, s.max_event_bytes)
+
+    @property
     def limits(self) -> Limits:
         """What session.limits announces: each one exactly what the server enforces."""
         s = self.settings
@@ -122,7 +132,7 @@ class Hub:
             "heartbeat_interval_ms": s.heartbeat_interval_ms,
             "idle_timeout_ms": s.idle_timeout_ms,
             "rate_limit": {"messages": s.rate_limit_messages, "window_ms": s.rate_limit_window_ms},
-            "replay_window": s.replay_window,
+            "replay_window": self.replay_window,
             "session_ttl_ms": s.session_ttl_ms,
             "max_connections": s.max_connections,
             "max_event_bytes": s.max_event_bytes,
@@ -131,12 +141,13 @@ class Hub:
     def delivery_limits(self) -> DeliveryLimits:
         s = self.settings
         return DeliveryLimits(
-            replay_window=s.replay_window,
+            replay_window=self.replay_window,
             send_timeout_s=s.send_timeout_ms / 1000,
             max_pending_events=s.max_pending_events,
             max_coalesced_chars=s.max_coalesced_chars,
             max_event_bytes=s.max_event_bytes,
             coalesce_s=s.coalesce_ms / 1000,
+            max_pending_bytes=s.max_pending_bytes,
         )
 
     async def bind_conversation(self, user_id: str, requested: str | None) -> Bound:

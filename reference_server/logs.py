@@ -1,4 +1,8 @@
-"""Structured logging with token redaction on every handler, uvicorn's access log included."""
+"""Structured logging with token redaction on every handler, uvicorn's access log included.
+
+Plain-text lines escape control characters (`escape_controls`), so a client-supplied value (a
+token's `sub`, a path, a conversation id) cannot end a log line or forge the next one; JSON lines
+are safe by their encoding."""
 
 from __future__ import annotations
 
@@ -14,6 +18,21 @@ _PATTERNS = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[REDACTED]"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[REDACTED-JWT]"),
 ]
+
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: all can break a line.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n` as the four characters
+    `\\x0a`), so it stays on one log line whatever a client put in it."""
+    return _CONTROLS.sub(_escaped, text)
 
 
 def redact(text: str) -> str:
@@ -50,13 +69,20 @@ class JsonFormatter(logging.Formatter):
 
 
 class ContextFormatter(logging.Formatter):
-    """Plain text with the record's ASP context (user, session, run) appended as key=value."""
+    """Plain text with the record's ASP context (user, session, run) appended as key=value.
+
+    The message and each context value have their control characters escaped (`escape_controls`):
+    one record is one line, whatever a client supplied. A traceback keeps its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         context = getattr(record, "asp", None)
         if isinstance(context, dict) and context:
-            text += " " + " ".join(f"{key}={value}" for key, value in context.items())
+            text += " " + " ".join(f"{key}={escape_controls(str(value))}" for key, value in context.items())
         return redact(text)
 
 

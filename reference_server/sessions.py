@@ -5,8 +5,11 @@ its connection. It assigns seq at the moment an event is sent, so consecutive te
 piled up while the socket was blocked are merged into one event first (ASP-LIM-006) without
 leaving gaps. Every sequenced event is kept in a bounded replay buffer for resume (ASP-RES-001).
 A connection that stops reading is detached and closed with 4004 (ASP-LIM-005): the pump never
-waits on it longer than send_timeout. No event leaves larger than max_event_bytes (ASP-LIM-011):
-the pump splits or shortens it first (protocol/sizing).
+waits on it longer than send_timeout, and its outbox never holds more than max_pending_events
+events or max_pending_bytes bytes. The replay buffer keeps `replay_window` events, a count the
+hub lowers so that as many events of max_event_bytes fit in max_replay_bytes
+(sizing.replay_capacity): its memory is bounded in bytes too. No event leaves larger than
+max_event_bytes (ASP-LIM-011): the pump splits or shortens it first (protocol/sizing).
 
 A failure inside the pump ends visibly: the connection is closed with 1011 and the session can no
 longer be resumed; it never leaves a live, silent connection.
@@ -26,7 +29,7 @@ from typing import Any, Protocol
 from reference_server.logs import get_logger
 from reference_server.protocol.connection import CloseReason, SessionState
 from reference_server.protocol.events import COALESCABLE, Event
-from reference_server.protocol.sizing import SEQ_ROOM, fit
+from reference_server.protocol.sizing import SEQ_ROOM, fit, outbox_overflow, pending_weight
 from reference_server.protocol.wire import encode
 
 log = get_logger("sessions")
@@ -62,6 +65,7 @@ class DeliveryLimits:
     max_coalesced_chars: int
     max_event_bytes: int
     coalesce_s: float = 0.0  # longest a delta waits for more when the producer outruns the socket
+    max_pending_bytes: int = 8 * 1024 * 1024  # bytes queued for one connection; beyond, 4004
 
 
 def new_session_id() -> str:
@@ -97,6 +101,7 @@ class Session:
         self.detached_at: float | None = time.monotonic()
         self._buffer: deque[tuple[int, str]] = deque(maxlen=max(1, limits.replay_window))
         self._outbox: deque[Event] = deque()
+        self._pending_bytes = 0  # pending_weight of the events in the outbox
         self._loop = asyncio.get_running_loop()
         self._last_delta_at = 0.0  # when the previous delta was queued
         self._fast_producer = False  # the last two deltas came closer than a quarter window
@@ -128,9 +133,15 @@ class Session:
         if not self._outbox:
             self._head_since = self._loop.time()
         self._outbox.append(event)
+        self._pending_bytes += pending_weight(event, self.limits.max_event_bytes)
         self._wake()
-        if self._sink is not None and len(self._outbox) > self.limits.max_pending_events:
-            self._drop_slow_consumer(self._sink, "too many pending events")
+        if self._sink is not None:
+            limits = self.limits
+            why = outbox_overflow(
+                len(self._outbox), self._pending_bytes, limits.max_pending_events, limits.max_pending_bytes
+            )
+            if why is not None:
+                self._drop_slow_consumer(self._sink, why)
 
     def relay(self, seq: int, text: str) -> None:
         """An event another process sequenced for this session: kept for replay and delivered."""
@@ -242,6 +253,7 @@ class Session:
 
     def _sequence_next(self) -> tuple[int, str]:
         event = self._outbox.popleft()
+        self._pending_bytes -= pending_weight(event, self.limits.max_event_bytes)
         if event["type"] in COALESCABLE:
             event = self._coalesce(event)
         text = encode(event)
@@ -249,6 +261,7 @@ class Session:
         if len(text) * 4 > room and len(text.encode()) > room:
             first, *rest = fit(event, self.limits.max_event_bytes)
             self._outbox.extendleft(reversed(rest))
+            self._pending_bytes += sum(pending_weight(piece, self.limits.max_event_bytes) for piece in rest)
             event, text = first, encode(first)
         self.seq += 1
         event["seq"] = self.seq
@@ -266,7 +279,9 @@ class Session:
             following = self._outbox[0]
             if following["type"] != first["type"] or following["run_id"] != first["run_id"]:
                 break
-            parts.append(self._outbox.popleft()["delta"])
+            self._outbox.popleft()
+            self._pending_bytes -= pending_weight(following, self.limits.max_event_bytes)
+            parts.append(following["delta"])
             size += len(parts[-1])
         return first if len(parts) == 1 else {**first, "delta": "".join(parts)}
 

@@ -137,10 +137,12 @@ class SqlConversationStore(ConversationStore):
     Loads are served from a bounded cache of decoded exchanges (a database read is half a
     millisecond on the time-to-first-token path). The cache is only ever appended to, like the
     table, and is exact while this process is the only writer; a deployment with several server
-    processes sets `cache_size=0`.
+    processes sets `cache_size=0`. It holds at most `cache_size` conversations and at most
+    `cache_bytes` of their stored JSON (a conversation larger alone is not cached): bounded in
+    bytes, not only in conversations, so a few huge answers cannot pin memory.
     """
 
-    def __init__(self, url: str, cache_size: int = 10_000) -> None:
+    def __init__(self, url: str, cache_size: int = 10_000, cache_bytes: int = 64 * 1024 * 1024) -> None:
         self._url = url
         self.engine: AsyncEngine = create_async_engine(url)
         # SQLite takes one writer at a time; writers racing for its lock sleep in its busy handler
@@ -151,6 +153,9 @@ class SqlConversationStore(ConversationStore):
             self._write_lock = asyncio.Lock()
         self._cache: OrderedDict[str, tuple[str, list[Exchange]]] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_bytes = cache_bytes
+        self._sizes: dict[str, int] = {}  # bytes of stored JSON per cached conversation
+        self._cached_bytes = 0
 
     async def start(self) -> None:
         """SQLite (the embedded default): create the tables. Any other database (PostgreSQL, shared by
@@ -185,13 +190,27 @@ class SqlConversationStore(ConversationStore):
         async with self._write_lock, self.engine.begin() as connection:
             yield connection
 
-    def _remember(self, conversation_id: str, user_id: str, stored: list[Exchange]) -> None:
+    def _remember(self, conversation_id: str, user_id: str, stored: list[Exchange], size: int) -> None:
+        """Cache a conversation read or created whole; `size`: bytes of its stored JSON."""
+        self._forget(conversation_id)
         if self._cache_size <= 0:
             return
         self._cache[conversation_id] = (user_id, stored)
-        self._cache.move_to_end(conversation_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._grew(conversation_id, size)
+
+    def _grew(self, conversation_id: str, size: int) -> None:
+        """A cached conversation is `size` bytes larger: forget it when it is larger than the byte
+        bound alone, else evict the least recently read until both bounds hold."""
+        self._sizes[conversation_id] = self._sizes.get(conversation_id, 0) + size
+        self._cached_bytes += size
+        if self._sizes[conversation_id] > self._cache_bytes:
+            self._forget(conversation_id)
+        while self._cache and (len(self._cache) > self._cache_size or self._cached_bytes > self._cache_bytes):
+            self._forget(next(iter(self._cache)))
+
+    def _forget(self, conversation_id: str) -> None:
+        if self._cache.pop(conversation_id, None) is not None:
+            self._cached_bytes -= self._sizes.pop(conversation_id, 0)
 
     async def create(self, user_id: str) -> str:
         conversation_id = new_conversation_id()
@@ -202,7 +221,7 @@ class SqlConversationStore(ConversationStore):
                     id=conversation_id, user_id=user_id, created_at=now, bound_at=now
                 )
             )
-        self._remember(conversation_id, user_id, [])
+        self._remember(conversation_id, user_id, [], 0)
         return conversation_id
 
     async def bind(self, conversation_id: str, user_id: str) -> bool:
@@ -244,7 +263,7 @@ class SqlConversationStore(ConversationStore):
                 )
             ).all()
         stored = [exchange for row in rows if (exchange := row_exchange(conversation_id, row)) is not None]
-        self._remember(conversation_id, user_id, stored)
+        self._remember(conversation_id, user_id, stored, sum(len(row.messages_json) for row in rows))
         return list(stored)
 
     async def append(self, conversation_id: str, user_id: str, exchange: Exchange) -> bool:
@@ -271,6 +290,7 @@ class SqlConversationStore(ConversationStore):
         cached = self._cache.get(conversation_id)
         if cached is not None and cached[0] == user_id:
             cached[1].append(exchange)
+            self._grew(conversation_id, len(payload))
         return True
 
 

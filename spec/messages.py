@@ -29,6 +29,7 @@ ErrorCode = Literal[
 CloseCodeName = Literal[
     "normal_closure",
     "going_away",
+    "protocol_error",
     "abnormal_closure",
     "invalid_payload",
     "policy_violation",

@@ -16,9 +16,9 @@ SUBPROTOCOL: Final = "asp.v1"  # the only major version spoken (ASP-VER-001)
 VERSION_PREFIX: Final = "asp.v"
 TOKEN_PREFIX: Final = "asp.token."  # a bearer token carried as a subprotocol (ASP-AUTH-002)
 
-# Close codes this server sends (ASP-CLS-001). 1007 and 1009 are sent by the websockets library
-# itself, which fails a connection on invalid UTF-8 (ASP-TRN-004) and on a message larger than
-# max_size (ASP-LIM-010) exactly as RFC 6455 says.
+# Close codes this server sends (ASP-CLS-001). 1002, 1007 and 1009 are sent by the websockets
+# library itself, which fails a connection on a broken frame, on invalid UTF-8 (ASP-TRN-004) and
+# on a message larger than max_size (ASP-LIM-010) exactly as RFC 6455 says.
 GOING_AWAY: Final = close_code("going_away")
 UNSUPPORTED_VERSION: Final = close_code("unsupported_version")
 UNAUTHORIZED: Final = close_code("unauthorized")

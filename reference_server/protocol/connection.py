@@ -62,6 +62,7 @@ class CloseReason(enum.Enum):
     HEARTBEAT = "heartbeat_timeout"  # ASP-HB-001
     TOO_BIG = "message_too_big"  # ASP-LIM-003
     INVALID_UTF8 = "invalid_payload"  # ASP-TRN-004
+    BAD_FRAME = "protocol_error"  # RFC 6455 section 7.4.1 (the WebSocket layer sends it)
     SHUTDOWN = "service_restart"  # ASP-CLS-002
     SERVER_FAULT = "internal_error"  # ASP-CLS-001: an unexpected condition, nothing else
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from reference_server.protocol.jsontext import NotJson, loads_top_level
+from reference_server.protocol.jsontext import NotJson, OutOfRange, loads_top_level
 from spec.messages import ErrorCode
 from spec.resources import schema_documents
 from spec.schemas import check_client_message, client_message_types
@@ -78,7 +78,8 @@ def parse_frame(text: str | None, binary: bytes | None, max_bytes: int) -> Parse
 
     Returns TooLarge beyond `max_bytes` (exactly `max_bytes` is accepted), a Rejection with the
     registry's error code for binary (unsupported_frame), non-JSON or non-object (invalid_json),
-    unknown or missing type (unknown_type) and schema violations (invalid_message), each with the
+    unknown or missing type (unknown_type) and schema violations (invalid_message, also for a
+    member JSON allows but no value fits: a number beyond a double, a lone surrogate), each with the
     client's id only when it is a valid identifier; otherwise the Command.
     """
     size = payload_size(text, binary)
@@ -97,6 +98,10 @@ def parse_frame(text: str | None, binary: bytes | None, max_bytes: int) -> Parse
     if not isinstance(kind, str) or kind not in client_message_types():
         what = f"Unknown message type {kind[:64]!r}." if isinstance(kind, str) else "The message has no type."
         return Rejection("unknown_type", what, message_id)
+    out_of_range = [key for key, value in data.items() if isinstance(value, OutOfRange)]
+    if out_of_range:  # valid JSON (RFC 8259), but no value this or any schema accepts
+        key = out_of_range[0][:64]
+        return Rejection("invalid_message", f"Invalid {kind}: {key!r} is out of range.", message_id)
     problems = check_client_message(data)
     if problems:
         return Rejection("invalid_message", f"Invalid {kind}: {problems[0]}"[:MAX_ERROR_MESSAGE], message_id)

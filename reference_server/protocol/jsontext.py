@@ -1,17 +1,22 @@
 """JSON text of client frames, read without ever raising and without recursion.
 
-orjson reads every frame first (fast, strict RFC 8259). It refuses JSON nested more than 1024
-deep, which is still JSON: for those frames alone an iterative reader takes over, with orjson's
-verdict on every scalar (so a lone surrogate escape or a number beyond a double is refused the
-same way either path). Both paths return the *top level* of the value: containers nested inside a
-top-level member are returned empty (a list stays a list, an object an object), because no client
-message schema looks deeper than a member's type, and a value nested 5,000 deep must not reach
-the schema validator or an error message (ASP-ERR-004: a bad frame is answered, never a crash).
+orjson reads every frame first (fast, strict RFC 8259). It refuses some text that is still JSON
+by RFC 8259's grammar: nesting more than 1024 deep, a number beyond a double (`1e999999`, an
+integer of 400 digits), a string with a lone surrogate escape (`"\\ud800"`). For those frames alone
+an iterative reader takes over, which checks the grammar itself: a scalar orjson cannot represent
+becomes an `OutOfRange` value (the inbound layer answers `invalid_message`, the value being out of
+range for any schema, not `invalid_json`). Both paths return the *top level* of the value:
+containers nested inside a top-level member are returned empty (a list stays a list, an object an
+object), because no client message schema looks deeper than a member's type, and a value nested
+5,000 deep must not reach the schema validator or an error message (ASP-ERR-004: a bad frame is
+answered, never a crash).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,28 +30,35 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _TRAILING_SPACE = re.compile(r"[ \t\n\r]*")
-_DEPTH_LIMIT = "depth limit"  # orjson's message for nesting beyond 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class NotJson(Exception):
-    """The text is not one JSON value (RFC 8259, as orjson reads it)."""
+    """The text is not one JSON value (RFC 8259's grammar)."""
+
+
+@dataclass(frozen=True)
+class OutOfRange:
+    """A JSON scalar (RFC 8259 grammar) that has no value here: a number beyond a double or a
+    string with a lone surrogate escape. `token` is its text, at most 64 characters."""
+
+    token: str
 
 
 def loads_top_level(raw: bytes) -> Any:
-    """The JSON value of `raw` with containers below the top-level members emptied.
+    """The JSON value of `raw` with containers below the top-level members emptied, and a scalar
+    that cannot be represented at the top level or as a top-level member given as `OutOfRange`.
 
     Raises NotJson when `raw` is not JSON; never anything else, whatever the depth or size.
     """
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        if _DEPTH_LIMIT not in str(error):
-            raise NotJson(str(error)) from None
+    except orjson.JSONDecodeError:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as undecodable:
             raise NotJson("not UTF-8") from undecodable
-        return _read_deep(text)
+        return _read_deep(text)  # the grammar decides; only frames orjson refused pay for it
     return prune(value)
 
 
@@ -68,10 +80,17 @@ def _emptied(value: Any) -> Any:
 
 
 def _scalar(token: str) -> Any:
+    """The value of a scalar token the grammar accepted; OutOfRange when orjson refuses it."""
     try:
         return orjson.loads(token)
-    except orjson.JSONDecodeError as error:
-        raise NotJson(str(error)) from None
+    except orjson.JSONDecodeError:
+        return OutOfRange(token[:64])
+
+
+def _key(token: str) -> str:
+    """A member name; a lone surrogate in it becomes U+FFFD (it names no schema member)."""
+    name: str = json.loads(token)
+    return _SURROGATE.sub("\ufffd", name)
 
 
 # States of the iterative reader.
@@ -140,7 +159,7 @@ def _read_deep(text: str) -> Any:
             if punct == "}" and state == _KEY_OR_CLOSE:
                 state = _close(stack, keys, attach)
             elif string is not None:
-                keys[-1] = _scalar(string)
+                keys[-1] = _key(string)
                 state = _COLON
             else:
                 raise NotJson(f"expected a member name at {position}")

@@ -121,3 +121,31 @@ def fit_history(event: Event, max_bytes: int) -> Event:
         fitted["truncated"] = True
         fitted["omitted"] = omitted
     return fitted
+
+
+def replay_capacity(replay_window: int, max_replay_bytes: int, max_event_bytes: int) -> int:
+    """The replay window a server can honestly announce (ASP-RES-003, ASP-SES-002): the configured
+    count of events, lowered so that that many events of the largest size (`max_event_bytes`)
+    fit in `max_replay_bytes`. A session keeping this many events then holds at most
+    `max_replay_bytes` of event text, and never refuses a resume within the announced window."""
+    return max(0, min(replay_window, max_replay_bytes // max_event_bytes))
+
+
+def pending_weight(event: Event, max_event_bytes: int) -> int:
+    """Bytes a queued, not yet encoded event stands for in the outbox bound: a delta's text (the
+    common, cheap case; deltas are split, never shortened), else its wire size, at most
+    `max_event_bytes` (a `history`, `tool_call` or `tool_result` is shortened to fit, `fit`)."""
+    delta = event.get("delta")
+    if isinstance(delta, str):
+        return len(delta) + 64
+    return min(encoded_size(event), max_event_bytes)
+
+
+def outbox_overflow(events: int, pending_bytes: int, max_events: int, max_bytes: int) -> str | None:
+    """Why a connection's outbox is over its bound (close it 4004, ASP-LIM-005), or None: more than
+    `max_events` events, or more than `max_bytes` bytes, queued for a client that is not reading."""
+    if events > max_events:
+        return "too many pending events"
+    if pending_bytes > max_bytes:
+        return f"over {max_bytes} pending bytes"
+    return None

@@ -131,3 +131,53 @@ async def test_a_fragmented_message_is_reassembled_and_counted_whole(server: Ser
     pad = "a" * (limit // 3)
     await client.websocket.send(['{"type":"ping","x-pad":"', pad, pad, pad, '"}'])
     assert await client.wait_closed(5) == close_code("message_too_big")
+
+
+def raw_frame(first_byte: int, payload: bytes, *, masked: bool = True) -> bytes:
+    """A client frame written by hand (the mask key is zero, so the payload stays as given)."""
+    length = len(payload)
+    header = bytes([first_byte]) + (
+        bytes([(0x80 if masked else 0) | length])
+        if length < 126
+        else bytes([(0x80 if masked else 0) | 126]) + length.to_bytes(2, "big")
+    )
+    return header + (b"\0\0\0\0" if masked else b"") + payload
+
+
+BAD_FRAMES = {
+    "unmasked": raw_frame(0x81, b'{"type":"ping"}', masked=False),  # RFC 6455 section 5.1
+    "rsv bits": raw_frame(0x80 | 0x20 | 0x1, b"{}"),  # RSV2: no extension defines it (section 5.2)
+    "control frame too big": raw_frame(0x89, b"p" * 200),  # a ping over 125 bytes (section 5.5)
+    "continuation without start": raw_frame(0x80, b"abc"),  # section 5.4
+}
+
+
+@pytest.mark.parametrize("frame", list(BAD_FRAMES.values()), ids=list(BAD_FRAMES))
+async def test_a_frame_that_breaks_rfc_6455_closes_1002(server: ServerProcess, connect, frame: bytes):
+    """RFC 6455 section 7.4.1 requires 1002; the close-code table lists it (protocol_error, 1.1)."""
+    client = await connect(server, user="bad-frame")
+    await client.expect("session")
+    client.websocket.transport.write(frame)
+    assert await client.wait_closed(5) == close_code("protocol_error")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"ping","id":"big","x-v":1e999999}',
+        '{"type":"ping","id":"big","x-v":' + "9" * 5000 + "}",
+        '{"type":"message","id":"big","content":"\\ud800 lone"}',
+    ],
+    ids=["beyond a double", "an integer beyond a double", "a lone surrogate escape"],
+)
+async def test_valid_json_out_of_range_is_invalid_message_and_the_connection_stays(
+    server: ServerProcess, connect, frame: str
+):
+    """RFC 8259's grammar allows these; the value fits no schema: invalid_message, not invalid_json."""
+    client = await connect(server, user="bad-range")
+    await client.expect("session")
+    await client.send(frame)
+    error = await client.expect("error")
+    assert (error["code"], error.get("message_id")) == ("invalid_message", "big")
+    await client.send({"type": "ping", "id": "after"})
+    assert (await client.expect("pong"))["id"] == "after"

@@ -11,6 +11,7 @@ import pytest
 from conformance.wire import AspClient
 from reference_server.protocol.connection import CloseReason
 from spec.registry import close_codes
+from tests.server.test_bad_input import BAD_FRAMES
 from tests.server.test_heartbeats import frames_until_close, silent_client
 from tests.server.test_slow_consumer import read_all, stalled_reader
 from tests.server.test_unencodable import pump_failure
@@ -84,6 +85,13 @@ async def invalid_utf8(make_server, connect) -> int | None:
     return await client.wait_closed(5)
 
 
+async def bad_frame(make_server, connect) -> int | None:
+    client = await connect(make_server(), user="cc-frame")
+    await client.expect("session")
+    client.websocket.transport.write(BAD_FRAMES["unmasked"])
+    return await client.wait_closed(5)
+
+
 async def shutdown(make_server, connect) -> int | None:
     server = make_server()
     client = await connect(server, user="cc-down")
@@ -111,6 +119,7 @@ TRIGGERS: dict[CloseReason, Trigger] = {
     CloseReason.HEARTBEAT: heartbeat,
     CloseReason.TOO_BIG: too_big,
     CloseReason.INVALID_UTF8: invalid_utf8,
+    CloseReason.BAD_FRAME: bad_frame,
     CloseReason.SHUTDOWN: shutdown,
     CloseReason.SERVER_FAULT: server_fault,
 }

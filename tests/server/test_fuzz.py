@@ -176,7 +176,7 @@ def encoding_frames(rng: random.Random, count: int) -> list[Frame]:
         elif kind == "bom":
             frames.append(Frame('\ufeff{"type":"ping"}', True, "invalid_json", family="encoding"))
         elif kind == "lone-surrogate":
-            frames.append(Frame('{"type":"ping","id":"\\ud800"}', True, "invalid_json", family="encoding"))
+            frames.append(Frame('{"type":"ping","id":"\\ud800"}', True, "invalid_message", family="encoding"))
         elif kind == "nul-id":
             frames.append(
                 Frame(

@@ -50,3 +50,17 @@ async def test_json_logs_never_carry_tokens(make_server, connect):
     for line in server.output:
         if line.startswith("{"):
             json.loads(line)  # redaction keeps every line valid JSON
+
+
+async def test_plain_logs_escape_control_characters_of_client_supplied_values(make_server, connect):
+    """A token's `sub` with CR, LF and NUL cannot end a log line and forge the next one: each
+    control character is written as an escape (ASP-SEC-001's logs; attack sub_unicode_ctrl)."""
+    server = make_server()
+    forged = "eve\n\r\x00INFO fake log line\u2028"
+    client = await connect(server, token=server.token(forged))
+    await client.expect("session")
+    await client.close()
+    server.stop()
+    assert "user=eve\\x0a\\x0d\\x00INFO fake log line\\u2028" in server.logs
+    assert not any(line.lstrip("\r\x00").startswith("INFO fake") for line in server.output)
+    assert "\x00" not in server.logs and "\u2028" not in server.logs

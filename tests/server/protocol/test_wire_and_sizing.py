@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from reference_server.protocol.jsontext import NotJson, loads_top_level
+from reference_server.protocol.jsontext import NotJson, OutOfRange, loads_top_level
 from reference_server.protocol.sizing import fit, fit_history, size_of
 from reference_server.protocol.wire import encode, json_safe
 
@@ -116,6 +116,10 @@ def test_a_history_that_fits_is_left_alone():
         ("[" * 3000 + "]" * 3000, [[]]),
         ('{"a":' + "[" * 3000 + '"x"' + "]" * 3000 + "}", {"a": []}),
         ('  {"a": 1}  ', {"a": 1}),
+        # JSON orjson refuses: out-of-range scalars below the top level are dropped like any value
+        ('{"a":' + "[" * 3000 + '"\\ud800"' + "]" * 3000 + "}", {"a": []}),
+        ('{"a":' + "[" * 3000 + "1e999" + "]" * 3000 + "}", {"a": []}),
+        ('{"a": [1e999999]}', {"a": []}),
     ],
 )
 def test_json_of_any_depth_is_read_without_recursion(text: str, expected: object):
@@ -127,13 +131,35 @@ def test_json_of_any_depth_is_read_without_recursion(text: str, expected: object
     [
         "[" * 3000 + "]" * 2999,  # unclosed
         "[" * 3000 + "]" * 3001,
-        '{"a":' + "[" * 3000 + '"\\ud800"' + "]" * 3000 + "}",  # a lone surrogate, as orjson refuses it
-        '{"a":' + "[" * 3000 + "1e999" + "]" * 3000 + "}",  # beyond a double, as orjson refuses it
         '{"a":' + "[" * 3000 + "]" * 3000 + "} x",
         '{"a":' + "[" * 3000 + "nul" + "]" * 3000 + "}",
         "",
     ],
 )
 def test_deep_text_that_is_not_json_is_refused_like_shallow_text(text: str):
+    with pytest.raises(NotJson):
+        loads_top_level(text.encode())
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('{"a": 1e999999}', {"a": OutOfRange("1e999999")}),
+        ('{"a": -1e400, "b": 2}', {"a": OutOfRange("-1e400"), "b": 2}),
+        ('{"a": ' + "9" * 400 + "}", {"a": OutOfRange("9" * 64)}),
+        ('{"a": "\\ud800 lone"}', {"a": OutOfRange('"\\ud800 lone"')}),
+        ('{"\\ud800": 1}', {"\ufffd": 1}),  # a member name with a lone surrogate names no member
+        ("1e999999", OutOfRange("1e999999")),
+    ],
+)
+def test_json_orjson_refuses_is_read_with_out_of_range_scalars(text: str, expected: object):
+    """RFC 8259's grammar allows these; orjson has no value for them (they were invalid_json)."""
+    assert loads_top_level(text.encode()) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["NaN", '{"a": NaN}', '{"a": Infinity}', '{"a": 01}', '{"a": "\\x"}', "{'a': 1}"]
+)
+def test_text_outside_the_json_grammar_is_still_not_json(text: str):
     with pytest.raises(NotJson):
         loads_top_level(text.encode())
