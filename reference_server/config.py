@@ -76,10 +76,12 @@ class Settings(BaseSettings):
         "of events of max_event_bytes.",
     )
     max_replay_bytes: int = Field(
-        default=16 * 1024 * 1024,
+        # 64 events of the largest size: about a second of a fast stream to reconnect in, and a
+        # detached session holds at most 64 MiB for its TTL (worst case, events of max_event_bytes).
+        default=64 * 1024 * 1024,
         ge=0,
         description="Bytes of events a session keeps for a resume at most: the announced replay_window is "
-        "at most this over max_event_bytes (16 with the defaults).",
+        "at most this over max_event_bytes (64 with the defaults).",
     )
     session_ttl_ms: int = Field(
         default=60_000, ge=0, description="How long a session outlives its connection, resumable."
