@@ -11,7 +11,7 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from spec.catalog import requirement
+from spec import catalog
 from spec.machine import SessionMachine, Violation, judged_requirements
 from spec.registry import close_codes
 from spec.schemas import check_server_event, is_vendor_type
@@ -171,7 +171,7 @@ def _announced_size_limits(session: dict[str, Any]) -> dict[str, int]:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             continue
         try:
-            bound = requirement(requirement_id).applies_to(version)
+            bound = catalog.requirement(requirement_id).applies_to(version)
         except ValueError:  # not MAJOR.MINOR: the schema judges the version
             continue
         if bound:
