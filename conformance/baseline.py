@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance.options import UsageError
 from conformance.outcomes import CaseResult, Outcome
 
 
@@ -22,15 +23,30 @@ class Baseline:
 
     @classmethod
     def load(cls, path: Path) -> Baseline:
-        text = path.read_text(encoding="utf-8")
+        """The baseline in `path`.
+
+        Raises:
+            UsageError: the file cannot be read, is not UTF-8 text, or is JSON of another shape
+                (`--expected-failures` named in the message).
+        """
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read --expected-failures {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--expected-failures {path} is not UTF-8 text") from None
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             ids = [line.split("#")[0].strip() for line in text.splitlines()]
             return cls({i: "" for i in ids if i})
         if isinstance(data, list):
             return cls({str(i): "" for i in data})
-        return cls({str(k): str(v) for k, v in data.items()})
+        if isinstance(data, dict):
+            return cls({str(k): str(v) for k, v in data.items()})
+        raise UsageError(
+            f"--expected-failures {path} is JSON but neither a list of ids nor an object of id: reason"
+        )
 
     def apply(self, result: CaseResult) -> CaseResult:
         """A case listed by id, or failing only requirements listed, is an expected failure."""

@@ -24,7 +24,7 @@ from conformance.outcomes import Finding
 from conformance.pacing import RatePacer
 from conformance.registry import Case
 from conformance.terms import ServerTerms
-from conformance.wire import AspClient, Closed, Event, HandshakeRefused
+from conformance.wire import AspClient, Closed, Event, HandshakeBroken, HandshakeRefused
 from spec import SUBPROTOCOL
 from spec.registry import close_code
 from spec.resources import schema_documents
@@ -187,6 +187,9 @@ class CaseContext:
         except HandshakeRefused as refused:
             self.fail(requirement, f"the handshake was refused with HTTP {refused.status} instead of 101")
             raise  # unreachable: fail raises
+        except HandshakeBroken as broken:
+            self.fail("ASP-TRN-002", f"{broken}, not answered with 101")
+            raise
         except (OSError, TimeoutError) as exc:
             self.fail(requirement, f"cannot open a connection: {exc}")
             raise

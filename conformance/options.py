@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +18,11 @@ def check_url(url: str) -> str:
     Raises:
         UsageError: any other scheme, no host, or a token already in the query string.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018  (raises on a malformed host, such as an unclosed IPv6 bracket)
+    except ValueError as exc:
+        raise UsageError(f"the target is not a URL: {exc}") from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         shown = (
             f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
@@ -61,10 +66,18 @@ class CheckOptions:
         check_url(self.url)
         if not self.tokens and self.jwt_secret is None:
             raise UsageError("no credentials: give --token, --token-file or --jwt-secret")
-        if self.timeout_multiplier <= 0:
-            raise UsageError("--timeout-multiplier must be positive")
-        if self.max_wait_s <= 0:
-            raise UsageError("--max-wait must be positive")
+        if not positive(self.timeout_multiplier):
+            raise UsageError(f"--timeout-multiplier must be a positive number, not {self.timeout_multiplier}")
+        if not positive(self.max_wait_s):
+            raise UsageError(f"--max-wait must be a positive number of seconds, not {self.max_wait_s}")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise UsageError(f"--max-connections must be at least 1, not {self.max_connections}")
+        if self.fuzz_examples < 1:
+            raise UsageError(f"--fuzz-examples must be at least 1, not {self.fuzz_examples}")
+        if self.expected_failures is not None:
+            from conformance.baseline import Baseline
+
+            Baseline.load(self.expected_failures)  # raises UsageError for a file it cannot use
         if self.jwt_algorithms is not None:
             unknown = [name for name in self.jwt_algorithms if name not in JWS_ALGORITHMS]
             if unknown or not self.jwt_algorithms:
@@ -88,7 +101,21 @@ def parse_algorithms(text: str | None) -> list[str] | None:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def positive(value: float) -> bool:
+    """Whether a budget or factor is a finite number above 0 (nan and inf are not)."""
+    return math.isfinite(value) and value > 0
+
+
 def load_token_file(path: Path) -> list[str]:
-    """One token per line; blank lines and # comments ignored."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    """One token per line; blank lines and # comments ignored.
+
+    Raises:
+        UsageError: the file cannot be read or is not UTF-8 text (the message names the flag).
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read --token-file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--token-file {path} is not UTF-8 text (one token a line)") from None
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]

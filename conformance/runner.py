@@ -17,6 +17,8 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from websockets.exceptions import ConnectionClosed
+
 from conformance import generate
 from conformance.baseline import Baseline
 from conformance.context import ANSWER_S, CaseAbort, CaseContext, Precondition
@@ -28,7 +30,7 @@ from conformance.pacing import RatePacer
 from conformance.registry import CASES, ORACLE_REQUIREMENTS, TOKEN_ECHO, Case, all_cases
 from conformance.report.model import KIT_VERSION, Report
 from conformance.terms import ServerTerms
-from conformance.wire import AspClient, Closed, HandshakeRefused
+from conformance.wire import AspClient, Closed, HandshakeBroken, HandshakeRefused
 from spec import PROTOCOL_VERSION
 from spec.registry import close_code
 
@@ -122,6 +124,8 @@ async def _probe_connection(options: CheckOptions, token: str, carriage: str, *,
         raise ProbeFailed(
             f"the handshake was refused with HTTP {refused.status} instead of 101{hint}", ["ASP-TRN-002"]
         ) from None
+    except HandshakeBroken as broken:
+        raise ProbeFailed(f"{broken}, not answered with 101", ["ASP-TRN-002"]) from None
     except (OSError, TimeoutError) as exc:
         raise ProbeFailed(f"cannot connect: {exc}") from None
 
@@ -266,6 +270,15 @@ async def _attempt(case: Case, ctx: CaseContext) -> tuple[Outcome, str]:
     except Unavailable as missing:
         await ctx.close_all()
         return Outcome.UNTESTABLE, str(missing)
+    except (Closed, ConnectionClosed) as gone:
+        # A connection ended under the case (a send or read on it failed): a verdict when what the
+        # server sent explains it (an unreadable frame, a close it may not send), else the kit's.
+        await ctx.close_all()
+        _oracle_findings(ctx)
+        failed = [f for f in ctx.findings if not f.passed]
+        if not failed:
+            return Outcome.HARNESS_ERROR, traceback.format_exc(limit=8)
+        return worst([f.outcome for f in failed]) or Outcome.FAIL, f"{failed[0].message} ({gone})"
     except Exception:
         await ctx.close_all()
         return Outcome.HARNESS_ERROR, traceback.format_exc(limit=8)
@@ -431,13 +444,15 @@ async def run_check(
             **extra,  # type: ignore[arg-type]
         )
 
+    probe_started = time.monotonic()
     try:
         terms = await probe(options, credentials)
     except CredentialsRefused as refused:
-        result = _probe_result(refused, Outcome.UNTESTABLE, credentials)
+        result = _probe_result(refused, Outcome.UNTESTABLE, credentials, time.monotonic() - probe_started)
         return report(None, [result], usage_error=credentials.redact(refused.reason))
     except ProbeFailed as failed:
-        return report(None, [_probe_result(failed, Outcome.FAIL, credentials)])
+        took = time.monotonic() - probe_started
+        return report(None, [_probe_result(failed, Outcome.FAIL, credentials, took)])
     await asyncio.to_thread(generate.warm, options.fuzz_examples)
     pacer = pacer_for(terms, options)
     exclusive, beside, in_turn = plan(chosen, terms, options, credentials)
@@ -460,7 +475,9 @@ async def run_check(
     return report(terms, results, oracle=oracle, stale=baseline.unmatched([*results, oracle]))
 
 
-def _probe_result(failed: ProbeFailed, outcome: Outcome, credentials: Credentials) -> CaseResult:
+def _probe_result(
+    failed: ProbeFailed, outcome: Outcome, credentials: Credentials, duration_s: float
+) -> CaseResult:
     reason = credentials.redact(str(failed))
     return CaseResult(
         case_id="probe.first_connection",
@@ -468,7 +485,7 @@ def _probe_result(failed: ProbeFailed, outcome: Outcome, credentials: Credential
         section="session",
         requirements=list(failed.requirements),
         outcome=outcome,
-        duration_s=0.0,
+        duration_s=round(duration_s, 3),
         reason=reason,
         findings=[Finding(r, False, reason) for r in failed.requirements],
         transcripts=[

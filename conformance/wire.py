@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
@@ -67,6 +67,15 @@ class HandshakeRefused(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"handshake refused with HTTP {status}")
         self.status = status
+
+
+class HandshakeBroken(Exception):
+    """The server broke the WebSocket handshake off, or answered it with something that is no HTTP
+    response (ASP-TRN-002): the connection ended or was garbled before any status line."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"the WebSocket handshake broke: {problem}")
+        self.problem = problem
 
 
 def with_query(url: str, **params: str | None) -> str:
@@ -158,6 +167,11 @@ class AspClient:
         except InvalidStatus as refused:
             transcript.add("error", reason=f"HTTP {refused.response.status_code}")
             raise HandshakeRefused(refused.response.status_code) from refused
+        except InvalidHandshake as broken:  # no HTTP answer at all: closed, or not HTTP
+            cause = broken.__cause__
+            problem = f"{broken}" + (f" ({cause})" if cause is not None and str(cause) else "")
+            transcript.add("error", reason=problem)
+            raise HandshakeBroken(problem) from None
         transcript.add("open", reason=websocket.subprotocol or "")
         return cls(websocket, transcript, keepalive)
 
@@ -269,7 +283,15 @@ class AspClient:
             self.close_code = received.code if received is not None else ABNORMAL
             self.close_reason = received.reason if received is not None else ""
             self.transcript.add("close", code=self.close_code, reason=self.close_reason)
-            self.oracle.feed_close(self.close_code, self.close_reason)
+            sent = closed.sent
+            if sent is not None and closed.rcvd_then_sent is not True:
+                # The kit's WebSocket failed the connection (1007 for a text frame that is not UTF-8,
+                # 1002 for a broken frame): a fault of what the server sent, and the server's
+                # close, if any, only answers the kit's.
+                self.transcript.add("error", code=sent.code, reason=f"the kit closed: {sent.reason}")
+                self.oracle.feed_unreadable(f"the kit's WebSocket closed with {sent.code}: {sent.reason}")
+            else:
+                self.oracle.feed_close(self.close_code, self.close_reason)
 
     async def recv(self, timeout: float = 10.0) -> Event:
         """The next event (events set aside by `expect` come first)."""
@@ -293,8 +315,15 @@ class AspClient:
             if remaining <= 0:
                 raise TimeoutError(
                     f"no {kind if isinstance(kind, str) else 'matching'} event within {timeout}s"
+                    + passed_over(self._backlog)
                 )
-            event = await self._receive_one(remaining)
+            try:
+                event = await self._receive_one(remaining)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no {kind if isinstance(kind, str) else 'matching'} event within {timeout:.1f}s"
+                    + passed_over(self._backlog)
+                ) from None
             if matches(event):
                 return event
             if keep_others:
@@ -400,6 +429,24 @@ def take_frame(frame: str | bytes, oracle: Oracle, transcript: Transcript) -> Ev
     parsed, _ = oracle.feed_text(frame)
     event = parsed if parsed is not None else {"type": "<unparsable>", "raw": frame}
     return None if _is_keepalive_pong(event) else event
+
+
+def passed_over(events: list[Event]) -> str:
+    """What a wait received instead of what it awaited, for its timeout message: `""` when
+    nothing, else `"; received instead: binary frame (x2), pong"` (per kind, in order)."""
+    kinds: dict[str, int] = {}
+    for event in events:
+        kind = event.get("type")
+        name = {
+            "<binary>": "binary frame",
+            "<unparsable>": "frame the kit cannot parse as a JSON object",
+        }.get(str(kind), f"{kind}" if isinstance(kind, str) else "event without a string type")
+        kinds[name] = kinds.get(name, 0) + 1
+    if not kinds:
+        return ""
+    return "; received instead: " + ", ".join(
+        name + (f" (x{count})" if count > 1 else "") for name, count in kinds.items()
+    )
 
 
 def _is_keepalive_pong(event: Event) -> bool:

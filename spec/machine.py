@@ -47,6 +47,9 @@ class Context:
     seen_tool_calls: set[str] = field(default_factory=set)
     runs_seen: set[str] = field(default_factory=set)
     finished_runs: set[str] = field(default_factory=set)
+    # Frames that went by unparsed since the last seq (JSON nested past the parser: their seq is
+    # unknown), so a seq that rises by up to this many more is no gap.
+    unseen: int = 0
 
 
 def _ident(value: object) -> str | None:
@@ -210,7 +213,7 @@ def _finish_run(ctx: Context, event: Event) -> None:
 
 def _seq_follows(ctx: Context, event: Event) -> str | None:
     seq = _seq(event)
-    if seq is None or seq == ctx.seq + 1:
+    if seq is None or ctx.seq + 1 <= seq <= ctx.seq + 1 + ctx.unseen:
         return None
     if seq <= ctx.seq:
         return f"seq {seq} after {ctx.seq}: seq must rise by exactly 1"
@@ -301,6 +304,11 @@ class SessionMachine:
     def active_run(self) -> str | None:
         return self.ctx.run
 
+    def skip_unparsed(self) -> None:
+        """A frame went by that could not be parsed (its seq unknown): the next seq may rise by one
+        more without a gap being reported."""
+        self.ctx.unseen += 1
+
     def feed(self, event: Event) -> list[Violation]:
         """Advance by one event; returns the violations it caused."""
         self._index += 1
@@ -315,6 +323,7 @@ class SessionMachine:
         seq = _seq(event)
         if seq is not None:
             self.ctx.seq = seq  # before the actions, which may move it (resume_session)
+            self.ctx.unseen = 0
         self._dispatch(event, found, table)
         self.violations.extend(found)
         return found

@@ -40,13 +40,15 @@ def judge_text(text: str) -> Verdict:
     oracle = Oracle()
     for line in lines:
         oracle.feed_text(line)
+    if oracle.unjudged:  # JSON nested past the parser: the spec sets no limit, so no verdict either
+        raise UnusableInput(f"cannot judge every line: {oracle.unjudged[0]}")
     return Verdict("transcript", len(lines), list(oracle.violations))
 
 
 def _single_value(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser reads
         return None
 
 
@@ -56,7 +58,7 @@ def _looks_like_jsonl(text: str) -> bool:
         return False
     try:
         return all(isinstance(json.loads(line), dict) for line in lines)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

@@ -47,9 +47,11 @@ def _list(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from conformance.baseline import Baseline
     from conformance.client.options import ClientCheckOptions
     from conformance.client.process import CannotStart
     from conformance.client.runner import run_client_check, unknown_selectors
+    from conformance.options import UsageError, positive
     from conformance.report import outputs, writers
     from spec.catalog import parse_version
 
@@ -63,6 +65,17 @@ def _check(args: argparse.Namespace) -> int:
         return _usage(str(problem))
     if not command:
         return _usage("--command is empty")
+    known = known_versions()
+    if args.protocol_version not in known:
+        given = args.protocol_version
+        return _usage(f"--protocol-version {given} is not a version of ASP ({', '.join(known)})")
+    if not positive(args.timeout_multiplier):
+        return _usage(f"--timeout-multiplier must be a positive number, not {args.timeout_multiplier}")
+    if args.expected_failures:
+        try:
+            Baseline.load(Path(args.expected_failures))
+        except UsageError as problem:
+            return _usage(str(problem))
     options = ClientCheckOptions(
         command=command,
         include=_split(args.cases),
@@ -143,6 +156,16 @@ def register(commands: Any) -> None:
             _list(args) if args.list else (_check(args) if args.command else _usage("--command is required"))
         )
     )
+
+
+def known_versions() -> list[str]:
+    """The protocol versions the catalog knows, oldest first: every requirement's `since` and the
+    catalog's own version (spec/requirements.yaml)."""
+    from spec import PROTOCOL_VERSION
+    from spec.catalog import FIRST_VERSION, parse_version, requirements
+
+    versions = {FIRST_VERSION, PROTOCOL_VERSION, *(r.since for r in requirements().values())}
+    return sorted(versions, key=parse_version)
 
 
 def _spec_version() -> str:

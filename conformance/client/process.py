@@ -23,6 +23,11 @@ Record = dict[str, Any]
 RECORD_KINDS = ("run", "state", "error")
 STDERR_KEPT = 4000  # characters of the client's standard error kept for the report
 STDERR_LINES = 5  # lines of it a result's reason quotes
+# What the kit reads of a client's standard output before it calls it a flood (spec/CLIENT-DRIVER.md:
+# one record a line, nothing else): a line's length, the whole output's, and lines that are no record.
+LINE_LIMIT = 64 * 1024  # bytes
+OUTPUT_LIMIT = 8 * 1024 * 1024  # bytes per scenario
+PROBLEM_LIMIT = 100  # lines that break the contract
 
 
 class CannotStart(Exception):
@@ -47,6 +52,9 @@ class ClientProcess:
         self.transcript = transcript
         self.reports: list[Reported] = []
         self.problems: list[str] = []  # output lines that break the contract
+        # Why the kit stopped reading the client's standard output and ended it (a flood that
+        # breaks the driver contract), or None.
+        self.flooded: str | None = None
         self.stderr = ""
         self.returncode: int | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -63,6 +71,7 @@ class ClientProcess:
                 stderr=asyncio.subprocess.PIPE,
                 env={**os.environ, **self.environment},
                 start_new_session=True,  # its own process group, so finish() reaches its children
+                limit=LINE_LIMIT,
             )
         except OSError as exc:
             raise CannotStart(f"cannot run {self.argv[0]!r}: {exc.strerror or exc}") from None
@@ -153,23 +162,52 @@ class ClientProcess:
         )
 
     async def _read_stdout(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        while line := await self._process.stdout.readline():
+        """Read records off the client's standard output until it ends, or until it floods: a line
+        over LINE_LIMIT bytes, more than OUTPUT_LIMIT bytes, or more than PROBLEM_LIMIT lines that
+        are no record. A flood sets `flooded` and ends the client's process group, so no wait
+        outlasts it."""
+        process = self._process
+        assert process is not None and process.stdout is not None
+        read = 0
+        while True:
+            try:
+                line = await process.stdout.readline()
+            except ValueError:  # asyncio's limit (LINE_LIMIT): no newline within it
+                self._flood(f"a line of standard output longer than {LINE_LIMIT} bytes")
+                break
+            if not line:
+                break
+            read += len(line)
+            if read > OUTPUT_LIMIT:
+                self._flood(f"more than {OUTPUT_LIMIT} bytes of standard output in one scenario")
+                break
             text = line.decode("utf-8", "replace").strip()
             if not text:
                 continue
             self.transcript.add("recv", text=f"stdout {text}")
             try:
                 record = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 self.problems.append(f"not JSON: {text[:120]!r}")
-                continue
-            if not isinstance(record, dict) or record.get("event") not in RECORD_KINDS:
+            else:
+                if isinstance(record, dict) and record.get("event") in RECORD_KINDS:
+                    self.reports.append(Reported(time.monotonic(), record))
+                    self._changed.set()
+                    continue
                 self.problems.append(f"not a run, state or error record: {text[:120]!r}")
-                continue
-            self.reports.append(Reported(time.monotonic(), record))
-            self._changed.set()
+            if len(self.problems) > PROBLEM_LIMIT:
+                self._flood(f"more than {PROBLEM_LIMIT} lines of standard output that are no record")
+                break
         self._changed.set()
+
+    def _flood(self, what: str) -> None:
+        """The client floods its standard output: record why, and end its process group."""
+        self.flooded = f"{what} (the driver contract, spec/CLIENT-DRIVER.md: one JSON record a line)"
+        self.problems.insert(0, f"a flood: {self.flooded}")  # first: reasons quote the first few
+        self.transcript.add("error", reason=f"stdout flood: {self.flooded}")
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._process.pid, signal.SIGKILL)
 
     async def _read_stderr(self) -> None:
         assert self._process is not None and self._process.stderr is not None

@@ -248,8 +248,10 @@ async def run_scenario(scenario: Scenario, options: ClientCheckOptions, ledger: 
         reason = reason or (failing[0].message if failing else "")
     elif outcome == Outcome.UNTESTABLE and failing:
         outcome = worst([f.outcome for f in failing]) or outcome
+    if client.flooded is not None:
+        outcome, reason = Outcome.FAIL, f"the client flooded its standard output: {client.flooded}"
     extra = list(ctx.notes)
-    if client.problems:
+    if client.problems and client.flooded is None:
         extra.append(f"output lines that break the driver contract: {client.problems[:3]}")
     if outcome not in (Outcome.PASS, Outcome.INFO) and client.stderr.strip():
         extra.append(f"the client's standard error ends: {client.stderr_tail()}")

@@ -174,6 +174,10 @@ def _reasoning(conn: Connection, event: Event) -> list[Event]:
     return [event]
 
 
+def _pad_past_max_event_bytes(conn: Connection, event: Event) -> None:
+    event["x-pad"] = "x" * 70_000  # past the 65536 bytes the fault announces
+
+
 def _newline_in_run_ids(conn: Connection, event: Event) -> list[Event]:
     if isinstance(event.get("run_id"), str):
         event["run_id"] += "\n"
@@ -797,6 +801,14 @@ FAULTS = {
             "events_over_max_event_bytes",
             ("ASP-LIM-011",),
             ("limits.event_size",),
+            announce={"max_event_bytes": 65536},
+        ),
+        Fault(
+            # a run's text_delta padded past the announced limit: the oracle catches it in any case
+            "text_delta_over_max_event_bytes",
+            ("ASP-LIM-011",),
+            ("runs.message_starts_a_run",),
+            outgoing=edit("text_delta", _pad_past_max_event_bytes),
             announce={"max_event_bytes": 65536},
         ),
         Fault(
