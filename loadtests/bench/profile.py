@@ -82,6 +82,7 @@ async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[
             "pong_p50_ms": measure.percentile(pongs, 0.5),
             "pong_p99_ms": measure.percentile(pongs, 0.99),
             "missed": held["missed"],
+            "opened": [round(held["opened_at"], 2), round(held["finished_at"], 2)],
         }
     if name == "memory":
         traced = bool(os.environ.get("ASP_TRACEMALLOC_FILE"))
