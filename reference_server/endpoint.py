@@ -95,7 +95,9 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None  # wakes the loop at (or before) the deadline
         self._timer_at = 0.0  # monotonic time the timer is set for
         inbox = websocket.scope.get(INBOX)
-        self.inbox: Inbox | None = inbox if isinstance(inbox, Inbox) else None
+        # the transport's queue, when nothing between it and this endpoint wraps receive
+        own = isinstance(inbox, Inbox) and inbox.receive is not None and inbox.receive == self.receive
+        self.inbox: Inbox | None = inbox if own else None
 
     # --- the handshake ---------------------------------------------------------------------------
 

@@ -110,9 +110,13 @@ INBOX = "asp.inbox"  # scope key: the connection's Inbox, for an app that waits 
 
 class Inbox(asyncio.Queue[Any]):
     """uvicorn's receive queue, which also calls `listener` when a message arrives, so the app can
-    wait for frames, timers and its own events on one future instead of a task per frame."""
+    wait for frames, timers and its own events on one future instead of a task per frame.
+
+    Only an app that got the connection's own `receive` (`receive == inbox.receive`) may use it:
+    a middleware that wraps receive (and may make messages of its own) must be awaited instead."""
 
     listener: Callable[[], None] | None = None
+    receive: Callable[[], Any] | None = None  # the connection's ASGI receive, which reads this queue
 
     def put_nowait(self, item: Any) -> None:
         super().put_nowait(item)
@@ -130,7 +134,9 @@ class AspWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
-        cast(dict[str, Any], self.scope)[INBOX] = self.queue
+        inbox = cast(Inbox, self.queue)
+        inbox.receive = self.receive
+        cast(dict[str, Any], self.scope)[INBOX] = inbox
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
