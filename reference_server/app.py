@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from reference_server import __version__
 from reference_server.auth import mint
@@ -25,6 +27,25 @@ PROTOCOL_MODULE = protocol_module_source()
 
 class DevLogin(BaseModel):
     user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+
+
+class ChatRoute:
+    """The ASP endpoint as the app's innermost user middleware: a WebSocket at `path` goes straight to
+    `chat`, past the router and FastAPI's per-request dependency solving, whose frames would
+    otherwise stay alive for the whole connection (memory per connection, connect time)."""
+
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            root = scope.get("root_path", "")
+            path = scope["path"]
+            if (path[len(root) :] if root and path.startswith(root) else path) == self.path:
+                await chat(WebSocket(scope, receive, send))
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, dev_token_ttl_s: int | None = None) -> FastAPI:
@@ -56,7 +77,7 @@ def create_app(settings: Settings | None = None, *, dev_token_ttl_s: int | None 
 
     app = FastAPI(title="ASP reference server", version=__version__, lifespan=lifespan)
     app.state.hub = hub
-    app.add_api_websocket_route(settings.path, chat)
+    app.add_middleware(ChatRoute, path=settings.path)
 
     @app.get("/", include_in_schema=False)
     async def demo_page() -> HTMLResponse:
