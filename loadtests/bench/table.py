@@ -19,10 +19,10 @@ def _spread(figure: dict[str, Any]) -> str:
     return f"{_number(figure['median'])} [{_number(figure['min'])}-{_number(figure['max'])}]"
 
 
-def _cpu(figure: dict[str, Any]) -> str:
+def _cpu(figure: dict[str, Any], name: str) -> str:
     cpu = figure.get("generator_cpu")
     if not cpu:
-        return "in process"
+        return "in process" if name.startswith(("framework", "bare_framework")) else "-"
     return f"{max(cpu):.2f}" + (" GENERATOR-BOUND" if figure.get("generator_bound") else "")
 
 
@@ -32,7 +32,7 @@ def _load(figure: dict[str, Any]) -> str:
 
 
 def _row(name: str, figure: dict[str, Any]) -> str:
-    return f"| {name} | {_spread(figure)} | {_cpu(figure)} | {_load(figure)} |"
+    return f"| {name} | {_spread(figure)} | {_cpu(figure, name)} | {_load(figure)} |"
 
 
 def table(results: dict[str, Any]) -> str:
