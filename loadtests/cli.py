@@ -453,6 +453,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
     print(text)
+    from loadtests.bench.table import table
+
+    print(table(results), file=sys.stderr)
     for name, target in results["targets"].items():
         verdict = "met" if target["met"] else "MISSED"
         print(f"target {verdict}: {name} = {target['value']} (target {target['target']})", file=sys.stderr)

@@ -35,6 +35,7 @@ from reference_server.protocol.effects import (
 )
 from reference_server.runs import new_message_id, new_run_id
 from reference_server.sessions import Session, SinkClosed, spawn
+from reference_server.transport import INBOX, Inbox
 
 if TYPE_CHECKING:
     from reference_server.redis_sessions import Remote
@@ -96,6 +97,12 @@ class Connection:
         # Resolved by a frame, a timer or the session (a run ended): the loop wakes to re-decide.
         self._wake: asyncio.Future[None] | None = None
         self._found: Session | Remote | None = None  # the session a resume names, found for SwitchSession
+        self._timer: asyncio.TimerHandle | None = None  # wakes the loop at (or before) the deadline
+        self._timer_at = 0.0  # monotonic time the timer is set for
+        inbox = websocket.scope.get(INBOX)
+        # the transport's queue, when nothing between it and this endpoint wraps receive
+        own = isinstance(inbox, Inbox) and inbox.receive is not None and inbox.receive == self.receive
+        self.inbox: Inbox | None = inbox if own else None
 
     # --- the handshake ---------------------------------------------------------------------------
 
@@ -182,50 +189,72 @@ class Connection:
         if wake is not None and not wake.done():
             wake.set_result(None)
 
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._wake_up()
+
+    def _set_timer(self, deadline: float | None, loop: asyncio.AbstractEventLoop) -> None:
+        """Keep one timer at or before `deadline` (monotonic): a later deadline keeps the timer it
+        has (it wakes the loop early, which sets it again), so frames do not each make a timer."""
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        if self._timer is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = loop.call_at(deadline - time.monotonic() + loop.time(), self._timer_fired)
+
     async def _drive(self) -> None:
-        """One future and at most one timer per turn of the loop, and one task per received frame
-        (the pending receive), so an idle connection holds no task but that one."""
+        """One future per turn of the loop, woken by a frame, the timer or the session; with the
+        transport's Inbox no task waits for frames (else one task per frame does)."""
         state = self.state
         assert state is not None
         loop = asyncio.get_running_loop()
+        inbox = self.inbox
         receiving: asyncio.Future[Message] | None = None
+        if inbox is not None:
+            inbox.listener = self._wake_up
         try:
             while not self.closed:
-                if receiving is None:
+                if inbox is None and receiving is None:
                     receiving = asyncio.ensure_future(self.receive())
                     receiving.add_done_callback(self._wake_up)
                 wake = self._wake = loop.create_future()
-                if receiving.done():
+                if (inbox is not None and not inbox.empty()) or (receiving is not None and receiving.done()):
                     wake.set_result(None)
-                deadline = core.next_deadline(state)
-                timer = (
-                    None
-                    if deadline is None
-                    else loop.call_at(deadline - time.monotonic() + loop.time(), self._wake_up)
-                )
+                self._set_timer(core.next_deadline(state), loop)
                 try:
                     await wake
                 finally:
                     self._wake = None
-                    if timer is not None:
-                        timer.cancel()
-                now = time.monotonic()
-                if receiving.done():
+                message: Message | None = None
+                if inbox is not None:
+                    if not inbox.empty():
+                        message = await self.receive()  # at once: the queue holds it
+                elif receiving is not None and receiving.done():
                     message, receiving = receiving.result(), None
-                    if message["type"] == "websocket.disconnect":
-                        self.closed = self.sink.closed = True
-                        return
-                    if message["type"] == DRAIN:
-                        self.hub.drain()
-                        effects = core.on_drain(state, now)
-                    else:
-                        effects = core.on_frame(state, message.get("text"), message.get("bytes"), now)
-                else:
+                now = time.monotonic()
+                if message is None:
                     effects = core.on_timer(state, now)
+                elif message["type"] == "websocket.disconnect":
+                    self.closed = self.sink.closed = True
+                    return
+                elif message["type"] == DRAIN:
+                    self.hub.drain()
+                    effects = core.on_drain(state, now)
+                else:
+                    effects = core.on_frame(state, message.get("text"), message.get("bytes"), now)
                 await self.carry_out(effects)
         finally:
+            if inbox is not None:
+                inbox.listener = None
             if receiving is not None:
                 receiving.cancel()
+            self._set_timer(None, loop)
 
     async def carry_out(self, effects: list[Effect]) -> None:
         """Carry the core's effects out, in order; questions are answered before the next frame."""

@@ -99,7 +99,9 @@ class Session:
         self.failed = False  # the pump failed: the session cannot be resumed
         self._listeners: set[Callable[[], None]] = set()
         self.detached_at: float | None = time.monotonic()
-        self._buffer: deque[tuple[int, str]] = deque(maxlen=max(1, limits.replay_window))
+        # The texts of the last events, the newest of seq `self.seq`: plain strings, which the cyclic
+        # garbage collector never scans (a tuple per event would be, once per full collection).
+        self._buffer: deque[str] = deque(maxlen=max(1, limits.replay_window))
         self._outbox: deque[Event] = deque()
         self._pending_bytes = 0  # pending_weight of the events in the outbox
         self._loop = asyncio.get_running_loop()
@@ -147,8 +149,10 @@ class Session:
         """An event another process sequenced for this session: kept for replay and delivered."""
         if self.closed or seq <= self.seq:
             return
+        if seq != self.seq + 1:  # a gap: texts are placed by position from the newest seq
+            self._buffer.clear()
         self.seq = seq
-        self._buffer.append((seq, text))
+        self._buffer.append(text)
         self._wake()
 
     async def flush(self, timeout: float = 5.0) -> None:
@@ -182,7 +186,7 @@ class Session:
         """Seq of the oldest event still kept for replay (ASP-RES-003); None when none is."""
         if self.limits.replay_window == 0 or not self._buffer:
             return None
-        return self._buffer[0][0]
+        return self.seq - len(self._buffer) + 1
 
     # --- listeners: connections carrying this session, told when its run ends -----------------------
 
@@ -266,7 +270,7 @@ class Session:
         self.seq += 1
         event["seq"] = self.seq
         text = text[:-1] + f',"seq":{self.seq}}}'  # the event's JSON object with seq appended
-        self._buffer.append((self.seq, text))
+        self._buffer.append(text)
         if self.journal is not None:
             self.journal.append(self.seq, text)
         return self.seq, text
@@ -286,10 +290,10 @@ class Session:
         return first if len(parts) == 1 else {**first, "delta": "".join(parts)}
 
     def _buffered(self, seq: int) -> tuple[int, str] | None:
-        if not self._buffer or seq < self._buffer[0][0] or seq > self._buffer[-1][0]:
+        first = self.seq - len(self._buffer) + 1
+        if not self._buffer or seq < first or seq > self.seq:
             return None
-        entry = self._buffer[seq - self._buffer[0][0]]
-        return entry if entry[0] == seq else None
+        return seq, self._buffer[seq - first]
 
     async def _deliver(self, sink: Sink, seq: int, text: str) -> None:
         try:

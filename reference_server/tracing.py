@@ -32,10 +32,17 @@ def configure(mode: str) -> None:
     _tracer = trace.get_tracer("asp.reference_server")
 
 
-@contextlib.contextmanager
-def span(name: str, **attributes: str | int | bool) -> Iterator[None]:
+_NO_SPAN = contextlib.nullcontext()  # reusable: nothing per connection or run while tracing is off
+
+
+def span(name: str, **attributes: str | int | bool) -> contextlib.AbstractContextManager[None]:
+    """A span around the block when tracing is on; otherwise a shared no-op."""
     if _tracer is None:
-        yield
-        return
+        return _NO_SPAN
+    return _span(name, attributes)
+
+
+@contextlib.contextmanager
+def _span(name: str, attributes: dict[str, str | int | bool]) -> Iterator[None]:
     with _tracer.start_as_current_span(name, attributes=attributes):
         yield

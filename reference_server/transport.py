@@ -7,7 +7,8 @@ drop a transport, so these subclasses of uvicorn's own protocols do it:
   (else 408 and close), and at most max_pending_handshakes connections may be waiting for theirs
   (beyond, the oldest is closed), so no number of stalled handshakes can use up the server's file
   descriptors and lock other users out (ASP-TRN-002).
-- `AspWebSocketProtocol` (websockets' sans-I/O): a handshake the WebSocket layer refuses (request
+- `AspWebSocketProtocol` (websockets' sans-I/O): its receive queue (`Inbox`, in the scope as
+  `asp.inbox`) tells the app when a message arrives; a handshake the WebSocket layer refuses (request
   line or header over its 8 KiB line limit: 414/431) gets that answer at once instead of never; a
   peer that answers no Ping within heartbeat_interval_ms is closed with 4005, not 1011 (ASP-HB-001);
   a close is written at once even when the peer stopped reading, and a transport whose close
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import resource
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -103,9 +105,38 @@ def _pending(server_state: Any) -> OrderedDict[int, AspHttpProtocol]:
     return pending
 
 
+INBOX = "asp.inbox"  # scope key: the connection's Inbox, for an app that waits without a task
+
+
+class Inbox(asyncio.Queue[Any]):
+    """uvicorn's receive queue, which also calls `listener` when a message arrives, so the app can
+    wait for frames, timers and its own events on one future instead of a task per frame.
+
+    Only an app that got the connection's own `receive` (`receive == inbox.receive`) may use it:
+    a middleware that wraps receive (and may make messages of its own) must be awaited instead."""
+
+    listener: Callable[[], None] | None = None
+    receive: Callable[[], Any] | None = None  # the connection's ASGI receive, which reads this queue
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        if self.listener is not None:
+            self.listener()
+
+
 class AspWebSocketProtocol(WebSocketsSansIOProtocol):
     close_timeout_s = 10.0
     drain_on_shutdown = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        inbox = cast(Inbox, self.queue)
+        inbox.receive = self.receive
+        cast(dict[str, Any], self.scope)[INBOX] = inbox
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

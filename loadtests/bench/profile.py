@@ -73,12 +73,16 @@ async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[
         }
     if name == "pings":
         held = await measure.idle_connections(served.url, tokens, True, 10.0, 2.0, None)
+        if os.environ.get("ASP_PROFILE_MODULE"):  # an instrumented wrapper: ask it for its figures
+            served.process.send_signal(signal.SIGUSR2)
+            await asyncio.sleep(0.5)
         pongs = held["pong_ms"]
         return {
             "connects_per_s": count / (held["finished_at"] - held["opened_at"]),
             "pong_p50_ms": measure.percentile(pongs, 0.5),
             "pong_p99_ms": measure.percentile(pongs, 0.99),
             "missed": held["missed"],
+            "opened": [round(held["opened_at"], 2), round(held["finished_at"], 2)],
         }
     if name == "memory":
         traced = bool(os.environ.get("ASP_TRACEMALLOC_FILE"))

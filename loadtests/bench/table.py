@@ -1,0 +1,67 @@
+"""`asp bench` results as a Markdown table: each figure's median [min-max], generator CPU, load."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def _spread(figure: dict[str, Any]) -> str:
+    return f"{_number(figure['median'])} [{_number(figure['min'])}-{_number(figure['max'])}]"
+
+
+def _cpu(figure: dict[str, Any], name: str) -> str:
+    cpu = figure.get("generator_cpu")
+    if not cpu:
+        return "in process" if name.startswith(("framework", "bare_framework")) else "-"
+    return f"{max(cpu):.2f}" + (" GENERATOR-BOUND" if figure.get("generator_bound") else "")
+
+
+def _load(figure: dict[str, Any]) -> str:
+    load = figure.get("load_avg") or []
+    return "-" if not load else f"{min(load):.1f}-{max(load):.1f}"
+
+
+def _row(name: str, figure: dict[str, Any]) -> str:
+    return f"| {name} | {_spread(figure)} | {_cpu(figure, name)} | {_load(figure)} |"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures of one run: median [min-max] over its repeats, the busiest generator process's
+    CPU (cores; "in process" for the framework floors) and the 1-minute load average range."""
+    lines = ["| figure | median [min-max] | generator CPU | load avg |", "|---|---|---|---|"]
+    for name in (
+        "server_vs_framework",
+        "ttft_ratio",
+        "server_ttft_ms",
+        "framework_ttft_ms",
+        "server_tokens_per_s",
+        "framework_deltas_per_s",
+        "server_events_per_s",
+        "transport_events_per_s",
+        "memory_ratio",
+        "server_kib_per_connection",
+        "bare_kib_per_connection",
+    ):
+        if name in results:
+            lines.append(_row(name, results[name]))
+    lines.append(f"| max_streams_at_50tps | {results.get('max_streams_at_50tps')} | | |")
+    for level in results.get("sweep", []):
+        streams = level["streams"]
+        lines.append(_row(f"ITL p50 ms at {streams} streams", level["itl_p50_ms"]))
+        lines.append(_row(f"ITL p99 ms at {streams} streams", level["itl_p99_ms"]))
+    scale = results.get("connection_scale")
+    if scale:
+        for kind in ("server", "bare"):
+            for name in ("connects_per_s", "connect_p99_ms", "pong_p50_ms", "pong_p99_ms", "pongs_missed"):
+                lines.append(_row(f"{kind} {name} at {scale['connections']} connections", scale[kind][name]))
+    return "\n".join(lines)
