@@ -34,7 +34,7 @@ from typing import Any
 
 from loadtests.bench import measure
 from loadtests.bench.processes import Served, start
-from loadtests.bench.run import _server_env
+from loadtests.bench.run import server_env
 from reference_server.auth import mint
 
 TRACEMALLOC_ENTRY = "loadtests.bench.traced_server"
@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     secret = secrets.token_urlsafe(32)
     scratch = Path(tempfile.mkdtemp())
-    env = _server_env(scratch / "profile.db", secret, args.count + 50)
+    env = server_env(scratch / "profile.db", secret, args.count + 50)
     module = os.environ.get("ASP_PROFILE_MODULE", "reference_server")  # a wrapper that instruments it
     if args.tracemalloc:
         env["ASP_TRACEMALLOC_FILE"] = str(Path(args.tracemalloc).resolve())

@@ -129,7 +129,9 @@ def figure(
     return out
 
 
-def _server_env(database: Path, secret: str, connections: int) -> dict[str, str]:
+def server_env(database: Path, secret: str, connections: int) -> dict[str, str]:
+    """The settings of a server under the bench: SQLite at `database`, no pacing, fixtures on, room for
+    `connections`, limits that never stop a measurement (rate, idle timeout, heartbeat)."""
     return {
         "ASP_JWT_SECRET": secret,
         "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
@@ -159,7 +161,7 @@ class Bench:
 
     def start_server(self, connections: int) -> Served:
         self._servers += 1
-        env = _server_env(self.scratch / f"bench{self._servers}.db", self.secret, connections)
+        env = server_env(self.scratch / f"bench{self._servers}.db", self.secret, connections)
         return start("reference_server", env)
 
     async def transport(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from loadtests.bench import measure
+from loadtests.bench import measure, run
 from loadtests.bench.processes import Served, start
 from reference_server.auth import mint
 
@@ -89,19 +89,8 @@ def start_workers(env: dict[str, str], workers: int, timeout: float = 60) -> Ser
 def server_env(
     scratch: Path, name: str, secret: str, connections: int, shared: dict[str, str]
 ) -> dict[str, str]:
-    return {
-        "ASP_JWT_SECRET": secret,
-        "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{scratch / name}.db",
-        "ASP_HOST": "127.0.0.1",
-        "ASP_PORT": "0",
-        "ASP_TOKEN_DELAY_MS": "0",
-        "ASP_FIXTURES": "true",
-        "ASP_ACCESS_LOG": "false",
-        "ASP_MAX_CONNECTIONS": str(connections + 50),
-        "ASP_RATE_LIMIT_MESSAGES": "1000000",
-        "ASP_IDLE_TIMEOUT_MS": "600000",
-        "ASP_HEARTBEAT_INTERVAL_MS": "60000",
-    } | shared
+    """The bench's server settings (`run.server_env`), with the `shared` state's URLs over them."""
+    return run.server_env(scratch / f"{name}.db", secret, connections) | shared
 
 
 async def kib_per_connection(served: Served, tokens: list[str], expect_session: bool) -> float:
