@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance.options import UsageError
 from conformance.outcomes import CaseResult, Outcome
+from spec import jsondepth
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Baseline:
         except UnicodeDecodeError:
             raise UsageError(f"--expected-failures {path} is not UTF-8 text") from None
         try:
-            data = json.loads(text)
+            data = jsondepth.loads(text)
         except (ValueError, RecursionError):
             ids = [line.split("#")[0].strip() for line in text.splitlines()]
             return cls({i: "" for i in ids if i})

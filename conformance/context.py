@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,7 @@ from conformance.pacing import RatePacer
 from conformance.registry import Case
 from conformance.terms import ServerTerms
 from conformance.wire import AspClient, Closed, Event, HandshakeBroken, HandshakeRefused
-from spec import SUBPROTOCOL
+from spec import SUBPROTOCOL, jsondepth
 from spec.registry import close_code
 from spec.resources import schema_documents
 from spec.schemas import is_identifier, server_event_types
@@ -458,8 +457,8 @@ class CaseContext:
         frame = sent
         if isinstance(sent, str):
             try:
-                frame = json.loads(sent)
-            except ValueError:
+                frame = jsondepth.loads(sent)
+            except (ValueError, RecursionError):
                 frame = None
         sent_id = frame.get("id") if isinstance(frame, dict) else None
         valid_id = sent_id if is_identifier(sent_id) else None

@@ -12,13 +12,13 @@ accident. A wait longer than the check's --max-wait makes the case untestable.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Callable
 
 from conformance.credentials import Unavailable
 from conformance.terms import RateLimit
+from spec import jsondepth
 from spec.schemas import check_client_message
 
 
@@ -28,8 +28,8 @@ def is_message(frame: str | bytes, *, valid_only: bool = False) -> bool:
     if not isinstance(frame, str) or '"message"' not in frame:
         return False
     try:
-        parsed = json.loads(frame)
-    except ValueError:
+        parsed = jsondepth.loads(frame)
+    except (ValueError, RecursionError):
         return False
     if not isinstance(parsed, dict) or parsed.get("type") != "message":
         return False

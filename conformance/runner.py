@@ -453,7 +453,11 @@ async def run_check(
     except ProbeFailed as failed:
         took = time.monotonic() - probe_started
         return report(None, [_probe_result(failed, Outcome.FAIL, credentials, took)])
-    await asyncio.to_thread(generate.warm, options.fuzz_examples)
+    # In this thread, not a worker one: Hypothesis moves the interpreter's recursion limit while it
+    # draws, which on CPython 3.11 before 3.11.8 can break an `ast.parse` running in another thread
+    # (pytest rewriting a module it imports: "AST constructor recursion depth mismatch"). No case
+    # holds a connection yet, so blocking the loop for the draw costs nothing.
+    generate.warm(options.fuzz_examples)
     pacer = pacer_for(terms, options)
     exclusive, beside, in_turn = plan(chosen, terms, options, credentials)
     done: dict[str, CaseResult] = {}

@@ -11,7 +11,7 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from spec import catalog
+from spec import catalog, jsondepth
 from spec.machine import SessionMachine, Violation, judged_requirements
 from spec.registry import close_codes
 from spec.schemas import check_server_event, is_vendor_type
@@ -46,7 +46,7 @@ def parse_frame(text: str) -> Any:
         RecursionError: the JSON nests deeper than this interpreter can parse (about 1,000 levels;
             the spec sets no limit, so this is no verdict on the frame).
     """
-    return json.loads(text, parse_int=_parse_int, parse_constant=_not_json)
+    return jsondepth.loads(text, parse_int=_parse_int, parse_constant=_not_json)
 
 
 # What the oracle judges beside the lifecycle machine (spec/lifecycle.yaml), and where.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from spec import jsondepth
 from spec.machine import Violation
 from spec.oracle import Oracle
 from spec.schemas import check_client_message, check_server_event, client_message_types
@@ -47,7 +47,7 @@ def judge_text(text: str) -> Verdict:
 
 def _single_value(text: str) -> Any:
     try:
-        return json.loads(text)
+        return jsondepth.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser reads
         return None
 
@@ -57,7 +57,7 @@ def _looks_like_jsonl(text: str) -> bool:
     if len(lines) < 2:
         return False
     try:
-        return all(isinstance(json.loads(line), dict) for line in lines)
+        return all(isinstance(jsondepth.loads(line), dict) for line in lines)
     except (ValueError, RecursionError):
         return False
 

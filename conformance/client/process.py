@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conformance.wire import Transcript
+from spec import jsondepth
 
 Record = dict[str, Any]
 RECORD_KINDS = ("run", "state", "error")
@@ -186,7 +187,7 @@ class ClientProcess:
                 continue
             self.transcript.add("recv", text=f"stdout {text}")
             try:
-                record = json.loads(text)
+                record = jsondepth.loads(text)
             except (ValueError, RecursionError):
                 self.problems.append(f"not JSON: {text[:120]!r}")
             else:

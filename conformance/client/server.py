@@ -26,7 +26,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from conformance.wire import ABNORMAL, Transcript
-from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
+from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, jsondepth
 
 Event = dict[str, Any]
 
@@ -185,8 +185,8 @@ class Peer:
                     continue
                 self.transcript.add("recv", text=frame)
                 try:
-                    message = json.loads(frame)
-                except ValueError:
+                    message = jsondepth.loads(frame)
+                except (ValueError, RecursionError):
                     self.problems.append(f"a text frame that is not one JSON value: {frame[:80]!r}")
                     continue
                 if not isinstance(message, dict):

@@ -22,6 +22,7 @@ import pytest
 
 from conformance.generate import invalid_probes
 from conformance.wire import AspClient, Closed
+from spec import jsondepth
 from spec.registry import close_code
 from spec.resources import schema_documents
 from tests.support.server import ServerProcess
@@ -52,7 +53,7 @@ class Frame:
 def client_id(frame: str) -> str | None:
     """The id an error must carry: the client's, when it is a valid identifier (ASP-ERR-012)."""
     try:
-        data = json.loads(frame)
+        data = jsondepth.loads(frame)
     except (ValueError, RecursionError):
         return None
     value = data.get("id") if isinstance(data, dict) else None
