@@ -43,7 +43,8 @@ async def test_the_kit_catches_the_broken_client_with_its_requirement(name: str,
     options = ClientCheckOptions(command=command, include=list(broken.scenarios), strict=broken.strict)
     report = await run_client_check(options)
     failed = [f for r in report.everything for f in r.findings if not f.passed]
-    assert report.exit_code() == 1, f"{name}: the kit passed a broken client"
+    outcomes = {r.case_id: (r.outcome.value, r.reason) for r in report.results}
+    assert report.exit_code() == 1, f"{name}: the kit passed a broken client: {outcomes}"
     named = [f for f in failed if f.requirement == broken.requirement]
     assert named, (
         f"{name}: expected {broken.requirement}, the kit named {sorted({f.requirement for f in failed})}"
