@@ -68,5 +68,23 @@ def test_delays_without_jitter_are_caught(delays: list[float]):
     assert not jitter(list(zip(delays, ATTEMPTS, strict=True))).jittered
 
 
+@pytest.mark.parametrize(
+    "delays",
+    [
+        [5.0, 6.0, 180.0, 5.0, 7.0, 5.0, 6.0, 4.0],  # one spike of a loaded machine at attempt 2
+        [240.0, 5.0, 6.0, 5.0, 230.0, 5.0, 6.0, 4.0],  # two, both within the wire's noise
+        [5.0, 6.0, 5.0, 400.0, 7.0, 5.0, 6.0, 4.0],  # one beyond it
+    ],
+)
+def test_a_storm_on_a_loaded_machine_is_not_taken_for_jitter(delays: list[float]):
+    assert not jitter(list(zip(delays, ATTEMPTS, strict=True))).jittered
+
+
+def test_the_noise_allowance_scales_with_the_late_tolerance():
+    delays = [5.0, 6.0, 5.0, 400.0, 7.0, 5.0, 1200.0, 4.0]  # two above 250 ms, none above 1250
+    assert jitter(list(zip(delays, ATTEMPTS, strict=True))).jittered
+    assert not jitter(list(zip(delays, ATTEMPTS, strict=True)), noise_ms=LATE_MS * 5).jittered
+
+
 def test_fewer_than_eight_reconnects_prove_no_jitter():
     assert not jitter([(100.0, 0)] * (JITTER_MIN_SAMPLES - 1)).jittered

@@ -172,7 +172,7 @@ async def backoff(ctx: ScenarioContext) -> None:
         delays.append(((again.arrived - ended_at) * 1000, attempt))
         peer = again
     await ctx.greet(peer, capabilities=())
-    verdict = jitter(delays)
+    verdict = jitter(delays, noise_ms=ctx.late_ms)
     ctx.check(verdict.jittered, "ASP-CLS-004", f"jitter over {len(delays)} reconnects: {verdict.description}")
 
 
