@@ -5,8 +5,9 @@ before listening.
 (`sqlalchemy.engine.make_url`), names a database SQLAlchemy knows, with an async driver (or one
 SQLAlchemy can use asynchronously, as psycopg), and that driver's module is importable here; each
 failure is a sentence naming what to do (an async driver's URL, the pip package or this package's
-extra to install). `open_problem(url)` is the start-up's: it connects once and says in a sentence
-why it could not (a SQLite file in a missing directory, a PostgreSQL server that refuses).
+extra to install). `open_problem(url)` is the start-up's: it prepares the database once as the server
+will (tables or migrations) and says in a sentence why it could not (a SQLite file in a missing
+directory or that is no database, a PostgreSQL server that refuses, a migration that fails).
 
 `redis_url_problem` and `redis_open_problem` do the same for ASP_REDIS_URL (set: several processes
 share state); the Redis client is imported only then (the embedded server imports none).
@@ -96,16 +97,18 @@ def _with_driver(url: URL, driver: str) -> str:
     return url.set(drivername=f"{url.get_backend_name()}+{driver}").render_as_string(hide_password=True)
 
 
-async def _connect(url: str) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
+async def _prepare(url: str) -> None:
+    """Open the database as the server's start does: its tables (SQLite) or migrations to head
+    (Alembic), so a file that is no database or a migration that fails is refused here, in one
+    line, and not as a traceback after the server announced it was listening."""
+    from reference_server.storage import SqlConversationStore
 
-    engine = create_async_engine(url)
     before = set(threading.enumerate())
+    store = SqlConversationStore(url, cache_size=0)
     try:
-        async with engine.connect():
-            pass
+        await store.start()
     finally:
-        await engine.dispose()
+        await store.close()
         # A driver's own threads (aiosqlite's, after a failed connect) hand their last result to
         # this loop: let them, or they meet a closed loop and print a traceback.
         started = set(threading.enumerate()) - before
@@ -118,15 +121,16 @@ async def _connect(url: str) -> None:
 def open_problem(url: str, timeout_s: float = OPEN_TIMEOUT_S) -> str | None:
     """Why the database at `url` (a URL `url_problem` accepts) cannot be opened, or None.
 
-    Connects once in an event loop of its own (before the server's starts); for SQLite that
-    creates the file, as the server would. The reason is the driver's first line, never a password."""
+    Prepares it once in an event loop of its own (before the server's starts), as the server's
+    start would: for SQLite that creates the file and its tables, for any other database it runs
+    the migrations to head. The reason is the driver's first line, never a password."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
 
     parsed = make_url(url)
     shown = parsed.render_as_string(hide_password=True)
     try:
-        asyncio.run(asyncio.wait_for(_connect(url), timeout_s))
+        asyncio.run(asyncio.wait_for(_prepare(url), timeout_s))
     except TimeoutError:
         return f"cannot open {shown}: no answer within {timeout_s:g} s"
     except Exception as failed:  # any driver's refusal becomes one line

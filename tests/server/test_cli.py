@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from conformance.wire import AspClient
 from reference_server.auth import verify
 from tests.support.server import SECRET
+from tests.support.services import fresh_database
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -457,6 +459,36 @@ def test_a_database_url_that_cannot_serve_is_one_line_before_listening(tmp_path:
     line = one_line_refusal(result)
     assert line.startswith("error: ASP_DATABASE_URL (--database-url): ") and said in line, line
     assert "listening" not in result.stdout and "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_file_that_is_no_database_is_one_line_before_listening(tmp_path: Path):
+    (tmp_path / "notes.db").write_text("these are notes, not a database\n")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'notes.db'}"
+    result = asp_serve("--port", "0", "--dev", "--database-url", url, env=clean_env(), cwd=tmp_path)
+    line = one_line_refusal(result)
+    refused = "error: ASP_DATABASE_URL (--database-url): cannot open"
+    assert line == f"{refused} {url}: file is not a database\n", line
+    assert "listening" not in result.stdout
+
+
+def test_a_migration_that_fails_is_one_line_before_listening(tmp_path: Path):
+    with fresh_database() as url:
+        # a table of the layout's name that is not the layout's: the first migration cannot create it
+        asyncio.run(_execute(url, "CREATE TABLE asp_conversations (something_else integer)"))
+        result = asp_serve("--port", "0", "--dev", "--database-url", url, env=clean_env(), cwd=tmp_path)
+    line = one_line_refusal(result)
+    refused = "error: ASP_DATABASE_URL (--database-url): cannot open postgresql+asyncpg://"
+    assert line.startswith(refused), line
+    assert "asp_conversations" in line and "listening" not in result.stdout
+
+
+async def _execute(url: str, sql: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(sql)
+    finally:
+        await engine.dispose()
 
 
 def test_the_production_entry_checks_the_database_url_too(tmp_path: Path):
