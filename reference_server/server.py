@@ -26,6 +26,7 @@ from typing import TextIO
 
 import uvicorn
 from uvicorn._types import ASGIApplication
+from uvicorn.config import STARTUP_FAILURE
 
 from reference_server.app import create_app
 from reference_server.auth import ALGORITHM, mint
@@ -148,6 +149,43 @@ class NotShared(StartupError):
     """Several worker processes asked for without the shared state they need (ASP_REDIS_URL)."""
 
 
+class AppDidNotStart(StartupError):
+    """The application's start (the lifespan: storage, shared state) failed after the server
+    announced it was listening; uvicorn has logged why."""
+
+
+# A worker's exit code when its application did not start: uvicorn's own (STARTUP_FAILURE), and
+# gunicorn's WORKER_BOOT_ERROR, on which its arbiter halts instead of starting another worker that
+# would fail the same way.
+WORKER_START_FAILED = STARTUP_FAILURE
+
+
+def run_app(
+    settings: Settings, app: ASGIApplication | None, dev_token_ttl_s: int | None, sock: socket.socket
+) -> None:
+    """uvicorn on `sock` until a stop signal. Raises AppDidNotStart when the application's start
+    failed (uvicorn exits STARTUP_FAILURE then, or returns unstarted)."""
+    server = uvicorn.Server(uvicorn_config(settings, app, dev_token_ttl_s=dev_token_ttl_s))
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as exited:
+        if exited.code != STARTUP_FAILURE:
+            raise
+        raise AppDidNotStart("the application did not start; its error is logged above") from None
+    if not server.started:
+        raise AppDidNotStart("the application did not start; its error is logged above")
+
+
+def run_worker(
+    settings: Settings, app: ASGIApplication | None, dev_token_ttl_s: int | None, sock: socket.socket
+) -> None:
+    """A worker process's body: `run_app`, exiting WORKER_START_FAILED when the application did not start."""
+    try:
+        run_app(settings, app, dev_token_ttl_s, sock)
+    except AppDidNotStart:
+        sys.exit(WORKER_START_FAILED)
+
+
 def serve(
     settings: Settings,
     out: TextIO = sys.stdout,
@@ -195,16 +233,17 @@ def serve(
     announce(settings, port, out, dev)
     ttl = dev.token_ttl_s if dev else None
     if workers <= 1:
-        uvicorn.Server(uvicorn_config(settings, app, dev_token_ttl_s=ttl)).run(sockets=[sock])
+        run_app(settings, app, ttl, sock)
         return
-    supervise(workers, lambda: uvicorn.Server(uvicorn_config(settings, app, ttl)).run(sockets=[sock]))
+    supervise(workers, lambda: run_worker(settings, app, ttl, sock))
 
 
 def supervise(workers: int, run: Callable[[], None]) -> None:
     """Fork `workers` processes that each `run()` (uvicorn on the inherited socket); SIGTERM/SIGINT
     are passed on to them (each drains as one server does, ASP-CLS-005); a worker that dies is
-    replaced. Forked before any event loop exists, so the settings (and a generated secret) are
-    the same in every worker."""
+    replaced, but one whose application did not start (exit WORKER_START_FAILED) stops them all
+    and raises AppDidNotStart: another would fail the same way. Forked before any event loop
+    exists, so the settings (and a generated secret) are the same in every worker."""
     context = multiprocessing.get_context("fork")
     stopping: int | None = None  # the signal that stops the workers
     parent = os.getpid()
@@ -225,16 +264,30 @@ def supervise(workers: int, run: Callable[[], None]) -> None:
 
     processes = [start() for _ in range(workers)]
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    while stopping is None:
+    failed: int | None = None  # the pid of a worker whose application did not start
+    while stopping is None and failed is None:
         time.sleep(0.5)
         for index, process in enumerate(processes):
-            if stopping is None and not process.is_alive():
-                logging.getLogger("asp.server").warning(
-                    "worker %s exited with %s; starting another", process.pid, process.exitcode
-                )
-                processes[index] = start()
+            if stopping is not None or failed is not None or process.is_alive():
+                continue
+            if process.exitcode == WORKER_START_FAILED:
+                failed = process.pid
+                for other in processes:
+                    if other.pid is not None and other.is_alive():
+                        os.kill(other.pid, signal.SIGTERM)
+                break
+            logging.getLogger("asp.server").warning(
+                "worker %s exited with %s; starting another", process.pid, process.exitcode
+            )
+            processes[index] = start()
     for process in processes:
         process.join()
     for sig, handler in previous.items():
         signal.signal(sig, handler)
-    signal.raise_signal(stopping)  # as a single server does once drained (reference_server.launch)
+    if failed is not None and stopping is None:
+        raise AppDidNotStart(
+            f"worker process {failed}: the application did not start (its error is logged above); "
+            "stopped the other workers"
+        )
+    if stopping is not None:
+        signal.raise_signal(stopping)  # as a single server does once drained (reference_server.launch)

@@ -7,6 +7,10 @@ database (tests/support/services.py), so parallel runs never meet.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +19,7 @@ import pytest
 import redis
 
 from conformance.wire import AspClient, Closed
-from tests.support.server import ServerProcess
+from tests.support.server import SECRET, ServerProcess
 from tests.support.services import Pair, fresh_database, fresh_prefix, redis_url
 
 
@@ -149,3 +153,40 @@ def test_several_workers_need_redis(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="ASP_REDIS_URL"):
         server.start()
     assert server.process is not None and server.process.wait(5) == 2
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_application_that_does_not_start_exits_2_and_leaves_no_worker(
+    tmp_path: Path, workers: int
+) -> None:
+    """The start fails after 'listening' was printed: exit 2 with one line, not 0, and with several
+    workers no restart loop (each worker would fail the same way) and no worker left behind."""
+    env = {
+        **os.environ,
+        "ASP_JWT_SECRET": SECRET,
+        "ASP_PORT": "0",
+        "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'asp.db'}",
+        "ASP_REDIS_URL": redis_url(),
+        "ASP_REDIS_PREFIX": fresh_prefix(),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.failing_start", str(workers)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 2, (out, err)
+    assert "listening" in out
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "the application did not start" in last, err
+    assert "starting another" not in err
+    assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 1, (
+        "a worker lived on"
+    )
