@@ -9,6 +9,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 
 @dataclass
 class Served:
@@ -22,6 +24,26 @@ class Served:
                     return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
+    def cpu_by_process(self) -> dict[int, float]:
+        """CPU seconds (user + system, from /proc) of the server process and each live descendant
+        (the workers of `asp serve --workers N`), by pid."""
+        pids, found = [self.process.pid], {}
+        while pids:
+            pid = pids.pop()
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
+                    pids.extend(int(child) for child in children.read().split())
+            except FileNotFoundError:  # exited meanwhile
+                continue
+            found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return found
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the server and its live descendants together."""
+        return sum(self.cpu_by_process().values())
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -32,11 +54,18 @@ class Served:
 
 
 def start(
-    module: str, env: dict[str, str] | None = None, timeout: float = 30, prefix: list[str] | None = None
+    module: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
+    prefix: list[str] | None = None,
+    args: list[str] | None = None,
+    workers: int = 0,
 ) -> Served:
-    """Start `python -m module` (after `prefix`, e.g. a profiler's command) and wait for its URL."""
+    """Start `python -m module args...` (after `prefix`, e.g. a profiler's command) and wait for its
+    URL; with `workers`, also for that many child processes (`asp serve --workers N` forks them
+    after announcing its URL). Raises RuntimeError when it exits or says nothing within `timeout`."""
     process = subprocess.Popen(
-        [*(prefix or []), sys.executable, "-m", module],
+        [*(prefix or []), sys.executable, "-m", module, *(args or [])],
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -48,8 +77,11 @@ def start(
         line = process.stdout.readline()
         match = re.search(r"listening on (ws://\S+)", line)
         if match:
-            time.sleep(0.5)  # lifespan start-up after the announcement
-            return Served(process, match.group(1))
+            served = Served(process, match.group(1))
+            while workers and len(served.cpu_by_process()) <= workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5 if not workers else 2.0)  # lifespan start-up after the announcement
+            return served
         if process.poll() is not None:
             break
     process.kill()
