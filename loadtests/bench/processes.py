@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -45,12 +47,27 @@ class Served:
         return sum(self.cpu_by_process().values())
 
     def stop(self) -> None:
+        """SIGTERM, SIGKILL after 10 s; then SIGKILL to any descendant (a worker) still running."""
+        descendants = {pid: _started(pid) for pid in self.cpu_by_process() if pid != self.process.pid}
         self.process.terminate()
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+        for pid, started in descendants.items():
+            if started is not None and _started(pid) == started:  # the same process, not a reused pid
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _started(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot, /proc), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, IndexError):
+        return None
 
 
 def start(

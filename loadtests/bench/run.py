@@ -419,16 +419,15 @@ class Bench:
         """One server of each kind ("bare", "server", "redis_server") per repeat, started together
         (each is measured alone)."""
         order = [kind for _ in range(self.plan.repeats) for kind in kinds]
-
-        def start_kind(kind: str) -> Served:
-            if kind == "bare":
-                return start("loadtests.bench.bare_server")
-            return self.start_server(count, redis=kind == "redis_server")
-
-        # the environments are made here, in order (a server's prefix and file), the processes in threads
-        return list(
-            zip(order, await asyncio.gather(*[asyncio.to_thread(start_kind, k) for k in order]), strict=True)
-        )
+        # each server's settings (its own file and key prefix) made here, in order; the processes in threads
+        commands = [
+            ("loadtests.bench.bare_server", None)
+            if kind == "bare"
+            else ("reference_server", self.server_env(count, redis=kind == "redis_server"))
+            for kind in order
+        ]
+        started = await asyncio.gather(*[asyncio.to_thread(start, *command) for command in commands])
+        return list(zip(order, started, strict=True))
 
     async def connection_scale(self, kind: str, served: Served, count: int) -> dict[str, Any]:
         """One repeat on a fresh server process (its RSS is not lowered by memory others freed)."""

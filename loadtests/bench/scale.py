@@ -141,3 +141,9 @@ async def redis_cpu_s(redis_url: str) -> float:
     finally:
         await client.aclose()
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+if __name__ == "__main__":  # the section's old command: say where it went
+    raise SystemExit(
+        "the scale-out figures are a section of `asp bench`: asp bench --redis-url URL [--database-url URL]"
+    )
