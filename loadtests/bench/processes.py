@@ -61,6 +61,14 @@ class Served:
                     os.kill(pid, signal.SIGKILL)
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds every core of this machine has been busy since boot (/proc/stat: all but idle
+    and iowait), whoever ran: over a phase, the difference shows whether the machine was full."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
 def _started(pid: int) -> str | None:
     """The start time of process `pid` (clock ticks since boot, /proc), or None when it is gone."""
     try:

@@ -32,7 +32,7 @@ from typing import Any
 
 from loadtests.bench import measure, scale
 from loadtests.bench.generator import Generator, split, wait
-from loadtests.bench.processes import Served, start
+from loadtests.bench.processes import Served, machine_cpu_s, start
 from loadtests.bench.scale import SharedState
 from reference_server.auth import mint
 
@@ -68,7 +68,8 @@ DEFINITIONS = {
     "sweep server_cpu": "CPU of the server's processes over a whole sweep level (connections opened, every "
     "repeat), per wall second: 1.0 is one core; server_busiest_cpu is its busiest process's; "
     "generator_cpu_total the generator processes' together, per repeat; redis_cpu the Redis server's "
-    "(INFO cpu: other users of that Redis count too)",
+    "(INFO cpu: other users of that Redis count too); machine_cpu every process's on this machine "
+    "(/proc/stat), of `cores`: near `cores`, the machine, not the server, was full",
     "refined levels": "after the first failing level, `refine` levels halfway between the last passed and "
     "the first failed, so max_streams_at_50tps is not only a level of the list",
     "scale_out": "with --redis-url: the same measurements with the server's state in Redis (connection "
@@ -342,6 +343,7 @@ class Bench:
                 f"[{p99['min']:.1f}-{p99['max']:.1f}] ms, generator CPU {max(p99['generator_cpu']):.2f} "
                 f"(all {max(outcome['generator_cpu_total']):.2f}), server CPU {outcome['server_cpu']:.2f}"
                 + (f", Redis CPU {outcome['redis_cpu']:.2f}" if "redis_cpu" in outcome else "")
+                + f", machine CPU {outcome['machine_cpu']:.2f} of {outcome['cores']}"
                 + f", load {p99['load_avg'][0]:.1f}"
                 + (" GENERATOR-BOUND" if p99["generator_bound"] else "")
             )
@@ -370,7 +372,7 @@ class Bench:
         barrier = self.generator.barrier(len(shares)) if len(shares) > 1 else None
         firsts = [sum(len(s) for s in shares[:i]) for i in range(len(shares))]
         redis_url = self.shared.redis_url if redis and self.shared else ""
-        server_before = served.cpu_by_process()
+        server_before, machine_before = served.cpu_by_process(), machine_cpu_s()
         redis_before = await scale.redis_cpu_s(redis_url) if redis_url else 0.0
         began = time.perf_counter()
         outcomes = await asyncio.gather(
@@ -390,7 +392,7 @@ class Bench:
             ]
         )
         wall = time.perf_counter() - began
-        server_after = served.cpu_by_process()
+        server_after, machine = served.cpu_by_process(), machine_cpu_s() - machine_before
         used = {pid: cpu - server_before.get(pid, 0.0) for pid, cpu in server_after.items()}
         p50, p99, complete, cpu, total = [], [], [], [], []
         for repeat in range(plan.repeats):
@@ -410,6 +412,8 @@ class Bench:
             "generator_cpu_total": total,
             "server_cpu": sum(used.values()) / wall,
             "server_busiest_cpu": max(used.values()) / wall,
+            "machine_cpu": machine / wall,
+            "cores": os.cpu_count() or 1,
         }
         if redis_url:
             out["redis_cpu"] = (await scale.redis_cpu_s(redis_url) - redis_before) / wall

@@ -59,7 +59,11 @@ def table(results: dict[str, Any]) -> str:
     for level in results.get("sweep", []):
         streams = level["streams"]
         lines.append(_row(f"ITL p50 ms at {streams} streams", level["itl_p50_ms"]))
-        cpu = f" (server CPU {level['server_cpu']:.2f})" if "server_cpu" in level else ""
+        cpu = (
+            f" (server CPU {level['server_cpu']:.2f}, machine {level['machine_cpu']:.2f})"
+            if "server_cpu" in level
+            else ""
+        )
         lines.append(_row(f"ITL p99 ms at {streams} streams{cpu}", level["itl_p99_ms"]))
     scale = results.get("connection_scale")
     if scale:
@@ -94,7 +98,7 @@ def _scale_out(section: dict[str, Any]) -> list[str]:
     for level in section["workers_sweep"]:
         cpu = (
             f"server CPU {level['server_cpu']:.2f}, Redis {level.get('redis_cpu', 0):.2f}, "
-            f"all generators {max(level['generator_cpu_total']):.2f}"
+            f"all generators {max(level['generator_cpu_total']):.2f}, machine {level['machine_cpu']:.2f}"
         )
         lines.append(
             _row(
