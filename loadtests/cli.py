@@ -441,6 +441,9 @@ def _at_least_3(text: str) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from loadtests.bench.run import BenchPlan, bench
 
+    if args.database_url and not args.redis_url:
+        print("asp bench: --database-url is the scale-out section's: give --redis-url too", file=sys.stderr)
+        return 2
     plan = BenchPlan.quick() if args.quick else BenchPlan()
     if args.connections is not None:
         plan.connections = args.connections
@@ -448,7 +451,19 @@ def _bench(args: argparse.Namespace) -> int:
         plan.repeats = args.repeats
     if args.processes is not None:
         plan.processes = args.processes
-    results = bench(plan, progress=lambda text: print(text, file=sys.stderr, flush=True))
+    if args.redis_url:
+        from loadtests.bench.scale import problem
+
+        unusable = problem(args.redis_url, args.database_url or "")
+        if unusable:
+            print(f"asp bench: {unusable}", file=sys.stderr)
+            return 2
+    results = bench(
+        plan,
+        progress=lambda text: print(text, file=sys.stderr, flush=True),
+        redis_url=args.redis_url or "",
+        database_url=args.database_url or "",
+    )
     text = json.dumps(results, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
@@ -470,7 +485,10 @@ def register(commands: Any) -> None:
         "(bare uvicorn/WebSocket), the framework floor (pydantic-ai in process), and the reference server "
         "(one stream, TTFT, a sweep of concurrent 50 tokens/s streams, N idle connections with application "
         "pings and their memory), as ratios against the floors, with the load generator's CPU and the load "
-        "average beside each. Exit 0 when every target is met, 3 when one is missed.",
+        "average beside each. With --redis-url, a scale-out section too: the server with its state in Redis "
+        "against the embedded one (stream, CPU per 1,000 tokens, memory) and `asp serve --workers 2` on "
+        "Redis against one embedded process (sweep). Exit 0 when every target is met, 3 when one is missed, "
+        "2 when --redis-url or --database-url cannot be used.",
     )
     bench_parser.add_argument("--json", help="write the results here")
     bench_parser.add_argument("--quick", action="store_true", help="a small run (seconds), for smoke tests")
@@ -484,6 +502,16 @@ def register(commands: Any) -> None:
     )
     bench_parser.add_argument(
         "--processes", type=_positive, help="load-generator worker processes (default 4; --quick 2)"
+    )
+    bench_parser.add_argument(
+        "--redis-url",
+        help="add the scale-out section: the server with its state in this Redis (under a fresh key "
+        "prefix, deleted after), and `asp serve --workers 2` on it, against the embedded server",
+    )
+    bench_parser.add_argument(
+        "--database-url",
+        help="with --redis-url: PostgreSQL for the scale-out servers' history; the bench creates a fresh "
+        "database beside the one named and drops it after (default: a SQLite file per server)",
     )
     bench_parser.set_defaults(handler=_bench)
 

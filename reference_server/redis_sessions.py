@@ -77,6 +77,7 @@ class StreamJournal:
         self._meta: dict[str, str] = {}
         self._appended = 0  # entries (events and notes) appended, and written or given up on
         self.stored = 0
+        self._expired_at: float | None = None  # when a write last set the keys' TTL (monotonic)
 
     def append(self, seq: int, text: str) -> None:
         self._pending.append((seq, text))
@@ -97,7 +98,13 @@ class StreamJournal:
             pipe.xadd(self.key, {"e": text}, id=f"{seq}-0", maxlen=self.window, approximate=False)
         if meta:
             pipe.hset(self.shared.meta_key(self.session.id), mapping=meta)
-        self.shared.expire(pipe, self.session.id)
+        # The TTL runs from the session's last write with a note (its run started or ended) or its
+        # first; in between, at most once per `expire_every_s`: `refresh` renews it as often while the
+        # session is carried or runs. Not per write: most writes carry one token of a session.
+        now = time.monotonic()
+        if meta or self._expired_at is None or now - self._expired_at >= self.shared.expire_every_s:
+            self.shared.expire(pipe, self.session.id)
+            self._expired_at = now
         return self._appended - self.stored
 
     async def flush(self, timeout: float = 5.0) -> None:
@@ -190,6 +197,7 @@ class SharedSessions:
         self.instance = instance
         self.alive = alive
         self.ttl_ms = max(1000, hub.settings.session_ttl_ms)
+        self.expire_every_s = min(5.0, self.ttl_ms / 4000)  # a quarter of the TTL, as `refresh` runs
         self.journals: dict[str, StreamJournal] = {}
         self.handovers: dict[str, tuple[str, str]] = {}  # session id -> (asking instance, its token)
         self.homes: dict[str, str] = {}  # mirrored session id -> the process that holds it

@@ -142,7 +142,7 @@ def open_problem(url: str, timeout_s: float = OPEN_TIMEOUT_S) -> str | None:
     return None
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """Any `scheme://user:password@host/...` URL as shown to the user: the password hidden."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -179,8 +179,8 @@ def redis_open_problem(url: str, timeout_s: float = OPEN_TIMEOUT_S) -> str | Non
     try:
         asyncio.run(asyncio.wait_for(_ping(url), timeout_s))
     except TimeoutError:
-        return f"cannot reach {_shown(url)}: no answer within {timeout_s:g} s"
+        return f"cannot reach {shown_url(url)}: no answer within {timeout_s:g} s"
     except Exception as failed:  # any refusal (connection, authentication) becomes one line
         text = (str(failed).strip().splitlines() or [type(failed).__name__])[0]
-        return f"cannot reach {_shown(url)}: {text}"
+        return f"cannot reach {shown_url(url)}: {text}"
     return None

@@ -220,15 +220,22 @@ async def _stream(websocket: ClientConnection, content: str) -> dict[str, Any]:
             }
 
 
-async def server_stream(url: str, tokens: list[str], stream_tokens: int) -> dict[str, float]:
-    """One long instant stream (tokens/s, events/s) on `tokens[0]`'s connection, then the TTFT p50
-    of one-token answers, each on a fresh conversation of its own user (`tokens[1:]`)."""
+async def server_stream(
+    url: str, tokens: list[str], stream_tokens: int, barrier: Any = None
+) -> dict[str, float]:
+    """One long instant stream (tokens/s, events/s, tokens) on `tokens[0]`'s connection, then the
+    TTFT p50 of one-token answers, each on a fresh conversation of its own user (`tokens[1:]`).
+
+    `barrier` (shared with the orchestrator, which reads the server's CPU between the waits):
+    waited just before and just after the long stream."""
     websocket = await open_ws(url, tokens[0], "conversation_id=new")
     try:
         await _until_session(websocket)
         await _stream(websocket, f"asp-fixture:text {min(stream_tokens, 500)}")  # warm-up
+        await wait_barrier(barrier)
         meter = Meter()
         run = await _stream(websocket, f"asp-fixture:text {stream_tokens}")
+        await wait_barrier(barrier)
     finally:
         await websocket.close()
     # A fresh conversation per sample (no history, as in the framework floor); the connections are
@@ -241,6 +248,7 @@ async def server_stream(url: str, tokens: list[str], stream_tokens: int) -> dict
     return {
         "tokens_per_s": run["tokens"] / run["seconds"],
         "events_per_s": run["events"] / run["seconds"],
+        "tokens": run["tokens"],
         "ttft_p50_ms": statistics.median(firsts),
         "cpu": meter.cpu(),
     }

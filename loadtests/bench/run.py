@@ -7,23 +7,33 @@ second) and the machine's 1-minute load average at each repeat. A figure whose g
 sat above GENERATOR_BOUND of a core is marked `generator_bound`: it may measure the client, not
 the server. Ratios are taken repeat by repeat (floor and server measured back to back), then
 summarised, so a machine that slows down during the run moves both sides of each ratio.
+
+With a Redis URL (`asp bench --redis-url URL [--database-url URL]`) the run has a scale-out section
+too (issue 13), measured by the same code in the same run: the stream on a server keeping its state
+in Redis (interleaved with the embedded server's and the framework's, repeat by repeat), its memory
+per idle connection (a fresh process per repeat, beside the bare stack's), and the sweep on
+`asp serve --workers 2` on Redis against the embedded server's sweep. Its shared state (a key prefix,
+a fresh PostgreSQL database) is loadtests.bench.scale's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from loadtests.bench import measure
+from loadtests.bench import measure, scale
 from loadtests.bench.generator import Generator, split, wait
-from loadtests.bench.processes import Served, start
+from loadtests.bench.processes import Served, machine_cpu_s, start
+from loadtests.bench.scale import SharedState
 from reference_server.auth import mint
 
 GENERATOR_BOUND = 0.8  # of one core, in one generator process
@@ -53,6 +63,26 @@ DEFINITIONS = {
     "ping_interval_s: connects/s = N / wall time to open all, pong round trips, server RSS growth "
     "per connection after opening; the same on the bare stack (its app answers pings) for the floor",
     "memory_ratio": "server KiB per idle authenticated connection / bare stack's, repeat by repeat",
+    "server_cpu_ms_per_1000_tokens": "server process CPU (user + system, /proc) over the long stream of "
+    "server_tokens_per_s, per 1,000 tokens delivered",
+    "sweep server_cpu": "CPU of the server's processes over a whole sweep level (connections opened, every "
+    "repeat), per wall second: 1.0 is one core; server_busiest_cpu is its busiest process's; "
+    "generator_cpu_total the generator processes' together, per repeat; redis_cpu the Redis server's "
+    "(INFO cpu: other users of that Redis count too); machine_cpu every process's on this machine "
+    "(/proc/stat), of `cores`: near `cores`, the machine, not the server, was full",
+    "refined levels": "after the first failing level, `refine` levels halfway between the last passed and "
+    "the first failed, so max_streams_at_50tps is not only a level of the list",
+    "scale_out": "with --redis-url: the same measurements with the server's state in Redis (connection "
+    "limit, sessions and replay buffers as Redis Streams, rate limit) and its history in a fresh PostgreSQL "
+    "database (--database-url) or a SQLite file; every server of the run under its own key prefix",
+    "redis_server_vs_framework": "Redis server tokens/s / framework deltas/s, repeat by repeat (the "
+    "embedded server's stream measured between them)",
+    "cpu_per_1000_tokens_ratio": "Redis server CPU per 1,000 tokens / the embedded server's, repeat by "
+    "repeat",
+    "redis_memory_ratio": "Redis server KiB per idle authenticated connection / the bare stack's, repeat by "
+    "repeat, each on a fresh process",
+    "workers_vs_embedded": "max_streams_at_50tps of `asp serve --workers 2` on Redis / the embedded "
+    "server's (the sweep above), both in this run; the workers' sweep runs over the same generator processes",
 }
 TARGETS: dict[str, tuple[str, float]] = {
     "server_vs_framework": (">=", 0.9),
@@ -61,7 +91,17 @@ TARGETS: dict[str, tuple[str, float]] = {
     "max_streams_at_50tps": (">=", 200),
     "connects_per_s": (">=", 500),
     "pong_p99_ms": ("<", 50),
+    "redis_server_vs_framework": (">=", 0.8),
+    "cpu_per_1000_tokens_ratio": ("<=", 1.3),
+    "redis_memory_ratio": ("<=", 1.5),
+    "workers_vs_embedded": (">=", 1.5),
 }
+SCALE_OUT = (
+    "redis_server_vs_framework",
+    "cpu_per_1000_tokens_ratio",
+    "redis_memory_ratio",
+    "workers_vs_embedded",
+)
 
 
 @dataclass
@@ -79,6 +119,9 @@ class BenchPlan:
     streams_per_process: int = 100
     connections_per_process: int = 1250
     settle_s: float = 1.5  # before reading a server's memory
+    refine: int = 2  # sweep levels bisecting between the last passed and the first failed
+    workers: int = 2  # scale-out: `asp serve --workers N` on Redis
+    workers_sweep: tuple[int, ...] = (10, 25, 50, 100, 150, 200, 300, 400, 500, 600, 800)
 
     @classmethod
     def quick(cls, connections: int | None = None) -> BenchPlan:
@@ -96,12 +139,17 @@ class BenchPlan:
             streams_per_process=2,
             connections_per_process=20,
             settle_s=0.3,
+            refine=0,
+            workers_sweep=(2, 4),
         )
 
     def applies(self, target: str) -> bool:
         """Whether this plan measures far enough for `target` to be judged."""
         if target == "max_streams_at_50tps":
             return max(self.sweep) > TARGETS[target][1]
+        if target == "workers_vs_embedded":  # both sweeps can reach their ceilings
+            enough = TARGETS[target][1] * max(self.sweep)
+            return self.applies("max_streams_at_50tps") and max(self.workers_sweep) >= enough
         if target in ("connects_per_s", "pong_p99_ms"):
             return self.connections >= 1000
         return True
@@ -148,21 +196,46 @@ def server_env(database: Path, secret: str, connections: int) -> dict[str, str]:
 
 
 class Bench:
-    def __init__(self, plan: BenchPlan, generator: Generator, scratch: Path, progress: Callable[[str], None]):
+    """One run's servers and measurements, all through `generator`. `shared` (the scale-out section's
+    Redis prefix and database) is None when the run has no --redis-url."""
+
+    def __init__(
+        self,
+        plan: BenchPlan,
+        generator: Generator,
+        scratch: Path,
+        progress: Callable[[str], None],
+        shared: SharedState | None = None,
+    ):
         self.plan = plan
         self.generator = generator
         self.scratch = scratch
         self.progress = progress
+        self.shared = shared
         self.secret = secrets.token_urlsafe(32)
         self._servers = 0
 
     def tokens(self, prefix: str, count: int) -> list[str]:
         return [mint(f"{prefix}-{i}", self.secret) for i in range(count)]
 
-    def start_server(self, connections: int) -> Served:
+    def server_env(self, connections: int, redis: bool = False) -> dict[str, str]:
+        """A new server's settings: its own SQLite file; with `redis`, the run's shared state over it."""
         self._servers += 1
         env = server_env(self.scratch / f"bench{self._servers}.db", self.secret, connections)
-        return start("reference_server", env)
+        if redis:
+            assert self.shared is not None
+            env |= self.shared.env()
+        return env
+
+    def start_server(self, connections: int, redis: bool = False) -> Served:
+        """A reference server process, embedded, or keeping its state in Redis (`redis`)."""
+        return start("reference_server", self.server_env(connections, redis))
+
+    def start_workers(self, connections: int) -> Served:
+        """`asp serve --workers N` (N = plan.workers) on the run's Redis, once its workers run."""
+        env = self.server_env(connections, redis=True)
+        args = ["serve", "--workers", str(self.plan.workers)]
+        return start("asp_cli.main", env, timeout=60, args=args, workers=self.plan.workers)
 
     async def transport(self) -> dict[str, Any]:
         bare = start("loadtests.bench.bare_server")
@@ -179,8 +252,32 @@ class Bench:
             bare.stop()
         return figure(rates, cpu, load)
 
-    async def streams(self, served: Served) -> dict[str, Any]:
-        """Framework floors and the server's stream and TTFT, interleaved repeat by repeat."""
+    async def server_stream(self, served: Served, tag: str) -> dict[str, Any]:
+        """`measure.server_stream` on `served`, with the server's CPU per 1,000 tokens of its long
+        stream (read between the generator's barrier waits around that stream)."""
+        barrier = self.generator.barrier(2)
+        call = asyncio.ensure_future(
+            self.generator.call(
+                "server_stream",
+                url=served.url,
+                tokens=self.tokens(tag, self.plan.ttft_samples + 1),
+                stream_tokens=self.plan.stream_tokens,
+                barrier=barrier,
+            )
+        )
+        await _step(barrier, call)
+        began = served.cpu_s()
+        await _step(barrier, call)
+        used = served.cpu_s() - began
+        outcome: dict[str, Any] = await call
+        outcome["cpu_ms_per_1000_tokens"] = used * 1e6 / max(1, outcome["tokens"])
+        return outcome
+
+    async def streams(self, servers: dict[str, Served]) -> dict[str, Any]:
+        """Framework floors and each server's stream and TTFT, interleaved repeat by repeat.
+
+        `servers`: "server" (embedded) and, in a scale-out run, "redis_server"; each one's figures
+        are named after it, its ratios taken against the framework run of the same repeat."""
         plan = self.plan
         columns: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
@@ -195,12 +292,10 @@ class Bench:
             framework = await self.generator.call(
                 "framework_floor", which="server", tokens=plan.stream_tokens, ttft_samples=plan.ttft_samples
             )
-            server = await self.generator.call(
-                "server_stream",
-                url=served.url,
-                tokens=self.tokens(f"bench-stream-{repeat}", plan.ttft_samples + 1),
-                stream_tokens=plan.stream_tokens,
-            )
+            measured = {
+                name: await self.server_stream(served, f"bench-{name}-{repeat}")
+                for name, served in servers.items()
+            }
             lightest = await self.generator.call(
                 "framework_floor", which="bare", tokens=plan.stream_tokens, ttft_samples=plan.ttft_samples
             )
@@ -210,18 +305,75 @@ class Bench:
                 note(f"{name}_deltas_per_s", source["deltas_per_s"])
                 note(f"{name}_ttft_ms", source["ttft_p50_ms"])
                 note(f"{name}_process_cpu", source["cpu"])
-            note("server_tokens_per_s", server["tokens_per_s"], server["cpu"])
-            note("server_events_per_s", server["events_per_s"], server["cpu"])
-            note("server_ttft_ms", server["ttft_p50_ms"], server["cpu"])
-            note("server_vs_framework", server["tokens_per_s"] / framework["deltas_per_s"], server["cpu"])
-            note("ttft_ratio", server["ttft_p50_ms"] / framework["ttft_p50_ms"], server["cpu"])
+            for name, server in measured.items():
+                kind = name.removesuffix("server")  # "" or "redis_"
+                note(f"{name}_tokens_per_s", server["tokens_per_s"], server["cpu"])
+                note(f"{name}_events_per_s", server["events_per_s"], server["cpu"])
+                note(f"{name}_ttft_ms", server["ttft_p50_ms"], server["cpu"])
+                note(f"{name}_cpu_ms_per_1000_tokens", server["cpu_ms_per_1000_tokens"], server["cpu"])
+                ratio = server["tokens_per_s"] / framework["deltas_per_s"]
+                note(f"{name}_vs_framework", ratio, server["cpu"])
+                note(f"{kind}ttft_ratio", server["ttft_p50_ms"] / framework["ttft_p50_ms"], server["cpu"])
+            if "redis_server" in measured:
+                note(
+                    "cpu_per_1000_tokens_ratio",
+                    measured["redis_server"]["cpu_ms_per_1000_tokens"]
+                    / measured["server"]["cpu_ms_per_1000_tokens"],
+                    measured["redis_server"]["cpu"],
+                )
         return {name: figure(values, cpu.get(name), load) for name, values in columns.items()}
 
-    async def sweep_level(self, served: Served, level: int) -> dict[str, Any]:
+    async def sweep(
+        self, served: Served, levels: tuple[int, ...], label: str = "", redis: bool = False
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The sweep of `levels` on `served` (`redis`: a server on the run's Redis), up to the first
+        level that fails (ITL p99 median at or over the limit, or a stream incomplete), then
+        `plan.refine` levels bisecting between the last passed and the first failed. Returns the
+        largest level passed and every level's figures, by number of streams."""
+        best, failed, outcomes = 0, 0, []
+
+        async def passes(level: int) -> bool:
+            outcome = await self.sweep_level(served, level, redis)
+            outcomes.append(outcome)
+            p99 = outcome["itl_p99_ms"]
+            self.progress(
+                f"  {label}{level} streams over {outcome['processes']} processes: ITL p50 "
+                f"{outcome['itl_p50_ms']['median']:.1f} ms, p99 {p99['median']:.1f} "
+                f"[{p99['min']:.1f}-{p99['max']:.1f}] ms, generator CPU {max(p99['generator_cpu']):.2f} "
+                f"(all {max(outcome['generator_cpu_total']):.2f}), server CPU {outcome['server_cpu']:.2f}"
+                + (f", Redis CPU {outcome['redis_cpu']:.2f}" if "redis_cpu" in outcome else "")
+                + f", machine CPU {outcome['machine_cpu']:.2f} of {outcome['cores']}"
+                + f", load {p99['load_avg'][0]:.1f}"
+                + (" GENERATOR-BOUND" if p99["generator_bound"] else "")
+            )
+            return bool(outcome["complete_min"] == level and p99["median"] < ITL_P99_LIMIT_MS)
+
+        for level in levels:
+            if not await passes(level):
+                failed = level
+                break
+            best = level
+        for _ in range(self.plan.refine if failed else 0):
+            level = (best + failed) // 2
+            if level <= best or level - best < max(1, best // 20):  # within 5%: close enough
+                break
+            if await passes(level):
+                best = level
+            else:
+                failed = level
+        return best, sorted(outcomes, key=lambda outcome: int(outcome["streams"]))
+
+    async def sweep_level(self, served: Served, level: int, redis: bool = False) -> dict[str, Any]:
+        """One sweep level: `level` paced streams over the generator processes, `plan.repeats` times;
+        the ITL figures, the generator's CPU, and the server's (and with `redis`, Redis's) CPU."""
         plan = self.plan
         shares = split(self.tokens(f"bench-sweep-{level}", level), plan.streams_per_process, plan.processes)
         barrier = self.generator.barrier(len(shares)) if len(shares) > 1 else None
         firsts = [sum(len(s) for s in shares[:i]) for i in range(len(shares))]
+        redis_url = self.shared.redis_url if redis and self.shared else ""
+        server_before, machine_before = served.cpu_by_process(), machine_cpu_s()
+        redis_before = await scale.redis_cpu_s(redis_url) if redis_url else 0.0
+        began = time.perf_counter()
         outcomes = await asyncio.gather(
             *[
                 self.generator.call(
@@ -238,44 +390,52 @@ class Bench:
                 for share, first in zip(shares, firsts, strict=True)
             ]
         )
-        p50, p99, complete, cpu = [], [], [], []
+        wall = time.perf_counter() - began
+        server_after, machine = served.cpu_by_process(), machine_cpu_s() - machine_before
+        used = {pid: cpu - server_before.get(pid, 0.0) for pid, cpu in server_after.items()}
+        p50, p99, complete, cpu, total = [], [], [], [], []
         for repeat in range(plan.repeats):
             gaps = [g for share in outcomes for g in share[repeat]["gaps_ms"]]
             complete.append(sum(share[repeat]["complete"] for share in outcomes))
             cpu.append(max(share[repeat]["cpu"] for share in outcomes))
+            total.append(sum(share[repeat]["cpu"] for share in outcomes))
             p50.append(measure.percentile(gaps, 0.5) if gaps else float("inf"))
             p99.append(measure.percentile(gaps, 0.99) if gaps else float("inf"))
         load = [_load()]
-        return {
+        out = {
             "streams": level,
             "processes": len(shares),
             "complete_min": min(complete),
             "itl_p50_ms": figure(p50, cpu, load),
             "itl_p99_ms": figure(p99, cpu, load),
+            "generator_cpu_total": total,
+            "server_cpu": sum(used.values()) / wall,
+            "server_busiest_cpu": max(used.values()) / wall,
+            "machine_cpu": machine / wall,
+            "cores": os.cpu_count() or 1,
         }
+        if redis_url:
+            out["redis_cpu"] = (await scale.redis_cpu_s(redis_url) - redis_before) / wall
+        return out
 
-    async def fresh_servers(self, count: int) -> list[tuple[bool, Served]]:
-        """A bare and a reference server per repeat, started together (each is measured alone)."""
-        kinds = [bare for _ in range(self.plan.repeats) for bare in (True, False)]
-        return list(
-            zip(
-                kinds,
-                await asyncio.gather(
-                    *[
-                        asyncio.to_thread(start, "loadtests.bench.bare_server")
-                        if bare
-                        else asyncio.to_thread(self.start_server, count)
-                        for bare in kinds
-                    ]
-                ),
-                strict=True,
-            )
-        )
+    async def fresh_servers(self, count: int, kinds: tuple[str, ...]) -> list[tuple[str, Served]]:
+        """One server of each kind ("bare", "server", "redis_server") per repeat, started together
+        (each is measured alone)."""
+        order = [kind for _ in range(self.plan.repeats) for kind in kinds]
+        # each server's settings (its own file and key prefix) made here, in order; the processes in threads
+        commands = [
+            ("loadtests.bench.bare_server", None)
+            if kind == "bare"
+            else ("reference_server", self.server_env(count, redis=kind == "redis_server"))
+            for kind in order
+        ]
+        started = await asyncio.gather(*[asyncio.to_thread(start, *command) for command in commands])
+        return list(zip(order, started, strict=True))
 
-    async def connection_scale(self, bare: bool, served: Served, count: int) -> dict[str, Any]:
+    async def connection_scale(self, kind: str, served: Served, count: int) -> dict[str, Any]:
         """One repeat on a fresh server process (its RSS is not lowered by memory others freed)."""
         plan = self.plan
-        kind = "bare" if bare else "server"
+        bare = kind == "bare"
         tag = secrets.token_hex(4)
         tokens = [""] * count if bare else self.tokens(f"bench-idle-{tag}", count)
         try:
@@ -359,69 +519,97 @@ def _summarise_scale(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-async def run_bench(plan: BenchPlan, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    results: dict[str, Any] = {"plan": plan.__dict__ | {"sweep": list(plan.sweep)}, "load_avg_start": _load()}
-    with TemporaryDirectory() as scratch:
-        async with Generator(plan.processes) as generator:
-            bench = Bench(plan, generator, Path(scratch), progress)
-            progress(f"transport floor: bare uvicorn + FastAPI, tight send loop, {plan.repeats} repeats")
-            results["transport_events_per_s"] = await bench.transport()
+def _memory_ratio(scale: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, Any]:
+    """`kind`'s KiB per idle connection / the bare stack's, repeat by repeat."""
+    return figure(
+        [
+            s["kib_per_connection"] / max(b["kib_per_connection"], 1e-9)
+            for s, b in zip(scale[kind], scale["bare"], strict=True)
+        ],
+        load=[s["load_avg"] for s in scale[kind]],
+    )
 
-            served = bench.start_server(max(plan.sweep) + plan.ttft_samples + 10)
-            try:
-                progress("framework floor and server stream, interleaved repeat by repeat")
-                results.update(await bench.streams(served))
-                progress(f"server: concurrent streams at 50 tokens/s, {plan.repeats} repeats per level")
-                results["sweep"] = []
-                best = 0
-                for level in plan.sweep:
-                    outcome = await bench.sweep_level(served, level)
-                    results["sweep"].append(outcome)
-                    p99 = outcome["itl_p99_ms"]
-                    progress(
-                        f"  {level} streams over {outcome['processes']} processes: ITL p50 "
-                        f"{outcome['itl_p50_ms']['median']:.1f} ms, p99 {p99['median']:.1f} "
-                        f"[{p99['min']:.1f}-{p99['max']:.1f}] ms, "
-                        f"generator CPU {max(p99['generator_cpu']):.2f}"
-                        + (" GENERATOR-BOUND" if p99["generator_bound"] else "")
-                    )
-                    if outcome["complete_min"] != level or p99["median"] >= ITL_P99_LIMIT_MS:
-                        break
-                    best = level
-                results["max_streams_at_50tps"] = best
-            finally:
+
+async def run_bench(
+    plan: BenchPlan, progress: Callable[[str], None] = print, redis_url: str = "", database_url: str = ""
+) -> dict[str, Any]:
+    """The figures of one run (see DEFINITIONS), with the targets this plan judges.
+
+    With `redis_url`, the scale-out section too, its servers on a fresh key prefix of that Redis
+    and, with `database_url` (PostgreSQL), a fresh database beside it (loadtests.bench.scale)."""
+    results: dict[str, Any] = {
+        "plan": plan.__dict__ | {"sweep": list(plan.sweep), "workers_sweep": list(plan.workers_sweep)},
+        "load_avg_start": _load(),
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        shared = (
+            await stack.enter_async_context(scale.provisioned(redis_url, database_url)) if redis_url else None
+        )
+        scratch = Path(stack.enter_context(TemporaryDirectory()))
+        generator = await stack.enter_async_context(Generator(plan.processes))
+        bench = Bench(plan, generator, scratch, progress, shared)
+        progress(f"transport floor: bare uvicorn + FastAPI, tight send loop, {plan.repeats} repeats")
+        results["transport_events_per_s"] = await bench.transport()
+
+        room = max(plan.sweep) + plan.ttft_samples + 10
+        servers = {"server": bench.start_server(room)}
+        try:
+            if shared:
+                servers["redis_server"] = bench.start_server(plan.ttft_samples + 10, redis=True)
+            progress(
+                "framework floor and server stream"
+                + (", embedded and on Redis," if shared else "")
+                + " interleaved repeat by repeat"
+            )
+            results.update(await bench.streams(servers))
+            progress(f"server: concurrent streams at 50 tokens/s, {plan.repeats} repeats per level")
+            results["max_streams_at_50tps"], results["sweep"] = await bench.sweep(
+                servers["server"], plan.sweep, ""
+            )
+        finally:
+            for served in servers.values():
                 served.stop()
 
+        kinds = ("bare", "server", "redis_server") if shared else ("bare", "server")
+        progress(f"connection scale: {plan.connections} connections, {', '.join(kinds)}, fresh processes")
+        scale_runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        fresh = await bench.fresh_servers(plan.connections, kinds)
+        try:
+            for kind, served in fresh:
+                scale_runs[kind].append(await bench.connection_scale(kind, served, plan.connections))
+        finally:
+            for _, served in fresh:
+                served.stop()
+
+        if shared:
             progress(
-                f"connection scale: {plan.connections} connections, bare stack and server, fresh processes"
+                f"scale-out: asp serve --workers {plan.workers} on Redis, concurrent streams at 50 tokens/s"
             )
-            scale: dict[str, list[dict[str, Any]]] = {"bare": [], "server": []}
-            fresh = await bench.fresh_servers(plan.connections)
+            workers = bench.start_workers(max(plan.workers_sweep) + 10)
             try:
-                for bare, served in fresh:
-                    outcome = await bench.connection_scale(bare, served, plan.connections)
-                    scale["bare" if bare else "server"].append(outcome)
+                best, levels = await bench.sweep(
+                    workers, plan.workers_sweep, f"--workers {plan.workers}: ", redis=True
+                )
             finally:
-                for _, served in fresh:
-                    served.stop()
+                workers.stop()
+            results["scale_out"] = _scale_out(results, scale_runs, shared, plan, best, levels)
     results["connection_scale"] = {
         "connections": plan.connections,
         "ping_interval_s": plan.ping_interval_s,
         "hold_s": plan.hold_s,
-        **{kind: _summarise_scale(repeats) for kind, repeats in scale.items()},
+        **{kind: _summarise_scale(repeats) for kind, repeats in scale_runs.items()},
     }
     server_scale = results["connection_scale"]["server"]
     results["bare_kib_per_connection"] = results["connection_scale"]["bare"]["kib_per_connection"]
     results["server_kib_per_connection"] = server_scale["kib_per_connection"]
     results["connects_per_s"] = server_scale["connects_per_s"]
     results["pong_p99_ms"] = server_scale["pong_p99_ms"]
-    results["memory_ratio"] = figure(
-        [
-            s["kib_per_connection"] / max(b["kib_per_connection"], 1e-9)
-            for s, b in zip(scale["server"], scale["bare"], strict=True)
-        ],
-        load=[s["load_avg"] for s in scale["server"]],
-    )
+    results["memory_ratio"] = _memory_ratio(scale_runs, "server")
+    if "scale_out" in results:
+        results["scale_out"]["redis_kib_per_connection"] = results["connection_scale"]["redis_server"][
+            "kib_per_connection"
+        ]
+        results["scale_out"]["redis_memory_ratio"] = _memory_ratio(scale_runs, "redis_server")
     results["load_avg_end"] = _load()
     results["targets"] = targets(results, plan)
     results["definitions"] = DEFINITIONS
@@ -429,13 +617,45 @@ async def run_bench(plan: BenchPlan, progress: Callable[[str], None] = print) ->
     return rounded
 
 
+def _scale_out(
+    results: dict[str, Any],
+    scale_runs: dict[str, list[dict[str, Any]]],
+    shared: SharedState,
+    plan: BenchPlan,
+    best: int,
+    levels: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The scale-out section: its figures moved out of the stream figures, and the workers' sweep."""
+    from reference_server.stores import shown_url
+
+    section: dict[str, Any] = {
+        "redis": shown_url(shared.redis_url),
+        "prefix": shared.prefix,
+        "database": shared.database or "a SQLite file per server",
+        "workers": plan.workers,
+    }
+    for name in [n for n in results if n.startswith("redis_") or n == "cpu_per_1000_tokens_ratio"]:
+        section[name] = results.pop(name)
+    section["embedded_max_streams_at_50tps"] = results["max_streams_at_50tps"]
+    section["workers_max_streams_at_50tps"] = best
+    section["workers_vs_embedded"] = best / max(1, results["max_streams_at_50tps"])
+    section["workers_sweep"] = levels
+    return section
+
+
 def targets(results: dict[str, Any], plan: BenchPlan) -> dict[str, Any]:
-    """Each target this plan can judge, on the figure's median."""
+    """Each target this plan can judge, on the figure's median; the scale-out ones in a run with
+    the scale-out section."""
     judged = {}
     for name, (op, bound) in TARGETS.items():
         if not plan.applies(name):
             continue
-        found = results[name]
+        if name in SCALE_OUT:
+            if "scale_out" not in results:
+                continue
+            found = results["scale_out"][name]
+        else:
+            found = results[name]
         value = found["median"] if isinstance(found, dict) else found
         met = value >= bound if op == ">=" else value <= bound if op == "<=" else value < bound
         judged[name] = {"value": value, "target": f"{op} {bound}", "met": met}
@@ -453,5 +673,7 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def bench(plan: BenchPlan, progress: Callable[[str], None] = print) -> dict[str, Any]:
-    return asyncio.run(run_bench(plan, progress))
+def bench(
+    plan: BenchPlan, progress: Callable[[str], None] = print, redis_url: str = "", database_url: str = ""
+) -> dict[str, Any]:
+    return asyncio.run(run_bench(plan, progress, redis_url, database_url))

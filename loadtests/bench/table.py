@@ -42,6 +42,7 @@ def table(results: dict[str, Any]) -> str:
     for name in (
         "server_vs_framework",
         "ttft_ratio",
+        "server_cpu_ms_per_1000_tokens",
         "server_ttft_ms",
         "framework_ttft_ms",
         "server_tokens_per_s",
@@ -58,10 +59,51 @@ def table(results: dict[str, Any]) -> str:
     for level in results.get("sweep", []):
         streams = level["streams"]
         lines.append(_row(f"ITL p50 ms at {streams} streams", level["itl_p50_ms"]))
-        lines.append(_row(f"ITL p99 ms at {streams} streams", level["itl_p99_ms"]))
+        cpu = (
+            f" (server CPU {level['server_cpu']:.2f}, machine {level['machine_cpu']:.2f})"
+            if "server_cpu" in level
+            else ""
+        )
+        lines.append(_row(f"ITL p99 ms at {streams} streams{cpu}", level["itl_p99_ms"]))
     scale = results.get("connection_scale")
     if scale:
-        for kind in ("server", "bare"):
+        for kind in [kind for kind in ("server", "redis_server", "bare") if kind in scale]:
             for name in ("connects_per_s", "connect_p99_ms", "pong_p50_ms", "pong_p99_ms", "pongs_missed"):
                 lines.append(_row(f"{kind} {name} at {scale['connections']} connections", scale[kind][name]))
+    if "scale_out" in results:
+        lines.extend(_scale_out(results["scale_out"]))
     return "\n".join(lines)
+
+
+def _scale_out(section: dict[str, Any]) -> list[str]:
+    """The scale-out section's rows: its ratios and their parts, then the workers' sweep, each level
+    with the server's, Redis's and all generator processes' CPU (cores) in its name."""
+    lines = [f"| **scale-out** (Redis {section['redis']}, {section['database']}) | | | |"]
+    for name in (
+        "redis_server_vs_framework",
+        "redis_server_tokens_per_s",
+        "cpu_per_1000_tokens_ratio",
+        "redis_server_cpu_ms_per_1000_tokens",
+        "redis_ttft_ratio",
+        "redis_memory_ratio",
+        "redis_kib_per_connection",
+    ):
+        if name in section:
+            lines.append(_row(name, section[name]))
+    workers, embedded = section["workers_max_streams_at_50tps"], section["embedded_max_streams_at_50tps"]
+    lines.append(
+        f"| workers_vs_embedded | {_number(section['workers_vs_embedded'])} "
+        f"({workers} / {embedded} streams) | | |"
+    )
+    for level in section["workers_sweep"]:
+        cpu = (
+            f"server CPU {level['server_cpu']:.2f}, Redis {level.get('redis_cpu', 0):.2f}, "
+            f"all generators {max(level['generator_cpu_total']):.2f}, machine {level['machine_cpu']:.2f}"
+        )
+        lines.append(
+            _row(
+                f"--workers {section['workers']}: ITL p99 ms at {level['streams']} streams ({cpu})",
+                level["itl_p99_ms"],
+            )
+        )
+    return lines

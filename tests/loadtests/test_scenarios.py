@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
+import redis
 
 from loadtests.cli import bench_exit_code
 from tests.loadtests.asp_load import REPO, assert_errors_add_up, assert_nothing_fabricated, load_env
 from tests.loadtests.asp_load import asp_load as run_asp_load
 from tests.support.server import SECRET, ServerProcess
+from tests.support.services import redis_url, service_url
 
 SUMMARY_KEYS = {
     "scenario",
@@ -211,9 +215,12 @@ def test_plain_locust_runs_the_locustfile(load_server, tmp_path):
 
 
 def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
+    """One quick run with the scale-out section on real Redis and PostgreSQL (issue 13)."""
     out = tmp_path / "bench.json"
+    admin = service_url("ASP_TEST_DATABASE_URL")
+    scale_out = ["--redis-url", redis_url(), "--database-url", admin]
     result = subprocess.run(
-        [sys.executable, "-m", "asp_cli.main", "bench", "--quick", "--json", str(out)],
+        [sys.executable, "-m", "asp_cli.main", "bench", "--quick", "--json", str(out), *scale_out],
         capture_output=True,
         text=True,
         timeout=300,
@@ -254,8 +261,79 @@ def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
     for level in figures["sweep"]:
         assert len(level["itl_p99_ms"]["samples"]) == 3
     assert isinstance(figures["max_streams_at_50tps"], int)
-    # the quick plan judges only the ratios; the absolute targets need the full sweep and scale
-    assert set(figures["targets"]) == {"server_vs_framework", "ttft_ratio", "memory_ratio"}
+    assert all("server_cpu" in level for level in figures["sweep"])
+    assert figures["server_cpu_ms_per_1000_tokens"]["median"] > 0
+    # the quick plan judges only the ratios; the absolute targets (and the workers' ratio) need the
+    # full sweeps and scale
+    assert set(figures["targets"]) == {
+        "server_vs_framework",
+        "ttft_ratio",
+        "memory_ratio",
+        "redis_server_vs_framework",
+        "cpu_per_1000_tokens_ratio",
+        "redis_memory_ratio",
+    }
+    section = figures["scale_out"]
+    for name in (
+        "redis_server_tokens_per_s",
+        "redis_server_vs_framework",
+        "redis_server_cpu_ms_per_1000_tokens",
+        "cpu_per_1000_tokens_ratio",
+    ):
+        assert len(section[name]["samples"]) == 3 and len(section[name]["generator_cpu"]) == 3
+        assert section[name]["load_avg"] and section[name]["median"] > 0
+    assert len(section["redis_memory_ratio"]["samples"]) == 3
+    assert scale["redis_server"]["pongs_missed"]["max"] == 0
+    # --workers 2 on Redis swept over the same levels and generator processes, with every CPU beside it
+    assert [level["streams"] for level in section["workers_sweep"]] == [2, 4]
+    for level in section["workers_sweep"]:
+        assert len(level["itl_p99_ms"]["samples"]) == 3 and len(level["generator_cpu_total"]) == 3
+        assert level["server_cpu"] > 0 and level["redis_cpu"] >= 0 and level["machine_cpu"] > 0
+        assert level["itl_p99_ms"]["load_avg"]
+    assert section["workers_vs_embedded"] == round(
+        section["workers_max_streams_at_50tps"] / max(1, figures["max_streams_at_50tps"]), 3
+    )
+    # its own key prefix and database, both gone after the run
+    assert not list(redis.Redis.from_url(redis_url()).scan_iter(section["prefix"] + "*"))
+    assert section["database"].startswith("asp_bench_") and section["database"] not in _databases(admin)
+
+
+def _databases(admin: str) -> set[str]:
+    async def names() -> set[str]:
+        connection = await asyncpg.connect(admin, timeout=5)
+        try:
+            return {row["datname"] for row in await connection.fetch("SELECT datname FROM pg_database")}
+        finally:
+            await connection.close()
+
+    return asyncio.run(names())
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (
+            ["--redis-url", "redis://:hunter2@127.0.0.1:1/0"],
+            "asp bench: --redis-url: cannot reach redis://:***@127.0.0.1:1/0: ",
+        ),
+        (
+            ["--redis-url", "redis://127.0.0.1:6379/0", "--database-url", "sqlite+aiosqlite:///x.db"],
+            "asp bench: --database-url: sqlite+aiosqlite:///x.db is not PostgreSQL",
+        ),
+        (["--database-url", "postgresql://postgres@127.0.0.1/test"], "asp bench: --database-url is the"),
+    ],
+)
+def test_asp_bench_refuses_a_scale_out_url_it_cannot_use_in_one_line(args, complaint):
+    """Before any server starts: exit 2, one line naming the flag, no password."""
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "bench", "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def test_asp_bench_exits_non_zero_when_a_target_is_missed():
