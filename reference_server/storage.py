@@ -169,6 +169,69 @@ class GroupCommit(Generic[T]):
             self._queue = []
 
 
+class LatestCache:
+    """user id -> the conversation the user's most recent session was bound to (ASP-SES-009), for at
+    most `size` users (least recently used out first; 0: nothing is cached): a connect without
+    conversation_id then reads no database.
+
+    Exact while this process is the only writer of the table (a deployment sharing its state
+    through Redis sets size 0, as for the history cache). A value is kept only from a moment it
+    was certain: a write of the user's binding (create, bind) that no other write of that user
+    overlapped, or a read that no write of anyone began during (nor was in flight at its start).
+    Every write of a user's binding forgets the user's value when it begins; an eviction only
+    forgets, so a value is never older than the table."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._writing: dict[str, int] = {}  # users with a binding write in flight, and how many
+        self._overlapped: set[str] = set()  # users two of whose writes overlapped
+        self._writes = 0  # writes begun, of any user
+
+    def get(self, user_id: str) -> str | None:
+        found = self._known.get(user_id)
+        if found is not None:
+            self._known.move_to_end(user_id)
+        return found
+
+    def reading(self, user_id: str) -> int | None:
+        """Before a read of the user's latest binding: a ticket for `read`, None when it may not keep it."""
+        return None if user_id in self._writing or self._size <= 0 else self._writes
+
+    def read(self, user_id: str, ticket: int | None, conversation_id: str | None) -> None:
+        """The read done: keep its answer if no write began since its ticket."""
+        if ticket is not None and ticket == self._writes and conversation_id is not None:
+            self._keep(user_id, conversation_id)
+
+    def begin_write(self, user_id: str) -> None:
+        self._writes += 1
+        self._known.pop(user_id, None)
+        if user_id in self._writing:
+            self._overlapped.add(user_id)
+        self._writing[user_id] = self._writing.get(user_id, 0) + 1
+
+    def end_write(self, user_id: str, bound: str | None) -> None:
+        """The write ended; `bound`: the conversation it bound, None when it bound none (refused,
+        failed)."""
+        left = self._writing[user_id] - 1
+        if left:
+            self._writing[user_id] = left
+            return
+        del self._writing[user_id]
+        if user_id in self._overlapped:
+            self._overlapped.discard(user_id)
+        elif bound is not None:
+            self._keep(user_id, bound)
+
+    def _keep(self, user_id: str, conversation_id: str) -> None:
+        if self._size <= 0:
+            return
+        self._known[user_id] = conversation_id
+        self._known.move_to_end(user_id)
+        while len(self._known) > self._size:
+            self._known.popitem(last=False)
+
+
 def new_conversation_id() -> str:
     return "conv_" + secrets.token_hex(12)
 
@@ -185,7 +248,8 @@ class SqlConversationStore(ConversationStore):
     table, and is exact while this process is the only writer; a deployment with several server
     processes sets `cache_size=0`. It holds at most `cache_size` conversations and at most
     `cache_bytes` of their stored JSON (a conversation larger alone is not cached): bounded in
-    bytes, not only in conversations, so a few huge answers cannot pin memory.
+    bytes, not only in conversations, so a few huge answers cannot pin memory. The conversation each
+    user last bound is cached likewise (`LatestCache`, at most `cache_size` users).
     """
 
     def __init__(self, url: str, cache_size: int = 10_000, cache_bytes: int = 64 * 1024 * 1024) -> None:
@@ -203,6 +267,7 @@ class SqlConversationStore(ConversationStore):
         self._sizes: dict[str, int] = {}  # bytes of stored JSON per cached conversation
         self._cached_bytes = 0
         self._creates = GroupCommit(self._insert_conversations)
+        self._latest = LatestCache(cache_size)
 
     async def start(self) -> None:
         """SQLite (the embedded default): create the tables. Any other database (PostgreSQL, shared by
@@ -262,9 +327,15 @@ class SqlConversationStore(ConversationStore):
     async def create(self, user_id: str) -> str:
         conversation_id = new_conversation_id()
         now = _now()
-        await self._creates.submit(
-            {"id": conversation_id, "user_id": user_id, "created_at": now, "bound_at": now}
-        )
+        bound = None
+        self._latest.begin_write(user_id)
+        try:
+            await self._creates.submit(
+                {"id": conversation_id, "user_id": user_id, "created_at": now, "bound_at": now}
+            )
+            bound = conversation_id
+        finally:
+            self._latest.end_write(user_id, bound)
         self._remember(conversation_id, user_id, [], 0)
         return conversation_id
 
@@ -273,15 +344,25 @@ class SqlConversationStore(ConversationStore):
             await connection.execute(insert(conversations), rows)
 
     async def bind(self, conversation_id: str, user_id: str) -> bool:
-        async with self._writing() as connection:
-            result = await connection.execute(
-                update(conversations)
-                .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
-                .values(bound_at=_now())
-            )
-        return bool(result.rowcount)
+        owned = False
+        self._latest.begin_write(user_id)
+        try:
+            async with self._writing() as connection:
+                result = await connection.execute(
+                    update(conversations)
+                    .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
+                    .values(bound_at=_now())
+                )
+            owned = bool(result.rowcount)
+        finally:
+            self._latest.end_write(user_id, conversation_id if owned else None)
+        return owned
 
     async def latest(self, user_id: str) -> str | None:
+        cached = self._latest.get(user_id)
+        if cached is not None:
+            return cached
+        ticket = self._latest.reading(user_id)
         async with self.engine.connect() as connection:
             found = await connection.scalar(
                 select(conversations.c.id)
@@ -289,7 +370,9 @@ class SqlConversationStore(ConversationStore):
                 .order_by(conversations.c.bound_at.desc(), conversations.c.created_at.desc())
                 .limit(1)
             )
-        return str(found) if found is not None else None
+        latest = str(found) if found is not None else None
+        self._latest.read(user_id, ticket, latest)
+        return latest
 
     async def load(self, conversation_id: str, user_id: str) -> list[Exchange]:
         cached = self._cache.get(conversation_id)
