@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -124,46 +124,49 @@ def _sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class GroupCommit(Generic[T]):
-    """Writes of one kind, coalesced: items submitted while a write is in flight go together in the
-    next one, so N concurrent connects cost one transaction, not N queued behind SQLite's one
-    writer (bench: connects/s). An item alone is written at once; order is kept.
+class Batcher(Generic[T, R]):
+    """Database operations of one kind, coalesced: items submitted while one batch is in flight go
+    together in the next, so N concurrent connects cost one statement and one transaction, not N
+    queued behind SQLite's single writer (bench: connects/s). An item alone goes at once; order is
+    kept.
 
-    `write(items)` writes a batch in one transaction; its exception fails every item of the batch.
-    An item whose submitter is cancelled while waiting is still written (as a write already begun)."""
+    `run(items)` does a batch in one transaction and returns one result per item, in order; its
+    exception fails every item of the batch. An item whose submitter is cancelled while waiting
+    is still done (as a write already begun)."""
 
-    def __init__(self, write: Callable[[list[T]], Awaitable[None]]) -> None:
-        self._write = write
-        self._queue: list[tuple[T, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+    def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
+        self._run = run
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
 
-    async def submit(self, item: T) -> None:
-        """Return once `item` is committed; raise what its batch's write raised."""
-        done = asyncio.get_running_loop().create_future()
+    async def submit(self, item: T) -> R:
+        """`item`'s result once its batch is done (committed); raises what the batch raised."""
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, done))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain())
-        await done
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._drain())
+        return await done
 
     async def _drain(self) -> None:
-        batch: list[tuple[T, asyncio.Future[None]]] = []
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
-                    await self._write([item for item, _ in batch])
+                    results = await self._run([item for item, _ in batch])
                 except Exception as exc:
                     for _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
                 else:
-                    for _, done in batch:
+                    for (_, done), result in zip(batch, results, strict=True):
                         if not done.done():
-                            done.set_result(None)
+                            done.set_result(result)
         finally:  # cancelled (the loop is closing): no submitter waits forever
-            self._writer = None
+            self._runner = None
             for _, done in batch + self._queue:
                 done.cancel()
             self._queue = []
@@ -232,6 +235,9 @@ class LatestCache:
             self._known.popitem(last=False)
 
 
+LATEST_READ_CHUNK = 500  # users per query of a batched read (SQLite allows 32,766 parameters)
+
+
 def new_conversation_id() -> str:
     return "conv_" + secrets.token_hex(12)
 
@@ -266,7 +272,8 @@ class SqlConversationStore(ConversationStore):
         self._cache_bytes = cache_bytes
         self._sizes: dict[str, int] = {}  # bytes of stored JSON per cached conversation
         self._cached_bytes = 0
-        self._creates = GroupCommit(self._insert_conversations)
+        self._creates: Batcher[dict[str, Any], None] = Batcher(self._insert_conversations)
+        self._latest_reads: Batcher[str, str | None] = Batcher(self._read_latest)
         self._latest = LatestCache(cache_size)
 
     async def start(self) -> None:
@@ -339,9 +346,10 @@ class SqlConversationStore(ConversationStore):
         self._remember(conversation_id, user_id, [], 0)
         return conversation_id
 
-    async def _insert_conversations(self, rows: list[dict[str, Any]]) -> None:
+    async def _insert_conversations(self, rows: list[dict[str, Any]]) -> list[None]:
         async with self._writing() as connection:
             await connection.execute(insert(conversations), rows)
+        return [None] * len(rows)
 
     async def bind(self, conversation_id: str, user_id: str) -> bool:
         owned = False
@@ -363,16 +371,36 @@ class SqlConversationStore(ConversationStore):
         if cached is not None:
             return cached
         ticket = self._latest.reading(user_id)
-        async with self.engine.connect() as connection:
-            found = await connection.scalar(
-                select(conversations.c.id)
-                .where(conversations.c.user_id == user_id)
-                .order_by(conversations.c.bound_at.desc(), conversations.c.created_at.desc())
-                .limit(1)
-            )
-        latest = str(found) if found is not None else None
+        latest = await self._latest_reads.submit(user_id)
         self._latest.read(user_id, ticket, latest)
         return latest
+
+    async def _read_latest(self, users: list[str]) -> list[str | None]:
+        """Each user's conversation with the latest bound_at (then created_at), in one query per
+        LATEST_READ_CHUNK users."""
+        found: dict[str, str] = {}
+        distinct = list(dict.fromkeys(users))
+        async with self.engine.connect() as connection:
+            for start in range(0, len(distinct), LATEST_READ_CHUNK):
+                chunk = distinct[start : start + LATEST_READ_CHUNK]
+                rank = (
+                    func.row_number()
+                    .over(
+                        partition_by=conversations.c.user_id,
+                        order_by=(conversations.c.bound_at.desc(), conversations.c.created_at.desc()),
+                    )
+                    .label("rank")
+                )
+                ranked = (
+                    select(conversations.c.id, conversations.c.user_id, rank)
+                    .where(conversations.c.user_id.in_(chunk))
+                    .subquery()
+                )
+                rows = await connection.execute(
+                    select(ranked.c.user_id, ranked.c.id).where(ranked.c.rank == 1)
+                )
+                found.update((str(user), str(conversation)) for user, conversation in rows)
+        return [found.get(user) for user in users]
 
     async def load(self, conversation_id: str, user_id: str) -> list[Exchange]:
         cached = self._cache.get(conversation_id)
