@@ -115,8 +115,8 @@ class Settings(BaseSettings):
     history_cache_size: int = Field(
         default=10_000,
         ge=0,
-        description="Conversations kept in a write-through cache; 0 when several processes share the "
-        "database.",
+        description="Conversations kept in a write-through cache, and users whose last bound conversation "
+        "is kept; 0 when several processes share the database.",
     )
     history_cache_bytes: int = Field(
         default=64 * 1024 * 1024,

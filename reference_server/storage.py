@@ -17,10 +17,10 @@ import asyncio
 import contextlib
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter
 from sqlalchemy import (
@@ -123,6 +123,121 @@ def _sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """Database operations of one kind, coalesced: items submitted while one batch is in flight go
+    together in the next, so N concurrent connects cost one statement and one transaction, not N
+    queued behind SQLite's single writer (bench: connects/s). An item alone goes at once; order is
+    kept.
+
+    `run(items)` does a batch in one transaction and returns one result per item, in order; its
+    exception fails every item of the batch. An item whose submitter is cancelled while waiting
+    is still done (as a write already begun)."""
+
+    def __init__(self, run: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
+        self._run = run
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        """`item`'s result once its batch is done (committed); raises what the batch raised."""
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, done))
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await self._run([item for item, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for (_, done), result in zip(batch, results, strict=True):
+                        if not done.done():
+                            done.set_result(result)
+        finally:  # cancelled (the loop is closing): no submitter waits forever
+            self._runner = None
+            for _, done in batch + self._queue:
+                done.cancel()
+            self._queue = []
+
+
+class LatestCache:
+    """user id -> the conversation the user's most recent session was bound to (ASP-SES-009), for at
+    most `size` users (least recently used out first; 0: nothing is cached): a connect without
+    conversation_id then reads no database.
+
+    Exact while this process is the only writer of the table (a deployment sharing its state
+    through Redis sets size 0, as for the history cache). A value is kept only from a moment it
+    was certain: a write of the user's binding (create, bind) that no other write of that user
+    overlapped, or a read that no write of anyone began during (nor was in flight at its start).
+    Every write of a user's binding forgets the user's value when it begins; an eviction only
+    forgets, so a value is never older than the table."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._writing: dict[str, int] = {}  # users with a binding write in flight, and how many
+        self._overlapped: set[str] = set()  # users two of whose writes overlapped
+        self._writes = 0  # writes begun, of any user
+
+    def get(self, user_id: str) -> str | None:
+        found = self._known.get(user_id)
+        if found is not None:
+            self._known.move_to_end(user_id)
+        return found
+
+    def reading(self, user_id: str) -> int | None:
+        """Before a read of the user's latest binding: a ticket for `read`, None when it may not keep it."""
+        return None if user_id in self._writing or self._size <= 0 else self._writes
+
+    def read(self, user_id: str, ticket: int | None, conversation_id: str | None) -> None:
+        """The read done: keep its answer if no write began since its ticket."""
+        if ticket is not None and ticket == self._writes and conversation_id is not None:
+            self._keep(user_id, conversation_id)
+
+    def begin_write(self, user_id: str) -> None:
+        self._writes += 1
+        self._known.pop(user_id, None)
+        if user_id in self._writing:
+            self._overlapped.add(user_id)
+        self._writing[user_id] = self._writing.get(user_id, 0) + 1
+
+    def end_write(self, user_id: str, bound: str | None) -> None:
+        """The write ended; `bound`: the conversation it bound, None when it bound none (refused,
+        failed)."""
+        left = self._writing[user_id] - 1
+        if left:
+            self._writing[user_id] = left
+            return
+        del self._writing[user_id]
+        if user_id in self._overlapped:
+            self._overlapped.discard(user_id)
+        elif bound is not None:
+            self._keep(user_id, bound)
+
+    def _keep(self, user_id: str, conversation_id: str) -> None:
+        if self._size <= 0:
+            return
+        self._known[user_id] = conversation_id
+        self._known.move_to_end(user_id)
+        while len(self._known) > self._size:
+            self._known.popitem(last=False)
+
+
+LATEST_READ_CHUNK = 500  # users per query of a batched read (SQLite allows 32,766 parameters)
+
+
 def new_conversation_id() -> str:
     return "conv_" + secrets.token_hex(12)
 
@@ -139,7 +254,8 @@ class SqlConversationStore(ConversationStore):
     table, and is exact while this process is the only writer; a deployment with several server
     processes sets `cache_size=0`. It holds at most `cache_size` conversations and at most
     `cache_bytes` of their stored JSON (a conversation larger alone is not cached): bounded in
-    bytes, not only in conversations, so a few huge answers cannot pin memory.
+    bytes, not only in conversations, so a few huge answers cannot pin memory. The conversation each
+    user last bound is cached likewise (`LatestCache`, at most `cache_size` users).
     """
 
     def __init__(self, url: str, cache_size: int = 10_000, cache_bytes: int = 64 * 1024 * 1024) -> None:
@@ -156,6 +272,9 @@ class SqlConversationStore(ConversationStore):
         self._cache_bytes = cache_bytes
         self._sizes: dict[str, int] = {}  # bytes of stored JSON per cached conversation
         self._cached_bytes = 0
+        self._creates: Batcher[dict[str, Any], None] = Batcher(self._insert_conversations)
+        self._latest_reads: Batcher[str, str | None] = Batcher(self._read_latest)
+        self._latest = LatestCache(cache_size)
 
     async def start(self) -> None:
         """SQLite (the embedded default): create the tables. Any other database (PostgreSQL, shared by
@@ -215,33 +334,73 @@ class SqlConversationStore(ConversationStore):
     async def create(self, user_id: str) -> str:
         conversation_id = new_conversation_id()
         now = _now()
-        async with self._writing() as connection:
-            await connection.execute(
-                insert(conversations).values(
-                    id=conversation_id, user_id=user_id, created_at=now, bound_at=now
-                )
+        bound = None
+        self._latest.begin_write(user_id)
+        try:
+            await self._creates.submit(
+                {"id": conversation_id, "user_id": user_id, "created_at": now, "bound_at": now}
             )
+            bound = conversation_id
+        finally:
+            self._latest.end_write(user_id, bound)
         self._remember(conversation_id, user_id, [], 0)
         return conversation_id
 
-    async def bind(self, conversation_id: str, user_id: str) -> bool:
+    async def _insert_conversations(self, rows: list[dict[str, Any]]) -> list[None]:
         async with self._writing() as connection:
-            result = await connection.execute(
-                update(conversations)
-                .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
-                .values(bound_at=_now())
-            )
-        return bool(result.rowcount)
+            await connection.execute(insert(conversations), rows)
+        return [None] * len(rows)
+
+    async def bind(self, conversation_id: str, user_id: str) -> bool:
+        owned = False
+        self._latest.begin_write(user_id)
+        try:
+            async with self._writing() as connection:
+                result = await connection.execute(
+                    update(conversations)
+                    .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
+                    .values(bound_at=_now())
+                )
+            owned = bool(result.rowcount)
+        finally:
+            self._latest.end_write(user_id, conversation_id if owned else None)
+        return owned
 
     async def latest(self, user_id: str) -> str | None:
+        cached = self._latest.get(user_id)
+        if cached is not None:
+            return cached
+        ticket = self._latest.reading(user_id)
+        latest = await self._latest_reads.submit(user_id)
+        self._latest.read(user_id, ticket, latest)
+        return latest
+
+    async def _read_latest(self, users: list[str]) -> list[str | None]:
+        """Each user's conversation with the latest bound_at (then created_at), in one query per
+        LATEST_READ_CHUNK users."""
+        found: dict[str, str] = {}
+        distinct = list(dict.fromkeys(users))
         async with self.engine.connect() as connection:
-            found = await connection.scalar(
-                select(conversations.c.id)
-                .where(conversations.c.user_id == user_id)
-                .order_by(conversations.c.bound_at.desc(), conversations.c.created_at.desc())
-                .limit(1)
-            )
-        return str(found) if found is not None else None
+            for start in range(0, len(distinct), LATEST_READ_CHUNK):
+                chunk = distinct[start : start + LATEST_READ_CHUNK]
+                rank = (
+                    func.row_number()
+                    .over(
+                        partition_by=conversations.c.user_id,
+                        order_by=(conversations.c.bound_at.desc(), conversations.c.created_at.desc()),
+                    )
+                    .label("rank")
+                )
+                ranked = (
+                    select(conversations.c.id, conversations.c.user_id, rank)
+                    .where(conversations.c.user_id.in_(chunk))
+                    .subquery()
+                )
+                rows = await connection.execute(
+                    select(ranked.c.user_id, ranked.c.id).where(ranked.c.rank == 1)
+                )
+                found.update((str(user), str(conversation)) for user, conversation in rows)
+        return [found.get(user) for user in users]
 
     async def load(self, conversation_id: str, user_id: str) -> list[Exchange]:
         cached = self._cache.get(conversation_id)

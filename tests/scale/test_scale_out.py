@@ -190,3 +190,26 @@ def test_an_application_that_does_not_start_exits_2_and_leaves_no_worker(
     assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 1, (
         "a worker lived on"
     )
+
+
+async def test_a_plain_connect_gets_the_conversation_bound_last_on_either_process(pair: Pair) -> None:
+    """ASP-SES-009 across processes: a binding written through one process is what a plain connect
+    to the other gets next, however often that one answered the user before (no stale cached
+    binding: with shared state the store caches none)."""
+    a, b = pair()
+
+    async def conversation_of(server: ServerProcess, user: str, requested: str | None = None) -> str:
+        client = await AspClient.open(server.url, token=server.token(user), conversation_id=requested)
+        try:
+            return str((await client.expect("session"))["conversation_id"])
+        finally:
+            await client.close()
+
+    first = await conversation_of(a, "bound-ab", "new")
+    for _ in range(2):
+        assert await conversation_of(a, "bound-ab") == first
+    second = await conversation_of(b, "bound-ab", "new")
+    assert await conversation_of(a, "bound-ab") == second
+    assert await conversation_of(b, "bound-ab", first) == first  # named, bound on b
+    assert await conversation_of(a, "bound-ab") == first
+    assert await conversation_of(a, "bound-other") not in (first, second)
