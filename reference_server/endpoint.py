@@ -25,6 +25,7 @@ from reference_server.protocol import connection as core
 from reference_server.protocol import handshake
 from reference_server.protocol.effects import (
     AdmitRun,
+    BindResumed,
     CancelRun,
     Close,
     Effect,
@@ -276,6 +277,8 @@ class Connection:
             elif isinstance(effect, FindSession):
                 target = await self._target(effect)
                 await self.carry_out(core.on_resume_target(state, effect.request, target))
+            elif isinstance(effect, BindResumed):
+                await self._bind_resumed(effect)
             elif isinstance(effect, SwitchSession):
                 await self._switch(effect)
 
@@ -292,9 +295,16 @@ class Connection:
             resumable=not (target.failed or target.closed),
         )
 
+    async def _bind_resumed(self, effect: BindResumed) -> None:
+        found = self._found
+        if found is None:  # cannot happen: the core asks only after a session was found
+            return
+        found_id = found.id if isinstance(found, Session) else found.session_id
+        if found_id == effect.session_id:
+            await self.hub.store.bind(found.conversation_id, found.user_id)
+
     async def _switch(self, effect: SwitchSession) -> None:
-        """Resume: the `resumed` event leaves on the old session, then the target replays. The
-        resumed session's conversation becomes the user's last bound one (ASP-SES-009)."""
+        """Resume: the `resumed` event leaves on the old session, then the target replays."""
         found, self._found = self._found, None
         current = self.session
         assert self.state is not None and current is not None
@@ -312,7 +322,6 @@ class Connection:
             target = self.hub.shared.mirror(found, effect.after_seq)
         self._enter_session(target, after_seq=effect.after_seq)
         core.switched(self.state, target.state)
-        await self.hub.store.bind(target.conversation_id, target.user_id)
 
     async def _close(self, effect: Close) -> None:
         self.closed = True

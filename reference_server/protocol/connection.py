@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from reference_server.protocol import events
 from reference_server.protocol.effects import (
     AdmitRun,
+    BindResumed,
     CancelRun,
     Close,
     Effect,
@@ -276,6 +277,7 @@ def on_resume_target(
     conn.resumed = True
     replay_count = target.last_seq - request.last_seq
     return [
+        BindResumed(request.session_id),
         Send(events.resumed(request.session_id, request.last_seq + 1, replay_count)),
         SwitchSession(request.session_id, request.last_seq),
     ]

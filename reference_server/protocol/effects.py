@@ -75,6 +75,15 @@ class FindSession:
 
 
 @dataclass(frozen=True)
+class BindResumed:
+    """Make the conversation of the session `session_id` (the one a resume found) the user's last
+    bound one (ASP-SES-009), before the `resumed` event tells the client it carries it: a client
+    that reconnects without conversation_id right after `resumed` gets that conversation."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
 class SwitchSession:
     """Carry the session `session_id` from now on, replaying its events after `after_seq`.
 
@@ -86,4 +95,4 @@ class SwitchSession:
     after_seq: int
 
 
-Effect = Send | Close | StartRun | CancelRun | AdmitRun | FindSession | SwitchSession
+Effect = Send | Close | StartRun | CancelRun | AdmitRun | FindSession | BindResumed | SwitchSession

@@ -16,6 +16,7 @@ from reference_server.protocol import connection as core
 from reference_server.protocol.connection import CloseReason, Phase, ResumeTarget, RunOutcome, RunSlot
 from reference_server.protocol.effects import (
     AdmitRun,
+    BindResumed,
     CancelRun,
     Close,
     FindSession,
@@ -271,7 +272,9 @@ def test_a_resume_replays_from_last_seq_and_switches_sessions(target: ResumeTarg
     assert sent(effects) == [
         {"type": "resumed", "session_id": "ses_old", "replay_from": 6, "replay_count": replay}
     ]
-    assert effects[1] == SwitchSession("ses_old", 5) and state.resumed
+    # bound before the client hears it carries the conversation (ASP-SES-009)
+    assert effects[0] == BindResumed("ses_old")
+    assert effects[2] == SwitchSession("ses_old", 5) and state.resumed
 
 
 @pytest.mark.parametrize(
