@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from starlette.types import Message, Receive
@@ -36,7 +37,7 @@ from reference_server.protocol.effects import (
 )
 from reference_server.runs import new_message_id, new_run_id
 from reference_server.sessions import Session, SinkClosed, spawn
-from reference_server.transport import INBOX, Inbox
+from reference_server.transport import INBOX, SEND_NOW, Inbox
 
 if TYPE_CHECKING:
     from reference_server.redis_sessions import Remote
@@ -48,10 +49,13 @@ DRAIN = "asp.drain"  # sent by reference_server.transport when the server begins
 class WebSocketSink:
     """The ASGI connection as a session's sink; any transport failure becomes SinkClosed."""
 
-    def __init__(self, send: AsgiSend, close_timeout_s: float) -> None:
+    def __init__(
+        self, send: AsgiSend, close_timeout_s: float, send_now: Callable[[str], bool] | None = None
+    ) -> None:
         self.cursor = 0
         self.closed = False
-        self._send = send  # the ASGI send callable: the per-token hot path
+        self._send = send  # the ASGI send callable
+        self._send_now = send_now  # the transport's synchronous write, when nothing wraps send
         self._close_timeout_s = close_timeout_s
 
     async def accept(self, subprotocol: str | None) -> None:
@@ -62,6 +66,18 @@ class WebSocketSink:
             raise SinkClosed
         try:
             await self._send({"type": "websocket.send", "text": text})
+        except Exception as exc:
+            self.closed = True
+            raise SinkClosed from exc
+
+    def send_now(self, text: str) -> bool:
+        """The per-token hot path: write at once when the transport can take it (no await)."""
+        if self.closed:
+            raise SinkClosed
+        if self._send_now is None:
+            return False
+        try:
+            return self._send_now(text)
         except Exception as exc:
             self.closed = True
             raise SinkClosed from exc
@@ -88,7 +104,12 @@ class Connection:
         self.hub = hub
         self.scope = websocket.scope
         self.receive: Receive = websocket._receive
-        self.sink = WebSocketSink(websocket._send, hub.settings.send_timeout_ms / 1000)
+        send_now = websocket.scope.get(SEND_NOW)
+        # the transport's own write, when nothing between it and this endpoint wraps send
+        own_send = getattr(getattr(send_now, "__self__", None), "send", None) == websocket._send
+        self.sink = WebSocketSink(
+            websocket._send, hub.settings.send_timeout_ms / 1000, send_now if own_send else None
+        )
         self.query = websocket.query_params
         self.headers = websocket.headers
         self.state: core.ConnectionState | None = None

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import secrets
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic_ai import (
     Agent,
-    AgentRunResultEvent,
+    AgentRunResult,
+    AgentStreamEvent,
     CancellationToken,
     FunctionToolCallEvent,
     FunctionToolResultEvent,
@@ -141,8 +143,16 @@ class Run:
         if delta and self.context.reasoning:
             self.sink.emit(events.reasoning_delta(self.handle.run_id, delta))
 
-    def on_event(self, event: Any) -> list[ModelMessage] | None:
-        """Handle one pydantic-ai event; returns the run's new messages when it is the final result."""
+    async def on_events(self, _: Any, stream: AsyncIterable[AgentStreamEvent]) -> None:
+        """pydantic-ai's event stream handler: called in the run's own task for each step's events,
+        so an event costs no hand-over between tasks (run_stream_events adds a background task and
+        a zero-buffer channel: two task switches per event)."""
+        on_event = self.on_event
+        async for event in stream:
+            on_event(event)
+
+    def on_event(self, event: AgentStreamEvent) -> None:
+        """Handle one pydantic-ai event."""
         run_id = self.handle.run_id
         if isinstance(event, PartDeltaEvent):  # the most frequent event first: one per token
             if isinstance(event.delta, TextPartDelta):
@@ -166,15 +176,16 @@ class Run:
             if closed is not None:
                 closed.content, closed.is_error = tool_content(result), tool_failed(result)
                 self.sink.emit(events.tool_result(run_id, closed.call_id, closed.content, closed.is_error))
-        elif isinstance(event, AgentRunResultEvent):
-            usage = event.result.usage
-            self.usage = {
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "requests": usage.requests,
-            }
-            return list(event.result.new_messages())
-        return None
+
+    def on_result(self, result: AgentRunResult[Any]) -> list[ModelMessage]:
+        """The run's final result: keep its usage; returns its new messages."""
+        usage = result.usage
+        self.usage = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "requests": usage.requests,
+        }
+        return list(result.new_messages())
 
     def close_open_calls(self, why: str) -> None:
         """Every tool_call gets its tool_result before complete, whatever happened (ASP-TOOL-002)."""
@@ -221,13 +232,13 @@ async def execute(sink: RunSink, handle: RunHandle, context: RunContext) -> RunO
     final: list[ModelMessage] | None = None
     try:
         history = agent_history(await context.store.load(sink.conversation_id, sink.user_id))
-        async with context.agent.run_stream_events(
-            handle.prompt, message_history=history, cancellation_token=handle.token
-        ) as stream:
-            async for event in stream:
-                messages = run.on_event(event)
-                if messages is not None:
-                    final = messages
+        result = await context.agent.run(
+            handle.prompt,
+            message_history=history,
+            cancellation_token=handle.token,
+            event_stream_handler=run.on_events,
+        )
+        final = run.on_result(result)
     except RunCancelled:
         finish = "cancelled"
         if handle.stop_reason is StopReason.SHUTDOWN:

@@ -54,6 +54,11 @@ class Sink(Protocol):
 
     async def send_text(self, text: str) -> None: ...
 
+    def send_now(self, text: str) -> bool:
+        """Write `text` at once if the connection can take it without waiting; False when it
+        wrote nothing (send_text must be awaited). Raises SinkClosed when the connection is gone."""
+        ...
+
     async def close(self, code: int, reason: str = "") -> None: ...
 
 
@@ -112,6 +117,7 @@ class Session:
         # The pump runs while there is something to deliver and ends when there is not, so an idle
         # session holds no task (memory per idle connection).
         self._pump: asyncio.Task[None] | None = None
+        self._delivering_now = False  # _deliver_now is on the stack (it never runs twice at once)
         # Shared sessions (reference_server.redis_sessions): where sequenced events are also written,
         # and, while another process sequences this session (it runs its run), where events go instead.
         self.journal: Journal | None = None
@@ -136,7 +142,8 @@ class Session:
             self._head_since = self._loop.time()
         self._outbox.append(event)
         self._pending_bytes += pending_weight(event, self.limits.max_event_bytes)
-        self._wake()
+        if self._pump is None and not self._deliver_now():
+            self._wake()
         if self._sink is not None:
             limits = self.limits
             why = outbox_overflow(
@@ -207,6 +214,43 @@ class Session:
         if self._pump is None and not self.closed:
             self._pump = self._loop.create_task(self._run_pump(), name=f"pump-{self.id}")
 
+    def _deliver_now(self) -> bool:
+        """The pump's work done by the producer, for as long as nothing has to wait: an event of a
+        paced stream leaves the moment it is produced, with no task and no timer. Returns False
+        when what is left is the pump's: a connection that cannot take a frame at once (a blocked
+        socket, or no fast path), deltas to gather, no connection, a replay gap."""
+        sink = self._sink
+        if sink is None or self.closed or self._delivering_now:
+            return False
+        self._delivering_now = True
+        try:
+            while not self.closed and self._sink is sink:
+                if sink.cursor < self.seq:
+                    entry = self._buffered(sink.cursor + 1)
+                    if entry is None:
+                        return False
+                    seq, text = entry
+                elif self._outbox:
+                    if self._must_gather():
+                        return False
+                    seq, text = self._sequence_next()  # kept for replay: the pump sends it if not now
+                else:
+                    return True
+                if not sink.send_now(text):
+                    return False
+                sink.cursor = seq
+            return self.closed
+        except SinkClosed:
+            self.detach(sink)
+            return False  # the pump sequences what is left into the replay buffer
+        except Exception:
+            context = {"asp": {"session": self.id, "user": self.user_id}}
+            log.exception("session delivery failed", extra=context)
+            self._fail()
+            return True
+        finally:
+            self._delivering_now = False
+
     async def _run_pump(self) -> None:
         try:
             await self._pump_until_idle()
@@ -245,11 +289,15 @@ class Session:
             else:
                 return
 
+    def _must_gather(self) -> bool:
+        """Adaptive coalescing: deltas arrive faster than a quarter of the coalescing window (an
+        instant model), so the head of the outbox waits for more. A paced stream, and the first
+        delta of every run, never wait."""
+        return bool(self._fast_producer and self.limits.coalesce_s and self._outbox[0]["type"] in COALESCABLE)
+
     async def _gather_fast_deltas(self) -> None:
-        """Adaptive coalescing: when deltas arrive faster than a quarter of the coalescing window
-        (an instant model), let them gather for at most the window, then send them as one event.
-        A paced stream, and the first delta of every run, never wait."""
-        if not (self._fast_producer and self.limits.coalesce_s and self._outbox[0]["type"] in COALESCABLE):
+        """Let fast deltas gather for at most the coalescing window, then send them as one event."""
+        if not self._must_gather():
             return
         wait = self._head_since + self.limits.coalesce_s - self._loop.time()
         if wait > 0:

@@ -106,6 +106,7 @@ def _pending(server_state: Any) -> OrderedDict[int, AspHttpProtocol]:
 
 
 INBOX = "asp.inbox"  # scope key: the connection's Inbox, for an app that waits without a task
+SEND_NOW = "asp.send_now"  # scope key: the connection's AspWebSocketProtocol.send_now
 
 
 class Inbox(asyncio.Queue[Any]):
@@ -137,6 +138,24 @@ class AspWebSocketProtocol(WebSocketsSansIOProtocol):
         inbox = cast(Inbox, self.queue)
         inbox.receive = self.receive
         cast(dict[str, Any], self.scope)[INBOX] = inbox
+        cast(dict[str, Any], self.scope)[SEND_NOW] = self.send_now
+
+    def send_now(self, text: str) -> bool:
+        """Write a text message at once, as `send` does when it need not wait; False (nothing
+        written) when the transport is paused (`send` would wait for it to drain) or the connection
+        is not open for messages (`send` then says why). Only an app that got this connection's own
+        `send` may use it: a middleware that wraps send must see every message."""
+        if (
+            not self.writable.is_set()
+            or self.disconnected
+            or not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+        ):
+            return False
+        self.conn.send_text(text.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -45,6 +46,8 @@ _FIXTURE = re.compile(r"asp-fixture:([a-z_]+)((?: [0-9]{1,9})*)")  # longer numb
 MAX_TOKENS = 100_000
 MAX_MS = 60_000
 MAX_BULK_SIZE = 65_536
+_clock = time.monotonic  # the paced schedule's clock and sleep (asyncio's loop clock is monotonic too)
+_sleep = asyncio.sleep
 
 
 def words(text: str) -> list[str]:
@@ -142,9 +145,15 @@ def offline_model(*, token_delay_s: float, fixtures: bool) -> FunctionModel:
     async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
         plan = next_plan(messages, fixtures)
         delay = token_delay_s if plan.delay_s is None else plan.delay_s
+        # The first token at once, then token n due at start + n * delay (registry: slow): a deadline
+        # schedule, as a provider's tokens arrive from the network whatever our processing costs;
+        # sleeping `delay` after each token would add that cost and the loop's lag to every gap.
+        start = _clock()
         for number, token in enumerate(plan.tokens):
-            if delay and number:  # the first token at once, then one every `delay` (registry: slow)
-                await asyncio.sleep(delay)
+            if delay and number:
+                left = start + number * delay - _clock()
+                if left > 0:
+                    await _sleep(left)
             yield token
         if not plan.tokens and plan.tool is None:
             yield ""  # a run with no text (text 0): an empty answer, which the agent takes as None

@@ -47,11 +47,18 @@ async def test_defect_11_tool_results_beyond_json_numbers_reach_the_client_and_t
 
 
 class ExplodingSink:
-    """A connection whose send fails in a way the pump does not expect."""
+    """A connection whose send fails in a way the pump does not expect: the synchronous write
+    (`at_once`), or the awaited one after the synchronous write declined."""
 
-    def __init__(self) -> None:
+    def __init__(self, at_once: bool) -> None:
         self.cursor = 0
         self.closed_with: int | None = None
+        self.at_once = at_once
+
+    def send_now(self, text: str) -> bool:
+        if self.at_once:
+            raise ValueError("an unexpected failure while sending")
+        return False
 
     async def send_text(self, text: str) -> None:
         raise ValueError("an unexpected failure while sending")
@@ -60,7 +67,7 @@ class ExplodingSink:
         self.closed_with = code
 
 
-async def pump_failure() -> tuple[Session, ExplodingSink]:
+async def pump_failure(at_once: bool = False) -> tuple[Session, ExplodingSink]:
     """A real Session whose sink fails unexpectedly; returned once the pump reacted (or gave up)."""
     limits = DeliveryLimits(
         replay_window=10,
@@ -70,7 +77,7 @@ async def pump_failure() -> tuple[Session, ExplodingSink]:
         max_event_bytes=65536,
     )
     session = Session(user_id="u", conversation_id="c", capabilities=[], limits=limits)
-    sink = ExplodingSink()
+    sink = ExplodingSink(at_once)
     session.attach(sink)
     session.emit({"type": "pong"})
     for _ in range(500):
@@ -80,8 +87,9 @@ async def pump_failure() -> tuple[Session, ExplodingSink]:
     return session, sink
 
 
-async def test_a_failure_inside_the_pump_closes_the_connection_1011_and_ends_the_session():
-    session, sink = await pump_failure()
+@pytest.mark.parametrize("at_once", [True, False])
+async def test_a_failure_inside_the_pump_closes_the_connection_1011_and_ends_the_session(at_once: bool):
+    session, sink = await pump_failure(at_once)
     assert sink.closed_with == close_code("internal_error")
     assert session.failed and not session.attached
     await session.close()

@@ -69,3 +69,30 @@ def test_after_a_tool_the_fixture_answers_as_the_registry_says():
     assert "".join(after("add", 5).tokens) == "The sum is 5."
     assert "".join(after("sleep", {"slept_ms": 5}).tokens) == "Done."
     assert "".join(after("fail", "failed", "failed").tokens) == "The tool failed."
+
+
+async def test_a_paced_stream_keeps_its_schedule_whatever_the_consumer_costs(monkeypatch: pytest.MonkeyPatch):
+    """Token n is due at start + n * delay (registry: slow): the time the consumer spends on each
+    token comes out of the next sleep instead of adding to every gap. A fake clock, no real waits."""
+    from reference_server.agent import offline_model as module
+
+    now = [100.0]
+    due: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(module, "_clock", lambda: now[0])
+    monkeypatch.setattr(module, "_sleep", fake_sleep)
+    model = module.offline_model(token_delay_s=0.0, fixtures=True)
+    messages = [ModelRequest(parts=[UserPromptPart(content="asp-fixture:slow 5 20")])]
+    async for _ in model.stream_function(messages, None):  # type: ignore[arg-type, misc]
+        due.append(round(now[0] - 100.0, 6))
+        now[0] += 0.015  # the consumer's work on each token: 15 ms of a 20 ms pace
+    assert due == [0.0, 0.02, 0.04, 0.06, 0.08]  # first at once, then on the 20 ms grid
+
+    now[0], due[:] = 100.0, []
+    async for _ in model.stream_function(messages, None):  # type: ignore[arg-type, misc]
+        due.append(round(now[0] - 100.0, 6))
+        now[0] += 0.05  # a consumer slower than the pace: late tokens follow at once, no sleep
+    assert due == [0.0, 0.05, 0.1, 0.15, 0.2]
