@@ -170,13 +170,16 @@ _agents: dict[str, Any] = {}
 
 
 async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
-    """(time to first text delta, deltas, total seconds) of one in-process run."""
+    """(time to first text delta, deltas, total seconds) of one in-process run, driven as the
+    server drives its runs (reference_server.runs: an event stream handler in the run's task)."""
     from pydantic_ai import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
 
     began = time.perf_counter()
     first: float | None = None
     deltas = 0
-    async with agent.run_stream_events(prompt) as events:
+
+    async def on_events(_: Any, events: AsyncIterator[Any]) -> None:
+        nonlocal first, deltas
         async for event in events:
             text = (
                 isinstance(event, PartStartEvent) and isinstance(event.part, TextPart) and event.part.content
@@ -189,6 +192,8 @@ async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
                 deltas += 1
                 if first is None:
                     first = time.perf_counter() - began
+
+    await agent.run(prompt, event_stream_handler=on_events)
     return first or 0.0, deltas, time.perf_counter() - began
 
 
