@@ -181,7 +181,8 @@ class Session:
         sink.cursor = self.seq if after_seq is None else after_seq
         self._sink = sink
         self.detached_at = None
-        self._wake()
+        if sink.cursor < self.seq or self._outbox:  # else no pump task for nothing to deliver
+            self._wake()
 
     def detach(self, sink: Sink) -> None:
         if self._sink is sink:
