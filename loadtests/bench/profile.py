@@ -9,7 +9,8 @@ prints the scenario's figures. Scenarios:
 - `stream N`: one instant stream of N tokens, three times (tokens/s);
 - `ttft N`: N one-token runs, each on a fresh conversation (the time-to-first-token path);
 - `pings N`: N connections held 10 s, each sending an application ping every 2 s (pong times);
-- `paced N`: N concurrent streams of 100 tokens at 50 tokens/s (the per-event path);
+- `paced N`: N concurrent streams of 100 tokens at 50 tokens/s (the per-event path), after ten short
+  warm-up streams; also the server's CPU microseconds per event (connects, runs and storage included);
 - `memory N`: N idle connections; with `--tracemalloc FILE` the server runs under tracemalloc and
   writes the top allocation sites of the connections' memory to FILE.
 
@@ -63,13 +64,19 @@ async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[
         rates = [(await measure.server_stream(served.url, tokens, count))["tokens_per_s"] for _ in range(3)]
         return {"tokens_per_s": statistics.median(rates)}
     if name == "paced":
+        warm = [mint(f"profile-warm-{i}-{secrets.token_hex(3)}", secret) for i in range(10)]
+        await measure.paced_streams(served.url, warm, 0, 10, 20, 20, 1)  # lazy imports, caches
+        cpu_before = _cpu_s(served.process.pid)
         runs = await measure.paced_streams(served.url, tokens, 0, count, 100, 20, 1)
+        cpu = _cpu_s(served.process.pid) - cpu_before
         gaps = runs[0]["gaps_ms"]
         return {
             "complete": runs[0]["complete"],
             "itl_p50_ms": measure.percentile(gaps, 0.5),
             "itl_p99_ms": measure.percentile(gaps, 0.99),
             "itl_mean_ms": statistics.fmean(gaps),
+            # connects, runs and storage included; under --py-spy this is py-spy's own CPU
+            "server_cpu_us_per_event": cpu / (count * 100) * 1e6,
         }
     if name == "pings":
         held = await measure.idle_connections(served.url, tokens, True, 10.0, 2.0, None)
@@ -99,6 +106,13 @@ async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[
         await measure._close_all(sockets)
         return {"kib_per_connection": (after - before) / count}
     raise SystemExit(f"unknown scenario {name}")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
