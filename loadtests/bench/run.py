@@ -46,7 +46,8 @@ DEFINITIONS = {
     "transport_events_per_s": "events/s of bare uvicorn + FastAPI (same WebSocket settings) sending "
     f"{measure.EVENT_BYTES}-byte events in a tight loop to one client",
     "framework_*": "pydantic-ai in process running the server's own agent (offline model, tools, "
-    "instructions) at instant pace: text deltas/s of one long run, TTFT p50 of one-token runs",
+    "instructions) at instant pace, driven as the server drives it (agent.run with an event stream "
+    "handler, in one task): text deltas/s of one long run, TTFT p50 of one-token runs",
     "bare_framework_*": "the same with a bare instant FunctionModel agent (no tools), for reference",
     "server_tokens_per_s": "tokens/s of one instant-pace stream delivered over a real WebSocket",
     "server_events_per_s": "WebSocket events/s of that stream (coalescing may pack several tokens in one)",
