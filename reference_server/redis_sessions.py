@@ -62,10 +62,6 @@ if TYPE_CHECKING:
 log = get_logger("redis-sessions")
 TAIL_BLOCK_MS = 1000
 CATCH_UP_S = 1.0  # longest wait for a live home's writes to reach a resume's last_seq
-# A writer turn starts at most this long after the previous one started: an idle writer writes at
-# once, a busy one gathers the events of many sessions into each turn (under 150 paced streams,
-# about one event per turn without it: the per-call cost then was the writer's whole cost).
-WRITE_INTERVAL_S = 0.002
 
 
 # One writer turn, every dirty journal in one script call (one command and one reply, however
@@ -183,14 +179,8 @@ class JournalWriter:
         await self._turned.wait()
 
     async def _write_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        began = 0.0
         while True:
             await self._wake.wait()
-            wait = began + WRITE_INTERVAL_S - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            began = loop.time()
             self._wake.clear()
             journals, self._dirty = self._dirty, []
             keys: list[str] = []
