@@ -2,8 +2,8 @@
 
 Each session has one *home*, the process that sequences its events (where its connection opened,
 or the last one that took it over). The home writes every sequenced event to the session's Redis
-Stream in batches (one script call per writer turn, never a round trip per token), entry id
-`{seq}-0`, trimmed to `replay_window` and expiring `session_ttl_ms` after the session was last carried or ran:
+Stream, in pipelined batches (never a round trip per token), entry id `{seq}-0`, trimmed to
+`replay_window` and expiring `session_ttl_ms` after the session was last carried or ran:
 
 - `{prefix}:ses:{id}`: the stream; field `e` is the event's JSON text exactly as it was sent.
 - `{prefix}:ses:{id}:meta`: a hash: user_id, conversation_id, home (instance id), and while a run
@@ -64,88 +64,47 @@ TAIL_BLOCK_MS = 1000
 CATCH_UP_S = 1.0  # longest wait for a live home's writes to reach a resume's last_seq
 
 
-# One writer turn, every dirty journal in one script call (one command and one reply, however
-# many events). Per journal: KEYS its stream and meta hash; ARGV its replay window, event count,
-# meta field count, TTL in ms (0: leave it), then seq and JSON text per event, then the meta's
-# field/value pairs. Each command is pcall'ed, so one that fails (a seq the stream already has)
-# stops nothing else; returns the first failure's message, '' when none failed.
-WRITE = """
-local a, failed = 1, ''
-local function run(...)
-  local reply = redis.pcall(...)
-  if failed == '' and type(reply) == 'table' and reply.err then failed = reply.err end
-end
-for k = 1, #KEYS, 2 do
-  local window, events, fields, ttl = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
-  a = a + 4
-  for _ = 1, events do
-    run('XADD', KEYS[k], 'MAXLEN', window, ARGV[a] .. '-0', 'e', ARGV[a + 1])
-    a = a + 2
-  end
-  if fields > 0 then
-    run('HSET', KEYS[k + 1], unpack(ARGV, a, a + 2 * fields - 1))
-    a = a + 2 * fields
-  end
-  if ttl ~= '0' then
-    run('PEXPIRE', KEYS[k], ttl)
-    run('PEXPIRE', KEYS[k + 1], ttl)
-  end
-end
-return failed
-"""
-
-
 class StreamJournal:
     """A home's record of one session: `append` and `note` queue; the process's one
-    `JournalWriter` writes every dirty journal in one script call per turn."""
+    `JournalWriter` writes every dirty journal in one pipeline per turn."""
 
     def __init__(self, shared: SharedSessions, session: Session) -> None:
         self.shared = shared
         self.session = session
         self.key = shared.stream_key(session.id)
-        self.meta_key = shared.meta_key(session.id)
         self.window = max(1, session.limits.replay_window)
-        self._pending: list[int | str] = []  # seq, text, seq, text...: no object per event
+        self._pending: list[tuple[int, str]] = []
         self._meta: dict[str, str] = {}
-        self._queued = False  # in the writer's next turn
         self._appended = 0  # entries (events and notes) appended, and written or given up on
         self.stored = 0
         self._expired_at: float | None = None  # when a write last set the keys' TTL (monotonic)
 
     def append(self, seq: int, text: str) -> None:
-        self._pending += (seq, text)
+        self._pending.append((seq, text))
         self._appended += 1
-        if not self._queued:
-            self._queued = True
-            self.shared.writer.dirty(self)
+        self.shared.writer.dirty(self)
 
     def note(self, fields: dict[str, str]) -> None:
         """Update the session's meta hash in the next write, after the events appended before."""
         self._meta.update(fields)
         self._appended += 1
-        if not self._queued:
-            self._queued = True
-            self.shared.writer.dirty(self)
+        self.shared.writer.dirty(self)
 
-    def take(self, keys: list[str], args: list[int | str]) -> int:
-        """Add what is pending to a WRITE call's `keys` and `args`; the number of entries taken."""
-        pending, self._pending = self._pending, []
+    def take(self, pipe: Any) -> int:
+        """Queue what is pending on `pipe`; the number of entries taken."""
+        batch, self._pending = self._pending, []
         meta, self._meta = self._meta, {}
-        self._queued = False
+        for seq, text in batch:
+            pipe.xadd(self.key, {"e": text}, id=f"{seq}-0", maxlen=self.window, approximate=False)
+        if meta:
+            pipe.hset(self.shared.meta_key(self.session.id), mapping=meta)
         # The TTL runs from the session's last write with a note (its run started or ended) or its
         # first; in between, at most once per `expire_every_s`: `refresh` renews it as often while the
         # session is carried or runs. Not per write: most writes carry one token of a session.
         now = time.monotonic()
-        expire = (
-            bool(meta) or self._expired_at is None or now - self._expired_at >= self.shared.expire_every_s
-        )
-        if expire:
+        if meta or self._expired_at is None or now - self._expired_at >= self.shared.expire_every_s:
+            self.shared.expire(pipe, self.session.id)
             self._expired_at = now
-        keys += (self.key, self.meta_key)
-        args += (self.window, len(pending) // 2, len(meta), self.shared.ttl_ms if expire else 0)
-        args += pending
-        for field, value in meta.items():
-            args += (field, value)
         return self._appended - self.stored
 
     async def flush(self, timeout: float = 5.0) -> None:
@@ -159,19 +118,18 @@ class StreamJournal:
 
 class JournalWriter:
     """One task per process writes the sessions' events: each turn takes every journal with
-    something pending and writes it all with one script call (WRITE), so the cost per event falls
-    as the load rises (never a round trip, nor a reply to parse, per token)."""
+    something pending and writes it all in one pipelined round trip, so the cost per event falls as
+    the load rises (never a round trip per token)."""
 
     def __init__(self, client: Any) -> None:
         self.redis = client
-        self._write = client.register_script(WRITE)
-        self._dirty: list[StreamJournal] = []
+        self._dirty: dict[int, StreamJournal] = {}
         self._wake = asyncio.Event()
         self._turned = asyncio.Event()
         self._task = asyncio.create_task(self._write_forever(), name="journal-writer")
 
     def dirty(self, journal: StreamJournal) -> None:
-        self._dirty.append(journal)
+        self._dirty[id(journal)] = journal
         self._wake.set()
 
     async def turn(self) -> None:
@@ -182,14 +140,11 @@ class JournalWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            journals, self._dirty = self._dirty, []
-            keys: list[str] = []
-            args: list[int | str] = []
-            taken = [journal.take(keys, args) for journal in journals]
+            journals, self._dirty = list(self._dirty.values()), {}
             try:
-                failed = await self._write(keys=keys, args=args)
-                if failed:
-                    log.error("could not write some session events to Redis: %s", failed)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    taken = [journal.take(pipe) for journal in journals]
+                    await pipe.execute()
             except Exception:
                 log.exception("could not write session events to Redis")
             for journal, count in zip(journals, taken, strict=True):
@@ -311,18 +266,16 @@ class SharedSessions:
 
     async def hold(self, session: Session) -> None:
         """This process is the session's home from now on: its events go to its stream."""
-        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
-            pipe.hset(
-                self.meta_key(session.id),
-                mapping={
-                    "user_id": session.user_id,
-                    "conversation_id": session.conversation_id,
-                    "home": self.instance,
-                    "run_id": "",
-                },
-            )
-            pipe.pexpire(self.meta_key(session.id), self.ttl_ms)
-            await pipe.execute()
+        await self.redis.hset(
+            self.meta_key(session.id),
+            mapping={
+                "user_id": session.user_id,
+                "conversation_id": session.conversation_id,
+                "home": self.instance,
+                "run_id": "",
+            },
+        )
+        await self.redis.pexpire(self.meta_key(session.id), self.ttl_ms)
         journal = StreamJournal(self, session)
         session.journal = journal
         session.forward = None
