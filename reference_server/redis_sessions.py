@@ -266,16 +266,18 @@ class SharedSessions:
 
     async def hold(self, session: Session) -> None:
         """This process is the session's home from now on: its events go to its stream."""
-        await self.redis.hset(
-            self.meta_key(session.id),
-            mapping={
-                "user_id": session.user_id,
-                "conversation_id": session.conversation_id,
-                "home": self.instance,
-                "run_id": "",
-            },
-        )
-        await self.redis.pexpire(self.meta_key(session.id), self.ttl_ms)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip, not two
+            pipe.hset(
+                self.meta_key(session.id),
+                mapping={
+                    "user_id": session.user_id,
+                    "conversation_id": session.conversation_id,
+                    "home": self.instance,
+                    "run_id": "",
+                },
+            )
+            pipe.pexpire(self.meta_key(session.id), self.ttl_ms)
+            await pipe.execute()
         journal = StreamJournal(self, session)
         session.journal = journal
         session.forward = None
