@@ -35,26 +35,32 @@ def _row(name: str, figure: dict[str, Any]) -> str:
     return f"| {name} | {_spread(figure)} | {_cpu(figure, name)} | {_load(figure)} |"
 
 
+def _rows(source: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    """A row for each of `names` that `source` measured, in that order."""
+    return [_row(name, source[name]) for name in names if name in source]
+
+
 def table(results: dict[str, Any]) -> str:
     """The figures of one run: median [min-max] over its repeats, the busiest generator process's
     CPU (cores; "in process" for the framework floors) and the 1-minute load average range."""
     lines = ["| figure | median [min-max] | generator CPU | load avg |", "|---|---|---|---|"]
-    for name in (
-        "server_vs_framework",
-        "ttft_ratio",
-        "server_cpu_ms_per_1000_tokens",
-        "server_ttft_ms",
-        "framework_ttft_ms",
-        "server_tokens_per_s",
-        "framework_deltas_per_s",
-        "server_events_per_s",
-        "transport_events_per_s",
-        "memory_ratio",
-        "server_kib_per_connection",
-        "bare_kib_per_connection",
-    ):
-        if name in results:
-            lines.append(_row(name, results[name]))
+    lines += _rows(
+        results,
+        (
+            "server_vs_framework",
+            "ttft_ratio",
+            "server_cpu_ms_per_1000_tokens",
+            "server_ttft_ms",
+            "framework_ttft_ms",
+            "server_tokens_per_s",
+            "framework_deltas_per_s",
+            "server_events_per_s",
+            "transport_events_per_s",
+            "memory_ratio",
+            "server_kib_per_connection",
+            "bare_kib_per_connection",
+        ),
+    )
     lines.append(f"| max_streams_at_50tps | {results.get('max_streams_at_50tps')} | | |")
     for level in results.get("sweep", []):
         streams = level["streams"]
@@ -79,17 +85,18 @@ def _scale_out(section: dict[str, Any]) -> list[str]:
     """The scale-out section's rows: its ratios and their parts, then the workers' sweep, each level
     with the server's, Redis's and all generator processes' CPU (cores) in its name."""
     lines = [f"| **scale-out** (Redis {section['redis']}, {section['database']}) | | | |"]
-    for name in (
-        "redis_server_vs_framework",
-        "redis_server_tokens_per_s",
-        "cpu_per_1000_tokens_ratio",
-        "redis_server_cpu_ms_per_1000_tokens",
-        "redis_ttft_ratio",
-        "redis_memory_ratio",
-        "redis_kib_per_connection",
-    ):
-        if name in section:
-            lines.append(_row(name, section[name]))
+    lines += _rows(
+        section,
+        (
+            "redis_server_vs_framework",
+            "redis_server_tokens_per_s",
+            "cpu_per_1000_tokens_ratio",
+            "redis_server_cpu_ms_per_1000_tokens",
+            "redis_ttft_ratio",
+            "redis_memory_ratio",
+            "redis_kib_per_connection",
+        ),
+    )
     workers, embedded = section["workers_max_streams_at_50tps"], section["embedded_max_streams_at_50tps"]
     lines.append(
         f"| workers_vs_embedded | {_number(section['workers_vs_embedded'])} "
