@@ -16,23 +16,9 @@ from conformance.report.model import Report
 from conformance.runner import run_check
 from conformance.wire import Transcript, take_frame
 from spec.oracle import Oracle
+from tests.support.events import session_event
 
-SESSION = {
-    "type": "session",
-    "seq": 1,
-    "protocol_version": "1.0",
-    "session_id": "ses_1",
-    "conversation_id": "conv_1",
-    "user": {"id": "alice"},
-    "limits": {
-        "max_message_bytes": 65536,
-        "heartbeat_interval_ms": 15000,
-        "idle_timeout_ms": 60000,
-        "rate_limit": {"messages": 20, "window_ms": 60000},
-        "replay_window": 1000,
-    },
-    "capabilities": ["history", "cancel", "resume"],
-}
+SESSION = session_event()
 
 
 def test_a_bounded_sample_of_hostile_frames_never_breaks_the_kit() -> None:

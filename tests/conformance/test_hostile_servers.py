@@ -21,28 +21,13 @@ from conformance.runner import run_check
 from spec.oracle import Oracle
 from spec.transcript import EXIT_UNUSABLE
 from spec.transcript import run as validate
+from tests.support.events import session_event
 
 
 def session(version: str = "1.1", **limits: int) -> str:
     """A session event that passes the schema, with `limits` over the announced defaults."""
     return json.dumps(
-        {
-            "type": "session",
-            "seq": 1,
-            "protocol_version": version,
-            "session_id": "ses_" + os.urandom(12).hex(),
-            "conversation_id": "conv_" + os.urandom(8).hex(),
-            "user": {"id": "u"},
-            "limits": {
-                "max_message_bytes": 65536,
-                "heartbeat_interval_ms": 15000,
-                "idle_timeout_ms": 60000,
-                "rate_limit": {"messages": 20, "window_ms": 60000},
-                "replay_window": 1000,
-                **limits,
-            },
-            "capabilities": ["history", "cancel", "resume"],
-        }
+        session_event(version, "ses_" + os.urandom(12).hex(), "conv_" + os.urandom(8).hex(), **limits)
     )
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from spec.oracle import Oracle
 from spec.resources import schema_documents
 from spec.schemas import EcmaValidator, check_client_message, check_server_event, validator
+from tests.support.events import session_event
 
 
 def patterns(node: Any, where: str) -> list[tuple[str, str]]:
@@ -98,22 +99,7 @@ def test_a_client_message_id_with_a_trailing_newline_is_invalid() -> None:
 
 
 def session_with(**changes: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": "session",
-        "seq": 1,
-        "protocol_version": "1.1",
-        "session_id": "ses_0123456789abcdef01234567",
-        "conversation_id": "conv_1",
-        "user": {"id": "u"},
-        "limits": {
-            "max_message_bytes": 65536,
-            "heartbeat_interval_ms": 15000,
-            "idle_timeout_ms": 60000,
-            "rate_limit": {"messages": 20, "window_ms": 60000},
-            "replay_window": 512,
-        },
-        "capabilities": ["history"],
-    }
+    event = session_event("1.1", "ses_0123456789abcdef01234567", "conv_1", replay_window=512)
     event.update(changes)
     return event
 
