@@ -258,6 +258,9 @@ def supervise(workers: int, run: Callable[[], None]) -> None:
         if os.getpid() != parent:  # a worker forked after this was installed: its own uvicorn stops it
             return
         stopping = signum
+        terminate()
+
+    def terminate() -> None:
         for process in processes:
             if process.pid is not None and process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
@@ -268,13 +271,11 @@ def supervise(workers: int, run: Callable[[], None]) -> None:
     while stopping is None and failed is None:
         time.sleep(0.5)
         for index, process in enumerate(processes):
-            if stopping is not None or failed is not None or process.is_alive():
+            if stopping is not None or process.is_alive():
                 continue
             if process.exitcode == WORKER_START_FAILED:
                 failed = process.pid
-                for other in processes:
-                    if other.pid is not None and other.is_alive():
-                        os.kill(other.pid, signal.SIGTERM)
+                terminate()
                 break
             logging.getLogger("asp.server").warning(
                 "worker %s exited with %s; starting another", process.pid, process.exitcode
