@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -28,6 +27,12 @@ from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 
 EVENT_BYTES = 96  # about one text_delta of one token on the wire
 CONNECT_CONCURRENCY = 50  # connections a generator process opens at once
+SILENCE_LIMIT_S = 120.0  # longest wait for a `session`, or for one whole answer: a server that
+# stops answering fails the bench with ServerSilent instead of hanging it
+
+
+class ServerSilent(RuntimeError):
+    """The server under measurement sent nothing it should have within SILENCE_LIMIT_S."""
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -90,10 +95,14 @@ async def open_ws(url: str, token: str | None = None, query: str = "") -> Client
 
 
 async def _until_session(websocket: ClientConnection) -> dict[str, Any]:
-    while True:
-        event: dict[str, Any] = orjson.loads(await websocket.recv())
-        if event["type"] == "session":
-            return event
+    try:
+        async with asyncio.timeout(SILENCE_LIMIT_S):
+            while True:
+                event: dict[str, Any] = orjson.loads(await websocket.recv())
+                if event["type"] == "session":
+                    return event
+    except TimeoutError:
+        raise ServerSilent(f"no `session` event within {SILENCE_LIMIT_S:g} s of connecting") from None
 
 
 async def _open_many(
@@ -141,7 +150,7 @@ async def transport_floor(bare_url: str, events: int) -> dict[str, float]:
         await websocket.close()
 
 
-# --- 2. the framework floor ------------------------------------------------------------------------
+# --- 2. the framework in process ----------------------------------------------------------------------
 
 
 def bare_agent() -> Any:
@@ -158,21 +167,13 @@ def bare_agent() -> Any:
     return Agent(FunctionModel(stream_function=stream))
 
 
-def server_agent() -> Any:
-    """The reference server's own agent (same offline model, tools, instructions), instant pace."""
-    from reference_server.agent.factory import build_agent
-    from reference_server.config import Settings
-
-    return build_agent(Settings(jwt_secret=SecretStr("bench-" * 8), token_delay_ms=0, fixtures=True))
-
-
 _agents: dict[str, Any] = {}
 
 
 async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
     """(time to first text delta, deltas, total seconds) of one in-process run, driven as the
     server drives its runs (reference_server.runs: an event stream handler in the run's task)."""
-    from pydantic_ai import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
+    from loadtests.bench.bare_server import text_of
 
     began = time.perf_counter()
     first: float | None = None
@@ -181,14 +182,7 @@ async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
     async def on_events(_: Any, events: AsyncIterator[Any]) -> None:
         nonlocal first, deltas
         async for event in events:
-            text = (
-                isinstance(event, PartStartEvent) and isinstance(event.part, TextPart) and event.part.content
-            ) or (
-                isinstance(event, PartDeltaEvent)
-                and isinstance(event.delta, TextPartDelta)
-                and event.delta.content_delta
-            )
-            if text:
+            if text_of(event):
                 deltas += 1
                 if first is None:
                     first = time.perf_counter() - began
@@ -197,10 +191,13 @@ async def _framework_run(agent: Any, prompt: str) -> tuple[float, int, float]:
     return first or 0.0, deltas, time.perf_counter() - began
 
 
-async def framework_floor(which: str, tokens: int, ttft_samples: int) -> dict[str, float]:
-    """Deltas/s of one long instant stream and TTFT p50 of one-token answers, in process, no network.
+async def framework_in_process(which: str, tokens: int, ttft_samples: int) -> dict[str, float]:
+    """Deltas/s of one long instant stream and TTFT p50 of one-token answers, in process, no network
+    (for reference: the served floor, `server_stream` on the bare stack, is what ratios are taken to).
 
     `which`: "server" (the reference server's agent) or "bare" (a FunctionModel, no tools)."""
+    from loadtests.bench.bare_server import server_agent
+
     if which not in _agents:
         _agents[which] = server_agent() if which == "server" else bare_agent()
         await _framework_run(_agents[which], f"asp-fixture:text {min(tokens, 500)}")  # warm-up
@@ -211,50 +208,59 @@ async def framework_floor(which: str, tokens: int, ttft_samples: int) -> dict[st
     return {"deltas_per_s": deltas / seconds, "ttft_p50_ms": statistics.median(firsts), "cpu": meter.cpu()}
 
 
-# --- 3. the reference server -----------------------------------------------------------------------
+# --- 3. a server: the reference server, or the framework served by the bare stack -------------------
 
 
 async def _stream(websocket: ClientConnection, content: str) -> dict[str, Any]:
-    """Send one message; time the first delta, every gap, and the end."""
+    """Send one message; time the first delta, every gap, and the end (`complete`).
+
+    Raises ServerSilent when the answer is not complete within SILENCE_LIMIT_S (one deadline per
+    answer, not per event: the receive loop is what the transport floor measures)."""
     began = time.perf_counter()
     await websocket.send(orjson.dumps({"type": "message", "content": content}).decode())
     first: float | None = None
     last: float | None = None
     gaps: list[float] = []
     events = tokens = 0
-    while True:
-        event = orjson.loads(await websocket.recv())
-        now = time.perf_counter()
-        events += 1
-        if event["type"] == "text_delta":
-            tokens += event["delta"].count(" ")
-            if first is None:
-                first = now - began
-            if last is not None:
-                gaps.append(now - last)
-            last = now
-        elif event["type"] == "complete":
-            return {
-                "ttft_s": first,
-                "seconds": now - began,
-                "events": events,
-                "tokens": tokens,
-                "gaps": gaps,
-                "finish_reason": event["finish_reason"],
-            }
+    try:
+        async with asyncio.timeout(SILENCE_LIMIT_S):
+            while True:
+                event = orjson.loads(await websocket.recv())
+                now = time.perf_counter()
+                events += 1
+                if event["type"] == "text_delta":
+                    tokens += event["delta"].count(" ")
+                    if first is None:
+                        first = now - began
+                    if last is not None:
+                        gaps.append(now - last)
+                    last = now
+                elif event["type"] == "complete":
+                    return {
+                        "ttft_s": first,
+                        "seconds": now - began,
+                        "events": events,
+                        "tokens": tokens,
+                        "gaps": gaps,
+                        "finish_reason": event["finish_reason"],
+                    }
+    except TimeoutError:
+        raise ServerSilent(f"no `complete` within {SILENCE_LIMIT_S:g} s of sending a message") from None
 
 
 async def server_stream(
-    url: str, tokens: list[str], stream_tokens: int, barrier: Any = None
+    url: str, tokens: list[str], stream_tokens: int, barrier: Any = None, expect_session: bool = True
 ) -> dict[str, float]:
     """One long instant stream (tokens/s, events/s, tokens) on `tokens[0]`'s connection, then the
     TTFT p50 of one-token answers, each on a fresh conversation of its own user (`tokens[1:]`).
+    The same on the bare stack's framework floor with `expect_session` False (tokens "": none).
 
     `barrier` (shared with the orchestrator, which reads the server's CPU between the waits):
     waited just before and just after the long stream."""
-    websocket = await open_ws(url, tokens[0], "conversation_id=new")
+    websocket = await open_ws(url, tokens[0] or None, "conversation_id=new")
     try:
-        await _until_session(websocket)
+        if expect_session:
+            await _until_session(websocket)
         await _stream(websocket, f"asp-fixture:text {min(stream_tokens, 500)}")  # warm-up
         await wait_barrier(barrier)
         meter = Meter()
@@ -264,7 +270,7 @@ async def server_stream(
         await websocket.close()
     # A fresh conversation per sample (no history, as in the framework floor); the connections are
     # opened first so that, like the floor's, the samples are taken back to back.
-    sockets, _ = await _open_many(url, tokens[1:], expect_session=True, query="conversation_id=new")
+    sockets, _ = await _open_many(url, tokens[1:], expect_session, query="conversation_id=new")
     try:
         firsts = [(await _stream(ws, "asp-fixture:text 1"))["ttft_s"] * 1000 for ws in sockets]
     finally:

@@ -49,11 +49,17 @@ DEFINITIONS = {
     "instructions) at instant pace, driven as the server drives it (agent.run with an event stream "
     "handler, in one task): text deltas/s of one long run, TTFT p50 of one-token runs",
     "bare_framework_*": "the same with a bare instant FunctionModel agent (no tools), for reference",
+    "served_framework_*": "the server's agent served by the bare stack (a FastAPI WebSocket endpoint sending "
+    "each text delta at once, no token, session, history or replay), in its own process, timed by the "
+    "server's client code: TTFT p50 of one-token runs (the TTFT floor), tokens/s of one long run",
     "server_tokens_per_s": "tokens/s of one instant-pace stream delivered over a real WebSocket",
     "server_events_per_s": "WebSocket events/s of that stream (coalescing may pack several tokens in one)",
     "server_ttft_ms": "p50 of message sent to first text_delta, each on a fresh conversation",
-    "server_vs_framework": "server tokens/s / framework deltas/s, repeat by repeat",
-    "ttft_ratio": "server TTFT p50 / framework TTFT p50, repeat by repeat",
+    "server_vs_framework": "server tokens/s / framework deltas/s (in process), repeat by repeat: a server "
+    "may pack several tokens in one frame, so only the framework's own rate bounds it",
+    "ttft_ratio": "server TTFT p50 / served framework TTFT p50, repeat by repeat: the first token crosses "
+    "the transport alone, so its floor is the framework behind the bare stack",
+    "ttft_ratio_in_process": "server TTFT p50 / framework TTFT p50 in process, for reference",
     "sweep": "N concurrent streams of the offline model paced at 50 tokens/s, started over 1 s, on one "
     "server process; ITL = gaps between consecutive text_delta events of a run, pooled over the "
     "complete runs; N split over generator processes",
@@ -76,8 +82,8 @@ DEFINITIONS = {
     "scale_out": "with --redis-url: the same measurements with the server's state in Redis (connection "
     "limit, sessions and replay buffers as Redis Streams, rate limit) and its history in a fresh PostgreSQL "
     "database (--database-url) or a SQLite file; every server of the run under its own key prefix",
-    "redis_server_vs_framework": "Redis server tokens/s / framework deltas/s, repeat by repeat (the "
-    "embedded server's stream measured between them)",
+    "redis_server_vs_framework": "Redis server tokens/s / framework deltas/s in process, repeat by repeat; "
+    "redis_ttft_ratio its TTFT p50 / the served framework's",
     "cpu_per_1000_tokens_ratio": "Redis server CPU per 1,000 tokens / the embedded server's, repeat by "
     "repeat",
     "redis_memory_ratio": "Redis server KiB per idle authenticated connection / the bare stack's, repeat by "
@@ -253,17 +259,20 @@ class Bench:
             bare.stop()
         return figure(rates, cpu, load)
 
-    async def server_stream(self, served: Served, tag: str) -> dict[str, Any]:
-        """`measure.server_stream` on `served`, with the server's CPU per 1,000 tokens of its long
-        stream (read between the generator's barrier waits around that stream)."""
+    async def server_stream(self, served: Served, tag: str, framework: bool = False) -> dict[str, Any]:
+        """`measure.server_stream` on `served` (`framework`: the bare stack's framework floor, no
+        token or session), with the server's CPU per 1,000 tokens of its long stream (read between
+        the generator's barrier waits around that stream)."""
         barrier = self.generator.barrier(2)
+        count = self.plan.ttft_samples + 1
         call = asyncio.ensure_future(
             self.generator.call(
                 "server_stream",
                 url=served.url,
-                tokens=self.tokens(tag, self.plan.ttft_samples + 1),
+                tokens=[""] * count if framework else self.tokens(tag, count),
                 stream_tokens=self.plan.stream_tokens,
                 barrier=barrier,
+                expect_session=not framework,
             )
         )
         await _step(barrier, call)
@@ -275,10 +284,14 @@ class Bench:
         return outcome
 
     async def streams(self, servers: dict[str, Served]) -> dict[str, Any]:
-        """Framework floors and each server's stream and TTFT, interleaved repeat by repeat.
+        """The framework floor and each server's stream and TTFT, interleaved repeat by repeat.
 
-        `servers`: "server" (embedded) and, in a scale-out run, "redis_server"; each one's figures
-        are named after it, its ratios taken against the framework run of the same repeat."""
+        `servers`: "served_framework" (the bare stack serving the server's agent), "server"
+        (embedded) and, in a scale-out run, "redis_server"; each one's figures are named after it,
+        its ratios taken against the floors of the same repeat: tokens/s against the framework in
+        process (a server may pack several tokens in one frame, so the framework's own rate is the
+        ceiling), TTFT against the served framework (the first token crosses the transport alone,
+        so its floor is the framework behind the bare stack, timed by the same client)."""
         plan = self.plan
         columns: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}
@@ -290,31 +303,42 @@ class Bench:
                 cpu.setdefault(name, []).append(generator_cpu)
 
         for repeat in range(plan.repeats):
-            framework = await self.generator.call(
-                "framework_floor", which="server", tokens=plan.stream_tokens, ttft_samples=plan.ttft_samples
-            )
             measured = {
-                name: await self.server_stream(served, f"bench-{name}-{repeat}")
+                name: await self.server_stream(
+                    served, f"bench-{name}-{repeat}", framework=name == "served_framework"
+                )
                 for name, served in servers.items()
             }
-            lightest = await self.generator.call(
-                "framework_floor", which="bare", tokens=plan.stream_tokens, ttft_samples=plan.ttft_samples
-            )
+            in_process = {
+                name: await self.generator.call(
+                    "framework_in_process",
+                    which=which,
+                    tokens=plan.stream_tokens,
+                    ttft_samples=plan.ttft_samples,
+                )
+                for name, which in (("framework", "server"), ("bare_framework", "bare"))
+            }
             load.append(_load())
-            for name, source in (("framework", framework), ("bare_framework", lightest)):
-                # in process, no load generator: its CPU is the framework's own (about one core)
+            for name, source in in_process.items():
+                # no load generator: its CPU is the framework's own (about one core)
                 note(f"{name}_deltas_per_s", source["deltas_per_s"])
                 note(f"{name}_ttft_ms", source["ttft_p50_ms"])
                 note(f"{name}_process_cpu", source["cpu"])
+            framework, served_framework = in_process["framework"], measured["served_framework"]
             for name, server in measured.items():
-                kind = name.removesuffix("server")  # "" or "redis_"
                 note(f"{name}_tokens_per_s", server["tokens_per_s"], server["cpu"])
                 note(f"{name}_events_per_s", server["events_per_s"], server["cpu"])
                 note(f"{name}_ttft_ms", server["ttft_p50_ms"], server["cpu"])
                 note(f"{name}_cpu_ms_per_1000_tokens", server["cpu_ms_per_1000_tokens"], server["cpu"])
-                ratio = server["tokens_per_s"] / framework["deltas_per_s"]
-                note(f"{name}_vs_framework", ratio, server["cpu"])
-                note(f"{kind}ttft_ratio", server["ttft_p50_ms"] / framework["ttft_p50_ms"], server["cpu"])
+                if name == "served_framework":
+                    continue
+                kind = name.removesuffix("server")  # "" or "redis_"
+                note(
+                    f"{name}_vs_framework", server["tokens_per_s"] / framework["deltas_per_s"], server["cpu"]
+                )
+                ttft = server["ttft_p50_ms"]
+                note(f"{kind}ttft_ratio", ttft / served_framework["ttft_p50_ms"], server["cpu"])
+                note(f"{kind}ttft_ratio_in_process", ttft / framework["ttft_p50_ms"], server["cpu"])
             if "redis_server" in measured:
                 note(
                     "cpu_per_1000_tokens_ratio",
@@ -553,7 +577,10 @@ async def run_bench(
         results["transport_events_per_s"] = await bench.transport()
 
         room = max(plan.sweep) + plan.ttft_samples + 10
-        servers = {"server": bench.start_server(room)}
+        servers = {
+            "served_framework": start("loadtests.bench.bare_server"),
+            "server": bench.start_server(room),
+        }
         try:
             if shared:
                 servers["redis_server"] = bench.start_server(plan.ttft_samples + 10, redis=True)
@@ -563,6 +590,7 @@ async def run_bench(
                 + " interleaved repeat by repeat"
             )
             results.update(await bench.streams(servers))
+            servers.pop("served_framework").stop()
             progress(f"server: concurrent streams at 50 tokens/s, {plan.repeats} repeats per level")
             results["max_streams_at_50tps"], results["sweep"] = await bench.sweep(
                 servers["server"], plan.sweep, ""

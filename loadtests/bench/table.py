@@ -22,7 +22,7 @@ def _spread(figure: dict[str, Any]) -> str:
 def _cpu(figure: dict[str, Any], name: str) -> str:
     cpu = figure.get("generator_cpu")
     if not cpu:
-        return "in process" if name.startswith(("framework", "bare_framework")) else "-"
+        return "in process" if name.startswith(("framework", "bare_framework", "ttft_ratio_in")) else "-"
     return f"{max(cpu):.2f}" + (" GENERATOR-BOUND" if figure.get("generator_bound") else "")
 
 
@@ -49,12 +49,16 @@ def table(results: dict[str, Any]) -> str:
         (
             "server_vs_framework",
             "ttft_ratio",
-            "server_cpu_ms_per_1000_tokens",
-            "server_ttft_ms",
-            "framework_ttft_ms",
             "server_tokens_per_s",
             "framework_deltas_per_s",
+            "server_ttft_ms",
+            "served_framework_ttft_ms",
+            "ttft_ratio_in_process",
+            "framework_ttft_ms",
+            "server_cpu_ms_per_1000_tokens",
             "server_events_per_s",
+            "served_framework_tokens_per_s",
+            "served_framework_cpu_ms_per_1000_tokens",
             "transport_events_per_s",
             "memory_ratio",
             "server_kib_per_connection",
@@ -93,6 +97,8 @@ def _scale_out(section: dict[str, Any]) -> list[str]:
             "cpu_per_1000_tokens_ratio",
             "redis_server_cpu_ms_per_1000_tokens",
             "redis_ttft_ratio",
+            "redis_server_ttft_ms",
+            "redis_ttft_ratio_in_process",
             "redis_memory_ratio",
             "redis_kib_per_connection",
         ),

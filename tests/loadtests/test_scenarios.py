@@ -231,15 +231,23 @@ def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
     assert result.returncode == bench_exit_code(figures), result.stderr[-2000:]
     for name, target in figures["targets"].items():
         assert f"target {'met' if target['met'] else 'MISSED'}: {name}" in result.stderr
-    for name in ("framework_deltas_per_s", "framework_ttft_ms", "framework_process_cpu"):
+    for name in (
+        "framework_deltas_per_s",
+        "framework_ttft_ms",
+        "framework_process_cpu",
+    ):
         assert len(figures[name]["samples"]) >= 3  # in process: no load generator beside it
+        assert "generator_cpu" not in figures[name]
     measured = [
         "transport_events_per_s",
+        "served_framework_ttft_ms",  # TTFT's floor: the server's agent behind the bare stack
+        "served_framework_tokens_per_s",
         "server_events_per_s",
         "server_tokens_per_s",
         "server_ttft_ms",
         "server_vs_framework",
         "ttft_ratio",
+        "ttft_ratio_in_process",
     ]
     scale = figures["connection_scale"]
     for figure in [figures[name] for name in measured] + [
