@@ -345,9 +345,12 @@ class Session:
         return seq, self._buffer[seq - first]
 
     async def _deliver(self, sink: Sink, seq: int, text: str) -> None:
+        """Send one event from the pump: written at once when the connection can take it (no timer,
+        no ASGI message), else awaited for at most send_timeout_s, then the consumer is dropped."""
         try:
-            async with asyncio.timeout(self.limits.send_timeout_s):  # inline: wait_for would add a task hop
-                await sink.send_text(text)
+            if not sink.send_now(text):
+                async with asyncio.timeout(self.limits.send_timeout_s):  # inline: wait_for adds a task hop
+                    await sink.send_text(text)
         except TimeoutError:
             self._drop_slow_consumer(sink, f"send blocked for {self.limits.send_timeout_s:.1f}s")
             return
