@@ -114,7 +114,8 @@ SCALE_OUT = (
 @dataclass
 class BenchPlan:
     repeats: int = 3
-    stream_tokens: int = 5000
+    stream_tokens: int = 20_000  # long enough that a run's fixed costs (first token, storing it) and
+    # /proc's 10 ms CPU ticks weigh under 1% of the stream figures
     ttft_samples: int = 30
     transport_events: int = 50_000
     sweep: tuple[int, ...] = (10, 25, 50, 100, 150, 200, 300, 400)
