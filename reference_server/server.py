@@ -70,18 +70,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, share_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to (host, port), inheritable, listening unless `listen` is False.
+
+    `share_port`: SO_REUSEPORT, so that each worker process of one server listens on a socket of
+    its own on the same port and the kernel spreads new connections evenly over them (on one shared
+    socket a burst goes to whichever worker wakes first: 58/42 measured at 200 connects). Raises
+    OSError when it cannot bind."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only then, and without it
     # Nagle's algorithm holds the second small frame of a reply for the peer's delayed ACK (40 ms).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    if share_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if port:
         # A fixed port may be rebound while the old one is in TIME_WAIT. Never for port 0: Linux lets
         # SO_REUSEADDR sockets share a port until one listens, so two servers starting at once could
         # be handed the same ephemeral port.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(accept_backlog())  # listening from now on: the port is ours before the app starts
+    if listen:
+        sock.listen(accept_backlog())  # listening from now on: the port is ours before the app starts
     sock.set_inheritable(True)
     return sock
 
@@ -177,9 +186,23 @@ def run_app(
 
 
 def run_worker(
-    settings: Settings, app: ASGIApplication | None, dev_token_ttl_s: int | None, sock: socket.socket
+    settings: Settings,
+    app: ASGIApplication | None,
+    dev_token_ttl_s: int | None,
+    port: int,
+    listening: Callable[[], None],
 ) -> None:
-    """A worker process's body: `run_app`, exiting WORKER_START_FAILED when the application did not start."""
+    """A worker process's body: `run_app` on a socket of its own on `port` (SO_REUSEPORT; the
+    supervisor's holds the port without listening), calling `listening` once it listens. Exits
+    WORKER_START_FAILED when it cannot listen or its application did not start."""
+    try:
+        sock = bind(settings.host, port, share_port=True)
+    except OSError as refused:
+        logging.getLogger("asp.server").error(
+            "worker could not listen on port %s: %s", port, refused.strerror
+        )
+        sys.exit(WORKER_START_FAILED)
+    listening()
     try:
         run_app(settings, app, dev_token_ttl_s, sock)
     except AppDidNotStart:
@@ -226,20 +249,32 @@ def serve(
     if shared is not None:
         raise StartupError(f"ASP_REDIS_URL (--redis-url): {shared}")
     try:
-        sock = bind(settings.host, settings.port)
+        # Several workers: the supervisor's socket holds the port (with port 0, picks it) and never
+        # listens; each worker listens on its own, and the server is announced once all of them do.
+        sock = bind(settings.host, settings.port, share_port=workers > 1, listen=workers <= 1)
     except OSError as refused:
         raise bind_problem(settings.host, settings.port, refused) from None
     port = sock.getsockname()[1]
-    announce(settings, port, out, dev)
     ttl = dev.token_ttl_s if dev else None
     if workers <= 1:
+        announce(settings, port, out, dev)
         run_app(settings, app, ttl, sock)
         return
-    supervise(workers, lambda: run_worker(settings, app, ttl, sock))
+    try:
+        supervise(
+            workers,
+            lambda listening: run_worker(settings, app, ttl, port, listening),
+            all_listening=lambda: announce(settings, port, out, dev),
+        )
+    finally:
+        sock.close()
 
 
-def supervise(workers: int, run: Callable[[], None]) -> None:
-    """Fork `workers` processes that each `run()` (uvicorn on the inherited socket); SIGTERM/SIGINT
+def supervise(
+    workers: int, run: Callable[[Callable[[], None]], None], all_listening: Callable[[], None] = lambda: None
+) -> None:
+    """Fork `workers` processes that each `run(listening)` (uvicorn on a socket of its own, calling
+    `listening` once it listens); `all_listening()` once every first worker has. SIGTERM/SIGINT
     are passed on to them (each drains as one server does, ASP-CLS-005); a worker that dies is
     replaced, but one whose application did not start (exit WORKER_START_FAILED) stops them all
     and raises AppDidNotStart: another would fail the same way. Forked before any event loop
@@ -247,9 +282,11 @@ def supervise(workers: int, run: Callable[[], None]) -> None:
     context = multiprocessing.get_context("fork")
     stopping: int | None = None  # the signal that stops the workers
     parent = os.getpid()
+    listening = context.Semaphore(0)  # released by each worker once it listens
+    waiting_for = workers  # first workers not listening yet
 
     def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=run, name="asp-worker")
+        process = context.Process(target=run, args=(listening.release,), name="asp-worker")
         process.start()
         return process
 
@@ -269,7 +306,13 @@ def supervise(workers: int, run: Callable[[], None]) -> None:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     failed: int | None = None  # the pid of a worker whose application did not start
     while stopping is None and failed is None:
-        time.sleep(0.5)
+        if waiting_for and listening.acquire(timeout=0.5):
+            waiting_for -= 1
+            if not waiting_for:
+                all_listening()
+            continue
+        if not waiting_for:
+            time.sleep(0.5)
         for index, process in enumerate(processes):
             if stopping is not None or process.is_alive():
                 continue

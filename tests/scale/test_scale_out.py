@@ -146,6 +146,59 @@ def test_asp_serve_workers_runs_processes_that_act_as_one(tmp_path: Path) -> Non
             assert server.stop(timeout=45) == 0  # two workers drain in turn; slow on a starved machine
 
 
+def sockets_by_process(pids: list[str], port: int, state: str) -> dict[str, set[str]]:
+    """The TCP sockets (inodes) on local `port` in `state` (/proc/net/tcp: "0A" listening, "01"
+    established) that each of `pids` holds."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            inodes.add(fields[9])
+    held: dict[str, set[str]] = {}
+    for pid in pids:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        held[pid] = {link[8:-1] for link in links if link.startswith("socket:[")} & inodes
+    return held
+
+
+def test_each_worker_listens_on_its_own_socket_and_connections_spread_over_them(tmp_path: Path) -> None:
+    """SO_REUSEPORT: one listening socket per worker, so the kernel spreads a burst of connects
+    evenly (on one shared socket the worker that wakes first takes most of a burst)."""
+    connections = 100
+    with fresh_database() as database_url:
+        settings = {"ASP_REDIS_URL": redis_url(), "ASP_REDIS_PREFIX": fresh_prefix()}
+        settings |= {"ASP_DATABASE_URL": database_url, "ASP_MAX_CONNECTIONS": str(connections)}
+        server = ServerProcess(
+            database=tmp_path / "unused.db",
+            settings=settings,
+            module="asp_cli.main",
+            args=("serve", "--workers", "2"),
+        ).start()
+        try:
+            port = int(server.url.split(":")[2].split("/")[0])
+            workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+            listening = sockets_by_process(workers, port, "0A")
+            assert [len(inodes) for inodes in listening.values()] == [1, 1]
+            assert len(set.union(*listening.values())) == 2  # two sockets, not one shared
+            assert sockets_by_process([str(server.pid)], port, "0A") == {str(server.pid): set()}
+
+            async def burst() -> dict[str, int]:
+                outcomes = await asyncio.gather(*[attempt(server, f"spread-{i}") for i in range(connections)])
+                try:
+                    assert [kind for kind, _ in outcomes] == ["session"] * connections
+                    return {pid: len(held) for pid, held in sockets_by_process(workers, port, "01").items()}
+                finally:
+                    for _, client in outcomes:
+                        await client.close()
+
+            spread = asyncio.run(burst())
+            assert sum(spread.values()) == connections
+            # binomial(100, 1/2): below 25 on either side once in about 3 million runs
+            assert min(spread.values()) >= 25, spread
+        finally:
+            assert server.stop(timeout=45) == 0
+
+
 def test_several_workers_need_redis(tmp_path: Path) -> None:
     server = ServerProcess(
         database=tmp_path / "asp.db", module="asp_cli.main", args=("serve", "--workers", "2")
