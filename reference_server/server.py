@@ -217,7 +217,8 @@ def serve(
     workers: int = 1,
 ) -> None:
     """Run until SIGINT/SIGTERM. `app` wraps or replaces the reference app (tests use it for faults).
-    `workers` > 1 forks that many processes accepting on one socket, sharing state through Redis.
+    `workers` > 1 forks that many processes, each listening on the port (SO_REUSEPORT), sharing state
+    through Redis.
 
     Raises NotLoopback when `dev` is given and settings.host is not a loopback address, NoSecret
     when `dev` is not given and ASP_JWT_SECRET is not set, StartupError when the database or Redis
