@@ -9,11 +9,11 @@ from __future__ import annotations
 import ast
 import asyncio
 import operator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_ai import ModelRetry
-from pydantic_ai.toolsets import FunctionToolset
 
 _OPERATORS: dict[type, Any] = {
     ast.Add: operator.add,
@@ -91,9 +91,5 @@ async def sleep(ms: int) -> dict[str, int]:
     return {"slept_ms": ms}
 
 
-def demo_toolset() -> FunctionToolset[Any]:
-    return FunctionToolset([calculator, clock])
-
-
-def fixture_toolset() -> FunctionToolset[Any]:
-    return FunctionToolset([add, fail, sleep])
+DEMO_TOOLS: tuple[Callable[..., Any], ...] = (calculator, clock)
+FIXTURE_TOOLS: tuple[Callable[..., Any], ...] = (add, fail, sleep)  # only when fixtures are enabled
