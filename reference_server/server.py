@@ -28,6 +28,7 @@ import uvicorn
 from uvicorn._types import ASGIApplication
 from uvicorn.config import STARTUP_FAILURE
 
+from reference_server.agent.factory import build_model
 from reference_server.app import create_app
 from reference_server.auth import ALGORITHM, mint
 from reference_server.config import Settings
@@ -179,10 +180,15 @@ def run_app(
 def run_worker(
     settings: Settings, app: ASGIApplication | None, dev_token_ttl_s: int | None, sock: socket.socket
 ) -> None:
-    """A worker process's body: `run_app`, exiting WORKER_START_FAILED when the application did not start."""
+    """A worker process's body: `run_app`, exiting WORKER_START_FAILED when the application did not
+    start, whether its lifespan failed or building it refused (a StartupError, such as
+    ModelUnavailable, logged in its one line): any other exit would be restarted, and fail again."""
     try:
         run_app(settings, app, dev_token_ttl_s, sock)
     except AppDidNotStart:
+        sys.exit(WORKER_START_FAILED)
+    except StartupError as refused:
+        logging.getLogger("asp.server").error("worker %s: %s", os.getpid(), refused)
         sys.exit(WORKER_START_FAILED)
 
 
@@ -225,6 +231,10 @@ def serve(
     shared = redis_open_problem(settings.redis_url) if settings.redis_url else None
     if shared is not None:
         raise StartupError(f"ASP_REDIS_URL (--redis-url): {shared}")
+    if settings.model != "offline":
+        # Each process builds its app, and so its model, after 'listening': a model that cannot run
+        # here is refused now, in one line, not by every worker in turn (ModelUnavailable).
+        build_model(settings)
     try:
         sock = bind(settings.host, settings.port)
     except OSError as refused:

@@ -592,3 +592,14 @@ def test_a_redis_url_that_cannot_serve_is_one_line_before_listening(tmp_path: Pa
     line = one_line_refusal(result)
     assert line.startswith(f"error: ASP_REDIS_URL (--redis-url): {said}"), line
     assert "listening" not in result.stdout and "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "two"])
+def test_workers_below_one_are_a_usage_error_not_one_process(tmp_path: Path, workers: str) -> None:
+    """`--workers 0` served as one process (and a negative count too): a count that serves nothing
+    is refused like any bad flag, before anything opens."""
+    env = {**clean_env(), "ASP_JWT_SECRET": SECRET, "ASP_REDIS_URL": "redis://127.0.0.1:1/0"}
+    line = one_line_refusal(asp_serve("--port", "0", "--workers", workers, env=env, cwd=tmp_path))
+    said = "asp serve: error: argument --workers: must be a whole number of processes, at least 1"
+    assert line.startswith(said), line
+    assert repr(workers) in line
