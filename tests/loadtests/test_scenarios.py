@@ -336,6 +336,29 @@ def test_asp_bench_refuses_a_scale_out_url_it_cannot_use_in_one_line(args, compl
     assert "hunter2" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--json", "/nonexistent/bench.json"], "asp bench: cannot write --json /nonexistent/bench.json"),
+        (["--json", "."], "asp bench: cannot write --json .: is a directory"),
+        (["--repeats", "abc"], "asp bench: error: argument --repeats: must be a whole number, got 'abc'"),
+        (["--connections", "1k"], "asp bench: error: argument --connections: must be a whole number"),
+    ],
+)
+def test_asp_bench_refuses_an_option_it_cannot_use_before_it_measures(tmp_path, args, complaint):
+    """Exit 2 and one line before anything starts: a --json that cannot be written ended a full
+    run (many minutes) in a traceback, its results lost; a non-number named a function of the CLI."""
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "bench", "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
+
+
 def test_asp_bench_exits_non_zero_when_a_target_is_missed():
     def targets(*met: bool) -> dict:
         return {"targets": {f"t{i}": {"value": 1.0, "target": ">= 1", "met": ok} for i, ok in enumerate(met)}}
