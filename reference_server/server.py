@@ -248,18 +248,42 @@ def serve(
     supervise(workers, lambda: run_worker(settings, app, ttl, sock))
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
+
+def end_with_supervisor(supervisor: int) -> None:
+    """In a worker, on Linux: SIGTERM when the supervisor dies, SIGKILL included (prctl
+    PR_SET_PDEATHSIG), so the worker drains and exits instead of serving on unsupervised, holding
+    the port a new `asp serve` needs. Elsewhere, or when prctl is refused, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        refused = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if not refused and os.getppid() != supervisor:  # it died before the request took effect
+        os._exit(0)
+
+
 def supervise(workers: int, run: Callable[[], None]) -> None:
     """Fork `workers` processes that each `run()` (uvicorn on the inherited socket); SIGTERM/SIGINT
     are passed on to them (each drains as one server does, ASP-CLS-005); a worker that dies is
     replaced, but one whose application did not start (exit WORKER_START_FAILED) stops them all
     and raises AppDidNotStart: another would fail the same way. Forked before any event loop
-    exists, so the settings (and a generated secret) are the same in every worker."""
+    exists, so the settings (and a generated secret) are the same in every worker; a worker ends
+    with the supervisor, even a SIGKILLed one (`end_with_supervisor`)."""
     context = multiprocessing.get_context("fork")
     stopping: int | None = None  # the signal that stops the workers
     parent = os.getpid()
 
+    def worker() -> None:
+        end_with_supervisor(parent)
+        run()
+
     def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=run, name="asp-worker")
+        process = context.Process(target=worker, name="asp-worker")
         process.start()
         return process
 

@@ -7,6 +7,7 @@ database (tests/support/services.py), so parallel runs never meet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -201,6 +202,53 @@ def test_an_application_that_does_not_start_exits_2_and_leaves_no_worker(
     assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 1, (
         "a worker lived on"
     )
+
+
+def test_workers_end_with_a_supervisor_that_was_killed(tmp_path: Path) -> None:
+    """SIGKILL the `asp serve --workers 2` supervisor: its workers drain and exit (they served on
+    unsupervised, holding the port, before)."""
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "ASP_JWT_SECRET": SECRET,
+        "ASP_PORT": "0",
+        "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'asp.db'}",
+        "ASP_REDIS_URL": redis_url(),
+        "ASP_REDIS_PREFIX": fresh_prefix(),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asp_cli.main", "serve", "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        started = 0
+        for line in process.stdout:
+            started += "startup complete" in line
+            if started == 2:
+                break
+        workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(workers) == 2
+        process.kill()
+        process.wait(10)
+
+        def running(pid: str) -> bool:  # an exited worker not yet reaped by its new parent is done
+            with contextlib.suppress(FileNotFoundError):
+                return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            return False
+
+        deadline = time.monotonic() + 60  # a drain, on a machine that may be busy
+        while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = [pid for pid in workers if running(pid)]
+        assert not alive, f"workers {alive} served on without their supervisor"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
