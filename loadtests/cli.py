@@ -512,7 +512,9 @@ def register(commands: Any) -> None:
         "2 when --redis-url or --database-url cannot be used.",
     )
     bench_parser.add_argument("--json", help="write the results here")
-    bench_parser.add_argument("--quick", action="store_true", help="a small run (seconds), for smoke tests")
+    bench_parser.add_argument(
+        "--quick", action="store_true", help="a small run (about a minute), a smoke test"
+    )
     bench_parser.add_argument(
         "--connections",
         type=_positive,
