@@ -30,6 +30,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCENARIOS = {"connections": "ConnectionsUser", "throughput": "ThroughputUser", "soak": "SoakUser"}
 EXIT_USAGE = 2
 EXIT_SLO = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 STOP_GRACE_S = 2.0  # beyond --event-timeout, so a turn stalled at the end is judged, not cut short
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
@@ -479,12 +480,16 @@ def _bench(args: argparse.Namespace) -> int:
         if unusable:
             print(f"asp bench: {unusable}", file=sys.stderr)
             return 2
-    results = bench(
-        plan,
-        progress=lambda text: print(text, file=sys.stderr, flush=True),
-        redis_url=args.redis_url or "",
-        database_url=args.database_url or "",
-    )
+    try:
+        results = bench(
+            plan,
+            progress=lambda text: print(text, file=sys.stderr, flush=True),
+            redis_url=args.redis_url or "",
+            database_url=args.database_url or "",
+        )
+    except KeyboardInterrupt:  # Ctrl-C: the run's servers and generator processes are stopped by now
+        print("asp bench: interrupted; no results", file=sys.stderr)
+        return EXIT_INTERRUPTED
     text = json.dumps(results, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
