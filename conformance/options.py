@@ -24,8 +24,12 @@ def check_url(url: str) -> str:
     except ValueError as exc:
         raise UsageError(f"the target is not a URL: {exc}") from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        try:  # the port too (http://HOST:8001/... was shown as http://HOST/...); never the userinfo
+            port = f":{parts.port}" if parts.port is not None else ""
+        except ValueError:
+            port = ""
         shown = (
-            f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+            f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
             if parts.scheme
             else "a URL without a scheme"
         )

@@ -30,6 +30,7 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCENARIOS = {"connections": "ConnectionsUser", "throughput": "ThroughputUser", "soak": "SoakUser"}
 EXIT_USAGE = 2
 EXIT_SLO = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 STOP_GRACE_S = 2.0  # beyond --event-timeout, so a turn stalled at the end is judged, not cut short
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
@@ -74,6 +75,7 @@ def parse_duration(text: str) -> int:
 
 def plan_load(args: argparse.Namespace) -> Plan:
     """Every option checked, before anything starts. Raises UsageError (one line)."""
+    from conformance.report.outputs import unwritable
     from loadtests.summary import SloError, parse_slo
 
     parts = urlsplit(args.url)
@@ -97,6 +99,14 @@ def plan_load(args: argparse.Namespace) -> Plan:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    outputs = [("--summary-json", args.summary_json), ("--html", args.html)]
+    outputs.append(("--locust-json", args.locust_json))
+    if args.csv:  # a prefix: Locust writes PREFIX_stats.csv and others beside it
+        outputs.append(("--csv", f"{args.csv}_stats.csv"))
+    for flag, target in outputs:
+        why = unwritable(Path(target)) if target else None
+        if why:
+            raise UsageError(f"cannot write {flag} {target}: {why}")
     run_time_s = parse_duration(args.run_time)
     if run_time_s < 1:
         raise UsageError("--run-time must be at least 1 s")
@@ -424,25 +434,37 @@ def bench_exit_code(results: dict[str, Any]) -> int:
     return EXIT_SLO if any(not target["met"] for target in results["targets"].values()) else 0
 
 
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+
+
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
 def _at_least_3(text: str) -> int:
-    value = int(text)
+    value = _whole(text)
     if value < 3:
         raise argparse.ArgumentTypeError("must be at least 3: a median with a spread needs three")
     return value
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from conformance.report.outputs import unwritable
     from loadtests.bench.run import BenchPlan, bench
 
     if args.database_url and not args.redis_url:
         print("asp bench: --database-url is the scale-out section's: give --redis-url too", file=sys.stderr)
+        return 2
+    why = unwritable(Path(args.json)) if args.json else None
+    if why:  # said now: a full run takes many minutes, and its results would be lost to a traceback
+        print(f"asp bench: cannot write --json {args.json}: {why}", file=sys.stderr)
         return 2
     plan = BenchPlan.quick() if args.quick else BenchPlan()
     if args.connections is not None:
@@ -470,6 +492,9 @@ def _bench(args: argparse.Namespace) -> int:
     except ServerSilent as silent:  # a server under measurement hung: nothing to report, not a pass
         print(f"asp bench: a server under measurement stopped answering: {silent}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the run's servers and generator processes are stopped by now
+        print("asp bench: interrupted; no results", file=sys.stderr)
+        return EXIT_INTERRUPTED
     text = json.dumps(results, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
@@ -498,7 +523,9 @@ def register(commands: Any) -> None:
         "2 when --redis-url or --database-url cannot be used.",
     )
     bench_parser.add_argument("--json", help="write the results here")
-    bench_parser.add_argument("--quick", action="store_true", help="a small run (seconds), for smoke tests")
+    bench_parser.add_argument(
+        "--quick", action="store_true", help="a small run (about a minute), a smoke test"
+    )
     bench_parser.add_argument(
         "--connections",
         type=_positive,

@@ -73,6 +73,17 @@ def _lifetime(text: str) -> int:
     return seconds
 
 
+def _workers(text: str) -> int:
+    """`--workers`: a whole number of processes, at least 1 (0 or fewer would serve nothing)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes, at least 1, got {text!r}")
+    return count
+
+
 class _SettingsFlags(argparse.ArgumentParser):
     """Mixed into the `asp serve` parser: adds the settings flags on first use."""
 
@@ -113,7 +124,7 @@ def register(commands: Any) -> None:
     serve.__class__ = type("ServeParser", (_SettingsFlags, type(serve)), {})
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_workers,
         default=1,
         help="worker processes on one port, acting as one server (needs ASP_REDIS_URL; default 1)",
     )

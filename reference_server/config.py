@@ -6,12 +6,16 @@ turn it on. Only `asp serve --dev` does (reference_server.server.DevMode).
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32  # HS256: a key at least as long as the hash output (RFC 7518 section 3.2)
+# ASP_TRACING's spellings, normalised to "" (off), "true" or "console" (reference_server.tracing).
+TRACING_OFF = frozenset({"", "false", "0", "off", "no"})
+TRACING_ON = frozenset({"true", "1", "on", "yes"})
 
 
 class Settings(BaseSettings):
@@ -167,6 +171,38 @@ class Settings(BaseSettings):
                 "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
         return secret
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        """A path as request lines carry it: `ws/chat` matched no request and was announced as
+        ws://HOST:PORTws/chat."""
+        if not path.startswith("/"):
+            raise ValueError(f"must start with /, such as /ws/chat, got {path!r}")
+        return path
+
+    @field_validator("tracing")
+    @classmethod
+    def _known_tracing(cls, mode: str) -> str:
+        """Off, `true` or `console`, checked here: any other word turned tracing on (`False`
+        included), and `console` without the `tracing` extra failed after 'listening'."""
+        normalised = mode.strip().lower()
+        if normalised in TRACING_OFF:
+            return ""
+        if normalised in TRACING_ON:
+            return "true"
+        if normalised != "console":
+            raise ValueError(f"takes true or console (false, or unset, leaves it off), got {mode!r}")
+        try:
+            sdk = importlib.util.find_spec("opentelemetry.sdk")
+        except ModuleNotFoundError:
+            sdk = None
+        if sdk is None:
+            raise ValueError(
+                "console needs the OpenTelemetry SDK, which is not installed: "
+                "pip install 'agent-stream-protocol[tracing]'"
+            )
+        return normalised
 
     @field_validator("database_url")
     @classmethod

@@ -28,6 +28,7 @@ import uvicorn
 from uvicorn._types import ASGIApplication
 from uvicorn.config import STARTUP_FAILURE
 
+from reference_server.agent.factory import build_model
 from reference_server.app import create_app
 from reference_server.auth import ALGORITHM, mint
 from reference_server.config import Settings
@@ -194,7 +195,9 @@ def run_worker(
 ) -> None:
     """A worker process's body: `run_app` on a socket of its own on `port` (SO_REUSEPORT; the
     supervisor's holds the port without listening), calling `listening` once it listens. Exits
-    WORKER_START_FAILED when it cannot listen or its application did not start."""
+    WORKER_START_FAILED when it cannot listen or its application did not start, whether its
+    lifespan failed or building it refused (a StartupError, such as ModelUnavailable, logged in its
+    one line): any other exit would be restarted, and fail again."""
     try:
         sock = bind(settings.host, port, share_port=True)
     except OSError as refused:
@@ -206,6 +209,9 @@ def run_worker(
     try:
         run_app(settings, app, dev_token_ttl_s, sock)
     except AppDidNotStart:
+        sys.exit(WORKER_START_FAILED)
+    except StartupError as refused:
+        logging.getLogger("asp.server").error("worker %s: %s", os.getpid(), refused)
         sys.exit(WORKER_START_FAILED)
 
 
@@ -249,6 +255,10 @@ def serve(
     shared = redis_open_problem(settings.redis_url) if settings.redis_url else None
     if shared is not None:
         raise StartupError(f"ASP_REDIS_URL (--redis-url): {shared}")
+    if settings.model != "offline":
+        # Each process builds its app, and so its model, after 'listening': a model that cannot run
+        # here is refused now, in one line, not by every worker in turn (ModelUnavailable).
+        build_model(settings)
     try:
         # Several workers: the supervisor's socket holds the port (with port 0, picks it) and never
         # listens; each worker listens on its own, and the server is announced once all of them do.
@@ -271,6 +281,25 @@ def serve(
         sock.close()
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
+
+def end_with_supervisor(supervisor: int) -> None:
+    """In a worker, on Linux: SIGTERM when the supervisor dies, SIGKILL included (prctl
+    PR_SET_PDEATHSIG), so the worker drains and exits instead of serving on unsupervised, holding
+    the port a new `asp serve` needs. Elsewhere, or when prctl is refused, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        refused = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if not refused and os.getppid() != supervisor:  # it died before the request took effect
+        os._exit(0)
+
+
 def supervise(
     workers: int, run: Callable[[Callable[[], None]], None], all_listening: Callable[[], None] = lambda: None
 ) -> None:
@@ -279,15 +308,20 @@ def supervise(
     are passed on to them (each drains as one server does, ASP-CLS-005); a worker that dies is
     replaced, but one whose application did not start (exit WORKER_START_FAILED) stops them all
     and raises AppDidNotStart: another would fail the same way. Forked before any event loop
-    exists, so the settings (and a generated secret) are the same in every worker."""
+    exists, so the settings (and a generated secret) are the same in every worker; a worker ends
+    with the supervisor, even a SIGKILLed one (`end_with_supervisor`)."""
     context = multiprocessing.get_context("fork")
     stopping: int | None = None  # the signal that stops the workers
     parent = os.getpid()
     listening = context.Semaphore(0)  # released by each worker once it listens
     waiting_for = workers  # first workers not listening yet
 
+    def worker(listening: Callable[[], None]) -> None:
+        end_with_supervisor(parent)
+        run(listening)
+
     def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=run, args=(listening.release,), name="asp-worker")
+        process = context.Process(target=worker, args=(listening.release,), name="asp-worker")
         process.start()
         return process
 

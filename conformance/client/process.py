@@ -200,6 +200,11 @@ class ClientProcess:
                 self._flood(f"more than {PROBLEM_LIMIT} lines of standard output that are no record")
                 break
         self._changed.set()
+        # After a flood, read on to the end unrecorded: a reader that stops leaves the pipe paused
+        # with data in it, so its transport never sees the end, never closes, and is collected
+        # after the loop closed ("Event loop is closed"). The process group is killed: the end is near.
+        while self.flooded is not None and await process.stdout.read(LINE_LIMIT):
+            pass
 
     def _flood(self, what: str) -> None:
         """The client floods its standard output: record why, and end its process group."""

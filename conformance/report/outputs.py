@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _unwritable(path: Path) -> str | None:
+def unwritable(path: Path) -> str | None:
+    """Why a report cannot be written to `path` (a phrase: "is a directory", "its directory D does
+    not exist", ...), or None; checked before a run so a long run never ends on a write that fails."""
     if path.is_dir():
         return "is a directory"
     if not path.parent.is_dir():
@@ -81,7 +83,7 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         targets.append((f"${SUMMARY_VARIABLE}", os.environ[SUMMARY_VARIABLE]))
     for flag, target in targets:
         if target:
-            why = _unwritable(Path(target))
+            why = unwritable(Path(target))
             if why:
                 return f"cannot write {flag} {target}: {why}"
     return None

@@ -73,6 +73,13 @@ def test_a_bad_url_is_a_usage_error_of_one_line_that_never_shows_the_token(url: 
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
+def test_a_url_of_another_scheme_is_shown_with_its_port_and_without_its_userinfo() -> None:
+    result = asp_check("http://user:hunter2@127.0.0.1:8001/ws/chat", "--token", A_TOKEN, "--quiet")
+    assert result.returncode == 2
+    said = "asp check: error: the target must be a ws:// or wss:// URL with a host, not http://127.0.0.1:8001/ws/chat"
+    assert result.stderr == said + "\n"
+
+
 @pytest.mark.parametrize("selector", ["nosuchthing", "runs.no_such_case", "ASP-XYZ-001"])
 def test_an_unknown_case_requirement_or_section_is_a_usage_error(selector: str):
     result = asp_check(UNREACHABLE, "--token", A_TOKEN, "--cases", selector, "--quiet")

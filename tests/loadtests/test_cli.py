@@ -110,6 +110,10 @@ def test_a_token_never_reaches_a_command_line_or_the_output_even_when_a_library_
         (["--users", "many"], "argument --users: invalid int value"),
         (["--token-file", "/nonexistent/tokens.txt"], "--token-file /nonexistent/tokens.txt"),
         (["--jwt-secret", ""], "no credentials: give --jwt-secret, --token or --token-file"),
+        # a report that cannot be written is said before the run, not as a traceback after it
+        (["--summary-json", "/nonexistent/s.json"], "cannot write --summary-json /nonexistent/s.json"),
+        (["--html", "."], "cannot write --html .: is a directory"),
+        (["--csv", "/nonexistent/run"], "cannot write --csv /nonexistent/run_stats.csv: its directory"),
     ],
 )
 def test_an_option_that_cannot_work_is_one_line_and_exit_2_before_locust_starts(tmp_path, args, complaint):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -342,6 +346,58 @@ def test_asp_bench_refuses_a_scale_out_url_it_cannot_use_in_one_line(args, compl
     assert (result.returncode, result.stdout) == (2, ""), result.stderr
     assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
     assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--json", "/nonexistent/bench.json"], "asp bench: cannot write --json /nonexistent/bench.json"),
+        (["--json", "."], "asp bench: cannot write --json .: is a directory"),
+        (["--repeats", "abc"], "asp bench: error: argument --repeats: must be a whole number, got 'abc'"),
+        (["--connections", "1k"], "asp bench: error: argument --connections: must be a whole number"),
+    ],
+)
+def test_asp_bench_refuses_an_option_it_cannot_use_before_it_measures(tmp_path, args, complaint):
+    """Exit 2 and one line before anything starts: a --json that cannot be written ended a full
+    run (many minutes) in a traceback, its results lost; a non-number named a function of the CLI."""
+    result = subprocess.run(
+        [sys.executable, "-m", "asp_cli.main", "bench", "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_path):
+    """Ctrl-C (SIGINT) mid-run: exit 130 and one line, not a KeyboardInterrupt traceback; every
+    server and generator process the bench started has ended."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asp_cli.main", "bench", "--quick"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()  # the bench has started measuring
+        assert first, "asp bench printed nothing"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 130, err
+        assert out == "" and "Traceback" not in err, err
+        assert err.strip().splitlines()[-1] == "asp bench: interrupted; no results", err
+        deadline = time.monotonic() + 30  # multiprocessing's resource tracker ends on its own, soon after
+        while subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 0:
+            assert time.monotonic() < deadline, "a process of the bench lived on"
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_asp_bench_exits_non_zero_when_a_target_is_missed():

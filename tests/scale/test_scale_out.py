@@ -7,6 +7,7 @@ database (tests/support/services.py), so parallel runs never meet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -209,11 +210,13 @@ def test_several_workers_need_redis(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("failure", ["lifespan", "model"])
 def test_an_application_that_does_not_start_exits_2_and_leaves_no_worker(
-    tmp_path: Path, workers: int
+    tmp_path: Path, workers: int, failure: str
 ) -> None:
-    """The start fails after 'listening' was printed: exit 2 with one line, not 0, and with several
-    workers no restart loop (each worker would fail the same way) and no worker left behind."""
+    """The start fails after 'listening' was printed (in its lifespan, or building the app: a model
+    that cannot run): exit 2 with one line, not 0, and with several workers no restart loop (each
+    worker would fail the same way) and no worker left behind."""
     env = {
         **os.environ,
         "ASP_JWT_SECRET": SECRET,
@@ -222,8 +225,12 @@ def test_an_application_that_does_not_start_exits_2_and_leaves_no_worker(
         "ASP_REDIS_URL": redis_url(),
         "ASP_REDIS_PREFIX": fresh_prefix(),
     }
+    mode = []
+    if failure == "model":  # the reference app, on a model no process can build
+        env["ASP_MODEL"] = "nosuch:model"
+        mode = ["model"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.failing_start", str(workers)],
+        [sys.executable, "-m", "tests.support.failing_start", str(workers), *mode],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -238,11 +245,87 @@ def test_an_application_that_does_not_start_exits_2_and_leaves_no_worker(
     assert process.returncode == 2, (out, err)
     assert "listening" in out
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "the application did not start" in last, err
+    if failure == "model" and workers == 1:  # the one process says why, as before listening
+        assert last == "error: ASP_MODEL=nosuch:model: Unknown model: nosuch:model", err
+    else:
+        assert last.startswith("error: ") and "the application did not start" in last, err
     assert "starting another" not in err
+    if failure == "model":  # the reason, in its one line, not a worker's traceback
+        assert "Traceback" not in err and "ASP_MODEL=nosuch:model: Unknown model" in err, err
     assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 1, (
         "a worker lived on"
     )
+
+
+def test_workers_end_with_a_supervisor_that_was_killed(tmp_path: Path) -> None:
+    """SIGKILL the `asp serve --workers 2` supervisor: its workers drain and exit (they served on
+    unsupervised, holding the port, before)."""
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "ASP_JWT_SECRET": SECRET,
+        "ASP_PORT": "0",
+        "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'asp.db'}",
+        "ASP_REDIS_URL": redis_url(),
+        "ASP_REDIS_PREFIX": fresh_prefix(),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asp_cli.main", "serve", "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        started = 0
+        for line in process.stdout:
+            started += "startup complete" in line
+            if started == 2:
+                break
+        workers = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(workers) == 2
+        process.kill()
+        process.wait(10)
+
+        def running(pid: str) -> bool:  # an exited worker not yet reaped by its new parent is done
+            with contextlib.suppress(FileNotFoundError):
+                return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            return False
+
+        deadline = time.monotonic() + 60  # a drain, on a machine that may be busy
+        while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = [pid for pid in workers if running(pid)]
+        assert not alive, f"workers {alive} served on without their supervisor"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_model_that_cannot_run_is_one_line_before_listening(tmp_path: Path, workers: str) -> None:
+    """`asp serve --model M` for a model this installation cannot run: refused before listening, in
+    one line, exit 2; with --workers no worker is started (each would fail and be restarted)."""
+    env = {
+        **os.environ,
+        "ASP_JWT_SECRET": SECRET,
+        "ASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'asp.db'}",
+        "ASP_REDIS_URL": redis_url(),
+        "ASP_REDIS_PREFIX": fresh_prefix(),
+    }
+    serve = [sys.executable, "-m", "asp_cli.main", "serve", "--port", "0"]
+    result = subprocess.run(
+        [*serve, "--workers", workers, "--model", "x:y"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr == "error: ASP_MODEL=x:y: Unknown model: x:y\n", result.stderr
 
 
 async def test_a_plain_connect_gets_the_conversation_bound_last_on_either_process(pair: Pair) -> None:

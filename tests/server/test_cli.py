@@ -416,6 +416,43 @@ def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_p
     assert "Warning" not in token.stderr and short not in token.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        (
+            "ASP_PATH",
+            "ws/chat",
+            "error: ASP_PATH (--path): must start with /, such as /ws/chat, got 'ws/chat'",
+        ),
+        (
+            "ASP_TRACING",
+            "yes please",
+            "error: ASP_TRACING (--tracing): takes true or console (false, or unset, leaves it off), "
+            "got 'yes please'",
+        ),
+    ],
+)
+def test_a_path_or_tracing_mode_that_cannot_work_is_one_line_before_listening(
+    tmp_path: Path, variable: str, value: str, said: str
+) -> None:
+    """A path without its `/` served nothing and was announced as ws://HOST:PORTws/chat; a tracing
+    word other than true/console turned tracing on."""
+    result = asp_serve(
+        "--port", "0", env={**clean_env(), "ASP_JWT_SECRET": SECRET, variable: value}, cwd=tmp_path
+    )
+    assert one_line_refusal(result) == said + "\n"
+    assert "listening" not in result.stdout
+
+
+def test_tracing_off_spelled_false_is_off() -> None:
+    """`ASP_TRACING=False` (or 0, off, no) leaves tracing off; it used to turn it on."""
+    from reference_server.config import Settings
+
+    for off in ("False", "0", "off", "no", ""):
+        assert Settings(tracing=off).tracing == ""
+    assert Settings(tracing="TRUE").tracing == "true"
+
+
 # --- ASP_DATABASE_URL: checked in the settings, opened before listening -------------------------------
 
 
@@ -592,3 +629,14 @@ def test_a_redis_url_that_cannot_serve_is_one_line_before_listening(tmp_path: Pa
     line = one_line_refusal(result)
     assert line.startswith(f"error: ASP_REDIS_URL (--redis-url): {said}"), line
     assert "listening" not in result.stdout and "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "two"])
+def test_workers_below_one_are_a_usage_error_not_one_process(tmp_path: Path, workers: str) -> None:
+    """`--workers 0` served as one process (and a negative count too): a count that serves nothing
+    is refused like any bad flag, before anything opens."""
+    env = {**clean_env(), "ASP_JWT_SECRET": SECRET, "ASP_REDIS_URL": "redis://127.0.0.1:1/0"}
+    line = one_line_refusal(asp_serve("--port", "0", "--workers", workers, env=env, cwd=tmp_path))
+    said = "asp serve: error: argument --workers: must be a whole number of processes, at least 1"
+    assert line.startswith(said), line
+    assert repr(workers) in line
