@@ -14,6 +14,10 @@ prints the scenario's figures. Scenarios:
 - `memory N`: N idle connections; with `--tracemalloc FILE` the server runs under tracemalloc and
   writes the top allocation sites of the connections' memory to FILE.
 
+With `--redis-url URL` (and `--database-url URL`) the server keeps its state in Redis, as
+`asp bench --redis-url` starts its scale-out servers: a fresh key prefix (and a fresh PostgreSQL
+database beside the one named), every key deleted (and the database dropped) at the end.
+
 py-spy needs ptrace (a container may need `--cap-add SYS_PTRACE`); install it with pip.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -33,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench import measure
+from loadtests.bench import measure, scale
 from loadtests.bench.processes import Served, start
 from loadtests.bench.run import server_env
 from reference_server.auth import mint
@@ -124,7 +129,19 @@ def main() -> None:
     parser.add_argument("--py-spy", help="write py-spy's profile of the server here")
     parser.add_argument("--format", default="raw", help="py-spy output format (raw, speedscope, flamegraph)")
     parser.add_argument("--tracemalloc", help="memory: write the top allocation sites here")
+    parser.add_argument(
+        "--redis-url", default="", help="the server's state in this Redis (a fresh key prefix)"
+    )
+    parser.add_argument(
+        "--database-url", default="", help="with --redis-url: history in a fresh PostgreSQL database"
+    )
     args = parser.parse_args()
+    if args.database_url and not args.redis_url:
+        parser.error("--database-url needs --redis-url")
+    if args.redis_url:
+        found = scale.problem(args.redis_url, args.database_url)
+        if found:
+            parser.error(found)
     secret = secrets.token_urlsafe(32)
     scratch = Path(tempfile.mkdtemp())
     env = server_env(scratch / "profile.db", secret, args.count + 50)
@@ -148,17 +165,30 @@ def main() -> None:
             args.py_spy,
             "--",
         ]
-    served = start(module, env, prefix=prefix)
     try:
-        figures = asyncio.run(_scenario(args.scenario, args.count, served, secret))
+        figures = asyncio.run(_profiled(args, env, module, prefix, secret))
     finally:
-        served.process.send_signal(signal.SIGINT)
-        try:
-            served.process.wait(30)
-        except subprocess.TimeoutExpired:
-            served.process.kill()
         shutil.rmtree(scratch, ignore_errors=True)
     print({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()})
+
+
+async def _profiled(
+    args: argparse.Namespace, env: dict[str, str], module: str, prefix: list[str], secret: str
+) -> dict[str, Any]:
+    """Start the server (on a fresh Redis prefix with --redis-url), run the scenario, stop it."""
+    async with contextlib.AsyncExitStack() as stack:
+        if args.redis_url:
+            shared = await stack.enter_async_context(scale.provisioned(args.redis_url, args.database_url))
+            env |= shared.env()
+        served = start(module, env, prefix=prefix)
+        try:
+            return await _scenario(args.scenario, args.count, served, secret)
+        finally:
+            served.process.send_signal(signal.SIGINT)
+            try:
+                served.process.wait(30)
+            except subprocess.TimeoutExpired:
+                served.process.kill()
 
 
 if __name__ == "__main__":
