@@ -2,8 +2,8 @@
 
 Each session has one *home*, the process that sequences its events (where its connection opened,
 or the last one that took it over). The home writes every sequenced event to the session's Redis
-Stream, in pipelined batches (never a round trip per token), entry id `{seq}-0`, trimmed to
-`replay_window` and expiring `session_ttl_ms` after the session was last carried or ran:
+Stream, in batches (one script call per writer turn, never a round trip per token), entry id
+`{seq}-0`, trimmed to `replay_window` and expiring `session_ttl_ms` after the session was last carried or ran:
 
 - `{prefix}:ses:{id}`: the stream; field `e` is the event's JSON text exactly as it was sent.
 - `{prefix}:ses:{id}:meta`: a hash: user_id, conversation_id, home (instance id), and while a run
@@ -66,7 +66,7 @@ CATCH_UP_S = 1.0  # longest wait for a live home's writes to reach a resume's la
 
 class StreamJournal:
     """A home's record of one session: `append` and `note` queue; the process's one
-    `JournalWriter` writes every dirty journal in one pipeline per turn."""
+    `JournalWriter` writes every dirty journal with one script call per turn."""
 
     def __init__(self, shared: SharedSessions, session: Session) -> None:
         self.shared = shared
@@ -90,21 +90,27 @@ class StreamJournal:
         self._appended += 1
         self.shared.writer.dirty(self)
 
-    def take(self, pipe: Any) -> int:
-        """Queue what is pending on `pipe`; the number of entries taken."""
+    def take(self, keys: list[str], args: list[str | int]) -> int:
+        """Add what is pending to one call of WRITE_JOURNALS (its KEYS and ARGV, see there); the
+        number of entries taken."""
         batch, self._pending = self._pending, []
         meta, self._meta = self._meta, {}
+        keys += (self.key, self.shared.meta_key(self.session.id))
+        args += (self.window, len(batch))
         for seq, text in batch:
-            pipe.xadd(self.key, {"e": text}, id=f"{seq}-0", maxlen=self.window, approximate=False)
-        if meta:
-            pipe.hset(self.shared.meta_key(self.session.id), mapping=meta)
+            args += (seq, text)
+        args.append(len(meta))
+        for name, value in meta.items():
+            args += (name, value)
         # The TTL runs from the session's last write with a note (its run started or ended) or its
         # first; in between, at most once per `expire_every_s`: `refresh` renews it as often while the
         # session is carried or runs. Not per write: most writes carry one token of a session.
         now = time.monotonic()
         if meta or self._expired_at is None or now - self._expired_at >= self.shared.expire_every_s:
-            self.shared.expire(pipe, self.session.id)
+            args.append(1)
             self._expired_at = now
+        else:
+            args.append(0)
         return self._appended - self.stored
 
     async def flush(self, timeout: float = 5.0) -> None:
@@ -116,13 +122,55 @@ class StreamJournal:
                     await self.shared.writer.turn()
 
 
+# Writes the pending entries of several journals: per journal, its events (XADD with entry id
+# `{seq}-0`, exact MAXLEN trimming to the replay window), then its notes (HSET on the meta hash),
+# then, when due, the TTL of both keys. KEYS: stream, meta, per journal. ARGV[1]: the TTL (ms); then
+# per journal: window, n, n x (seq, text), m, m x (field, value), expire (1 or 0). One call per
+# writer turn instead of a command per event: the per-command cost of the client (packing, a reply
+# parsed and a timeout armed per command) was most of the Redis mode's extra CPU per event (issue
+# 13). As with the pipeline this replaces, an entry that fails does not stop the others: the
+# failures are returned ("key: error") and logged.
+WRITE_JOURNALS = """
+local ttl = ARGV[1]
+local a = 2
+local failed = {}
+local function check(reply, key)
+  if type(reply) == 'table' and reply.err then table.insert(failed, key .. ': ' .. reply.err) end
+end
+for k = 1, #KEYS, 2 do
+  local stream, meta = KEYS[k], KEYS[k + 1]
+  local window, n = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, n do
+    check(redis.pcall('XADD', stream, 'MAXLEN', window, ARGV[a] .. '-0', 'e', ARGV[a + 1]), stream)
+    a = a + 2
+  end
+  local m = tonumber(ARGV[a])
+  a = a + 1
+  if m > 0 then
+    check(redis.pcall('HSET', meta, unpack(ARGV, a, a + 2 * m - 1)), meta)
+    a = a + 2 * m
+  end
+  if ARGV[a] == '1' then
+    redis.pcall('PEXPIRE', stream, ttl)
+    redis.pcall('PEXPIRE', meta, ttl)
+  end
+  a = a + 1
+end
+return failed
+"""
+CALL_ENTRIES = 2000  # at most about this many entries per script call: Redis runs a script alone
+
+
 class JournalWriter:
     """One task per process writes the sessions' events: each turn takes every journal with
-    something pending and writes it all in one pipelined round trip, so the cost per event falls as
-    the load rises (never a round trip per token)."""
+    something pending and writes it all with one script call (WRITE_JOURNALS), so the cost per event
+    falls as the load rises (never a round trip per token)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, ttl_ms: int) -> None:
         self.redis = client
+        self.ttl_ms = ttl_ms
+        self._script = client.register_script(WRITE_JOURNALS)
         self._dirty: dict[int, StreamJournal] = {}
         self._wake = asyncio.Event()
         self._turned = asyncio.Event()
@@ -141,10 +189,20 @@ class JournalWriter:
             await self._wake.wait()
             self._wake.clear()
             journals, self._dirty = list(self._dirty.values()), {}
+            calls: list[tuple[list[str], list[str | int]]] = [([], [self.ttl_ms])]
+            taken = []
+            for journal in journals:
+                if len(calls[-1][1]) > 2 * CALL_ENTRIES:
+                    calls.append(([], [self.ttl_ms]))
+                taken.append(journal.take(*calls[-1]))
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    taken = [journal.take(pipe) for journal in journals]
-                    await pipe.execute()
+                for keys, args in calls:
+                    if keys:
+                        failed = await self._script(keys=keys, args=args)
+                        if failed:
+                            log.error(
+                                "could not write %d session entries to Redis: %s", len(failed), failed[0]
+                            )
             except Exception:
                 log.exception("could not write session events to Redis")
             for journal, count in zip(journals, taken, strict=True):
@@ -226,7 +284,7 @@ class SharedSessions:
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.writer = JournalWriter(self.redis)
+        self.writer = JournalWriter(self.redis, self.ttl_ms)
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self.channel(self.instance))
         self._listener = asyncio.create_task(self._listen(), name="sessions-listen")
