@@ -1,0 +1,82 @@
+"""The Redis journal of a session (reference_server.redis_sessions): what a resume on another process
+replays is the home's stream, so it must hold each event's text exactly as sent, at its seq, trimmed
+to exactly the replay window (ASP-RES-001, ASP-RES-003, ASP-RES-007). A real hub on a real Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from reference_server.config import Settings
+from reference_server.hub import Hub
+from reference_server.protocol import events
+from tests.support.services import fresh_prefix, redis_url
+
+# Texts a JSON encoding may get wrong: quotes, backslashes, control characters, escapes spelled out,
+# characters beyond ASCII and beyond the BMP, a JSON document inside a string.
+AWKWARD = [
+    "plain",
+    'a "quote", a \\ backslash, a / slash',
+    "controls \x00 \x01 \x1f \n \r \t \x7f",
+    "\\u0000 \\n spelled out",
+    "é ß 漢字 😀 \u2028 \u2029 \ufeff",
+    '{"type": "complete", "seq": 1}',
+    "",
+]
+
+
+class Collecting:
+    """A connection that takes every frame at once and keeps it (the texts the client was sent)."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.texts: dict[int, str] = {}
+
+    async def send_text(self, text: str) -> None:
+        self.texts[self.cursor + 1] = text
+
+    def send_now(self, text: str) -> bool:
+        self.texts[self.cursor + 1] = text
+        return True
+
+    async def close(self, code: int, reason: str = "") -> None:
+        pass
+
+
+async def test_the_stream_holds_each_event_as_sent_within_the_replay_window(tmp_path: Path) -> None:
+    window = 16
+    settings = Settings(
+        redis_url=redis_url(),
+        redis_prefix=fresh_prefix(),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
+        replay_window=window,
+    )
+    hub = Hub(settings)
+    await hub.start()
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        assert hub.shared is not None and hub.replay_window == window
+        session = await hub.open_session("journal-user", "conv_journal")
+        sink = Collecting()
+        session.attach(sink)
+        for round_ in range(3):  # more events than the window: the stream is trimmed
+            for index, text in enumerate(AWKWARD):
+                session.emit(events.tool_result("run_j", f"call_{round_}_{index}", text, False))
+            await session.flush()
+            await hub.shared.journals[session.id].flush()
+        written = await client.xrange(hub.shared.stream_key(session.id))
+        assert len(sink.texts) == 3 * len(AWKWARD) > window
+        expected = [
+            (f"{seq}-0", {"e": sink.texts[seq]}) for seq in range(session.seq - window + 1, session.seq + 1)
+        ]
+        assert list(written or []) == expected
+        assert await client.pttl(hub.shared.stream_key(session.id)) > 0
+    finally:
+        await client.aclose()
+        await hub.shutdown()
+        cleanup = aioredis.Redis.from_url(settings.redis_url)
+        keys = [key async for key in cleanup.scan_iter(match=f"{settings.redis_prefix}:*")]
+        if keys:
+            await cleanup.delete(*keys)
+        await cleanup.aclose()
