@@ -78,6 +78,7 @@ class StreamJournal:
         self._appended = 0  # entries (events and notes) appended, and written or given up on
         self.stored = 0
         self._expired_at: float | None = None  # when a write last set the keys' TTL (monotonic)
+        self._renew = False  # set the TTL in the next write, due or not (`renew`)
 
     def append(self, seq: int, text: str) -> None:
         self._pending.append((seq, text))
@@ -88,6 +89,11 @@ class StreamJournal:
         """Update the session's meta hash in the next write, after the events appended before."""
         self._meta.update(fields)
         self._appended += 1
+        self.shared.writer.dirty(self)
+
+    def renew(self) -> None:
+        """Set the keys' TTL in the next write (the session is carried or runs: `refresh`)."""
+        self._renew = True
         self.shared.writer.dirty(self)
 
     def take(self, keys: list[str], journals: list[list[Any]]) -> int:
@@ -106,9 +112,15 @@ class StreamJournal:
         # first; in between, at most once per `expire_every_s`: `refresh` renews it as often while the
         # session is carried or runs. Not per write: most writes carry one token of a session.
         now = time.monotonic()
-        expire = meta or self._expired_at is None or now - self._expired_at >= self.shared.expire_every_s
+        expire = (
+            meta
+            or self._renew
+            or self._expired_at is None
+            or now - self._expired_at >= self.shared.expire_every_s
+        )
         if expire:
             self._expired_at = now
+            self._renew = False
         journals.append([self.window, entries, fields, 1 if expire else 0])
         return self._appended - self.stored
 
@@ -300,20 +312,13 @@ class SharedSessions:
 
     async def refresh(self) -> None:
         """Keep the sessions this process holds alive in Redis while carried or running; forget the
-        ones swept here."""
+        ones swept here. The TTLs are set by the journal writer's next turn, with the events of that
+        turn (one script call, not a command per key)."""
         for journal in [j for j in self.journals.values() if j.session.closed]:
             self.journals.pop(journal.session.id, None)
-        live = [
-            j.session.id
-            for j in self.journals.values()
-            if j.session.attached or j.session.state.run is not None
-        ]
-        if not live:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in live:
-                self.expire(pipe, session_id)
-            await pipe.execute()
+        for journal in self.journals.values():
+            if journal.session.attached or journal.session.state.run is not None:
+                journal.renew()
 
     # --- the home's side --------------------------------------------------------------------------
 

@@ -4,7 +4,11 @@ to exactly the replay window (ASP-RES-001, ASP-RES-003, ASP-RES-007). A real hub
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -44,18 +48,33 @@ class Collecting:
         pass
 
 
+@asynccontextmanager
+async def redis_hub(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[Hub, aioredis.Redis]]:
+    """A started hub on a fresh key prefix of the test Redis, and a client of that Redis; every key
+    under the prefix deleted afterwards."""
+    hub = Hub(
+        Settings(
+            redis_url=redis_url(),
+            redis_prefix=fresh_prefix(),
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
+            **settings,
+        )
+    )
+    await hub.start()
+    client = aioredis.Redis.from_url(hub.settings.redis_url, decode_responses=True)
+    try:
+        yield hub, client
+    finally:
+        await hub.shutdown()
+        keys = [key async for key in client.scan_iter(match=f"{hub.settings.redis_prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
 async def test_the_stream_holds_each_event_as_sent_within_the_replay_window(tmp_path: Path) -> None:
     window = 16
-    settings = Settings(
-        redis_url=redis_url(),
-        redis_prefix=fresh_prefix(),
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
-        replay_window=window,
-    )
-    hub = Hub(settings)
-    await hub.start()
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    try:
+    async with redis_hub(tmp_path, replay_window=window) as (hub, client):
         assert hub.shared is not None and hub.replay_window == window
         session = await hub.open_session("journal-user", "conv_journal")
         sink = Collecting()
@@ -71,12 +90,24 @@ async def test_the_stream_holds_each_event_as_sent_within_the_replay_window(tmp_
             (f"{seq}-0", {"e": sink.texts[seq]}) for seq in range(session.seq - window + 1, session.seq + 1)
         ]
         assert list(written or []) == expected
-        assert await client.pttl(hub.shared.stream_key(session.id)) > 0
-    finally:
-        await client.aclose()
-        await hub.shutdown()
-        cleanup = aioredis.Redis.from_url(settings.redis_url)
-        keys = [key async for key in cleanup.scan_iter(match=f"{settings.redis_prefix}:*")]
-        if keys:
-            await cleanup.delete(*keys)
-        await cleanup.aclose()
+
+
+async def test_a_carried_session_outlives_its_ttl_in_redis_and_a_left_one_expires(tmp_path: Path) -> None:
+    """While a connection carries it, the session's keys are renewed (the TTL is 2 s here, the wait
+    four times as long); once it is left, they expire (ASP-RES-003)."""
+    async with redis_hub(tmp_path, session_ttl_ms=2000) as (hub, client):
+        assert hub.shared is not None
+        session = await hub.open_session("ttl-user", "conv_ttl")
+        sink = Collecting()
+        session.attach(sink)
+        session.emit(events.pong("carried"))
+        await session.flush()
+        keys = [hub.shared.stream_key(session.id), hub.shared.meta_key(session.id)]
+        await asyncio.sleep(8)
+        assert await client.exists(*keys) == 2
+        session.detach(sink)
+        for _ in range(100):  # gone within the TTL and a renewal interval; 10 s at most
+            if not await client.exists(*keys):
+                break
+            await asyncio.sleep(0.1)
+        assert await client.exists(*keys) == 0
