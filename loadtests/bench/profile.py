@@ -10,7 +10,8 @@ prints the scenario's figures. Scenarios:
 - `ttft N`: N one-token runs, each on a fresh conversation (the time-to-first-token path);
 - `pings N`: N connections held 10 s, each sending an application ping every 2 s (pong times);
 - `paced N`: N concurrent streams of 100 tokens at 50 tokens/s (the per-event path), after ten short
-  warm-up streams; also the server's CPU microseconds per event (connects, runs and storage included);
+  warm-up streams; also the server's CPU microseconds per event (connects, runs and storage included)
+  and, with --redis-url, the Redis server's (INFO cpu: other users of that Redis included);
 - `memory N`: N idle connections; with `--tracemalloc FILE` the server runs under tracemalloc and
   writes the top allocation sites of the connections' memory to FILE.
 
@@ -46,7 +47,9 @@ from reference_server.auth import mint
 TRACEMALLOC_ENTRY = "loadtests.bench.traced_server"
 
 
-async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[str, Any]:
+async def _scenario(
+    name: str, count: int, served: Served, secret: str, redis_url: str = ""
+) -> dict[str, Any]:
     users = 2 if name == "stream" else count
     tokens = [mint(f"profile-{name}-{i}-{secrets.token_hex(3)}", secret) for i in range(users)]
     if name == "connect":
@@ -71,11 +74,17 @@ async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[
     if name == "paced":
         warm = [mint(f"profile-warm-{i}-{secrets.token_hex(3)}", secret) for i in range(10)]
         await measure.paced_streams(served.url, warm, 0, 10, 20, 20, 1)  # lazy imports, caches
+        redis_before = await scale.redis_cpu_s(redis_url) if redis_url else 0.0
         cpu_before = _cpu_s(served.process.pid)
         runs = await measure.paced_streams(served.url, tokens, 0, count, 100, 20, 1)
         cpu = _cpu_s(served.process.pid) - cpu_before
         gaps = runs[0]["gaps_ms"]
-        return {
+        if redis_url:  # the Redis server's share, others' use of that Redis included
+            redis_cpu = await scale.redis_cpu_s(redis_url) - redis_before
+            extra = {"redis_cpu_us_per_event": redis_cpu / (count * 100) * 1e6}
+        else:
+            extra = {}
+        return extra | {
             "complete": runs[0]["complete"],
             "itl_p50_ms": measure.percentile(gaps, 0.5),
             "itl_p99_ms": measure.percentile(gaps, 0.99),
@@ -182,7 +191,7 @@ async def _profiled(
             env |= shared.env()
         served = start(module, env, prefix=prefix)
         try:
-            return await _scenario(args.scenario, args.count, served, secret)
+            return await _scenario(args.scenario, args.count, served, secret, args.redis_url)
         finally:
             served.process.send_signal(signal.SIGINT)
             try:
