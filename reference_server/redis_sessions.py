@@ -164,7 +164,8 @@ for j, journal in ipairs(cjson.decode(ARGV[2])) do
 end
 return failed
 """
-CALL_ENTRIES = 2000  # at most about this many entries per script call: Redis runs a script alone
+# At most about this many entries (and journals) per script call: Redis runs a script alone.
+CALL_ENTRIES = 2000
 
 
 class JournalWriter:
@@ -197,7 +198,7 @@ class JournalWriter:
             calls: list[tuple[list[str], list[list[Any]]]] = [([], [])]
             taken, entries = [], 0
             for journal in journals:
-                if entries > CALL_ENTRIES:
+                if entries > CALL_ENTRIES or len(calls[-1][1]) >= CALL_ENTRIES:
                     calls.append(([], []))
                     entries = 0
                 taken.append(journal.take(*calls[-1]))

@@ -111,3 +111,27 @@ async def test_a_carried_session_outlives_its_ttl_in_redis_and_a_left_one_expire
                 break
             await asyncio.sleep(0.1)
         assert await client.exists(*keys) == 0
+
+
+async def test_a_turn_larger_than_one_script_call_is_written_whole(tmp_path: Path, monkeypatch: Any) -> None:
+    """A writer turn with more entries or journals than one call takes (CALL_ENTRIES, lowered here)
+    is split over several calls; every session's stream still gets every event, in order."""
+    from reference_server import redis_sessions
+
+    monkeypatch.setattr(redis_sessions, "CALL_ENTRIES", 3)
+    async with redis_hub(tmp_path) as (hub, client):
+        assert hub.shared is not None
+        sessions = [await hub.open_session(f"split-{i}", f"conv_split_{i}") for i in range(5)]
+        sinks = [Collecting() for _ in sessions]
+        for session, sink in zip(sessions, sinks, strict=True):
+            session.attach(sink)
+            for index in range(4):
+                session.emit(events.pong(f"{session.id}-{index}"))
+        for session in sessions:
+            await session.flush()
+            await hub.shared.journals[session.id].flush()
+        for session, sink in zip(sessions, sinks, strict=True):
+            written = await client.xrange(hub.shared.stream_key(session.id))
+            assert list(written or []) == [
+                (f"{seq}-0", {"e": text}) for seq, text in sorted(sink.texts.items())
+            ]
