@@ -2,8 +2,8 @@
 
 Each session has one *home*, the process that sequences its events (where its connection opened,
 or the last one that took it over). The home writes every sequenced event to the session's Redis
-Stream, in pipelined batches (never a round trip per token), entry id `{seq}-0`, trimmed to
-`replay_window` and expiring `session_ttl_ms` after the session was last carried or ran:
+Stream, in batches (one script call per writer turn, never a round trip per token), entry id
+`{seq}-0`, trimmed to `replay_window` and expiring `session_ttl_ms` after the session was last carried or ran:
 
 - `{prefix}:ses:{id}`: the stream; field `e` is the event's JSON text exactly as it was sent.
 - `{prefix}:ses:{id}:meta`: a hash: user_id, conversation_id, home (instance id), and while a run
@@ -66,7 +66,7 @@ CATCH_UP_S = 1.0  # longest wait for a live home's writes to reach a resume's la
 
 class StreamJournal:
     """A home's record of one session: `append` and `note` queue; the process's one
-    `JournalWriter` writes every dirty journal in one pipeline per turn."""
+    `JournalWriter` writes every dirty journal with one script call per turn."""
 
     def __init__(self, shared: SharedSessions, session: Session) -> None:
         self.shared = shared
@@ -78,6 +78,7 @@ class StreamJournal:
         self._appended = 0  # entries (events and notes) appended, and written or given up on
         self.stored = 0
         self._expired_at: float | None = None  # when a write last set the keys' TTL (monotonic)
+        self._renew = False  # set the TTL in the next write, due or not (`renew`)
 
     def append(self, seq: int, text: str) -> None:
         self._pending.append((seq, text))
@@ -90,21 +91,37 @@ class StreamJournal:
         self._appended += 1
         self.shared.writer.dirty(self)
 
-    def take(self, pipe: Any) -> int:
-        """Queue what is pending on `pipe`; the number of entries taken."""
+    def renew(self) -> None:
+        """Set the keys' TTL in the next write (the session is carried or runs: `refresh`)."""
+        self._renew = True
+        self.shared.writer.dirty(self)
+
+    def take(self, keys: list[str], journals: list[list[Any]]) -> int:
+        """Add what is pending to one call of WRITE_JOURNALS (its KEYS, and its journals before they
+        are encoded, see there); the number of entries taken."""
         batch, self._pending = self._pending, []
         meta, self._meta = self._meta, {}
+        keys += (self.key, self.shared.meta_key(self.session.id))
+        entries: list[str] = []
         for seq, text in batch:
-            pipe.xadd(self.key, {"e": text}, id=f"{seq}-0", maxlen=self.window, approximate=False)
-        if meta:
-            pipe.hset(self.shared.meta_key(self.session.id), mapping=meta)
+            entries += (f"{seq}-0", text)
+        fields: list[str] = []
+        for name, value in meta.items():
+            fields += (name, value)
         # The TTL runs from the session's last write with a note (its run started or ended) or its
         # first; in between, at most once per `expire_every_s`: `refresh` renews it as often while the
         # session is carried or runs. Not per write: most writes carry one token of a session.
         now = time.monotonic()
-        if meta or self._expired_at is None or now - self._expired_at >= self.shared.expire_every_s:
-            self.shared.expire(pipe, self.session.id)
+        expire = (
+            meta
+            or self._renew
+            or self._expired_at is None
+            or now - self._expired_at >= self.shared.expire_every_s
+        )
+        if expire:
             self._expired_at = now
+            self._renew = False
+        journals.append([self.window, entries, fields, 1 if expire else 0])
         return self._appended - self.stored
 
     async def flush(self, timeout: float = 5.0) -> None:
@@ -116,13 +133,50 @@ class StreamJournal:
                     await self.shared.writer.turn()
 
 
+# Writes the pending entries of several journals: per journal, its events (XADD with entry id
+# `{seq}-0`, exact MAXLEN trimming to the replay window), then its notes (HSET on the meta hash),
+# then, when due, the TTL of both keys. KEYS: stream, meta, per journal. ARGV[1]: the TTL (ms);
+# ARGV[2]: the journals as one JSON array, in KEYS' order, each [window, [id, text, id, text...],
+# [field, value...], expire (1 or 0)]. One call per writer turn with one argument for all the
+# entries, instead of a command per event: the client's cost per command and per argument (packing
+# in Python, a reply parsed and a timeout armed per command) was most of the journal's CPU (issue
+# 13); a JSON string round-trips the texts byte for byte. As with a pipeline, an entry that fails
+# does not stop the others: the failures are returned ("key: error") and logged.
+WRITE_JOURNALS = """
+local ttl = ARGV[1]
+local failed = {}
+local function check(reply, key)
+  if type(reply) == 'table' and reply.err then table.insert(failed, key .. ': ' .. reply.err) end
+end
+for j, journal in ipairs(cjson.decode(ARGV[2])) do
+  local stream, meta = KEYS[2 * j - 1], KEYS[2 * j]
+  local window, entries, fields = tostring(journal[1]), journal[2], journal[3]
+  for i = 1, #entries, 2 do
+    check(redis.pcall('XADD', stream, 'MAXLEN', window, entries[i], 'e', entries[i + 1]), stream)
+  end
+  if #fields > 0 then
+    check(redis.pcall('HSET', meta, unpack(fields)), meta)
+  end
+  if journal[4] == 1 then
+    redis.pcall('PEXPIRE', stream, ttl)
+    redis.pcall('PEXPIRE', meta, ttl)
+  end
+end
+return failed
+"""
+# At most about this many entries (and journals) per script call: Redis runs a script alone.
+CALL_ENTRIES = 2000
+
+
 class JournalWriter:
     """One task per process writes the sessions' events: each turn takes every journal with
-    something pending and writes it all in one pipelined round trip, so the cost per event falls as
-    the load rises (never a round trip per token)."""
+    something pending and writes it all with one script call (WRITE_JOURNALS), so the cost per event
+    falls as the load rises (never a round trip per token)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, ttl_ms: int) -> None:
         self.redis = client
+        self.ttl_ms = ttl_ms
+        self._script = client.register_script(WRITE_JOURNALS)
         self._dirty: dict[int, StreamJournal] = {}
         self._wake = asyncio.Event()
         self._turned = asyncio.Event()
@@ -141,10 +195,22 @@ class JournalWriter:
             await self._wake.wait()
             self._wake.clear()
             journals, self._dirty = list(self._dirty.values()), {}
+            calls: list[tuple[list[str], list[list[Any]]]] = [([], [])]
+            taken, entries = [], 0
+            for journal in journals:
+                if entries > CALL_ENTRIES or len(calls[-1][1]) >= CALL_ENTRIES:
+                    calls.append(([], []))
+                    entries = 0
+                taken.append(journal.take(*calls[-1]))
+                entries += taken[-1]
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    taken = [journal.take(pipe) for journal in journals]
-                    await pipe.execute()
+                for keys, batch in calls:
+                    if keys:
+                        failed = await self._script(keys=keys, args=[self.ttl_ms, orjson.dumps(batch)])
+                        if failed:
+                            log.error(
+                                "could not write %d session entries to Redis: %s", len(failed), failed[0]
+                            )
             except Exception:
                 log.exception("could not write session events to Redis")
             for journal, count in zip(journals, taken, strict=True):
@@ -226,7 +292,7 @@ class SharedSessions:
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.writer = JournalWriter(self.redis)
+        self.writer = JournalWriter(self.redis, self.ttl_ms)
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(self.channel(self.instance))
         self._listener = asyncio.create_task(self._listen(), name="sessions-listen")
@@ -247,20 +313,13 @@ class SharedSessions:
 
     async def refresh(self) -> None:
         """Keep the sessions this process holds alive in Redis while carried or running; forget the
-        ones swept here."""
+        ones swept here. The TTLs are set by the journal writer's next turn, with the events of that
+        turn (one script call, not a command per key)."""
         for journal in [j for j in self.journals.values() if j.session.closed]:
             self.journals.pop(journal.session.id, None)
-        live = [
-            j.session.id
-            for j in self.journals.values()
-            if j.session.attached or j.session.state.run is not None
-        ]
-        if not live:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for session_id in live:
-                self.expire(pipe, session_id)
-            await pipe.execute()
+        for journal in self.journals.values():
+            if journal.session.attached or journal.session.state.run is not None:
+                journal.renew()
 
     # --- the home's side --------------------------------------------------------------------------
 

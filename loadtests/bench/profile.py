@@ -10,9 +10,14 @@ prints the scenario's figures. Scenarios:
 - `ttft N`: N one-token runs, each on a fresh conversation (the time-to-first-token path);
 - `pings N`: N connections held 10 s, each sending an application ping every 2 s (pong times);
 - `paced N`: N concurrent streams of 100 tokens at 50 tokens/s (the per-event path), after ten short
-  warm-up streams; also the server's CPU microseconds per event (connects, runs and storage included);
+  warm-up streams; also the server's CPU microseconds per event (connects, runs and storage included)
+  and, with --redis-url, the Redis server's (INFO cpu: other users of that Redis included);
 - `memory N`: N idle connections; with `--tracemalloc FILE` the server runs under tracemalloc and
   writes the top allocation sites of the connections' memory to FILE.
+
+With `--redis-url URL` (and `--database-url URL`) the server keeps its state in Redis, as
+`asp bench --redis-url` starts its scale-out servers: a fresh key prefix (and a fresh PostgreSQL
+database beside the one named), every key deleted (and the database dropped) at the end.
 
 py-spy needs ptrace (a container may need `--cap-add SYS_PTRACE`); install it with pip.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -33,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench import measure
+from loadtests.bench import measure, scale
 from loadtests.bench.processes import Served, start
 from loadtests.bench.run import server_env
 from reference_server.auth import mint
@@ -41,7 +47,9 @@ from reference_server.auth import mint
 TRACEMALLOC_ENTRY = "loadtests.bench.traced_server"
 
 
-async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[str, Any]:
+async def _scenario(
+    name: str, count: int, served: Served, secret: str, redis_url: str = ""
+) -> dict[str, Any]:
     users = 2 if name == "stream" else count
     tokens = [mint(f"profile-{name}-{i}-{secrets.token_hex(3)}", secret) for i in range(users)]
     if name == "connect":
@@ -66,11 +74,17 @@ async def _scenario(name: str, count: int, served: Served, secret: str) -> dict[
     if name == "paced":
         warm = [mint(f"profile-warm-{i}-{secrets.token_hex(3)}", secret) for i in range(10)]
         await measure.paced_streams(served.url, warm, 0, 10, 20, 20, 1)  # lazy imports, caches
+        redis_before = await scale.redis_cpu_s(redis_url) if redis_url else 0.0
         cpu_before = _cpu_s(served.process.pid)
         runs = await measure.paced_streams(served.url, tokens, 0, count, 100, 20, 1)
         cpu = _cpu_s(served.process.pid) - cpu_before
         gaps = runs[0]["gaps_ms"]
-        return {
+        if redis_url:  # the Redis server's share, others' use of that Redis included
+            redis_cpu = await scale.redis_cpu_s(redis_url) - redis_before
+            extra = {"redis_cpu_us_per_event": redis_cpu / (count * 100) * 1e6}
+        else:
+            extra = {}
+        return extra | {
             "complete": runs[0]["complete"],
             "itl_p50_ms": measure.percentile(gaps, 0.5),
             "itl_p99_ms": measure.percentile(gaps, 0.99),
@@ -124,7 +138,19 @@ def main() -> None:
     parser.add_argument("--py-spy", help="write py-spy's profile of the server here")
     parser.add_argument("--format", default="raw", help="py-spy output format (raw, speedscope, flamegraph)")
     parser.add_argument("--tracemalloc", help="memory: write the top allocation sites here")
+    parser.add_argument(
+        "--redis-url", default="", help="the server's state in this Redis (a fresh key prefix)"
+    )
+    parser.add_argument(
+        "--database-url", default="", help="with --redis-url: history in a fresh PostgreSQL database"
+    )
     args = parser.parse_args()
+    if args.database_url and not args.redis_url:
+        parser.error("--database-url needs --redis-url")
+    if args.redis_url:
+        found = scale.problem(args.redis_url, args.database_url)
+        if found:
+            parser.error(found)
     secret = secrets.token_urlsafe(32)
     scratch = Path(tempfile.mkdtemp())
     env = server_env(scratch / "profile.db", secret, args.count + 50)
@@ -148,17 +174,30 @@ def main() -> None:
             args.py_spy,
             "--",
         ]
-    served = start(module, env, prefix=prefix)
     try:
-        figures = asyncio.run(_scenario(args.scenario, args.count, served, secret))
+        figures = asyncio.run(_profiled(args, env, module, prefix, secret))
     finally:
-        served.process.send_signal(signal.SIGINT)
-        try:
-            served.process.wait(30)
-        except subprocess.TimeoutExpired:
-            served.process.kill()
         shutil.rmtree(scratch, ignore_errors=True)
     print({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()})
+
+
+async def _profiled(
+    args: argparse.Namespace, env: dict[str, str], module: str, prefix: list[str], secret: str
+) -> dict[str, Any]:
+    """Start the server (on a fresh Redis prefix with --redis-url), run the scenario, stop it."""
+    async with contextlib.AsyncExitStack() as stack:
+        if args.redis_url:
+            shared = await stack.enter_async_context(scale.provisioned(args.redis_url, args.database_url))
+            env |= shared.env()
+        served = start(module, env, prefix=prefix)
+        try:
+            return await _scenario(args.scenario, args.count, served, secret, args.redis_url)
+        finally:
+            served.process.send_signal(signal.SIGINT)
+            try:
+                served.process.wait(30)
+            except subprocess.TimeoutExpired:
+                served.process.kill()
 
 
 if __name__ == "__main__":

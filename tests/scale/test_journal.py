@@ -1,0 +1,137 @@
+"""The Redis journal of a session (reference_server.redis_sessions): what a resume on another process
+replays is the home's stream, so it must hold each event's text exactly as sent, at its seq, trimmed
+to exactly the replay window (ASP-RES-001, ASP-RES-003, ASP-RES-007). A real hub on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from reference_server.config import Settings
+from reference_server.hub import Hub
+from reference_server.protocol import events
+from tests.support.services import fresh_prefix, redis_url
+
+# Texts a JSON encoding may get wrong: quotes, backslashes, control characters, escapes spelled out,
+# characters beyond ASCII and beyond the BMP, a JSON document inside a string.
+AWKWARD = [
+    "plain",
+    'a "quote", a \\ backslash, a / slash',
+    "controls \x00 \x01 \x1f \n \r \t \x7f",
+    "\\u0000 \\n spelled out",
+    "é ß 漢字 😀 \u2028 \u2029 \ufeff",
+    '{"type": "complete", "seq": 1}',
+    "",
+]
+
+
+class Collecting:
+    """A connection that takes every frame at once and keeps it (the texts the client was sent)."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.texts: dict[int, str] = {}
+
+    async def send_text(self, text: str) -> None:
+        self.texts[self.cursor + 1] = text
+
+    def send_now(self, text: str) -> bool:
+        self.texts[self.cursor + 1] = text
+        return True
+
+    async def close(self, code: int, reason: str = "") -> None:
+        pass
+
+
+@asynccontextmanager
+async def redis_hub(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[Hub, aioredis.Redis]]:
+    """A started hub on a fresh key prefix of the test Redis, and a client of that Redis; every key
+    under the prefix deleted afterwards."""
+    hub = Hub(
+        Settings(
+            redis_url=redis_url(),
+            redis_prefix=fresh_prefix(),
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
+            **settings,
+        )
+    )
+    await hub.start()
+    client = aioredis.Redis.from_url(hub.settings.redis_url, decode_responses=True)
+    try:
+        yield hub, client
+    finally:
+        await hub.shutdown()
+        keys = [key async for key in client.scan_iter(match=f"{hub.settings.redis_prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_the_stream_holds_each_event_as_sent_within_the_replay_window(tmp_path: Path) -> None:
+    window = 16
+    async with redis_hub(tmp_path, replay_window=window) as (hub, client):
+        assert hub.shared is not None and hub.replay_window == window
+        session = await hub.open_session("journal-user", "conv_journal")
+        sink = Collecting()
+        session.attach(sink)
+        for round_ in range(3):  # more events than the window: the stream is trimmed
+            for index, text in enumerate(AWKWARD):
+                session.emit(events.tool_result("run_j", f"call_{round_}_{index}", text, False))
+            await session.flush()
+            await hub.shared.journals[session.id].flush()
+        written = await client.xrange(hub.shared.stream_key(session.id))
+        assert len(sink.texts) == 3 * len(AWKWARD) > window
+        expected = [
+            (f"{seq}-0", {"e": sink.texts[seq]}) for seq in range(session.seq - window + 1, session.seq + 1)
+        ]
+        assert list(written or []) == expected
+
+
+async def test_a_carried_session_outlives_its_ttl_in_redis_and_a_left_one_expires(tmp_path: Path) -> None:
+    """While a connection carries it, the session's keys are renewed (the TTL is 2 s here, the wait
+    four times as long); once it is left, they expire (ASP-RES-003)."""
+    async with redis_hub(tmp_path, session_ttl_ms=2000) as (hub, client):
+        assert hub.shared is not None
+        session = await hub.open_session("ttl-user", "conv_ttl")
+        sink = Collecting()
+        session.attach(sink)
+        session.emit(events.pong("carried"))
+        await session.flush()
+        keys = [hub.shared.stream_key(session.id), hub.shared.meta_key(session.id)]
+        await asyncio.sleep(8)
+        assert await client.exists(*keys) == 2
+        session.detach(sink)
+        for _ in range(100):  # gone within the TTL and a renewal interval; 10 s at most
+            if not await client.exists(*keys):
+                break
+            await asyncio.sleep(0.1)
+        assert await client.exists(*keys) == 0
+
+
+async def test_a_turn_larger_than_one_script_call_is_written_whole(tmp_path: Path, monkeypatch: Any) -> None:
+    """A writer turn with more entries or journals than one call takes (CALL_ENTRIES, lowered here)
+    is split over several calls; every session's stream still gets every event, in order."""
+    from reference_server import redis_sessions
+
+    monkeypatch.setattr(redis_sessions, "CALL_ENTRIES", 3)
+    async with redis_hub(tmp_path) as (hub, client):
+        assert hub.shared is not None
+        sessions = [await hub.open_session(f"split-{i}", f"conv_split_{i}") for i in range(5)]
+        sinks = [Collecting() for _ in sessions]
+        for session, sink in zip(sessions, sinks, strict=True):
+            session.attach(sink)
+            for index in range(4):
+                session.emit(events.pong(f"{session.id}-{index}"))
+        for session in sessions:
+            await session.flush()
+            await hub.shared.journals[session.id].flush()
+        for session, sink in zip(sessions, sinks, strict=True):
+            written = await client.xrange(hub.shared.stream_key(session.id))
+            assert list(written or []) == [
+                (f"{seq}-0", {"e": text}) for seq, text in sorted(sink.texts.items())
+            ]
