@@ -141,8 +141,8 @@ class BenchPlan:
             sweep=(2, 4),
             pace_tokens=10,
             connections=connections or 30,
-            hold_s=1.0,
-            ping_interval_s=0.5,
+            hold_s=2.0,  # two pings per connection, each with a second for its pong: a suite running
+            ping_interval_s=1.0,  # beside it on two cores may stall a server half a second
             processes=2,
             streams_per_process=2,
             connections_per_process=20,

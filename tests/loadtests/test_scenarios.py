@@ -254,13 +254,15 @@ def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
         "ttft_ratio_in_process",
     ]
     scale = figures["connection_scale"]
-    for figure in [figures[name] for name in measured] + [
-        scale[kind][name]
+    named = [(name, figures[name]) for name in measured] + [
+        (f"{kind} {name}", scale[kind][name])
         for kind in ("bare", "server")
         for name in ("connects_per_s", "pong_p50_ms", "pong_p99_ms", "kib_per_connection")
-    ]:
+    ]
+    for name, figure in named:
         # each figure measured at least 3 times, with the generator's CPU and the load beside it
         assert len(figure["samples"]) >= 3
+        assert None not in figure["samples"], (name, figure, result.stderr[-3000:])
         assert figure["min"] <= figure["median"] <= figure["max"]
         assert len(figure["generator_cpu"]) == len(figure["samples"])
         assert isinstance(figure["generator_bound"], bool)
