@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,17 +121,23 @@ async def test_a_killed_process_gives_its_slots_back_within_the_lease(pair: Pair
         old.abort()
 
 
-def test_asp_serve_workers_runs_processes_that_act_as_one(tmp_path: Path) -> None:
-    """`asp serve --workers 2`: two worker processes on one port; the limit is theirs together."""
+@contextlib.contextmanager
+def two_workers(tmp_path: Path, max_connections: int) -> Iterator[ServerProcess]:
+    """`asp serve --workers 2` on a fresh Redis prefix and PostgreSQL database, started."""
     with fresh_database() as database_url:
         settings = {"ASP_REDIS_URL": redis_url(), "ASP_REDIS_PREFIX": fresh_prefix()}
-        settings |= {"ASP_DATABASE_URL": database_url, "ASP_MAX_CONNECTIONS": "3"}
-        server = ServerProcess(
+        settings |= {"ASP_DATABASE_URL": database_url, "ASP_MAX_CONNECTIONS": str(max_connections)}
+        yield ServerProcess(
             database=tmp_path / "unused.db",
             settings=settings,
             module="asp_cli.main",
             args=("serve", "--workers", "2"),
         ).start()
+
+
+def test_asp_serve_workers_runs_processes_that_act_as_one(tmp_path: Path) -> None:
+    """`asp serve --workers 2`: two worker processes on one port; the limit is theirs together."""
+    with two_workers(tmp_path, max_connections=3) as server:
         try:
             children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
             assert len(children) == 2
@@ -166,15 +172,7 @@ def test_each_worker_listens_on_its_own_socket_and_connections_spread_over_them(
     """SO_REUSEPORT: one listening socket per worker, so the kernel spreads a burst of connects
     evenly (on one shared socket the worker that wakes first takes most of a burst)."""
     connections = 100
-    with fresh_database() as database_url:
-        settings = {"ASP_REDIS_URL": redis_url(), "ASP_REDIS_PREFIX": fresh_prefix()}
-        settings |= {"ASP_DATABASE_URL": database_url, "ASP_MAX_CONNECTIONS": str(connections)}
-        server = ServerProcess(
-            database=tmp_path / "unused.db",
-            settings=settings,
-            module="asp_cli.main",
-            args=("serve", "--workers", "2"),
-        ).start()
+    with two_workers(tmp_path, max_connections=connections) as server:
         try:
             port = int(server.url.split(":")[2].split("/")[0])
             workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
