@@ -11,6 +11,12 @@ hub lowers so that as many events of max_event_bytes fit in max_replay_bytes
 (sizing.replay_capacity): its memory is bounded in bytes too. No event leaves larger than
 max_event_bytes (ASP-LIM-011): the pump splits or shortens it first (protocol/sizing).
 
+A resume is decided on the replay buffer as it is then (ASP-RES-001/003); the resuming connection
+attaches only after the switch (a database write, the old session's flush). The endpoint pins the
+session at the first event to replay in the same step as the decision, and the session sequences
+nothing that would evict a pinned event until the connection attaches (or the resume fails and
+releases it): events wait in the outbox meanwhile, so the decision still holds when it is acted on.
+
 A failure inside the pump ends visibly: the connection is closed with 1011 and the session can no
 longer be resumed; it never leaves a live, silent connection.
 """
@@ -118,6 +124,10 @@ class Session:
         # session holds no task (memory per idle connection).
         self._pump: asyncio.Task[None] | None = None
         self._delivering_now = False  # _deliver_now is on the stack (it never runs twice at once)
+        # First seqs of accepted resumes whose connection has not attached yet (`pin`), and what the
+        # pump awaits while a pin holds the outbox back.
+        self._pins: list[int] = []
+        self._unpinned: asyncio.Future[None] | None = None
         # Shared sessions (reference_server.redis_sessions): where sequenced events are also written,
         # and, while another process sequences this session (it runs its run), where events go instead.
         self.journal: Journal | None = None
@@ -144,13 +154,16 @@ class Session:
         self._pending_bytes += pending_weight(event, self.limits.max_event_bytes)
         if self._pump is None and not self._deliver_now():
             self._wake()
-        if self._sink is not None:
+        if self._sink is not None or self._pins:
             limits = self.limits
             why = outbox_overflow(
                 len(self._outbox), self._pending_bytes, limits.max_pending_events, limits.max_pending_bytes
             )
             if why is not None:
-                self._drop_slow_consumer(self._sink, why)
+                if self._pins:
+                    self._give_up_pins(why)
+                if self._sink is not None:
+                    self._drop_slow_consumer(self._sink, why)
 
     def relay(self, seq: int, text: str) -> None:
         """An event another process sequenced for this session: kept for replay and delivered."""
@@ -177,10 +190,14 @@ class Session:
         return self._sink is not None
 
     def attach(self, sink: Sink, *, after_seq: int | None = None) -> None:
-        """Deliver to `sink` from now on: events after `after_seq` (a replay), or only new ones."""
+        """Deliver to `sink` from now on: events after `after_seq` (a replay), or only new ones.
+        A replay releases the pin its resume took (`pin(after_seq + 1)`)."""
         sink.cursor = self.seq if after_seq is None else after_seq
         self._sink = sink
         self.detached_at = None
+        if after_seq is not None and after_seq + 1 in self._pins:
+            self.release(after_seq + 1)
+        self._unpin()  # a pump waiting for a release sees the connection (another pin may still hold)
         if sink.cursor < self.seq or self._outbox:  # else no pump task for nothing to deliver
             self._wake()
 
@@ -188,6 +205,53 @@ class Session:
         if self._sink is sink:
             self._sink = None
             self.detached_at = time.monotonic()
+
+    # --- pins: a resume accepted, its connection not attached yet --------------------------------
+
+    def pin(self, seq: int) -> None:
+        """Keep the event `seq` (and those after it) in the replay buffer: a resume from `seq` was
+        accepted. Taken in the same step as the decision (no await between them); released by
+        `attach` with `after_seq == seq - 1`, else by `release`, which the resume must call on every
+        other path (a pin that outlived its resume would hold the session's events back for good).
+
+        Meanwhile events wait in the outbox instead of evicting `seq`. The switch that holds the pin
+        is short (a database write, then the old session's flush, at most its timeout), but a write
+        can hang: the outbox is then bounded as a connection's is (max_pending_events and
+        max_pending_bytes, ASP-LIM-005); beyond, the pins are given up and the resumed connection
+        is closed 4004 as a slow consumer once it attaches."""
+        self._pins.append(seq)
+
+    def release(self, seq: int) -> None:
+        """Drop one pin at `seq` (nothing when there is none); the outbox drains again."""
+        with contextlib.suppress(ValueError):
+            self._pins.remove(seq)
+        if not self._held():
+            self._unpin()
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self._pins)
+
+    def _held(self) -> bool:
+        """Whether sequencing the next event would evict a pinned one from the replay buffer."""
+        if not self._pins:
+            return False
+        maxlen = self._buffer.maxlen or 1
+        return self.seq + 1 - maxlen >= min(self._pins)
+
+    def _give_up_pins(self, why: str) -> None:
+        log.warning(
+            "a resume's pinned events overflowed (%s): no longer held",
+            why,
+            extra={"asp": {"session": self.id, "user": self.user_id}},
+        )
+        self._pins.clear()
+        self._unpin()
+
+    def _unpin(self) -> None:
+        waiting, self._unpinned = self._unpinned, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     @property
     def oldest_kept_seq(self) -> int | None:
@@ -232,7 +296,7 @@ class Session:
                         return False
                     seq, text = entry
                 elif self._outbox:
-                    if self._must_gather():
+                    if self._must_gather() or self._held():  # the pump waits for more, or the release
                         return False
                     seq, text = self._sequence_next()  # kept for replay: the pump sends it if not now
                 else:
@@ -283,7 +347,13 @@ class Session:
                     continue
                 await self._deliver(sink, *entry)
             elif self._outbox:
+                if self._held():  # a resume's pinned events would be evicted: wait for its release
+                    self._unpinned = self._loop.create_future()
+                    await self._unpinned
+                    continue
                 await self._gather_fast_deltas()
+                if self._held():  # pinned while the deltas gathered
+                    continue
                 seq, text = self._sequence_next()
                 if sink is not None:
                     await self._deliver(sink, seq, text)
@@ -416,6 +486,7 @@ class SessionStore:
         return (
             session.detached_at is not None
             and session.state.run is None
+            and not session.pinned
             and now - session.detached_at > self.ttl_s
         )
 

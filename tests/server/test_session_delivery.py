@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from reference_server.sessions import DeliveryLimits, Session
+from reference_server.sessions import DeliveryLimits, Session, SessionStore
 
 LIMITS = DeliveryLimits(
     replay_window=100,
@@ -25,6 +25,7 @@ class RecordingSink:
         self.ready = ready
         self.now: list[dict[str, object]] = []  # written without awaiting
         self.awaited: list[dict[str, object]] = []
+        self.closed: list[int] = []  # close codes
 
     def send_now(self, text: str) -> bool:
         if self.ready:
@@ -35,7 +36,7 @@ class RecordingSink:
         self.awaited.append(json.loads(text))
 
     async def close(self, code: int, reason: str = "") -> None:
-        pass
+        self.closed.append(code)
 
 
 def deltas(count: int) -> list[dict[str, object]]:
@@ -85,4 +86,131 @@ async def test_a_detached_session_keeps_sequencing_for_replay() -> None:
     assert [e["seq"] for e in received] == list(range(1, len(received) + 1))
     assert "".join(str(e["delta"]) for e in received) == "t0 t1 t2 "
     assert sink.now[-1] == {"type": "text_delta", "run_id": "run_1", "delta": "t2 ", "seq": session.seq}
+    await session.close()
+
+
+# --- pins: a resume accepted, its connection not attached yet ------------------------------------
+
+PINNED_LIMITS = DeliveryLimits(
+    replay_window=3,
+    send_timeout_s=1,
+    max_pending_events=20,
+    max_coalesced_chars=1000,
+    max_event_bytes=65536,
+)
+
+
+def separate(first: int, count: int) -> list[dict[str, object]]:
+    """Deltas of different runs: never merged, one seq each."""
+    return [
+        {"type": "text_delta", "run_id": f"run_{n}", "delta": f"t{n} "} for n in range(first, first + count)
+    ]
+
+
+async def settle() -> None:
+    """Let the pump task run until it waits (sequencing without a connection never awaits)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def detached_with(count: int) -> Session:
+    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=PINNED_LIMITS)
+    for event in separate(0, count):
+        session.emit(event)
+    await settle()
+    assert session.seq == count
+    return session
+
+
+async def test_a_pinned_event_stays_in_the_replay_buffer_until_the_resume_attaches() -> None:
+    session = await detached_with(2)  # seqs 1 and 2; a resume after last_seq 1 is accepted
+    session.pin(2)
+    for event in separate(2, 6):
+        session.emit(event)
+    await settle()
+    assert session.seq == 4 and session.oldest_kept_seq == 2  # a fifth would evict seq 2
+    sink = RecordingSink(ready=True)
+    session.attach(sink, after_seq=1)  # releases the pin
+    assert not session.pinned
+    await session.flush(timeout=5.0)
+    received = sorted(sink.now + sink.awaited, key=lambda e: int(str(e["seq"])))
+    assert [e["seq"] for e in received] == list(range(2, 9))
+    assert [e["delta"] for e in received] == [f"t{n} " for n in range(1, 8)]
+    await session.close()
+
+
+async def test_a_pin_with_nothing_to_replay_holds_the_events_after_it() -> None:
+    session = await detached_with(2)
+    session.pin(3)  # last_seq 2: nothing missed yet, but what comes during the switch is
+    for event in separate(2, 5):
+        session.emit(event)
+    await settle()
+    assert session.seq == 5 and session.oldest_kept_seq == 3
+    sink = RecordingSink(ready=False)  # through the pump, awaited
+    session.attach(sink, after_seq=2)
+    await session.flush(timeout=5.0)
+    assert [e["seq"] for e in sink.awaited] == [3, 4, 5, 6, 7]
+    await session.close()
+
+
+async def test_a_released_pin_lets_the_outbox_drain() -> None:
+    session = await detached_with(2)
+    session.pin(2)
+    for event in separate(2, 6):
+        session.emit(event)
+    await settle()
+    assert session.seq == 4
+    session.release(2)  # the resume failed before it attached (its connection closed, a write raised)
+    assert not session.pinned
+    await settle()
+    assert session.seq == 8 and session.oldest_kept_seq == 6  # sequenced for replay as before
+    session.release(2)  # a second release of the same resume does nothing
+    assert session.seq == 8
+    await session.close()
+
+
+async def test_two_pins_hold_the_older_until_both_are_released() -> None:
+    session = await detached_with(3)
+    session.pin(2)
+    session.pin(3)
+    for event in separate(3, 4):
+        session.emit(event)
+    await settle()
+    assert session.seq == 4
+    session.release(2)
+    await settle()
+    assert session.seq == 5 and session.pinned
+    session.release(3)
+    await settle()
+    assert session.seq == 7 and not session.pinned
+    await session.close()
+
+
+async def test_a_pinned_outbox_is_bounded_then_the_pin_is_given_up() -> None:
+    session = await detached_with(2)
+    session.pin(2)
+    for event in separate(2, PINNED_LIMITS.max_pending_events + 5):
+        session.emit(event)
+    await settle()
+    assert not session.pinned  # given up at max_pending_events: memory stays bounded (ASP-LIM-005)
+    assert session.seq == PINNED_LIMITS.max_pending_events + 7
+    sink = RecordingSink(ready=True)
+    session.attach(sink, after_seq=1)
+    await settle()
+    assert sink.closed == [4004]  # the resume fell out of the replay window: a slow consumer's close
+    await session.close()
+
+
+async def test_a_pinned_session_is_not_swept_while_its_resume_switches() -> None:
+    store = SessionStore(ttl_s=0.0)
+    session = await detached_with(1)
+    store.add(session)
+    session.pin(2)
+    await asyncio.sleep(0.01)
+    await store.sweep()
+    assert store.get(session.id) is session
+    session.release(2)
+    await asyncio.sleep(0.01)
+    await store.sweep()
+    assert store.get(session.id) is None
     await session.close()
