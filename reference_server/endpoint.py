@@ -297,7 +297,13 @@ class Connection:
                 await self.carry_out(core.on_admission(state, effect.request, decision, time.monotonic()))
             elif isinstance(effect, FindSession):
                 target = await self._target(effect)
-                await self.carry_out(core.on_resume_target(state, effect.request, target))
+                decided = core.on_resume_target(state, effect.request, target)
+                pinned = self._pin(decided)  # no await between the check and the pin
+                try:
+                    await self.carry_out(decided)
+                finally:
+                    if pinned is not None and self.session is not pinned:  # not attached: released here
+                        pinned.release(effect.request.last_seq + 1)
             elif isinstance(effect, BindResumed):
                 await self._bind_resumed(effect)
             elif isinstance(effect, SwitchSession):
@@ -315,6 +321,18 @@ class Connection:
             oldest_kept_seq=target.oldest_kept_seq,
             resumable=not (target.failed or target.closed),
         )
+
+    def _pin(self, decided: list[Effect]) -> Session | None:
+        """A resume of a session of this process was accepted: pin it from the first event to
+        replay until this connection attaches to it (the switch awaits in between, while its run
+        goes on), so the events the decision found kept are still kept when they are replayed.
+        The caller releases the pin unless the switch attached (which releases it)."""
+        found = self._found
+        switch = next((e for e in decided if isinstance(e, SwitchSession)), None)
+        if switch is None or not isinstance(found, Session):
+            return None
+        found.pin(switch.after_seq + 1)
+        return found
 
     async def _bind_resumed(self, effect: BindResumed) -> None:
         found = self._found

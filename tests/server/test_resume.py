@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
+
+import asyncpg
 
 from conformance.context import text_of
 from spec.fixtures import fixture_text
 from tests.support.server import ServerProcess
+from tests.support.services import fresh_database
 
 EXPECTED = fixture_text(40)
 
@@ -78,3 +82,54 @@ async def test_resume_beyond_the_replay_window_fails(make_server, connect):
     await second.expect("session")
     await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": 2})
     assert (await second.expect("error"))["code"] == "resume_failed"
+
+
+async def backends_waiting_on_a_lock(database: asyncpg.Connection) -> int:
+    return int(await database.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"))
+
+
+async def test_a_resume_keeps_its_replay_while_the_switch_waits_and_the_run_goes_on(make_server, connect):
+    """The resume is decided on the replay buffer, then the switch awaits (here the conversation's
+    bind, held up by a row lock this test holds) while the run goes on: every event the decision
+    found kept must still be replayed, never `resumed` and then 4004 (fell out of the replay window)."""
+    window, tokens, pace_ms = 5, 16, 400  # the resume is checked well within 5 x 400 ms of the abort
+    with fresh_database() as url:
+        server = make_server(database_url=url, replay_window=window)
+        first = await connect(server, user="res-pin", conversation_id="new")
+        session = await first.expect("session")
+        await first.send({"type": "message", "content": f"asp-fixture:slow {tokens} {pace_ms}"})
+        await first.expect("run_started")
+        await first.expect("text_delta")
+        last_seq = first.events[-1]["seq"]
+        seen_text = text_of(first.events)
+        first.abort()
+        second = await connect(server, user="res-pin", conversation_id=session["conversation_id"])
+        await second.expect("session")
+        database = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            holding = database.transaction()
+            await holding.start()
+            await database.execute(
+                "SELECT 1 FROM asp_conversations WHERE id = $1 FOR UPDATE", session["conversation_id"]
+            )
+            await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
+            # The resume's bind waits on the lock, and the switch with it, until the run has streamed
+            # everything (its exchange's insert waits on the lock too): many more than `window` events
+            # after last_seq were produced while the switch waited.
+            deadline = time.monotonic() + 60
+            while await backends_waiting_on_a_lock(database) < 2:
+                assert time.monotonic() < deadline, (
+                    f"the bind and the insert did not both wait: {second.events}"
+                )
+                await asyncio.sleep(0.05)
+            await holding.rollback()
+        finally:
+            await database.close()
+        resumed = await second.expect("resumed", timeout=30)
+        assert resumed["replay_from"] == last_seq + 1
+        replayed = []
+        while not replayed or replayed[-1]["type"] != "complete":
+            replayed.append(await second.recv(timeout=30))
+        assert [e["seq"] for e in replayed] == list(range(last_seq + 1, last_seq + 1 + len(replayed)))
+        assert seen_text + text_of(replayed) == fixture_text(tokens)
+        assert second.close_code is None
