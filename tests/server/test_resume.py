@@ -71,16 +71,19 @@ async def test_resume_of_an_unknown_session_or_after_a_message_fails(server: Ser
 
 
 async def test_resume_beyond_the_replay_window_fails(make_server, connect):
-    server = make_server(replay_window=5)
+    window, last_seq = 5, 2
+    server = make_server(replay_window=window)
     first = await connect(server, user="res-c", conversation_id="new")
     session = await first.expect("session")
-    await first.send({"type": "message", "content": "asp-fixture:slow 30 10"})
+    await first.send({"type": "message", "content": "asp-fixture:slow 60 10"})
     await first.expect("run_started")
+    # The server sequenced (and this client read) events well past last_seq + window: the events
+    # after last_seq are no longer kept, however slowly the run went.
+    await first.expect(lambda e: e["seq"] > last_seq + 2 * window, timeout=30)
     first.abort()
-    await asyncio.sleep(0.6)
     second = await connect(server, user="res-c")
     await second.expect("session")
-    await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": 2})
+    await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
     assert (await second.expect("error"))["code"] == "resume_failed"
 
 
