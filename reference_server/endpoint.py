@@ -119,6 +119,7 @@ class Connection:
         # Resolved by a frame, a timer or the session (a run ended): the loop wakes to re-decide.
         self._wake: asyncio.Future[None] | None = None
         self._found: Session | Remote | None = None  # the session a resume names, found for SwitchSession
+        self._mirrored: Session | None = None  # the mirror of a resumed Remote, made when it was accepted
         self._timer: asyncio.TimerHandle | None = None  # wakes the loop at (or before) the deadline
         self._timer_at = 0.0  # monotonic time the timer is set for
         inbox = websocket.scope.get(INBOX)
@@ -323,14 +324,24 @@ class Connection:
         )
 
     def _pin(self, decided: list[Effect]) -> Session | None:
-        """A resume of a session of this process was accepted: pin it from the first event to
-        replay until this connection attaches to it (the switch awaits in between, while its run
-        goes on), so the events the decision found kept are still kept when they are replayed.
-        The caller releases the pin unless the switch attached (which releases it)."""
+        """A resume was accepted: pin the session from the first event to replay until this
+        connection attaches to it (the switch awaits in between, while its run goes on), so the
+        events the decision found kept are still kept when they are replayed. The caller releases
+        the pin unless the switch attached (which releases it).
+
+        A session another process holds (shared sessions) cannot be pinned there: its Redis Stream
+        is trimmed to replay_window as its home writes. It is mirrored here at once instead, and the
+        mirror pinned: its follower reads the stream from after_seq from the next turn of the loop,
+        and what it reads waits in the mirror until this connection attaches. Should the switch
+        fail, the mirror stays as a detached session of this process (as after a resume whose
+        connection then closed)."""
         found = self._found
         switch = next((e for e in decided if isinstance(e, SwitchSession)), None)
-        if switch is None or not isinstance(found, Session):
+        if switch is None or found is None:
             return None
+        if not isinstance(found, Session):
+            assert self.hub.shared is not None
+            self._mirrored = found = self.hub.shared.mirror(found, switch.after_seq)
         found.pin(switch.after_seq + 1)
         return found
 
@@ -354,9 +365,12 @@ class Connection:
         self._leave_session()
         self.hub.discard_session(current)
         await current.close()
+        mirrored, self._mirrored = self._mirrored, None
         if isinstance(found, Session):
             target = found
-        else:
+        elif mirrored is not None:
+            target = mirrored
+        else:  # cannot happen: the decision mirrored it (_pin)
             assert self.hub.shared is not None
             target = self.hub.shared.mirror(found, effect.after_seq)
         self._enter_session(target, after_seq=effect.after_seq)

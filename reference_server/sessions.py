@@ -128,6 +128,8 @@ class Session:
         # pump awaits while a pin holds the outbox back.
         self._pins: list[int] = []
         self._unpinned: asyncio.Future[None] | None = None
+        self._relayed: deque[tuple[int, str]] = deque()  # events of a mirrored session held by a pin
+        self._relayed_bytes = 0
         # Shared sessions (reference_server.redis_sessions): where sequenced events are also written,
         # and, while another process sequences this session (it runs its run), where events go instead.
         self.journal: Journal | None = None
@@ -166,19 +168,38 @@ class Session:
                     self._drop_slow_consumer(self._sink, why)
 
     def relay(self, seq: int, text: str) -> None:
-        """An event another process sequenced for this session: kept for replay and delivered."""
-        if self.closed or seq <= self.seq:
+        """An event another process sequenced for this session: kept for replay and delivered.
+        While a pin holds (a resume of a mirrored session, before its connection attaches), it
+        waits in order, as an outbox event would, and the pump keeps it from then on."""
+        newest = self._relayed[-1][0] if self._relayed else self.seq
+        if self.closed or seq <= newest:
             return
+        if self._relayed or self._held():
+            self._relayed.append((seq, text))
+            self._relayed_bytes += len(text)
+            limits = self.limits
+            why = outbox_overflow(
+                len(self._relayed), self._relayed_bytes, limits.max_pending_events, limits.max_pending_bytes
+            )
+            if why is not None and self._pins:
+                self._give_up_pins(why)
+            self._wake()
+            return
+        self._keep_relayed(seq, text)
+        self._wake()
+
+    def _keep_relayed(self, seq: int, text: str) -> None:
         if seq != self.seq + 1:  # a gap: texts are placed by position from the newest seq
             self._buffer.clear()
         self.seq = seq
         self._buffer.append(text)
-        self._wake()
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until every queued event has been sequenced and sent or buffered."""
         deadline = time.monotonic() + timeout
-        while (self._outbox or (self._sink is not None and self._sink.cursor < self.seq)) and not self.closed:
+        while (
+            self._outbox or self._relayed or (self._sink is not None and self._sink.cursor < self.seq)
+        ) and not self.closed:
             if time.monotonic() > deadline:
                 return
             await asyncio.sleep(0.002)
@@ -198,7 +219,9 @@ class Session:
         if after_seq is not None and after_seq + 1 in self._pins:
             self.release(after_seq + 1)
         self._unpin()  # a pump waiting for a release sees the connection (another pin may still hold)
-        if sink.cursor < self.seq or self._outbox:  # else no pump task for nothing to deliver
+        if (
+            sink.cursor < self.seq or self._outbox or self._relayed
+        ):  # else no pump task for nothing to deliver
             self._wake()
 
     def detach(self, sink: Sink) -> None:
@@ -227,6 +250,8 @@ class Session:
             self._pins.remove(seq)
         if not self._held():
             self._unpin()
+            if self._relayed:
+                self._wake()
 
     @property
     def pinned(self) -> bool:
@@ -247,6 +272,7 @@ class Session:
         )
         self._pins.clear()
         self._unpin()
+        self._wake()
 
     def _unpin(self) -> None:
         waiting, self._unpinned = self._unpinned, None
@@ -296,7 +322,7 @@ class Session:
                         return False
                     seq, text = entry
                 elif self._outbox:
-                    if self._must_gather() or self._held():  # the pump waits for more, or the release
+                    if self._must_gather() or self._held() or self._relayed:  # the pump's: see there
                         return False
                     seq, text = self._sequence_next()  # kept for replay: the pump sends it if not now
                 else:
@@ -346,6 +372,14 @@ class Session:
                     self._drop_slow_consumer(sink, "fell out of the replay window")
                     continue
                 await self._deliver(sink, *entry)
+            elif self._relayed:  # a mirrored session's events held by a pin: kept one at a time
+                if self._held():
+                    self._unpinned = self._loop.create_future()
+                    await self._unpinned
+                    continue
+                seq, text = self._relayed.popleft()
+                self._relayed_bytes -= len(text)
+                self._keep_relayed(seq, text)
             elif self._outbox:
                 if self._held():  # a resume's pinned events would be evicted: wait for its release
                     self._unpinned = self._loop.create_future()

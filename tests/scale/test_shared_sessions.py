@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from conformance.context import text_of
@@ -168,3 +170,39 @@ async def test_a_session_whose_process_died_is_taken_over_even_past_what_it_wrot
     history = str((await later.expect("history"))["messages"])
     assert history.count("say hello") == 2 and history.count("Hello") == 2
     await later.close()
+
+
+async def test_a_resume_on_the_other_process_keeps_its_replay_while_the_switch_waits(pair: Pair) -> None:
+    """As tests/server/test_resume.py's test of the same name, across processes: the resume is
+    decided on the Redis Stream, trimmed to replay_window by the home while the switch waits (the
+    bind held on a row lock until the home's run streamed everything); never resumed then 4004."""
+    window, tokens = 5, 16
+    a, b = pair(replay_window=window)
+    session, last_seq, seen = await _start_then_drop(a, "pin-mover", f"asp-fixture:slow {tokens} 400")
+    second = await AspClient.open(
+        b.url, token=b.token("pin-mover"), conversation_id=session["conversation_id"]
+    )
+    await second.expect("session")
+    url = b.settings["ASP_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+    database = await asyncpg.connect(url)
+    try:
+        holding = database.transaction()
+        await holding.start()
+        await database.execute(
+            "SELECT 1 FROM asp_conversations WHERE id = $1 FOR UPDATE", session["conversation_id"]
+        )
+        await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
+        deadline = time.monotonic() + 60
+        while await database.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted") < 2:
+            assert time.monotonic() < deadline, "the bind and the home's insert did not both wait"
+            await asyncio.sleep(0.05)
+        await holding.rollback()
+    finally:
+        await database.close()
+    resumed = await second.expect("resumed", timeout=30)
+    assert resumed["replay_from"] == last_seq + 1
+    received = await _until_complete(second)
+    assert [e["seq"] for e in received] == list(range(last_seq + 1, last_seq + 1 + len(received)))
+    assert seen + text_of(received) == fixture_text(tokens)
+    assert second.violations == [] and second.close_code is None
+    await second.close()

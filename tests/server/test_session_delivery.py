@@ -214,3 +214,22 @@ async def test_a_pinned_session_is_not_swept_while_its_resume_switches() -> None
     await store.sweep()
     assert store.get(session.id) is None
     await session.close()
+
+
+async def test_a_pinned_mirror_holds_what_it_relays_until_the_resume_attaches() -> None:
+    """A session another process sequences (shared sessions) is mirrored: its events are relayed
+    with their seq. Pinned, the mirror keeps each from the pinned one on, however many come."""
+    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=PINNED_LIMITS)
+    session.seq = 4  # the resume's last_seq: the mirror starts after it
+    session.pin(5)
+    texts = {seq: json.dumps({"type": "pong", "seq": seq}) for seq in range(5, 15)}
+    for seq, text in texts.items():
+        session.relay(seq, text)
+    await settle()
+    assert session.seq == 7 and session.oldest_kept_seq == 5  # the rest waits in order
+    session.relay(9, texts[9])  # a duplicate of one that waits: dropped
+    sink = RecordingSink(ready=False)
+    session.attach(sink, after_seq=4)
+    await session.flush(timeout=5.0)
+    assert [e["seq"] for e in sink.awaited] == list(range(5, 15))
+    await session.close()
