@@ -13,8 +13,9 @@ Stream, in batches (one script call per writer turn, never a round trip per toke
   `handover` (give the session to another process).
 
 A resume of a session held by another process (ASP-RES-007): the process the client reached
-mirrors the session: it replays the stream after `last_seq`, then tails it while the home's run
-goes on. Events its own connection causes meanwhile (a pong, an error) are sent to the home to be
+mirrors the session as soon as it accepts the resume (pinned: what it reads waits until its
+connection attaches, as the stream is trimmed meanwhile): it replays the stream after `last_seq`,
+then tails it while the home's run goes on. Events its own connection causes meanwhile (a pong, an error) are sent to the home to be
 sequenced there, so seq stays one sequence; a `cancel` goes to the home, which stops the run. It
 asks the home to hand the session over; the home does so once no run is active: it sequences and
 writes everything pending, then a marker entry `{seq}-1` naming the new home, and forgets the
@@ -458,7 +459,6 @@ class SharedSessions:
         deadline = time.monotonic() + CATCH_UP_S
         while True:
             newest = await self.redis.xrevrange(key, count=1)
-            oldest = await self.redis.xrange(key, count=1)
             last = _seq(newest[0][0]) if newest else 0
             if last >= last_seq or not home_alive or time.monotonic() > deadline:
                 break
@@ -467,6 +467,10 @@ class SharedSessions:
         if not home_alive:
             last = max(last, last_seq)
         meta = await self.redis.hgetall(self.meta_key(session_id)) or meta
+        # Read last: the resume is decided on it, then mirrored at once (the endpoint's _pin), its
+        # follower reading from after_seq one turn of the loop later; the home's trimming in between
+        # would have to outrun that turn by replay_window events for the replay to have a gap.
+        oldest = await self.redis.xrange(key, count=1)
         return Remote(
             session_id=session_id,
             user_id=meta["user_id"],
