@@ -303,6 +303,7 @@ class Connection:
                 try:
                     await self.carry_out(decided)
                 finally:
+                    self._mirrored = None
                     if pinned is not None and self.session is not pinned:  # not attached: released here
                         pinned.release(effect.request.last_seq + 1)
             elif isinstance(effect, BindResumed):

@@ -15,11 +15,12 @@ Stream, in batches (one script call per writer turn, never a round trip per toke
 A resume of a session held by another process (ASP-RES-007): the process the client reached
 mirrors the session as soon as it accepts the resume (pinned: what it reads waits until its
 connection attaches, as the stream is trimmed meanwhile): it replays the stream after `last_seq`,
-then tails it while the home's run goes on. Events its own connection causes meanwhile (a pong, an error) are sent to the home to be
-sequenced there, so seq stays one sequence; a `cancel` goes to the home, which stops the run. It
-asks the home to hand the session over; the home does so once no run is active: it sequences and
-writes everything pending, then a marker entry `{seq}-1` naming the new home, and forgets the
-session. The mirror, reading the marker, becomes the home and sequences from there.
+then tails it while the home's run goes on. Events its own connection causes meanwhile (a pong,
+an error) are sent to the home to be sequenced there, so seq stays one sequence; a `cancel` goes
+to the home, which stops the run. It asks the home to hand the session over; the home does so
+once no run is active: it sequences and writes everything pending, then a marker entry `{seq}-1`
+naming the new home, and forgets the session. The mirror, reading the marker, becomes the home
+and sequences from there.
 
 If the home dies (its connection lease expired, see reference_server.redis_state), the mirror
 takes the session over at once: a run that was active ends for the client with `error
