@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import asyncpg
+from websockets.exceptions import ConnectionClosed
 
 from conformance.context import text_of
+from conformance.wire import AspClient, Closed
 from spec.fixtures import fixture_text
 from tests.support.server import ServerProcess
 from tests.support.services import fresh_database
@@ -136,3 +139,58 @@ async def test_a_resume_keeps_its_replay_while_the_switch_waits_and_the_run_goes
         assert [e["seq"] for e in replayed] == list(range(last_seq + 1, last_seq + 1 + len(replayed)))
         assert seen_text + text_of(replayed) == fixture_text(tokens)
         assert second.close_code is None
+
+
+async def test_a_resume_whose_switch_fails_releases_its_pin(make_server, connect):
+    """The resume's bind fails (its database connection is ended while it waits on a row lock):
+    the pin it took is released, and the session goes on sequencing its run as if never resumed.
+    A pin that outlived it would hold the run's events back: a later resume from the same last_seq
+    would be accepted, then stall."""
+    window, tokens = 5, 16
+    with fresh_database() as url:
+        server = make_server(database_url=url, replay_window=window)
+        first = await connect(server, user="res-fail", conversation_id="new")
+        session = await first.expect("session")
+        await first.send({"type": "message", "content": f"asp-fixture:slow {tokens} 200"})
+        await first.expect("run_started")
+        await first.expect("text_delta")
+        last_seq = first.events[-1]["seq"]
+        first.abort()
+        resume = {"type": "resume", "session_id": session["session_id"], "last_seq": last_seq}
+        # Not judged by the oracle: the server's failure closes this connection as it may.
+        second = await AspClient.open(
+            server.url, token=server.token("res-fail"), conversation_id=session["conversation_id"]
+        )
+        await second.expect("session")
+        database = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            holding = database.transaction()
+            await holding.start()
+            await database.execute(
+                "SELECT 1 FROM asp_conversations WHERE id = $1 FOR UPDATE", session["conversation_id"]
+            )
+            await second.send(resume)
+            deadline = time.monotonic() + 60
+            ended = 0
+            while not ended:
+                assert time.monotonic() < deadline, "the resume's bind never waited"
+                await asyncio.sleep(0.05)
+                ended = await database.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    " AND query LIKE 'UPDATE asp_conversations%'"
+                )
+            await holding.rollback()
+            with contextlib.suppress(Closed, ConnectionClosed, TimeoutError):
+                await second.wait_closed(timeout=30)
+            while not await database.fetchval("SELECT count(*) FROM asp_exchanges"):  # the run ended
+                assert time.monotonic() < deadline, "the run's exchange was never stored"
+                await asyncio.sleep(0.05)
+        finally:
+            await database.close()
+            await second.close()
+        third = await connect(server, user="res-fail", conversation_id=session["conversation_id"])
+        await third.expect("session")
+        await third.send(resume)
+        answer = await third.expect(lambda e: e["type"] in ("resumed", "error"), timeout=30)
+        assert answer["type"] == "error" and answer["code"] == "resume_failed"  # sequenced on: no longer kept
