@@ -194,7 +194,10 @@ async def test_a_resume_on_the_other_process_keeps_its_replay_while_the_switch_w
         await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
         deadline = time.monotonic() + 60
         while await database.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted") < 2:
-            assert time.monotonic() < deadline, "the bind and the home's insert did not both wait"
+            assert time.monotonic() < deadline, (
+                "the resume's bind and the home's insert did not both wait: a resume checked later"
+                " than 5 x 400 ms after the abort is refused (resume_failed) and binds nothing"
+            )
             await asyncio.sleep(0.05)
         await holding.rollback()
     finally:

@@ -125,7 +125,8 @@ async def test_a_resume_keeps_its_replay_while_the_switch_waits_and_the_run_goes
             deadline = time.monotonic() + 60
             while await backends_waiting_on_a_lock(database) < 2:
                 assert time.monotonic() < deadline, (
-                    f"the bind and the insert did not both wait: {second.events}"
+                    "the resume's bind and the run's insert did not both wait: a resume checked later than"
+                    " 5 x 400 ms after the abort is refused (resume_failed) and binds nothing"
                 )
                 await asyncio.sleep(0.05)
             await holding.rollback()
