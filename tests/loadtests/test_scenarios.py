@@ -373,9 +373,11 @@ def test_asp_bench_refuses_an_option_it_cannot_use_before_it_measures(tmp_path, 
     assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
 
 
-def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_path):
-    """Ctrl-C (SIGINT) mid-run: exit 130 and one line, not a KeyboardInterrupt traceback; every
-    server and generator process the bench started has ended."""
+@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c", "sigint-to-asp"])
+def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_path, group):
+    """Ctrl-C mid-run: exit 130 and one line, not a KeyboardInterrupt traceback from any process;
+    every server and generator process the bench started has ended. A terminal sends Ctrl-C's
+    SIGINT to its whole foreground process group (`group`): the generator processes too."""
     process = subprocess.Popen(
         [sys.executable, "-m", "asp_cli.main", "bench", "--quick"],
         stdout=subprocess.PIPE,
@@ -388,7 +390,11 @@ def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_pat
         assert process.stderr is not None
         first = process.stderr.readline()  # the bench has started measuring
         assert first, "asp bench printed nothing"
-        process.send_signal(signal.SIGINT)
+        time.sleep(1)  # into the measurement, its generator processes at work
+        if group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
         assert process.returncode == 130, err
         assert out == "" and "Traceback" not in err, err
