@@ -770,6 +770,10 @@ def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
                 "bound": BUSY_CLIENT.get(name, "none"),
                 "why": f"generator-bound (above {GENERATOR_BOUND} of a core): may have measured the client",
             }
+    missed = results.get("connection_scale", {}).get("server", {}).get("pongs_missed")
+    if missed and missed["max"] > 0:  # unanswered pings are the slowest round trips, left out of the p99
+        why = f"{missed['max']:g} pings in a repeat had no pong within the ping interval, left out of the p99"
+        out["pong_p99_ms"] = _also(out.get("pong_p99_ms"), Evidence(bound="lower", why=why))
     sweeps = {"max_streams_at_50tps": ceiling(results.get("sweep", []))} if "sweep" in results else {}
     if "scale_out" in results:
         sweeps["workers_max_streams_at_50tps"] = ceiling(results["scale_out"]["workers_sweep"])
@@ -780,10 +784,18 @@ def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
         embedded, workers = sweeps["max_streams_at_50tps"], sweeps["workers_max_streams_at_50tps"]
         bound = quotient(workers["bound"], embedded["bound"])
         if bound != "exact":
-            why = [f"the embedded sweep {embedded['why']}"] if embedded["why"] else []
-            why += [f"the workers' sweep {workers['why']}"] if workers["why"] else []
-            out["workers_vs_embedded"] = {"bound": bound, "why": "; ".join(why)}
+            parts = [f"the embedded sweep {embedded['why']}"] if embedded["why"] else []
+            parts += [f"the workers' sweep {workers['why']}"] if workers["why"] else []
+            out["workers_vs_embedded"] = {"bound": bound, "why": "; ".join(parts)}
     return out
+
+
+def _also(known: Evidence | None, more: Evidence) -> Evidence:
+    """Two findings on one figure together: one bound, or none when they point opposite ways."""
+    if known is None:
+        return more
+    bound: Bound = known["bound"] if known["bound"] == more["bound"] else "none"
+    return Evidence(bound=bound, why=f"{known['why']}; {more['why']}")
 
 
 def judge(op: str, target: float, value: float, bound: Bound = "exact") -> str:

@@ -203,6 +203,22 @@ def test_a_generator_bound_figure_is_judged_on_what_a_busy_client_still_shows(na
     assert "bound" not in targets(calm, BenchPlan())[name]
 
 
+@pytest.mark.parametrize(("p99", "verdict"), [(1.4, "not determined"), (60.0, "missed")])
+def test_pings_left_without_a_pong_make_the_pong_p99_a_lower_bound(p99, verdict) -> None:
+    """The p99 is over the pongs that came back; a ping with none within the interval (1 s and
+    more, far above the 50 ms target) is the slowest of all, so the true p99 is at least the one shown."""
+    figure = {"median": p99, "min": p99, "max": p99, "samples": [p99] * 3, "generator_bound": False}
+    missed = {"median": 0, "min": 0, "max": 3, "samples": [0, 0, 3], "generator_bound": False}
+    results = {"pong_p99_ms": figure, "connection_scale": {"server": {"pongs_missed": missed}}}
+    judged = targets(results, BenchPlan())["pong_p99_ms"]
+    assert (judged["bound"], judged["verdict"], judged["met"]) == ("lower", verdict, False)
+    assert judged["why"].startswith("3 pings in a repeat had no pong")
+    busy = {
+        name: dict(found, generator_bound=True) for name, found in results.items() if name == "pong_p99_ms"
+    }
+    assert targets(results | busy, BenchPlan())["pong_p99_ms"]["bound"] == "none"  # upper and lower: neither
+
+
 def test_the_quick_plan_stays_quick_and_does_not_judge_the_sweeps() -> None:
     quick = BenchPlan.quick()
     assert quick.sweep == (2, 4)
