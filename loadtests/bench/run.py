@@ -102,8 +102,9 @@ DEFINITIONS = {
     "bound; with both, not determined. machine_full_at: the workers' levels with the machine full",
     "bounds": "the judged figures this run can only bound, by name: bound lower (the true value is at "
     "least the one measured), upper (at most) or none (neither), and why; every other figure is as "
-    "measured. A generator-bound figure is bounded as BUSY_CLIENT says (a busy client reads fewer tokens/s "
-    "and connects/s than the server gives, and adds to each pong)",
+    "measured. A sweep's ceiling (above); a generator-bound figure: a busy client reads fewer tokens/s and "
+    "connects/s than the server gives (lower) and adds to each pong (upper), TTFT ratios cross it on both "
+    "sides (none); a pong p99 with pings left without a pong (lower: they are the slowest)",
     "targets": "each target the plan judges: verdict met, missed, or not determined (a bound on the "
     "wrong side of the target proves neither); met is true only for met, and any other verdict exits 3",
 }
