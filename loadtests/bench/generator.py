@@ -62,6 +62,7 @@ class Generator:
 
     async def __aexit__(self, failed: type[BaseException] | None, *exc: object) -> None:
         if failed is not None:  # interrupted or failed: the measurement under way is not waited for
+            # (the pool's own processes: ProcessPoolExecutor.terminate_workers comes with Python 3.14)
             for process in list(self._pool._processes.values()):
                 process.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)

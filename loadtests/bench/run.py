@@ -37,9 +37,7 @@ from loadtests.bench.scale import SharedState
 from reference_server.auth import mint
 
 GENERATOR_BOUND = 0.8  # of one core, in one generator process
-MACHINE_FULL = (
-    0.9  # of the machine's cores (sweep machine_cpu / cores): its failing level measured the machine
-)
+MACHINE_FULL = 0.9  # of the cores busy (machine_cpu / cores): a failing level then measured the machine
 PACE_MS = 20  # 50 tokens/s
 ITL_P99_LIMIT_MS = 100.0
 DEFINITIONS = {
