@@ -219,6 +219,22 @@ def test_pings_left_without_a_pong_make_the_pong_p99_a_lower_bound(p99, verdict)
     assert targets(results | busy, BenchPlan())["pong_p99_ms"]["bound"] == "none"  # upper and lower: neither
 
 
+@pytest.mark.parametrize(("share", "verdict"), [(1.007, "not determined"), (0.85, "missed")])
+def test_a_ratio_over_a_floor_the_machine_slowed_is_an_upper_bound(share, verdict) -> None:
+    """The framework floor runs in process, CPU-bound (one core alone): given less, it reads low
+    and the server's share of it high, as in a quick run beside a busy suite (0.29 of a core, 3.8)."""
+    ratio = {"median": share, "min": share, "max": share, "samples": [share] * 3, "generator_bound": False}
+    starved = {"median": 0.7, "min": 0.29, "max": 0.774, "samples": [0.774, 0.7, 0.29]}
+    results = {"server_vs_framework": ratio, "framework_process_cpu": starved}
+    judged = targets(results, BenchPlan())["server_vs_framework"]
+    assert (judged["bound"], judged["verdict"], judged["met"]) == ("upper", verdict, False)
+    assert judged["why"].startswith("the framework floor got 0.29 of a core in a repeat")
+    alone = results | {
+        "framework_process_cpu": {"median": 1.0, "min": 0.994, "max": 1.0, "samples": [1.0] * 3}
+    }
+    assert "bound" not in targets(alone, BenchPlan())["server_vs_framework"]
+
+
 def test_the_quick_plan_stays_quick_and_does_not_judge_the_sweeps() -> None:
     quick = BenchPlan.quick()
     assert quick.sweep == (2, 4)
