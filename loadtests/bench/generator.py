@@ -6,15 +6,20 @@ reads their memory) never competes with the client it measures through. A figure
 client than one process can give (a sweep level, thousands of connections) is split into shares,
 one per process, lined up by a barrier.
 
-Workers are spawned (not forked) so each starts with a clean interpreter and event loop.
+Workers are spawned (not forked) so each starts with a clean interpreter and event loop. They, and
+the manager process behind the barriers, ignore SIGINT: Ctrl-C reaches every process of the
+terminal's process group, and only the orchestrator answers it (one line, exit 130); leaving with an
+error, the orchestrator terminates the workers rather than waiting for the measurement they are in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
+from multiprocessing.managers import SyncManager
 from typing import Any
 
 from loadtests.bench import measure
@@ -31,6 +36,11 @@ def _ready() -> bool:
     return True
 
 
+def _ignore_interrupt() -> None:
+    """In a worker or the manager: Ctrl-C is the orchestrator's to answer, not a traceback here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Generator:
     """`processes` worker processes. Use as an async context manager; `call` runs one measurement,
     `barrier(parties)` makes a barrier the workers (and the orchestrator) can share."""
@@ -38,8 +48,11 @@ class Generator:
     def __init__(self, processes: int) -> None:
         self.processes = processes
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
-        self._manager = context.Manager()
+        self._pool = ProcessPoolExecutor(
+            max_workers=processes, mp_context=context, initializer=_ignore_interrupt
+        )
+        self._manager = SyncManager(ctx=context)
+        self._manager.start(_ignore_interrupt)
 
     async def __aenter__(self) -> Generator:
         loop = asyncio.get_running_loop()
@@ -47,7 +60,11 @@ class Generator:
         await asyncio.gather(*[loop.run_in_executor(self._pool, _ready) for _ in range(self.processes)])
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, failed: type[BaseException] | None, *exc: object) -> None:
+        if failed is not None:  # interrupted or failed: the measurement under way is not waited for
+            # (the pool's own processes: ProcessPoolExecutor.terminate_workers comes with Python 3.14)
+            for process in list(self._pool._processes.values()):
+                process.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._manager.shutdown()
 

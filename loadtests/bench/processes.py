@@ -1,4 +1,7 @@
-"""Servers under measurement run in their own processes, so client and server do not share a core."""
+"""Servers under measurement run in their own processes, so client and server do not share a core.
+
+Each in a process group of its own: Ctrl-C, which a terminal sends to its foreground group, is the
+bench's to answer; the bench stops its servers itself (`Served.stop`)."""
 
 from __future__ import annotations
 
@@ -95,6 +98,7 @@ def start(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        process_group=0,
     )
     assert process.stdout is not None
     deadline = time.monotonic() + timeout

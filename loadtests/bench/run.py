@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from loadtests.bench import measure, scale
 from loadtests.bench.generator import Generator, split, wait
@@ -37,6 +37,8 @@ from loadtests.bench.scale import SharedState
 from reference_server.auth import mint
 
 GENERATOR_BOUND = 0.8  # of one core, in one generator process
+MACHINE_FULL = 0.9  # of the cores busy (machine_cpu / cores): a failing level then measured the machine
+FLOOR_CPU = 0.9  # of a core: the in-process framework floor (CPU-bound, 1.0 alone) given less shared one
 PACE_MS = 20  # 50 tokens/s
 ITL_P99_LIMIT_MS = 100.0
 DEFINITIONS = {
@@ -64,7 +66,9 @@ DEFINITIONS = {
     "server process; ITL = gaps between consecutive text_delta events of a run, pooled over the "
     "complete runs; N split over generator processes",
     "max_streams_at_50tps": "largest sweep level whose median ITL p99 < 100 ms with every stream "
-    "complete in every repeat",
+    "complete in every repeat, below the first level that failed; a lower bound (see bounds) when no "
+    "level failed (the sweep passed its top level, the plan's maximum: ceiling not reached) or the first "
+    "that failed was generator-bound or had the machine full (machine_cpu >= 0.9 of cores)",
     "connection_scale": "N connections opened as fast as the generator can (50 at once per process; "
     "ASP: authenticated, until `session`), then held, each sending an application ping every "
     "ping_interval_s: connects/s = N / wall time to open all, pong round trips, server RSS growth "
@@ -77,6 +81,8 @@ DEFINITIONS = {
     "generator_cpu_total the generator processes' together, per repeat; redis_cpu the Redis server's "
     "(INFO cpu: other users of that Redis count too); machine_cpu every process's on this machine "
     "(/proc/stat), of `cores`: near `cores`, the machine, not the server, was full",
+    "sweep levels": "each sweep (the embedded server's and the workers') climbs the same levels, past "
+    "the target, until one fails; the last level is the maximum, a sweep that passes it reports a bound",
     "refined levels": "after the first failing level, `refine` levels halfway between the last passed and "
     "the first failed, so max_streams_at_50tps is not only a level of the list",
     "scale_out": "with --redis-url: the same measurements with the server's state in Redis (connection "
@@ -89,7 +95,38 @@ DEFINITIONS = {
     "redis_memory_ratio": "Redis server KiB per idle authenticated connection / the bare stack's, repeat by "
     "repeat, each on a fresh process",
     "workers_vs_embedded": "max_streams_at_50tps of `asp serve --workers 2` on Redis / the embedded "
-    "server's (the sweep above), both in this run; the workers' sweep runs over the same generator processes",
+    "server's (the sweep above), both in this run; the workers' sweep runs over the same generator "
+    "processes. With the embedded figure a lower bound, the ratio is an upper bound; with the workers' a "
+    "lower bound (the machine full at their failing level: the ratio measures this machine), a lower "
+    "bound; with both, not determined. machine_full_at: the workers' levels with the machine full",
+    "bounds": "the judged figures this run can only bound, by name: bound lower (the true value is at "
+    "least the one measured), upper (at most) or none (neither), and why; every other figure is as "
+    "measured. A sweep's ceiling (above); a generator-bound figure: a busy client reads fewer tokens/s and "
+    "connects/s than the server gives (lower) and adds to each pong (upper), TTFT ratios cross it on both "
+    "sides (none); a pong p99 with pings left without a pong (lower: they are the slowest); a ratio over "
+    "the framework in process when that floor got under 0.9 of a core in a repeat (upper: the machine "
+    "slowed the floor)",
+    "targets": "each target the plan judges: verdict met, missed, or not determined (a bound on the "
+    "wrong side of the target proves neither); met is true only for met, and any other verdict exits 3",
+}
+Bound = Literal["exact", "lower", "upper", "none"]  # the true value is =, >=, <= the one measured, or neither
+FLIPPED: dict[Bound, Bound] = {"exact": "exact", "lower": "upper", "upper": "lower", "none": "none"}
+
+
+class Evidence(TypedDict):
+    """What a run shows of one figure: its `bound`, and `why` when it is not "exact"."""
+
+    bound: Bound
+    why: str
+
+
+BUSY_CLIENT: dict[str, Bound] = {  # what a generator-bound figure of each target still shows
+    "server_vs_framework": "lower",  # a busy client reads fewer tokens/s than the server sends
+    "redis_server_vs_framework": "lower",
+    "connects_per_s": "lower",
+    "pong_p99_ms": "upper",  # a busy client adds to each round trip
+    "ttft_ratio": "none",  # both TTFTs cross the same client
+    "cpu_per_1000_tokens_ratio": "none",
 }
 TARGETS: dict[str, tuple[str, float]] = {
     "server_vs_framework": (">=", 0.9),
@@ -118,7 +155,9 @@ class BenchPlan:
     # /proc's 10 ms CPU ticks weigh under 1% of the stream figures
     ttft_samples: int = 30
     transport_events: int = 50_000
-    sweep: tuple[int, ...] = (10, 25, 50, 100, 150, 200, 300, 400)
+    # the levels both sweeps (embedded, --workers) climb to the first that fails; the last is the maximum,
+    # above 1.5 x what an embedded server reaches on a fast 2-core machine (400-500 streams)
+    sweep: tuple[int, ...] = (10, 25, 50, 100, 150, 200, 300, 400, 500, 600, 800, 1000, 1200, 1600)
     pace_tokens: int = 100
     connections: int = 1000
     hold_s: float = 10.0
@@ -129,7 +168,6 @@ class BenchPlan:
     settle_s: float = 1.5  # before reading a server's memory
     refine: int = 2  # sweep levels bisecting between the last passed and the first failed
     workers: int = 2  # scale-out: `asp serve --workers N` on Redis
-    workers_sweep: tuple[int, ...] = (10, 25, 50, 100, 150, 200, 300, 400, 500, 600, 800)
 
     @classmethod
     def quick(cls, connections: int | None = None) -> BenchPlan:
@@ -148,16 +186,13 @@ class BenchPlan:
             connections_per_process=20,
             settle_s=0.3,
             refine=0,
-            workers_sweep=(2, 4),
         )
 
     def applies(self, target: str) -> bool:
-        """Whether this plan measures far enough for `target` to be judged."""
-        if target == "max_streams_at_50tps":
-            return max(self.sweep) > TARGETS[target][1]
-        if target == "workers_vs_embedded":  # both sweeps can reach their ceilings
-            enough = TARGETS[target][1] * max(self.sweep)
-            return self.applies("max_streams_at_50tps") and max(self.workers_sweep) >= enough
+        """Whether this plan measures far enough for `target` to be judged (a sweep that does not
+        reach a ceiling is judged on its bound, see `ceiling` and `judge`)."""
+        if target in ("max_streams_at_50tps", "workers_vs_embedded"):
+            return max(self.sweep) > TARGETS["max_streams_at_50tps"][1]
         if target in ("connects_per_s", "pong_p99_ms"):
             return self.connections >= 1000
         return True
@@ -338,7 +373,8 @@ class Bench:
                     f"{name}_vs_framework", server["tokens_per_s"] / framework["deltas_per_s"], server["cpu"]
                 )
                 ttft = server["ttft_p50_ms"]
-                note(f"{kind}ttft_ratio", ttft / served_framework["ttft_p50_ms"], server["cpu"])
+                both = max(server["cpu"], served_framework["cpu"])  # each TTFT crossed the client
+                note(f"{kind}ttft_ratio", ttft / served_framework["ttft_p50_ms"], both)
                 note(f"{kind}ttft_ratio_in_process", ttft / framework["ttft_p50_ms"], server["cpu"])
             if "redis_server" in measured:
                 note(
@@ -349,13 +385,11 @@ class Bench:
                 )
         return {name: figure(values, cpu.get(name), load) for name, values in columns.items()}
 
-    async def sweep(
-        self, served: Served, levels: tuple[int, ...], label: str = "", redis: bool = False
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """The sweep of `levels` on `served` (`redis`: a server on the run's Redis), up to the first
-        level that fails (ITL p99 median at or over the limit, or a stream incomplete), then
-        `plan.refine` levels bisecting between the last passed and the first failed. Returns the
-        largest level passed and every level's figures, by number of streams."""
+    async def sweep(self, served: Served, label: str = "", redis: bool = False) -> list[dict[str, Any]]:
+        """The sweep of `plan.sweep` on `served` (`redis`: a server on the run's Redis), up to the
+        first level that fails (ITL p99 median at or over the limit, or a stream incomplete), then
+        `plan.refine` levels bisecting between the last passed and the first failed. Returns every
+        level's figures, `passed` among them, by number of streams (what they show: `ceiling`)."""
         best, failed, outcomes = 0, 0, []
 
         async def passes(level: int) -> bool:
@@ -372,9 +406,10 @@ class Bench:
                 + f", load {p99['load_avg'][0]:.1f}"
                 + (" GENERATOR-BOUND" if p99["generator_bound"] else "")
             )
-            return bool(outcome["complete_min"] == level and p99["median"] < ITL_P99_LIMIT_MS)
+            outcome["passed"] = outcome["complete_min"] == level and p99["median"] < ITL_P99_LIMIT_MS
+            return bool(outcome["passed"])
 
-        for level in levels:
+        for level in self.plan.sweep:
             if not await passes(level):
                 failed = level
                 break
@@ -387,7 +422,11 @@ class Bench:
                 best = level
             else:
                 failed = level
-        return best, sorted(outcomes, key=lambda outcome: int(outcome["streams"]))
+        levels = sorted(outcomes, key=lambda outcome: int(outcome["streams"]))
+        found = ceiling(levels)
+        if found["bound"] != "exact":
+            self.progress(f"  {label}max_streams_at_50tps >= {found['streams']}: {found['why']}")
+        return levels
 
     async def sweep_level(self, served: Served, level: int, redis: bool = False) -> dict[str, Any]:
         """One sweep level: `level` paced streams over the generator processes, `plan.repeats` times;
@@ -564,7 +603,7 @@ async def run_bench(
     With `redis_url`, the scale-out section too, its servers on a fresh key prefix of that Redis
     and, with `database_url` (PostgreSQL), a fresh database beside it (loadtests.bench.scale)."""
     results: dict[str, Any] = {
-        "plan": plan.__dict__ | {"sweep": list(plan.sweep), "workers_sweep": list(plan.workers_sweep)},
+        "plan": plan.__dict__ | {"sweep": list(plan.sweep)},
         "load_avg_start": _load(),
     }
     async with contextlib.AsyncExitStack() as stack:
@@ -593,9 +632,8 @@ async def run_bench(
             results.update(await bench.streams(servers))
             servers.pop("served_framework").stop()
             progress(f"server: concurrent streams at 50 tokens/s, {plan.repeats} repeats per level")
-            results["max_streams_at_50tps"], results["sweep"] = await bench.sweep(
-                servers["server"], plan.sweep, ""
-            )
+            results["sweep"] = await bench.sweep(servers["server"])
+            results["max_streams_at_50tps"] = ceiling(results["sweep"])["streams"]
         finally:
             for served in servers.values():
                 served.stop()
@@ -615,14 +653,12 @@ async def run_bench(
             progress(
                 f"scale-out: asp serve --workers {plan.workers} on Redis, concurrent streams at 50 tokens/s"
             )
-            workers = bench.start_workers(max(plan.workers_sweep) + 10)
+            workers = bench.start_workers(max(plan.sweep) + 10)
             try:
-                best, levels = await bench.sweep(
-                    workers, plan.workers_sweep, f"--workers {plan.workers}: ", redis=True
-                )
+                levels = await bench.sweep(workers, f"--workers {plan.workers}: ", redis=True)
             finally:
                 workers.stop()
-            results["scale_out"] = _scale_out(results, scale_runs, shared, plan, best, levels)
+            results["scale_out"] = _scale_out(results, shared, plan, levels)
     results["connection_scale"] = {
         "connections": plan.connections,
         "ping_interval_s": plan.ping_interval_s,
@@ -641,6 +677,7 @@ async def run_bench(
         ]
         results["scale_out"]["redis_memory_ratio"] = _memory_ratio(scale_runs, "redis_server")
     results["load_avg_end"] = _load()
+    results["bounds"] = bounds(results)
     results["targets"] = targets(results, plan)
     results["definitions"] = DEFINITIONS
     rounded: dict[str, Any] = _rounded(results)
@@ -648,12 +685,7 @@ async def run_bench(
 
 
 def _scale_out(
-    results: dict[str, Any],
-    scale_runs: dict[str, list[dict[str, Any]]],
-    shared: SharedState,
-    plan: BenchPlan,
-    best: int,
-    levels: list[dict[str, Any]],
+    results: dict[str, Any], shared: SharedState, plan: BenchPlan, levels: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The scale-out section: its figures moved out of the stream figures, and the workers' sweep."""
     from reference_server.stores import shown_url
@@ -666,29 +698,158 @@ def _scale_out(
     }
     for name in [n for n in results if n.startswith("redis_") or n == "cpu_per_1000_tokens_ratio"]:
         section[name] = results.pop(name)
+    best = ceiling(levels)["streams"]
     section["embedded_max_streams_at_50tps"] = results["max_streams_at_50tps"]
     section["workers_max_streams_at_50tps"] = best
     section["workers_vs_embedded"] = best / max(1, results["max_streams_at_50tps"])
+    section["machine_full_at"] = machine_full_at(levels)
     section["workers_sweep"] = levels
     return section
 
 
+def _full(level: dict[str, Any]) -> bool:
+    return bool(level["machine_cpu"] >= MACHINE_FULL * level["cores"])
+
+
+def machine_full_at(levels: list[dict[str, Any]]) -> list[int]:
+    """The levels of a sweep during which the whole machine was busy (MACHINE_FULL of its cores)."""
+    return [int(level["streams"]) for level in levels if _full(level)]
+
+
+def ceiling(levels: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a sweep's levels (each with `passed`, its ITL p99 figure, `machine_cpu` and `cores`) show
+    of the server's ceiling: `streams`, the largest level passed below the first that failed, and its
+    `bound`: "exact" when that failure was the server's; "lower" (the ceiling is at least `streams`),
+    with `why`, when no level failed (the sweep passed its top level, the plan's maximum) or the first
+    that failed was generator-bound (it may have measured the client) or had the machine full (the
+    machine, not the server, may have run out)."""
+    failed = [level for level in levels if not level["passed"]]
+    first = min(failed, key=lambda level: int(level["streams"])) if failed else None
+    below = int(first["streams"]) if first else None
+    best = max(
+        (
+            int(level["streams"])
+            for level in levels
+            if level["passed"] and (below is None or level["streams"] < below)
+        ),
+        default=0,
+    )
+    found: dict[str, Any] = {"streams": best, "bound": "exact", "why": ""}
+    if first is None:
+        found |= {
+            "bound": "lower",
+            "why": f"passed its top level, {best} streams, the plan's maximum: ceiling not reached",
+        }
+    elif first["itl_p99_ms"].get("generator_bound"):
+        found |= {"bound": "lower", "why": f"was generator-bound at its first failing level, {below} streams"}
+    elif _full(first):
+        found |= {
+            "bound": "lower",
+            "why": f"had the machine full at its first failing level, {below} streams "
+            f"({first['machine_cpu']:.2f} of {first['cores']} cores): it measured this machine",
+        }
+    return found
+
+
+def quotient(top: Bound, bottom: Bound) -> Bound:
+    """The bound of top / bottom, from the bounds of its parts (a lower bound below the line makes
+    an upper bound of the quotient)."""
+    flipped = FLIPPED[bottom]
+    if top == "exact" or top == flipped:
+        return flipped
+    return top if flipped == "exact" else "none"
+
+
+def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
+    """The judged figures of `results` that it can only bound, by name: {"bound", "why"} (see
+    DEFINITIONS["bounds"]); a figure not named is as measured. The one home of what counts as
+    evidence: `targets`, the table and the exit code read it."""
+    out: dict[str, Evidence] = {}
+    for name in TARGETS:
+        found = _found(results, name)
+        if isinstance(found, dict) and found.get("generator_bound"):
+            out[name] = {
+                "bound": BUSY_CLIENT.get(name, "none"),
+                "why": f"generator-bound (above {GENERATOR_BOUND} of a core): may have measured the client",
+            }
+    floor = results.get("framework_process_cpu")
+    if floor and floor["min"] < FLOOR_CPU:  # a slowed floor makes the server's share of it look larger
+        why = (
+            f"the framework floor got {floor['min']:.2f} of a core in a repeat (CPU-bound, it takes one "
+            "alone): the machine slowed it, so the ratio over it is overstated"
+        )
+        for name in ("server_vs_framework", "redis_server_vs_framework"):
+            if _found(results, name) is not None:
+                out[name] = _also(out.get(name), Evidence(bound="upper", why=why))
+    missed = results.get("connection_scale", {}).get("server", {}).get("pongs_missed")
+    if missed and missed["max"] > 0:  # unanswered pings are the slowest round trips, left out of the p99
+        why = f"{missed['max']:g} pings in a repeat had no pong within the ping interval, left out of the p99"
+        out["pong_p99_ms"] = _also(out.get("pong_p99_ms"), Evidence(bound="lower", why=why))
+    sweeps = {"max_streams_at_50tps": ceiling(results.get("sweep", []))} if "sweep" in results else {}
+    if "scale_out" in results:
+        sweeps["workers_max_streams_at_50tps"] = ceiling(results["scale_out"]["workers_sweep"])
+    for name, found in sweeps.items():
+        if found["bound"] != "exact":
+            out[name] = {"bound": found["bound"], "why": found["why"]}
+    if "workers_max_streams_at_50tps" in sweeps:
+        embedded, workers = sweeps["max_streams_at_50tps"], sweeps["workers_max_streams_at_50tps"]
+        bound = quotient(workers["bound"], embedded["bound"])
+        if bound != "exact":
+            parts = [f"the embedded sweep {embedded['why']}"] if embedded["why"] else []
+            parts += [f"the workers' sweep {workers['why']}"] if workers["why"] else []
+            out["workers_vs_embedded"] = {"bound": bound, "why": "; ".join(parts)}
+    return out
+
+
+def _also(known: Evidence | None, more: Evidence) -> Evidence:
+    """Two findings on one figure together: one bound, or none when they point opposite ways."""
+    if known is None:
+        return more
+    bound: Bound = known["bound"] if known["bound"] == more["bound"] else "none"
+    return Evidence(bound=bound, why=f"{known['why']}; {more['why']}")
+
+
+def judge(op: str, target: float, value: float, bound: Bound = "exact") -> str:
+    """The verdict, "met", "missed" or "not determined", on `value` against `op target`, the true
+    figure being =, >=, <= `value` as `bound` says ("none": neither). A bound on the target's side
+    proves it met, on the other side missed; otherwise nothing is proven."""
+    holds = value >= target if op == ">=" else value <= target if op == "<=" else value < target
+    if bound == "exact":
+        return "met" if holds else "missed"
+    higher_is_better = op == ">="
+    if bound == ("lower" if higher_is_better else "upper"):  # the truth is further on the good side
+        return "met" if holds else "not determined"
+    if bound == ("upper" if higher_is_better else "lower"):  # ... or further on the bad side
+        return "not determined" if holds else "missed"
+    return "not determined"
+
+
+def _found(results: dict[str, Any], name: str) -> Any:
+    """The figure `name` of `results` (a scale-out one from its section), or None."""
+    return (results.get("scale_out", {}) if name in SCALE_OUT else results).get(name)
+
+
 def targets(results: dict[str, Any], plan: BenchPlan) -> dict[str, Any]:
-    """Each target this plan can judge, on the figure's median; the scale-out ones in a run with
-    the scale-out section."""
+    """Each target this plan can judge, on the figure's median and its bound (`bounds`): value,
+    target, verdict ("met", "missed", "not determined"), met (the verdict is "met"), and for a
+    bounded figure its bound and why. The scale-out ones in a run with the scale-out section."""
     judged = {}
-    for name, (op, bound) in TARGETS.items():
-        if not plan.applies(name):
+    bounded = bounds(results)
+    for name, (op, target) in TARGETS.items():
+        found = _found(results, name)
+        if not plan.applies(name) or found is None:
             continue
-        if name in SCALE_OUT:
-            if "scale_out" not in results:
-                continue
-            found = results["scale_out"][name]
-        else:
-            found = results[name]
         value = found["median"] if isinstance(found, dict) else found
-        met = value >= bound if op == ">=" else value <= bound if op == "<=" else value < bound
-        judged[name] = {"value": value, "target": f"{op} {bound}", "met": met}
+        evidence = bounded.get(name, Evidence(bound="exact", why=""))
+        verdict = judge(op, target, value, evidence["bound"])
+        judged[name] = {
+            "value": value,
+            "target": f"{op} {target}",
+            "verdict": verdict,
+            "met": verdict == "met",
+        }
+        if evidence["bound"] != "exact":
+            judged[name] |= {"bound": evidence["bound"], "why": evidence["why"]}
     return judged
 
 

@@ -1,4 +1,5 @@
-"""`asp bench` results as a Markdown table: each figure's median [min-max], generator CPU, load."""
+"""`asp bench` results as a Markdown table: each figure's median [min-max], generator CPU, load; a
+figure the run can only bound (results["bounds"]) shown as one (">= 400") with why."""
 
 from __future__ import annotations
 
@@ -13,6 +14,20 @@ def _number(value: float | None) -> str:
     if abs(value) >= 10:
         return f"{value:.1f}"
     return f"{value:.3g}"
+
+
+BOUND_SIGNS = {"lower": ">= ", "upper": "<= ", "none": "not determined: "}
+
+
+def bounded(text: str, bound: str) -> str:
+    """`text` (a figure as measured) marked with what it shows of the true figure (see run.Bound)."""
+    return BOUND_SIGNS.get(bound, "") + text
+
+
+def _why(results: dict[str, Any], name: str) -> tuple[str, str]:
+    """The bound of figure `name` in `results` ("exact" when not bounded) and why, as a suffix."""
+    found = results.get("bounds", {}).get(name)
+    return (found["bound"], f" ({found['why']})") if found else ("exact", "")
 
 
 def _spread(figure: dict[str, Any]) -> str:
@@ -65,7 +80,10 @@ def table(results: dict[str, Any]) -> str:
             "bare_kib_per_connection",
         ),
     )
-    lines.append(f"| max_streams_at_50tps | {results.get('max_streams_at_50tps')} | | |")
+    bound, why = _why(results, "max_streams_at_50tps")
+    lines.append(
+        f"| max_streams_at_50tps | {bounded(str(results.get('max_streams_at_50tps')), bound)}{why} | | |"
+    )
     for level in results.get("sweep", []):
         streams = level["streams"]
         lines.append(_row(f"ITL p50 ms at {streams} streams", level["itl_p50_ms"]))
@@ -81,11 +99,11 @@ def table(results: dict[str, Any]) -> str:
             for name in ("connects_per_s", "connect_p99_ms", "pong_p50_ms", "pong_p99_ms", "pongs_missed"):
                 lines.append(_row(f"{kind} {name} at {scale['connections']} connections", scale[kind][name]))
     if "scale_out" in results:
-        lines.extend(_scale_out(results["scale_out"]))
+        lines.extend(_scale_out(results["scale_out"], results))
     return "\n".join(lines)
 
 
-def _scale_out(section: dict[str, Any]) -> list[str]:
+def _scale_out(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
     """The scale-out section's rows: its ratios and their parts, then the workers' sweep, each level
     with the server's, Redis's and all generator processes' CPU (cores) in its name."""
     lines = [f"| **scale-out** (Redis {section['redis']}, {section['database']}) | | | |"]
@@ -103,11 +121,23 @@ def _scale_out(section: dict[str, Any]) -> list[str]:
             "redis_kib_per_connection",
         ),
     )
-    workers, embedded = section["workers_max_streams_at_50tps"], section["embedded_max_streams_at_50tps"]
-    lines.append(
-        f"| workers_vs_embedded | {_number(section['workers_vs_embedded'])} "
-        f"({workers} / {embedded} streams) | | |"
+    workers = bounded(
+        str(section["workers_max_streams_at_50tps"]), _why(results, "workers_max_streams_at_50tps")[0]
     )
+    embedded = bounded(
+        str(section["embedded_max_streams_at_50tps"]), _why(results, "max_streams_at_50tps")[0]
+    )
+    bound, why = _why(results, "workers_vs_embedded")
+    lines.append(
+        f"| workers_vs_embedded | {bounded(_number(section['workers_vs_embedded']), bound)} "
+        f"({workers} / {embedded} streams){why} | | |"
+    )
+    full = section.get("machine_full_at")
+    if full:
+        lines.append(
+            f"| the machine was full at {', '.join(map(str, full))} streams of the workers' sweep: "
+            "workers_vs_embedded measures this machine as much as the workers | | | |"
+        )
     for level in section["workers_sweep"]:
         cpu = (
             f"server CPU {level['server_cpu']:.2f}, Redis {level.get('redis_cpu', 0):.2f}, "

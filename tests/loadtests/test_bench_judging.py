@@ -1,0 +1,244 @@
+"""`asp bench` judges a target only on what its run measured: a sweep that passed its top level, a
+failing level the client or the machine may have caused, a generator-bound figure are bounds, and
+a ratio built on a bound is a bound, never a met target it does not prove (pure logic, no run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from loadtests.bench.run import BenchPlan, bounds, ceiling, judge, quotient, targets
+from loadtests.bench.table import table
+from loadtests.cli import bench_exit_code
+
+
+def level(
+    streams: int, passed: bool, generator_cpu: float = 0.1, machine_cpu: float = 1.0, cores: int = 2
+) -> dict[str, Any]:
+    """One sweep level as Bench.sweep_level reports it (the fields the judging reads)."""
+    p99 = {"median": 50.0 if passed else 150.0, "min": 40.0, "max": 160.0, "samples": [50.0] * 3}
+    p99 |= {"generator_cpu": [generator_cpu] * 3, "generator_bound": generator_cpu > 0.8, "load_avg": [1.0]}
+    return {
+        "streams": streams,
+        "processes": 1,
+        "complete_min": streams,
+        "passed": passed,
+        "itl_p50_ms": p99,
+        "itl_p99_ms": p99,
+        "generator_cpu_total": [generator_cpu] * 3,
+        "server_cpu": 0.9,
+        "server_busiest_cpu": 0.9,
+        "machine_cpu": machine_cpu,
+        "cores": cores,
+    }
+
+
+def sweep(*passed: int, failed: tuple[int, ...] = (), **failing: Any) -> list[dict[str, Any]]:
+    return sorted(
+        [level(n, True) for n in passed] + [level(n, False, **failing) for n in failed],
+        key=lambda found: int(found["streams"]),
+    )
+
+
+def run(embedded: list[dict[str, Any]], workers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The sweep parts of a run's results, as run_bench assembles them."""
+    results: dict[str, Any] = {"sweep": embedded, "max_streams_at_50tps": ceiling(embedded)["streams"]}
+    if workers is not None:
+        best = ceiling(workers)["streams"]
+        results["scale_out"] = {
+            "redis": "redis://127.0.0.1:6379/0",
+            "database": "a SQLite file per server",
+            "workers": 2,
+            "embedded_max_streams_at_50tps": results["max_streams_at_50tps"],
+            "workers_max_streams_at_50tps": best,
+            "workers_vs_embedded": best / max(1, results["max_streams_at_50tps"]),
+            "machine_full_at": [int(w["streams"]) for w in workers if w["machine_cpu"] >= 1.8],
+            "workers_sweep": workers,
+        }
+    results["bounds"] = bounds(results)
+    return results
+
+
+def test_a_sweep_that_passes_its_top_level_reports_a_lower_bound_not_a_ceiling() -> None:
+    found = ceiling(sweep(10, 100, 400))
+    assert (found["streams"], found["bound"]) == (400, "lower")
+    assert "ceiling not reached" in found["why"]
+
+
+def test_a_sweep_that_fails_on_the_servers_account_reports_its_ceiling() -> None:
+    assert ceiling(sweep(10, 100, 400, 450, failed=(500,))) == {"streams": 450, "bound": "exact", "why": ""}
+    assert ceiling(sweep(failed=(10,)))["streams"] == 0  # below the first level: exact, and 0
+
+
+@pytest.mark.parametrize(
+    ("failing", "said"),
+    [
+        ({"generator_cpu": 0.95}, "generator-bound at its first failing level, 500 streams"),
+        ({"machine_cpu": 1.97}, "machine full at its first failing level, 500 streams (1.97 of 2 cores)"),
+    ],
+)
+def test_a_failure_the_client_or_the_machine_may_have_caused_bounds_the_ceiling(failing, said) -> None:
+    found = ceiling(sweep(10, 400, failed=(500,), **failing))
+    assert (found["streams"], found["bound"]) == (400, "lower") and said in found["why"]
+
+
+def test_the_first_failure_decides_not_a_later_refined_pass() -> None:
+    """Refined levels sit between the last passed and the first failed: the ceiling is below the
+    lowest failed level, whatever the order they ran in."""
+    found = ceiling(sweep(10, 400, 450, failed=(475, 500)))
+    assert (found["streams"], found["bound"]) == (450, "exact")
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "bound", "verdict"),
+    [
+        (">=", 1.6, "exact", "met"),
+        (">=", 1.4, "exact", "missed"),
+        (">=", 1.6, "lower", "met"),  # at least 1.6: proven
+        (">=", 1.4, "lower", "not determined"),
+        (">=", 1.6, "upper", "not determined"),  # at most 1.6: may be under 1.5
+        (">=", 1.4, "upper", "missed"),  # at most 1.4: proven short
+        (">=", 1.6, "none", "not determined"),
+        ("<", 1.4, "upper", "met"),
+        ("<", 1.6, "upper", "not determined"),
+        ("<", 1.6, "lower", "missed"),
+        ("<", 1.5, "lower", "missed"),  # at least the target itself is not under it
+        ("<=", 1.5, "upper", "met"),
+        ("<=", 1.4, "lower", "not determined"),
+    ],
+)
+def test_a_bound_proves_a_target_only_from_the_targets_side(op, value, bound, verdict) -> None:
+    assert judge(op, 1.5, value, bound) == verdict
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom", "quotient_bound"),
+    [
+        ("exact", "exact", "exact"),
+        ("exact", "lower", "upper"),  # workers / (at least the embedded): at most the ratio shown
+        ("lower", "exact", "lower"),
+        ("lower", "upper", "lower"),
+        ("lower", "lower", "none"),
+        ("upper", "lower", "upper"),
+        ("exact", "none", "none"),
+    ],
+)
+def test_a_ratio_is_bounded_as_the_arithmetic_allows(top, bottom, quotient_bound) -> None:
+    assert quotient(top, bottom) == quotient_bound
+
+
+def test_todays_false_pass_embedded_at_its_top_level_is_not_a_met_ratio() -> None:
+    """The run that reported workers_vs_embedded = 650/400 "met": the embedded sweep passed its
+    top level, 400, so 400 is a lower bound; the workers failed at 700 with the machine full."""
+    embedded = sweep(10, 100, 200, 300, 400)
+    workers = sweep(10, 100, 400, 600, 650, failed=(700, 800), machine_cpu=1.97)
+    results = run(embedded, workers)
+    judged = targets(results, BenchPlan())
+    assert judged["max_streams_at_50tps"] | {"why": ""} == {
+        "value": 400,
+        "target": ">= 200",
+        "verdict": "met",  # a lower bound above the target proves it
+        "met": True,
+        "bound": "lower",
+        "why": "",
+    }
+    ratio = judged["workers_vs_embedded"]
+    assert (ratio["value"], ratio["verdict"], ratio["met"], ratio["bound"]) == (
+        1.625,
+        "not determined",
+        False,
+        "none",
+    )
+    assert "embedded sweep passed its top level, 400 streams" in ratio["why"]
+    assert "workers' sweep had the machine full at its first failing level, 700 streams" in ratio["why"]
+    assert bench_exit_code(results | {"targets": judged}) == 3
+    shown = table(results)
+    assert "| max_streams_at_50tps | >= 400 (passed its top level, 400 streams" in shown
+    assert (
+        "| workers_vs_embedded | not determined: 1.62 (>= 650 / >= 400 streams) (the embedded sweep" in shown
+    )
+    assert "the machine was full at 700, 800 streams of the workers' sweep" in shown
+
+
+@pytest.mark.parametrize(
+    ("workers_best", "verdict"),
+    [(650, "not determined"), (550, "missed")],  # an upper bound under the target proves a miss
+)
+def test_with_the_embedded_ceiling_not_reached_the_ratio_is_an_upper_bound(workers_best, verdict) -> None:
+    results = run(sweep(10, 400), sweep(10, workers_best, failed=(workers_best + 50,)))
+    judged = targets(results, BenchPlan())["workers_vs_embedded"]
+    assert (judged["bound"], judged["verdict"]) == ("upper", verdict)
+
+
+def test_both_ceilings_found_on_the_servers_account_judge_the_ratio_as_measured() -> None:
+    results = run(sweep(10, 400, failed=(500,)), sweep(10, 650, failed=(700,)))
+    assert results["bounds"] == {}
+    judged = targets(results, BenchPlan())
+    assert judged["workers_vs_embedded"] == {
+        "value": 1.625,
+        "target": ">= 1.5",
+        "verdict": "met",
+        "met": True,
+    }
+    assert bench_exit_code(results | {"targets": judged}) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "median", "verdict"),
+    [
+        ("server_vs_framework", 0.95, "met"),  # a busy client read at least this share
+        ("server_vs_framework", 0.85, "not determined"),
+        ("pong_p99_ms", 40.0, "met"),  # a busy client only adds to a round trip
+        ("pong_p99_ms", 60.0, "not determined"),
+        ("ttft_ratio", 1.1, "not determined"),  # both TTFTs crossed the busy client
+    ],
+)
+def test_a_generator_bound_figure_is_judged_on_what_a_busy_client_still_shows(name, median, verdict) -> None:
+    figure = {"median": median, "min": median, "max": median, "samples": [median] * 3}
+    results = {name: figure | {"generator_cpu": [0.9] * 3, "generator_bound": True}}
+    judged = targets(results, BenchPlan())[name]
+    assert judged["verdict"] == verdict and "generator-bound" in judged["why"]
+    calm = {name: figure | {"generator_cpu": [0.1] * 3, "generator_bound": False}}
+    assert "bound" not in targets(calm, BenchPlan())[name]
+
+
+@pytest.mark.parametrize(("p99", "verdict"), [(1.4, "not determined"), (60.0, "missed")])
+def test_pings_left_without_a_pong_make_the_pong_p99_a_lower_bound(p99, verdict) -> None:
+    """The p99 is over the pongs that came back; a ping with none within the interval (1 s and
+    more, far above the 50 ms target) is the slowest of all, so the true p99 is at least the one shown."""
+    figure = {"median": p99, "min": p99, "max": p99, "samples": [p99] * 3, "generator_bound": False}
+    missed = {"median": 0, "min": 0, "max": 3, "samples": [0, 0, 3], "generator_bound": False}
+    results = {"pong_p99_ms": figure, "connection_scale": {"server": {"pongs_missed": missed}}}
+    judged = targets(results, BenchPlan())["pong_p99_ms"]
+    assert (judged["bound"], judged["verdict"], judged["met"]) == ("lower", verdict, False)
+    assert judged["why"].startswith("3 pings in a repeat had no pong")
+    busy = {
+        name: dict(found, generator_bound=True) for name, found in results.items() if name == "pong_p99_ms"
+    }
+    assert targets(results | busy, BenchPlan())["pong_p99_ms"]["bound"] == "none"  # upper and lower: neither
+
+
+@pytest.mark.parametrize(("share", "verdict"), [(1.007, "not determined"), (0.85, "missed")])
+def test_a_ratio_over_a_floor_the_machine_slowed_is_an_upper_bound(share, verdict) -> None:
+    """The framework floor runs in process, CPU-bound (one core alone): given less, it reads low
+    and the server's share of it high, as in a quick run beside a busy suite (0.29 of a core, 3.8)."""
+    ratio = {"median": share, "min": share, "max": share, "samples": [share] * 3, "generator_bound": False}
+    starved = {"median": 0.7, "min": 0.29, "max": 0.774, "samples": [0.774, 0.7, 0.29]}
+    results = {"server_vs_framework": ratio, "framework_process_cpu": starved}
+    judged = targets(results, BenchPlan())["server_vs_framework"]
+    assert (judged["bound"], judged["verdict"], judged["met"]) == ("upper", verdict, False)
+    assert judged["why"].startswith("the framework floor got 0.29 of a core in a repeat")
+    alone = results | {
+        "framework_process_cpu": {"median": 1.0, "min": 0.994, "max": 1.0, "samples": [1.0] * 3}
+    }
+    assert "bound" not in targets(alone, BenchPlan())["server_vs_framework"]
+
+
+def test_the_quick_plan_stays_quick_and_does_not_judge_the_sweeps() -> None:
+    quick = BenchPlan.quick()
+    assert quick.sweep == (2, 4)
+    assert not quick.applies("max_streams_at_50tps") and not quick.applies("workers_vs_embedded")
+    full = BenchPlan()
+    assert full.applies("max_streams_at_50tps") and full.applies("workers_vs_embedded")
+    assert list(full.sweep) == sorted(full.sweep) and max(full.sweep) >= 1.5 * 800
