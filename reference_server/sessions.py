@@ -169,24 +169,39 @@ class Session:
 
     def relay(self, seq: int, text: str) -> None:
         """An event another process sequenced for this session: kept for replay and delivered.
-        While a pin holds (a resume of a mirrored session, before its connection attaches), it
-        waits in order, as an outbox event would, and the pump keeps it from then on."""
+        It waits in order, as an outbox event would, while keeping it would evict an event a pin
+        holds (a resume of a mirrored session, before its connection attaches) or one the attached
+        connection has not been sent yet (a batch, or a burst faster than the socket is written);
+        the pump keeps it once it can no longer evict one, and sends it. What waits is bounded as
+        an outbox is (ASP-LIM-005): beyond, the pins are given up and the connection closed 4004."""
         newest = self._relayed[-1][0] if self._relayed else self.seq
         if self.closed or seq <= newest:
             return
-        if self._relayed or self._held():
+        if self._relayed or self._relay_held():
             self._relayed.append((seq, text))
             self._relayed_bytes += len(text)
             limits = self.limits
             why = outbox_overflow(
                 len(self._relayed), self._relayed_bytes, limits.max_pending_events, limits.max_pending_bytes
             )
-            if why is not None and self._pins:
-                self._give_up_pins(why)
+            if why is not None:
+                if self._pins:
+                    self._give_up_pins(why)
+                if self._sink is not None:
+                    self._drop_slow_consumer(self._sink, why)
             self._wake()
             return
         self._keep_relayed(seq, text)
         self._wake()
+
+    def _relay_held(self) -> bool:
+        """Whether keeping the next relayed event would evict a pinned one from the replay buffer,
+        or one the attached connection has not been sent yet."""
+        sink = self._sink
+        if sink is None:
+            return self._held()
+        first = min(self._pins, default=sink.cursor + 1)
+        return self.seq + 1 - (self._buffer.maxlen or 1) >= min(first, sink.cursor + 1)
 
     def _keep_relayed(self, seq: int, text: str) -> None:
         if seq != self.seq + 1:  # a gap: texts are placed by position from the newest seq
@@ -372,8 +387,8 @@ class Session:
                     self._drop_slow_consumer(sink, "fell out of the replay window")
                     continue
                 await self._deliver(sink, *entry)
-            elif self._relayed:  # a mirrored session's events held by a pin: kept one at a time
-                if self._held():
+            elif self._relayed:  # a mirrored session's held events: kept one at a time, then sent
+                if self._relay_held():  # a pin (the connection is caught up here: never its cursor)
                     self._unpinned = self._loop.create_future()
                     await self._unpinned
                     continue

@@ -209,3 +209,20 @@ async def test_a_resume_on_the_other_process_keeps_its_replay_while_the_switch_w
     assert seen + text_of(received) == fixture_text(tokens)
     assert second.violations == [] and second.close_code is None
     await second.close()
+
+
+async def test_a_resume_on_the_other_process_of_a_fast_run_gets_every_event(pair: Pair) -> None:
+    """A small replay_window: the mirror relays the home's stream in batches (the replay at once,
+    then what each read finds); what its connection has not been sent yet is never evicted, so a
+    client that keeps up gets every event, no gap, to `complete`, and is never closed 4004. Paced so
+    that the resume is still within the window when it is decided (5 x 100 ms after the abort)."""
+    tokens = 100
+    a, b = pair(replay_window=5)
+    session, last_seq, seen = await _start_then_drop(a, "fast-mover", f"asp-fixture:slow {tokens} 100")
+    second = await _resume(b, "fast-mover", session, last_seq)
+    received = await _until_complete(second)
+    assert [e["seq"] for e in received] == list(range(last_seq + 1, last_seq + 1 + len(received)))
+    assert seen + text_of(received) == fixture_text(tokens)
+    assert received[-1]["finish_reason"] == "stop"
+    assert second.violations == [] and second.close_code is None
+    await second.close()

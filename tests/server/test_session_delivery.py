@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from reference_server.sessions import DeliveryLimits, Session, SessionStore
+from reference_server.sessions import DeliveryLimits, Session, SessionStore, SinkClosed
 
 LIMITS = DeliveryLimits(
     replay_window=100,
@@ -232,4 +232,61 @@ async def test_a_pinned_mirror_holds_what_it_relays_until_the_resume_attaches() 
     session.attach(sink, after_seq=4)
     await session.flush(timeout=5.0)
     assert [e["seq"] for e in sink.awaited] == list(range(5, 15))
+    await session.close()
+
+
+class BlockedSink(RecordingSink):
+    """A connection whose client never reads: nothing is written at once, a send never returns."""
+
+    def __init__(self) -> None:
+        super().__init__(ready=False)
+        self.gone = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        await self.gone.wait()  # until closed: a closed connection's send fails
+        raise SinkClosed
+
+    async def close(self, code: int, reason: str = "") -> None:
+        await super().close(code, reason)
+        self.gone.set()
+
+
+async def test_a_mirror_holds_what_it_relays_until_its_connection_is_sent_it() -> None:
+    """A batch relayed at once, larger than replay_window, to a connection that takes every frame:
+    nothing it has not been sent yet is evicted, so it gets every event in order and is not closed
+    4004 (only a slow consumer is, ASP-LIM-005)."""
+    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=PINNED_LIMITS)
+    session.seq = 4
+    sink = RecordingSink(ready=True)
+    session.attach(sink)
+    count = PINNED_LIMITS.max_pending_events  # a batch as large as the bound allows, window 3
+    for seq in range(5, 5 + count):
+        session.relay(seq, json.dumps({"type": "pong", "seq": seq}))
+    await session.flush(timeout=5.0)
+    assert sink.closed == []
+    assert [e["seq"] for e in sink.now + sink.awaited] == list(range(5, 5 + count))
+    assert session.seq == 4 + count and session.oldest_kept_seq == 2 + count
+    await session.close()
+
+
+async def test_a_mirror_closes_a_connection_that_never_drains_once_what_it_holds_is_over_the_bound() -> None:
+    limits = DeliveryLimits(
+        replay_window=3,
+        send_timeout_s=600,
+        max_pending_events=20,
+        max_coalesced_chars=1000,
+        max_event_bytes=65536,
+    )
+    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=limits)
+    sink = BlockedSink()
+    session.attach(sink)
+    for seq in range(1, 1 + 3 + limits.max_pending_events):  # the window, then the bound: still held
+        session.relay(seq, json.dumps({"type": "pong", "seq": seq}))
+    await settle()
+    assert sink.closed == [] and session.attached
+    session.relay(24, json.dumps({"type": "pong", "seq": 24}))  # one over the bound
+    await settle()
+    assert sink.closed == [4004] and not session.attached
+    await session.flush(timeout=5.0)
+    assert session.seq == 24 and session.oldest_kept_seq == 22  # kept for a resume as before
     await session.close()
