@@ -57,8 +57,10 @@ async def _quiet_until_closed(
     and the idle timeout in seconds."""
     idle = _idle_seconds(ctx)
     wait = ctx.real_time(idle + _grace(ctx, idle), "waiting out the announced idle timeout")
-    client, _ = await ctx.connect(keepalive=False)
+    # Before the connect: a server may start its idle clock when it accepts, and a busy machine
+    # can put that well before the kit reads `session`; only this instant cannot be after it.
     opened = time.monotonic()
+    client, _ = await ctx.connect(keepalive=False)
     alongside = asyncio.create_task(beside(client, idle)) if beside is not None else None
     try:
         code = await ctx.closed_with(client, wait, scaled=False)
@@ -88,7 +90,9 @@ async def pings_keep_alive(ctx: CaseContext) -> None:
     deadline = time.monotonic() + span
     number = 0
     while time.monotonic() < deadline:
-        await ctx.sleep(min(interval, max(0.0, deadline - time.monotonic())), "the next keepalive ping")
+        # Paced from the last ping sent, not from its pong: a slow pong must not stretch the gap.
+        due = min(client.last_sent + interval, deadline)
+        await ctx.sleep(max(0.0, due - time.monotonic()), "the next keepalive ping")
         number += 1
         await ctx.alive(client, "ASP-HB-003", f"keepalive-{number}")
     ctx.check(client.close_code is None, "ASP-HB-003", f"closed with {client.close_code} despite pings")
@@ -175,9 +179,15 @@ async def idle_counts_from_run_end(ctx: CaseContext) -> None:
     wait = ctx.real_time(idle + _grace(ctx, idle), "a full idle timeout after the run")
     client, _ = await ctx.connect(conversation_id="new", keepalive=False)
     message_id = await ctx.send_message(client, f"asp-fixture:slow {tokens} {pace_ms}")
+    sent = client.last_sent
     started = await ctx.started(client, message_id)
     complete = await ctx.completion(client, started["run_id"], lasts=lasts)
-    quiet_since = max(client.arrival(complete) or time.monotonic(), client.last_sent)
+    # The server's complete left no earlier than `lasts` after the message was sent (the fixture
+    # paces the run) and no later than it arrived here, which a busy machine can make late. The
+    # quiet period is counted from the earlier of the two, so a slow delivery of the complete
+    # cannot make a timer that counts from it look early.
+    ended = min(client.arrival(complete) or time.monotonic(), sent + lasts)
+    quiet_since = max(ended, client.last_sent)
     code = await ctx.closed_with(client, wait, scaled=False)
     quiet = time.monotonic() - quiet_since
     ctx.check(

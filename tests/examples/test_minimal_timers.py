@@ -31,16 +31,20 @@ async def test_websocket_pings_do_not_keep_a_connection_from_idling_out(
     opened = time.monotonic()
     client = await connect(server, "pinger")
     await client.expect("session", 5)
-    for _ in range(8):  # control frames only, every 200 ms, for 1.6 s
-        if client.websocket.close_code is not None:
-            break
+    # Control frames only, every 200 ms, for as long as ten idle periods: a server that counted
+    # them as activity never closes while they flow; the minimal server closes about one idle
+    # period after the connect, however late a busy machine runs this loop.
+    pinging_until = opened + 10.0
+    while client.websocket.close_code is None and time.monotonic() < pinging_until:
         try:
             await client.websocket.ping()
         except Exception:
             break
         await asyncio.sleep(0.2)
+    closed_while_pinging = time.monotonic() < pinging_until
     assert await client.wait_closed(5) == 4003
-    assert 0.9 <= time.monotonic() - opened < 2.5
+    assert closed_while_pinging, "the connection outlived ten idle periods of pings: pings kept it open"
+    assert time.monotonic() - opened >= 0.9  # not before its idle period
 
 
 async def test_the_idle_period_counts_from_the_end_of_the_last_run(make_minimal: Starter, connect: Opener):
@@ -78,32 +82,33 @@ async def stalled_client(server: MinimalServer, user: str) -> ClientConnection:
 async def test_a_client_that_stops_reading_is_closed_4004_and_nobody_else_waits(
     make_minimal: Starter, connect: Opener
 ):
-    # The send timeout is far longer than the bound on the other connection's pings, so a server
-    # that made everybody wait on the stalled writer fails this on any machine, busy or quiet.
-    server = make_minimal(send_timeout_ms=4000, max_pending_events=200, replay_window=3000)
+    # A server that made everybody wait on the stalled writer holds the other connection's pongs
+    # for about the send timeout; one that does not answers them at once. The deadline sits far
+    # below the send timeout and far above anything a busy machine adds (the run's 16 MB store is
+    # written in the server's event loop: 0.6 s measured with four CPU hogs beside it).
+    send_timeout_s = 30.0
+    server = make_minimal(
+        send_timeout_ms=int(send_timeout_s * 1000), max_pending_events=200, replay_window=3000
+    )
     stalled = await stalled_client(server, "stalled")
     session = json.loads(await stalled.recv())
     other = await connect(server, "reader")
-    await other.expect("session", 5)
+    await other.expect("session", 10)
     stalled.transport.pause_reading()
     await stalled.send(json.dumps({"type": "message", "content": "asp-fixture:bulk 2000 8192"}))  # 16 MB
-    worst = 0.0
-    for number in range(10):  # meanwhile another connection is served promptly
-        sent = time.monotonic()
+    for number in range(10):  # meanwhile another connection is served without the stalled one's wait
         await other.send({"type": "ping", "id": f"p{number}"})
-        await other.expect(lambda e, n=number: e.get("id") == f"p{n}", 5)
-        worst = max(worst, time.monotonic() - sent)
+        await other.expect(lambda e, n=number: e.get("id") == f"p{n}", send_timeout_s / 3)
         await asyncio.sleep(0.1)
-    assert worst < 2.0
     stalled.transport.resume_reading()
     with pytest.raises(ConnectionClosed):
         while True:
             await asyncio.wait_for(stalled.recv(), 10)
     assert stalled.close_code in (4004, None)  # None: aborted before the close frame could leave
     again = await connect(server, "stalled", conversation_id=session["conversation_id"])
-    await again.expect("history", 5)
+    await again.expect("history", 10)
     await again.send({"type": "resume", "session_id": session["session_id"], "last_seq": 1})
-    resumed = await again.expect("resumed", 5)
+    resumed = await again.expect("resumed", 10)
     assert resumed["replay_from"] == 2 and resumed["replay_count"] == 2002  # run_started, deltas, complete
-    complete = await again.expect("complete", 10)
+    complete = await again.expect("complete", 30)  # after 16 MB of replay
     assert complete["finish_reason"] == "stop"

@@ -158,7 +158,12 @@ def test_soak_holds_idle_connections_without_drops(load_server, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert summary["connections"]["accepted"] == 6
     assert summary["connections"]["dropped_by_code"] == {} and summary["errors"] == 0
-    assert summary["samples"]["ping_ms"] >= 6 * 5
+    # Every ping answered and measured, and each connection pinged more than once: a user pings on
+    # opening and again each 0.5 s. Not a count from the nominal 4 s: a busy machine leaves Locust
+    # less of it (36 pings in 3.0 s measured at load 14, 48 in 3.7 s), and the count says nothing
+    # more about drops than dropped_by_code does.
+    assert summary["pings"] == {"attempted": summary["samples"]["ping_ms"], "failed": 0}
+    assert summary["samples"]["ping_ms"] >= 6 * 2
 
 
 def test_distributed_workers_merge_into_the_same_totals_locust_counts(load_server, tmp_path):

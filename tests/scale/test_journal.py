@@ -5,6 +5,7 @@ to exactly the replay window (ASP-RES-001, ASP-RES-003, ASP-RES-007). A real hub
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -93,9 +94,11 @@ async def test_the_stream_holds_each_event_as_sent_within_the_replay_window(tmp_
 
 
 async def test_a_carried_session_outlives_its_ttl_in_redis_and_a_left_one_expires(tmp_path: Path) -> None:
-    """While a connection carries it, the session's keys are renewed (the TTL is 2 s here, the wait
-    four times as long); once it is left, they expire (ASP-RES-003)."""
-    async with redis_hub(tmp_path, session_ttl_ms=2000) as (hub, client):
+    """While a connection carries it, the session's keys are renewed: they still exist a whole TTL
+    (2 s here) after they were first seen with one, and their TTL was seen to rise again at least
+    twice; once it is left, they expire (ASP-RES-003)."""
+    ttl_s = 2.0
+    async with redis_hub(tmp_path, session_ttl_ms=int(ttl_s * 1000)) as (hub, client):
         assert hub.shared is not None
         session = await hub.open_session("ttl-user", "conv_ttl")
         sink = Collecting()
@@ -103,7 +106,21 @@ async def test_a_carried_session_outlives_its_ttl_in_redis_and_a_left_one_expire
         session.emit(events.pong("carried"))
         await session.flush()
         keys = [hub.shared.stream_key(session.id), hub.shared.meta_key(session.id)]
-        await asyncio.sleep(8)
+        deadline = time.monotonic() + 30  # a renewal every quarter TTL: two come within one TTL
+        for _ in range(500):
+            if (last := await client.pttl(keys[0])) > 0:
+                break
+            await asyncio.sleep(0.02)
+        assert last > 0, "the session's stream never got a TTL"
+        # Unrenewed, the keys would be gone by `seen` + TTL: existing past it, they were renewed.
+        seen, renewals = time.monotonic(), 0
+        while time.monotonic() < seen + ttl_s + 0.25 or renewals < 2:
+            assert time.monotonic() < deadline, f"{renewals} renewals in 30 s"
+            await asyncio.sleep(0.05)
+            now = await client.pttl(keys[0])
+            assert now > 0, f"the carried session's stream expired ({now}) after {renewals} renewals"
+            renewals += now > last
+            last = now
         assert await client.exists(*keys) == 2
         session.detach(sink)
         for _ in range(100):  # gone within the TTL and a renewal interval; 10 s at most

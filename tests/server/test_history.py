@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -14,6 +17,22 @@ from tests.support.server import ServerProcess
 def plain(entry: dict) -> dict:
     """A history entry without its ids (run_id, message_id), for comparing content."""
     return {k: v for k, v in entry.items() if k not in ("run_id", "message_id")}
+
+
+async def history_once(
+    server: ServerProcess, connect: Callable[..., Any], user: str, conversation: str, stored: int
+) -> list[dict[str, Any]]:
+    """The conversation's history as a new connection of `user` gets it, once it holds `stored`
+    entries: reconnecting while a run the server carries on alone has not been stored yet (a busy
+    machine can make a run of 0.6 s take much longer), for at most 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        again = await connect(server, user=user, conversation_id=conversation)
+        messages: list[dict[str, Any]] = (await again.expect("history", 10))["messages"]
+        await again.close()
+        if len(messages) >= stored or time.monotonic() > deadline:
+            return messages
+        await asyncio.sleep(0.2)
 
 
 async def test_reconnect_gets_history_and_the_next_answer_sees_earlier_turns(server: ServerProcess, connect):
@@ -86,9 +105,8 @@ async def test_a_client_killed_mid_run_loses_nothing(server: ServerProcess, conn
     await client.send({"type": "message", "content": "asp-fixture:slow 30 20"})
     await client.expect("text_delta")
     client.abort()
-    await asyncio.sleep(1.2)  # the run goes on without the client: 30 tokens x 20 ms
-    again = await connect(server, user="his-d", conversation_id=conversation)
-    messages = (await again.expect("history"))["messages"]
+    await asyncio.sleep(0.6)  # the run goes on without the client: 30 tokens x 20 ms
+    messages = await history_once(server, connect, "his-d", conversation, stored=2)
     assert plain(messages[-1]) == {"role": "assistant", "content": fixture_text(30)}
 
 
@@ -135,9 +153,8 @@ async def test_a_superseded_connections_run_finishes_and_is_stored(server: Serve
     second = await connect(server, user="his-e", conversation_id=conversation)
     await second.expect("session")
     assert await first.wait_closed(5) == 4002
-    await asyncio.sleep(0.8)
-    third = await connect(server, user="his-e", conversation_id=conversation)
-    messages = (await third.expect("history"))["messages"]
+    await asyncio.sleep(0.4)  # the superseded run goes on: 20 tokens x 20 ms
+    messages = await history_once(server, connect, "his-e", conversation, stored=2)
     assert messages[-1]["content"] == fixture_text(20)
 
 
