@@ -63,12 +63,17 @@ class Hub:
     def __post_init__(self) -> None:
         settings = self.settings
         self.sessions = SessionStore(ttl_s=settings.session_ttl_ms / 1000)
-        if settings.redis_url:  # several processes act as one server: shared state, no history cache
+        if settings.redis_url:  # several processes act as one server: shared state, checked caches
             from reference_server import redis_state
 
             self.redis = redis_state.connect(settings.redis_url)
             prefix = settings.redis_prefix
-            self.store = SqlConversationStore(settings.database_url, cache_size=0)
+            self.store = SqlConversationStore(
+                settings.database_url,
+                settings.history_cache_size,
+                settings.history_cache_bytes,
+                versions=redis_state.RedisHistoryVersions(self.redis, prefix),
+            )
             self.registry = redis_state.RedisRegistry(
                 self.redis,
                 prefix,
