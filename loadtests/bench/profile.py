@@ -67,11 +67,18 @@ async def _scenario(
             "connect_p99_ms": measure.percentile(connects, 0.99),
         }
     if name == "ttft":
+        cpu_before = _cpu_s(served.process.pid)
         outcome = await measure.server_stream(served.url, tokens, 200)
+        # per one-token run, its connection's open included (and the 200-token stream before them)
+        cpu_per_run = (_cpu_s(served.process.pid) - cpu_before) / max(1, count - 1) * 1e6
         if os.environ.get("ASP_PROFILE_MODULE"):  # an instrumented wrapper: ask it for its figures
             served.process.send_signal(signal.SIGUSR2)
             await asyncio.sleep(0.5)
-        return {"ttft_p50_ms": outcome["ttft_p50_ms"], "tokens_per_s": outcome["tokens_per_s"]}
+        return {
+            "ttft_p50_ms": outcome["ttft_p50_ms"],
+            "tokens_per_s": outcome["tokens_per_s"],
+            "server_cpu_us_per_run": cpu_per_run,
+        }
     if name == "stream":
         rates, cpus = [], []
         for _ in range(3):
