@@ -278,10 +278,11 @@ class SqlConversationStore(ConversationStore):
 
     Loads are served from a bounded cache of decoded exchanges (a database read is half a
     millisecond on the time-to-first-token path). The cache is only ever appended to, like the
-    table, and is exact while this process is the only writer (else see `versions` below). It holds at most `cache_size` conversations and at most
-    `cache_bytes` of their stored JSON (a conversation larger alone is not cached): bounded in
-    bytes, not only in conversations, so a few huge answers cannot pin memory. The conversation each
-    user last bound is cached likewise (`LatestCache`, at most `cache_size` users).
+    table, and is exact while this process is the only writer (else see `versions` below). It
+    holds at most `cache_size` conversations and at most `cache_bytes` of their stored JSON (a
+    conversation larger alone is not cached): bounded in bytes, not only in conversations, so a few
+    huge answers cannot pin memory. The conversation each user last bound is cached likewise
+    (`LatestCache`, at most `cache_size` users).
 
     With `versions` (several processes share the database through Redis) each cached conversation
     is checked against its token (`HistoryVersions`) before it is used: one Redis round trip instead
