@@ -88,7 +88,10 @@ async def _scenario(
             # the whole call (a warm-up stream, the long one, a one-token run); per 1,000 tokens
             cpu = _cpu_s(served.process.pid) - cpu_before
             cpus.append(cpu / (outcome["tokens"] + min(count, 500) + 1) * 1e6)
-        return {"tokens_per_s": statistics.median(rates), "server_cpu_ms_per_1000_tokens": statistics.median(cpus)}
+        return {
+            "tokens_per_s": statistics.median(rates),
+            "server_cpu_ms_per_1000_tokens": statistics.median(cpus),
+        }
     if name == "paced":
         warm = [mint(f"profile-warm-{i}-{secrets.token_hex(3)}", secret) for i in range(10)]
         await measure.paced_streams(served.url, warm, 0, 10, 20, 20, 1)  # lazy imports, caches
