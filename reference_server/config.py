@@ -120,7 +120,8 @@ class Settings(BaseSettings):
         default=10_000,
         ge=0,
         description="Conversations kept in a write-through cache, and users whose last bound conversation "
-        "is kept; 0 when several processes share the database.",
+        "is kept; with ASP_REDIS_URL each use of a cached conversation is checked against a version in "
+        "Redis, and bindings are not cached.",
     )
     history_cache_bytes: int = Field(
         default=64 * 1024 * 1024,

@@ -182,7 +182,7 @@ class Connection:
         self._enter_session(session)
         context = {"asp": {"user": user_id, "session": session.id}}
         log.info("session opened", extra=context)
-        history = await self.hub.history_event(session)
+        history = await self.hub.history_event(session, bound.created)
         await self.carry_out(core.opening(self.hub.session_event(session), history, bound.refused))
         if self.superseded:
             await self.carry_out(core.on_superseded(self.state))

@@ -34,10 +34,12 @@ log = get_logger("hub")
 
 @dataclass(frozen=True)
 class Bound:
-    """The conversation a new session binds, and whether the requested one was refused."""
+    """The conversation a new session binds, whether the requested one was refused, and whether it
+    was created for this session (then it has no history: its id was never given out)."""
 
     conversation_id: str
     refused: bool
+    created: bool = False
 
 
 @dataclass
@@ -61,12 +63,17 @@ class Hub:
     def __post_init__(self) -> None:
         settings = self.settings
         self.sessions = SessionStore(ttl_s=settings.session_ttl_ms / 1000)
-        if settings.redis_url:  # several processes act as one server: shared state, no history cache
+        if settings.redis_url:  # several processes act as one server: shared state, checked caches
             from reference_server import redis_state
 
             self.redis = redis_state.connect(settings.redis_url)
             prefix = settings.redis_prefix
-            self.store = SqlConversationStore(settings.database_url, cache_size=0)
+            self.store = SqlConversationStore(
+                settings.database_url,
+                settings.history_cache_size,
+                settings.history_cache_bytes,
+                versions=redis_state.RedisHistoryVersions(self.redis, prefix),
+            )
             self.registry = redis_state.RedisRegistry(
                 self.redis,
                 prefix,
@@ -160,7 +167,7 @@ class Hub:
             if latest is not None:
                 return Bound(latest, refused=False)
         refused = binding in (Binding.NAMED, Binding.UNKNOWN)
-        return Bound(await self.store.create(user_id), refused=refused)
+        return Bound(await self.store.create(user_id), refused=refused, created=True)
 
     async def open_session(self, user_id: str, conversation_id: str) -> Session:
         session = Session(
@@ -197,8 +204,13 @@ class Hub:
             version=__version__,
         )
 
-    async def history_event(self, session: Session) -> events.Event | None:
-        """The conversation's history, or None when it has none (ASP-SES-005)."""
+    async def history_event(self, session: Session, created: bool = False) -> events.Event | None:
+        """The conversation's history, or None when it has none (ASP-SES-005). `created`: the
+        conversation was created for this session, so nothing can have been stored in it yet (no
+        client knows its id): no read. With shared state the store has no cache, and this read was
+        most of a connect's CPU (two queries, bench: connects/s)."""
+        if created:
+            return None
         shown = entries(await self.store.load(session.conversation_id, session.user_id))
         return events.history(session.conversation_id, shown) if shown else None
 

@@ -178,7 +178,7 @@ class LatestCache:
     conversation_id then reads no database.
 
     Exact while this process is the only writer of the table (a deployment sharing its state
-    through Redis sets size 0, as for the history cache). A value is kept only from a moment it
+    through Redis sets size 0). A value is kept only from a moment it
     was certain: a write of the user's binding (create, bind) that no other write of that user
     overlapped, or a read that no write of anyone began during (nor was in flight at its start).
     Every write of a user's binding forgets the user's value when it begins; an eviction only
@@ -235,6 +235,33 @@ class LatestCache:
             self._known.popitem(last=False)
 
 
+class HistoryVersions(Protocol):
+    """Where several processes write one database, what tells a process whether its cached copy of a
+    conversation is still the stored one (reference_server.redis_state.RedisHistoryVersions): a
+    token per conversation, replaced after every append, and a count of appends in flight.
+
+    A copy read while no append was in flight is kept with the token read before it; it is used
+    while that token is current and no append is in flight. An append announces itself (`begin`)
+    before its transaction and replaces the token after it (`end`), so a copy that could be older
+    than the table never matches; a process that dies between the two leaves its append counted,
+    and no copy of that conversation is used until the token's key expires."""
+
+    async def current(self, conversation_id: str) -> str | None:
+        """The conversation's token, or None when an append is in flight (no copy may be used)."""
+        ...
+
+    async def fresh(self, conversation_ids: list[str]) -> list[str]:
+        """Tokens for conversations just created (empty, their ids given to no one yet)."""
+        ...
+
+    async def begin(self, conversation_id: str) -> None: ...
+
+    async def end(self, conversation_id: str) -> tuple[str, int, str]:
+        """After the append's transaction: (the token it replaced, appends in flight before this one
+        ended, the new token)."""
+        ...
+
+
 LATEST_READ_CHUNK = 500  # users per query of a batched read (SQLite allows 32,766 parameters)
 
 
@@ -251,14 +278,24 @@ class SqlConversationStore(ConversationStore):
 
     Loads are served from a bounded cache of decoded exchanges (a database read is half a
     millisecond on the time-to-first-token path). The cache is only ever appended to, like the
-    table, and is exact while this process is the only writer; a deployment with several server
-    processes sets `cache_size=0`. It holds at most `cache_size` conversations and at most
-    `cache_bytes` of their stored JSON (a conversation larger alone is not cached): bounded in
-    bytes, not only in conversations, so a few huge answers cannot pin memory. The conversation each
-    user last bound is cached likewise (`LatestCache`, at most `cache_size` users).
+    table, and is exact while this process is the only writer (else see `versions` below). It
+    holds at most `cache_size` conversations and at most `cache_bytes` of their stored JSON (a
+    conversation larger alone is not cached): bounded in bytes, not only in conversations, so a few
+    huge answers cannot pin memory. The conversation each user last bound is cached likewise
+    (`LatestCache`, at most `cache_size` users).
+
+    With `versions` (several processes share the database through Redis) each cached conversation
+    is checked against its token (`HistoryVersions`) before it is used: one Redis round trip instead
+    of two queries; the latest-binding cache is then off.
     """
 
-    def __init__(self, url: str, cache_size: int = 10_000, cache_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        url: str,
+        cache_size: int = 10_000,
+        cache_bytes: int = 64 * 1024 * 1024,
+        versions: HistoryVersions | None = None,
+    ) -> None:
         self._url = url
         self.engine: AsyncEngine = create_async_engine(url)
         # SQLite takes one writer at a time; writers racing for its lock sleep in its busy handler
@@ -267,14 +304,16 @@ class SqlConversationStore(ConversationStore):
         if make_url(url).get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_connection)
             self._write_lock = asyncio.Lock()
-        self._cache: OrderedDict[str, tuple[str, list[Exchange]]] = OrderedDict()
+        # conversation id -> (owner, exchanges, token: see HistoryVersions; "" without versions)
+        self._cache: OrderedDict[str, tuple[str, list[Exchange], str]] = OrderedDict()
+        self._versions = versions
         self._cache_size = cache_size
         self._cache_bytes = cache_bytes
         self._sizes: dict[str, int] = {}  # bytes of stored JSON per cached conversation
         self._cached_bytes = 0
         self._creates: Batcher[dict[str, Any], None] = Batcher(self._insert_conversations)
         self._latest_reads: Batcher[str, str | None] = Batcher(self._read_latest)
-        self._latest = LatestCache(cache_size)
+        self._latest = LatestCache(cache_size if versions is None else 0)
 
     async def start(self) -> None:
         """SQLite (the embedded default): create the tables. Any other database (PostgreSQL, shared by
@@ -309,12 +348,14 @@ class SqlConversationStore(ConversationStore):
         async with self._write_lock, self.engine.begin() as connection:
             yield connection
 
-    def _remember(self, conversation_id: str, user_id: str, stored: list[Exchange], size: int) -> None:
+    def _remember(
+        self, conversation_id: str, user_id: str, stored: list[Exchange], size: int, token: str = ""
+    ) -> None:
         """Cache a conversation read or created whole; `size`: bytes of its stored JSON."""
         self._forget(conversation_id)
         if self._cache_size <= 0:
             return
-        self._cache[conversation_id] = (user_id, stored)
+        self._cache[conversation_id] = (user_id, stored, token)
         self._grew(conversation_id, size)
 
     def _grew(self, conversation_id: str, size: int) -> None:
@@ -343,12 +384,18 @@ class SqlConversationStore(ConversationStore):
             bound = conversation_id
         finally:
             self._latest.end_write(user_id, bound)
-        self._remember(conversation_id, user_id, [], 0)
         return conversation_id
 
     async def _insert_conversations(self, rows: list[dict[str, Any]]) -> list[None]:
         async with self._writing() as connection:
             await connection.execute(insert(conversations), rows)
+        tokens = [""] * len(rows)
+        if self._versions is not None:  # one round trip per batch: its first run reads no database
+            with contextlib.suppress(Exception):  # (not cached then: read at its first load)
+                tokens = await self._versions.fresh([row["id"] for row in rows])
+        for row, token in zip(rows, tokens, strict=True):
+            if token or self._versions is None:
+                self._remember(row["id"], row["user_id"], [], 0, token)
         return [None] * len(rows)
 
     async def bind(self, conversation_id: str, user_id: str) -> bool:
@@ -403,8 +450,12 @@ class SqlConversationStore(ConversationStore):
         return [found.get(user) for user in users]
 
     async def load(self, conversation_id: str, user_id: str) -> list[Exchange]:
+        token = ""
+        if self._versions is not None and self._cache_size > 0:
+            token = await self._versions.current(conversation_id) or ""
         cached = self._cache.get(conversation_id)
-        if cached is not None:
+        if cached is not None and cached[2] == token and (token or self._versions is None):
+            self._cache.move_to_end(conversation_id)
             return list(cached[1]) if cached[0] == user_id else []
         async with self.engine.connect() as connection:
             owner = await connection.scalar(
@@ -422,11 +473,37 @@ class SqlConversationStore(ConversationStore):
                 )
             ).all()
         stored = [exchange for row in rows if (exchange := row_exchange(conversation_id, row)) is not None]
-        self._remember(conversation_id, user_id, stored, sum(len(row.messages_json) for row in rows))
+        if token or self._versions is None:  # with versions: read while no append was in flight
+            size = sum(len(row.messages_json) for row in rows)
+            self._remember(conversation_id, user_id, stored, size, token)
         return list(stored)
 
     async def append(self, conversation_id: str, user_id: str, exchange: Exchange) -> bool:
         payload = ModelMessagesTypeAdapter.dump_json(list(exchange.messages)).decode()
+        if self._versions is None:
+            owned = await self._insert_exchange(conversation_id, user_id, exchange, payload)
+            token = ""
+        else:
+            await self._versions.begin(conversation_id)
+            owned = False
+            try:
+                owned = await self._insert_exchange(conversation_id, user_id, exchange, payload)
+            finally:
+                replaced, writing, token = await self._versions.end(conversation_id)
+                cached = self._cache.get(conversation_id)
+                # the copy is the table as it was before this append alone: it stays exact
+                if not (owned and cached is not None and cached[2] == replaced and writing == 1):
+                    self._forget(conversation_id)
+        cached = self._cache.get(conversation_id)
+        if owned and cached is not None and cached[0] == user_id:
+            cached[1].append(exchange)
+            self._cache[conversation_id] = (user_id, cached[1], token)
+            self._grew(conversation_id, len(payload))
+        return owned
+
+    async def _insert_exchange(
+        self, conversation_id: str, user_id: str, exchange: Exchange, payload: str
+    ) -> bool:
         async with self._writing() as connection:
             owned = await connection.scalar(
                 select(func.count())
@@ -446,10 +523,6 @@ class SqlConversationStore(ConversationStore):
                     created_at=_now(),
                 )
             )
-        cached = self._cache.get(conversation_id)
-        if cached is not None and cached[0] == user_id:
-            cached[1].append(exchange)
-            self._grew(conversation_id, len(payload))
         return True
 
 

@@ -53,24 +53,45 @@ async def _scenario(
     users = 2 if name == "stream" else count
     tokens = [mint(f"profile-{name}-{i}-{secrets.token_hex(3)}", secret) for i in range(users)]
     if name == "connect":
+        cpu_before = _cpu_s(served.process.pid)
         began = time.perf_counter()
         sockets, connects = await measure._open_many(served.url, tokens, expect_session=True)
         wall = time.perf_counter() - began
+        cpu = _cpu_s(served.process.pid) - cpu_before
         await measure._close_all(sockets)
         return {
             "connects_per_s": count / wall,
+            # the opens only (not the closes); under --py-spy this is py-spy's own CPU
+            "server_cpu_us_per_connect": cpu / count * 1e6,
             "connect_p50_ms": measure.percentile(connects, 0.5),
             "connect_p99_ms": measure.percentile(connects, 0.99),
         }
     if name == "ttft":
+        cpu_before = _cpu_s(served.process.pid)
         outcome = await measure.server_stream(served.url, tokens, 200)
+        # per one-token run, its connection's open included (and the 200-token stream before them)
+        cpu_per_run = (_cpu_s(served.process.pid) - cpu_before) / max(1, count - 1) * 1e6
         if os.environ.get("ASP_PROFILE_MODULE"):  # an instrumented wrapper: ask it for its figures
             served.process.send_signal(signal.SIGUSR2)
             await asyncio.sleep(0.5)
-        return {"ttft_p50_ms": outcome["ttft_p50_ms"], "tokens_per_s": outcome["tokens_per_s"]}
+        return {
+            "ttft_p50_ms": outcome["ttft_p50_ms"],
+            "tokens_per_s": outcome["tokens_per_s"],
+            "server_cpu_us_per_run": cpu_per_run,
+        }
     if name == "stream":
-        rates = [(await measure.server_stream(served.url, tokens, count))["tokens_per_s"] for _ in range(3)]
-        return {"tokens_per_s": statistics.median(rates)}
+        rates, cpus = [], []
+        for _ in range(3):
+            cpu_before = _cpu_s(served.process.pid)
+            outcome = await measure.server_stream(served.url, tokens, count)
+            rates.append(outcome["tokens_per_s"])
+            # the whole call (a warm-up stream, the long one, a one-token run); per 1,000 tokens
+            cpu = _cpu_s(served.process.pid) - cpu_before
+            cpus.append(cpu / (outcome["tokens"] + min(count, 500) + 1) * 1e6)
+        return {
+            "tokens_per_s": statistics.median(rates),
+            "server_cpu_ms_per_1000_tokens": statistics.median(cpus),
+        }
     if name == "paced":
         warm = [mint(f"profile-warm-{i}-{secrets.token_hex(3)}", secret) for i in range(10)]
         await measure.paced_streams(served.url, warm, 0, 10, 20, 20, 1)  # lazy imports, caches

@@ -1,0 +1,125 @@
+"""The history cache of processes sharing one database (reference_server.storage.HistoryVersions,
+reference_server.redis_state.RedisHistoryVersions): a copy is used only while its token in Redis is
+current, so an exchange appended through one process is in the next load on every other (ASP-HIS-001,
+ASP-SES-005). Two stores as two processes would hold them, on a real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, UserPromptPart
+from sqlalchemy import event
+
+from conformance.wire import AspClient
+from reference_server.redis_state import RedisHistoryVersions
+from reference_server.storage import Exchange, SqlConversationStore
+from tests.support.services import Pair, fresh_database, fresh_prefix, redis_url
+
+
+def exchange(prompt: str) -> Exchange:
+    return Exchange(f"run-{prompt}", f"msg-{prompt}", "stop", (ModelRequest(parts=[UserPromptPart(prompt)]),))
+
+
+def prompts(stored: list[Exchange]) -> list[str]:
+    return [exchange.run_id.removeprefix("run-") for exchange in stored]
+
+
+@asynccontextmanager
+async def two_stores() -> AsyncIterator[tuple[SqlConversationStore, SqlConversationStore, aioredis.Redis]]:
+    """Two started stores on one fresh database and one fresh key prefix, each with its own client."""
+    prefix = fresh_prefix()
+    clients = [aioredis.Redis.from_url(redis_url(), decode_responses=True) for _ in range(2)]
+    with fresh_database() as url:
+        stores = [SqlConversationStore(url, versions=RedisHistoryVersions(c, prefix)) for c in clients]
+        for store in stores:
+            await store.start()
+        try:
+            yield stores[0], stores[1], clients[0]
+        finally:
+            for store in stores:
+                await store.close()
+            keys = [key async for key in clients[0].scan_iter(match=f"{prefix}:*")]
+            if keys:
+                await clients[0].delete(*keys)
+            for client in clients:
+                await client.aclose()
+
+
+async def test_an_exchange_appended_through_one_process_is_in_the_next_load_on_the_other() -> None:
+    async with two_stores() as (a, b, _):
+        conversation = await a.create("ana")
+        assert await a.load(conversation, "ana") == []  # cached since its creation
+        assert await b.load(conversation, "ana") == []  # read, and cached, by the other
+        assert await a.append(conversation, "ana", exchange("one"))
+        assert prompts(await b.load(conversation, "ana")) == ["one"]
+        assert await b.append(conversation, "ana", exchange("two"))
+        assert prompts(await a.load(conversation, "ana")) == ["one", "two"]
+        assert prompts(await b.load(conversation, "ana")) == ["one", "two"]
+        assert await b.load(conversation, "bob") == []  # the owner is checked on a cached copy too
+
+
+async def test_a_process_that_appends_keeps_its_copy_exact_without_a_read() -> None:
+    """The appending process's copy stays in use (its token is the new one) while no other append
+    overlapped; the database is not read again for it."""
+    async with two_stores() as (a, _, _):
+        conversation = await a.create("cy")
+        assert await a.append(conversation, "cy", exchange("one"))
+        assert await a.append(conversation, "cy", exchange("two"))
+        await a.engine.dispose()  # any read now would open a new connection: count them
+
+        opened = 0
+
+        def count(*_: object) -> None:
+            nonlocal opened
+            opened += 1
+
+        event.listen(a.engine.sync_engine, "connect", count)
+        assert prompts(await a.load(conversation, "cy")) == ["one", "two"]
+        assert opened == 0
+
+
+async def test_an_append_that_never_ended_leaves_every_copy_unused() -> None:
+    """A process that died inside an append (its transaction committed, its token never replaced):
+    every load reads the database, never a copy from before it."""
+    async with two_stores() as (a, b, _):
+        conversation = await a.create("dee")
+        assert await b.load(conversation, "dee") == []
+        versions = b._versions
+        assert versions is not None
+        await versions.begin(conversation)
+        late = exchange("late")
+        payload = ModelMessagesTypeAdapter.dump_json(list(late.messages)).decode()
+        assert await b._insert_exchange(conversation, "dee", late, payload)
+        assert prompts(await b.load(conversation, "dee")) == ["late"]
+        assert prompts(await a.load(conversation, "dee")) == ["late"]
+        assert await a.append(conversation, "dee", exchange("next"))
+        assert prompts(await b.load(conversation, "dee")) == ["late", "next"]
+
+
+async def test_a_turn_stored_through_one_process_is_in_the_history_a_connection_to_the_other_gets(
+    pair: Pair,
+) -> None:
+    a, b = pair()
+    first = await AspClient.open(b.url, token=b.token("eve"), conversation_id="new")
+    conversation = (await first.expect("session"))["conversation_id"]
+    await first.send({"type": "message", "content": "asp-fixture:text 2"})
+    await first.collect_run()
+    await first.close()
+    seen = await AspClient.open(b.url, token=b.token("eve"), conversation_id=conversation)
+    await seen.expect("session")
+    assert len((await seen.expect("history"))["messages"]) == 2  # read, and cached, by b
+    await seen.close()
+    other = await AspClient.open(a.url, token=a.token("eve"), conversation_id=conversation)
+    await other.expect("session")
+    await other.expect("history")
+    await other.send({"type": "message", "content": "asp-fixture:text 3"})
+    await other.collect_run()
+    await other.close()
+    again = await AspClient.open(b.url, token=b.token("eve"), conversation_id=conversation)
+    await again.expect("session")
+    entries = (await again.expect("history"))["messages"]
+    assert [entry["role"] for entry in entries] == ["user", "assistant", "user", "assistant"]
+    assert entries[2]["content"] == "asp-fixture:text 3"
+    await again.close()
