@@ -15,8 +15,8 @@ Keys (all under `ASP_REDIS_PREFIX`, so deployments and test runs sharing one Red
 - `{prefix}:conn:supersede:{instance}`, a pub/sub channel: the owner of a connection superseded by
   a newer one on another process is told to close it with 4002 (ASP-DUP-001).
 - `{prefix}:rate:{user}`, a sorted set of the user's run starts (µs), trimmed to the window.
-- `{prefix}:hist:{conversation}`, a hash: `v` the token of the conversation's stored history, `w`
-  its appends in flight (`RedisHistoryVersions`, see reference_server.storage.HistoryVersions);
+- `{prefix}:hist:{conversation}`, a hash: `v` the token of the conversation's stored history,
+  replaced after each append (`RedisHistoryVersions`, see reference_server.storage.HistoryVersions);
   it expires HISTORY_TTL_MS after its last use.
 """
 
@@ -126,34 +126,28 @@ return reply
 
 HISTORY_TTL_MS = 3_600_000
 
-# KEYS[1] the conversation's hash; ARGV: a token to set if it has none, the TTL (ms) -> its token,
-# or false while an append is in flight.
+# KEYS[1] the conversation's hash; ARGV: a token to set if it has none, the TTL (ms) -> its token.
 HISTORY_CURRENT = """
 redis.call('HSETNX', KEYS[1], 'v', ARGV[1])
-redis.call('HSETNX', KEYS[1], 'w', 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local found = redis.call('HMGET', KEYS[1], 'v', 'w')
-if tonumber(found[2]) > 0 then return false end
-return found[1]
+return redis.call('HGET', KEYS[1], 'v')
 """
 
 # ARGV: the TTL (ms), then a token per key. Conversations just created: no append yet.
 HISTORY_FRESH = """
 for i, key in ipairs(KEYS) do
-  redis.call('HSET', key, 'v', ARGV[i + 1], 'w', 0)
+  redis.call('HSET', key, 'v', ARGV[i + 1])
   redis.call('PEXPIRE', key, ARGV[1])
 end
 return 0
 """
 
-# ARGV: the new token, the TTL (ms) -> {the token replaced, appends in flight before this one ended}.
-HISTORY_END = """
+# After an append's commit. ARGV: the new token, the TTL (ms) -> the token replaced ('' if none).
+HISTORY_REPLACE = """
 local replaced = redis.call('HGET', KEYS[1], 'v') or ''
-local writing = tonumber(redis.call('HINCRBY', KEYS[1], 'w', -1)) + 1
-if writing < 1 then redis.call('HSET', KEYS[1], 'w', 0) end
 redis.call('HSET', KEYS[1], 'v', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {replaced, writing}
+return replaced
 """
 
 
@@ -168,27 +162,21 @@ class RedisHistoryVersions:
         self.ttl_ms = ttl_ms
         self._current = client.register_script(HISTORY_CURRENT)
         self._fresh = client.register_script(HISTORY_FRESH)
-        self._end = client.register_script(HISTORY_END)
+        self._replace = client.register_script(HISTORY_REPLACE)
 
-    async def current(self, conversation_id: str) -> str | None:
+    async def current(self, conversation_id: str) -> str:
         found = await self._current(keys=[self._prefix + conversation_id], args=[_token(), self.ttl_ms])
-        return str(found) if found else None
+        return str(found)
 
     async def fresh(self, conversation_ids: list[str]) -> list[str]:
         tokens = [_token() for _ in conversation_ids]
         await self._fresh(keys=[self._prefix + c for c in conversation_ids], args=[self.ttl_ms, *tokens])
         return tokens
 
-    async def begin(self, conversation_id: str) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.hincrby(self._prefix + conversation_id, "w", 1)
-            pipe.pexpire(self._prefix + conversation_id, self.ttl_ms)
-            await pipe.execute()
-
-    async def end(self, conversation_id: str) -> tuple[str, int, str]:
+    async def replace(self, conversation_id: str) -> tuple[str, str]:
         token = _token()
-        replaced, writing = await self._end(keys=[self._prefix + conversation_id], args=[token, self.ttl_ms])
-        return str(replaced), int(writing), token
+        replaced = await self._replace(keys=[self._prefix + conversation_id], args=[token, self.ttl_ms])
+        return str(replaced), token
 
 
 def _token() -> str:

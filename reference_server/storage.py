@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -238,28 +239,62 @@ class LatestCache:
 class HistoryVersions(Protocol):
     """Where several processes write one database, what tells a process whether its cached copy of a
     conversation is still the stored one (reference_server.redis_state.RedisHistoryVersions): a
-    token per conversation, replaced after every append, and a count of appends in flight.
+    token per conversation, replaced after every append.
 
-    A copy read while no append was in flight is kept with the token read before it; it is used
-    while that token is current and no append is in flight. An append announces itself (`begin`)
-    before its transaction and replaces the token after it (`end`), so a copy that could be older
-    than the table never matches; a process that dies between the two leaves its append counted,
-    and no copy of that conversation is used until the token's key expires."""
+    The database comes first: an append's transaction never waits for Redis, so an exchange is
+    stored whether Redis answers or not (never lost data). The protocol, and why a copy is never
+    stale for longer than the append that outdated it:
 
-    async def current(self, conversation_id: str) -> str | None:
-        """The conversation's token, or None when an append is in flight (no copy may be used)."""
+    - a load reads the token, then the rows, and keeps the rows under that token; a copy is used
+      while its token is current;
+    - an append commits its row, then replaces the token (`replace`, atomic in Redis). The appending
+      process extends its own copy only if the token replaced is its copy's (no other replacement
+      since its copy was read); else it forgets its copy.
+
+    A copy kept under token T lacks only rows committed after its rows were read, hence after T was
+    read; each such row's replacement comes after its commit, so it replaces T (or a later token)
+    and T is never current again: the copy is used at most until the append that outdated it
+    returns. Reader on another process: reads T, writer commits and replaces T, reader keeps the
+    old rows under T: its next load sees the new token and reads again. Writer commits, reader
+    reads T then the rows (new row included), writer replaces T: one needless read, never stale.
+    The orderings excluded, each of which would keep a stale copy under a current token for good:
+    rows read before the token (old rows, new token); the token replaced before the commit (a
+    load between reads the new token, then the rows without the row); the appender extending a
+    copy whose token was not the one it replaced (rows another process committed in between
+    missing); a copy kept from a load whose token Redis did not give (`current` failed).
+
+    A replacement that never happens (Redis failed after the commit, or the process died between
+    the two) leaves copies read before the commit under a current token: the appender forgets its
+    own, and every copy is used at most `copy_max_age_s` after its rows were read (extending a
+    copy does not make it younger), so a missed replacement is stale for at most that long. A load
+    whose `current` fails reads the database and keeps nothing (fails closed).
+    """
+
+    async def current(self, conversation_id: str) -> str:
+        """The conversation's token (set now if it has none)."""
         ...
 
     async def fresh(self, conversation_ids: list[str]) -> list[str]:
         """Tokens for conversations just created (empty, their ids given to no one yet)."""
         ...
 
-    async def begin(self, conversation_id: str) -> None: ...
-
-    async def end(self, conversation_id: str) -> tuple[str, int, str]:
-        """After the append's transaction: (the token it replaced, appends in flight before this one
-        ended, the new token)."""
+    async def replace(self, conversation_id: str) -> tuple[str, str]:
+        """After an append's commit: (the token it replaced, "" if none; the new token)."""
         ...
+
+
+COPY_MAX_AGE_S = 30.0  # see HistoryVersions: how long a missed token replacement can go unseen
+
+
+@dataclass
+class _Copy:
+    """A cached conversation: its owner, its exchanges, the token it was read under ("" without
+    versions) and when its rows were read (the store's clock)."""
+
+    owner: str
+    exchanges: list[Exchange]
+    token: str
+    read_at: float
 
 
 LATEST_READ_CHUNK = 500  # users per query of a batched read (SQLite allows 32,766 parameters)
@@ -286,7 +321,9 @@ class SqlConversationStore(ConversationStore):
 
     With `versions` (several processes share the database through Redis) each cached conversation
     is checked against its token (`HistoryVersions`) before it is used: one Redis round trip instead
-    of two queries; the latest-binding cache is then off.
+    of two queries; a copy is also read again once it is `copy_max_age_s` old (by `clock`, seconds),
+    which bounds a missed token replacement; the latest-binding cache is then off. Redis failing
+    never fails an append (the row is stored first) nor a load (read from the database).
     """
 
     def __init__(
@@ -295,6 +332,8 @@ class SqlConversationStore(ConversationStore):
         cache_size: int = 10_000,
         cache_bytes: int = 64 * 1024 * 1024,
         versions: HistoryVersions | None = None,
+        copy_max_age_s: float = COPY_MAX_AGE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = url
         self.engine: AsyncEngine = create_async_engine(url)
@@ -304,9 +343,11 @@ class SqlConversationStore(ConversationStore):
         if make_url(url).get_backend_name() == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_connection)
             self._write_lock = asyncio.Lock()
-        # conversation id -> (owner, exchanges, token: see HistoryVersions; "" without versions)
-        self._cache: OrderedDict[str, tuple[str, list[Exchange], str]] = OrderedDict()
+        self._cache: OrderedDict[str, _Copy] = OrderedDict()  # by conversation id
         self._versions = versions
+        self._copy_max_age_s = copy_max_age_s
+        self._clock = clock
+        self._redis_failing = False  # the last token read failed (logged once per outage)
         self._cache_size = cache_size
         self._cache_bytes = cache_bytes
         self._sizes: dict[str, int] = {}  # bytes of stored JSON per cached conversation
@@ -349,14 +390,65 @@ class SqlConversationStore(ConversationStore):
             yield connection
 
     def _remember(
-        self, conversation_id: str, user_id: str, stored: list[Exchange], size: int, token: str = ""
+        self,
+        conversation_id: str,
+        user_id: str,
+        stored: list[Exchange],
+        size: int,
+        token: str = "",
+        read_at: float = 0.0,
     ) -> None:
-        """Cache a conversation read or created whole; `size`: bytes of its stored JSON."""
+        """Cache a conversation read or created whole; `size`: bytes of its stored JSON; `read_at`:
+        the clock at or before the read of its rows."""
         self._forget(conversation_id)
         if self._cache_size <= 0:
             return
-        self._cache[conversation_id] = (user_id, stored, token)
+        self._cache[conversation_id] = _Copy(user_id, stored, token, read_at)
         self._grew(conversation_id, size)
+
+    def _usable(self, copy: _Copy, token: str) -> bool:
+        """Whether a cached copy is the stored conversation (see HistoryVersions); `token`: the
+        conversation's current token, "" when Redis did not give one."""
+        if self._versions is None:
+            return True
+        return bool(token) and copy.token == token and self._clock() - copy.read_at < self._copy_max_age_s
+
+    async def _current(self, conversation_id: str) -> str:
+        """The conversation's token; "" when Redis did not answer (nothing cached is used or kept)."""
+        assert self._versions is not None
+        try:
+            token = await self._versions.current(conversation_id)
+        except Exception as error:
+            if not self._redis_failing:
+                log.warning(
+                    "history tokens unreadable (%s: %s): conversations are read from the database "
+                    "and not cached until Redis answers",
+                    type(error).__name__,
+                    error,
+                )
+            self._redis_failing = True
+            return ""
+        if self._redis_failing:
+            log.info("history tokens readable again: conversations are cached again")
+        self._redis_failing = False
+        return token
+
+    async def _replace(self, conversation_id: str) -> tuple[str, str]:
+        """After an append's commit: (token replaced, new token); ("", "") when Redis failed."""
+        assert self._versions is not None
+        try:
+            return await self._versions.replace(conversation_id)
+        except Exception as error:
+            log.warning(
+                "the history token of conversation %s was not replaced after an append (%s: %s): "
+                "the exchange is stored; this process forgets its copy, other processes may use "
+                "theirs for up to %s s",
+                conversation_id,
+                type(error).__name__,
+                error,
+                self._copy_max_age_s,
+            )
+            return "", ""
 
     def _grew(self, conversation_id: str, size: int) -> None:
         """A cached conversation is `size` bytes larger: forget it when it is larger than the byte
@@ -390,12 +482,13 @@ class SqlConversationStore(ConversationStore):
         async with self._writing() as connection:
             await connection.execute(insert(conversations), rows)
         tokens = [""] * len(rows)
+        created_at = self._clock()
         if self._versions is not None:  # one round trip per batch: its first run reads no database
             with contextlib.suppress(Exception):  # (not cached then: read at its first load)
                 tokens = await self._versions.fresh([row["id"] for row in rows])
         for row, token in zip(rows, tokens, strict=True):
             if token or self._versions is None:
-                self._remember(row["id"], row["user_id"], [], 0, token)
+                self._remember(row["id"], row["user_id"], [], 0, token, created_at)
         return [None] * len(rows)
 
     async def bind(self, conversation_id: str, user_id: str) -> bool:
@@ -451,12 +544,13 @@ class SqlConversationStore(ConversationStore):
 
     async def load(self, conversation_id: str, user_id: str) -> list[Exchange]:
         token = ""
+        read_at = self._clock()  # before the token: a copy's age is never understated
         if self._versions is not None and self._cache_size > 0:
-            token = await self._versions.current(conversation_id) or ""
+            token = await self._current(conversation_id)  # before the rows (see HistoryVersions)
         cached = self._cache.get(conversation_id)
-        if cached is not None and cached[2] == token and (token or self._versions is None):
+        if cached is not None and self._usable(cached, token):
             self._cache.move_to_end(conversation_id)
-            return list(cached[1]) if cached[0] == user_id else []
+            return list(cached.exchanges) if cached.owner == user_id else []
         async with self.engine.connect() as connection:
             owner = await connection.scalar(
                 select(conversations.c.user_id).where(
@@ -473,31 +567,36 @@ class SqlConversationStore(ConversationStore):
                 )
             ).all()
         stored = [exchange for row in rows if (exchange := row_exchange(conversation_id, row)) is not None]
-        if token or self._versions is None:  # with versions: read while no append was in flight
+        if token or self._versions is None:  # with versions: only under a token Redis gave
             size = sum(len(row.messages_json) for row in rows)
-            self._remember(conversation_id, user_id, stored, size, token)
+            self._remember(conversation_id, user_id, stored, size, token, read_at)
         return list(stored)
 
     async def append(self, conversation_id: str, user_id: str, exchange: Exchange) -> bool:
+        """The row first, whatever Redis does; then, with versions, the token is replaced (see
+        HistoryVersions). Raises what the database raised (the token is replaced all the same: a
+        commit whose answer was lost may have happened), never what Redis raised."""
         payload = ModelMessagesTypeAdapter.dump_json(list(exchange.messages)).decode()
         if self._versions is None:
             owned = await self._insert_exchange(conversation_id, user_id, exchange, payload)
             token = ""
         else:
-            await self._versions.begin(conversation_id)
-            owned = False
+            token = ""
+            written: bool | None = None  # None: the insert raised, its commit unknown
             try:
-                owned = await self._insert_exchange(conversation_id, user_id, exchange, payload)
+                written = await self._insert_exchange(conversation_id, user_id, exchange, payload)
             finally:
-                replaced, writing, token = await self._versions.end(conversation_id)
-                cached = self._cache.get(conversation_id)
-                # the copy is the table as it was before this append alone: it stays exact
-                if not (owned and cached is not None and cached[2] == replaced and writing == 1):
-                    self._forget(conversation_id)
+                if written is not False:  # False: not the owner's, nothing written
+                    replaced, token = await self._replace(conversation_id)
+                    cached = self._cache.get(conversation_id)
+                    # the copy was the table up to this append, no other replacement since: exact
+                    if not (token and cached is not None and cached.token == replaced):
+                        self._forget(conversation_id)
+            owned = bool(written)
         cached = self._cache.get(conversation_id)
-        if owned and cached is not None and cached[0] == user_id:
-            cached[1].append(exchange)
-            self._cache[conversation_id] = (user_id, cached[1], token)
+        if owned and cached is not None and cached.owner == user_id:
+            cached.exchanges.append(exchange)
+            cached.token = token  # its read_at stays: an extended copy is no younger
             self._grew(conversation_id, len(payload))
         return owned
 

@@ -1,21 +1,25 @@
 """The history cache of processes sharing one database (reference_server.storage.HistoryVersions,
 reference_server.redis_state.RedisHistoryVersions): a copy is used only while its token in Redis is
 current, so an exchange appended through one process is in the next load on every other (ASP-HIS-001,
-ASP-SES-005). Two stores as two processes would hold them, on a real PostgreSQL and Redis."""
+ASP-SES-005), and an exchange is stored whatever Redis does. Two stores as two processes would hold
+them, on a real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest, UserPromptPart
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from conformance.wire import AspClient
 from reference_server.redis_state import RedisHistoryVersions
-from reference_server.storage import Exchange, SqlConversationStore
+from reference_server.storage import COPY_MAX_AGE_S, Exchange, SqlConversationStore, exchanges
 from tests.support.services import Pair, fresh_database, fresh_prefix, redis_url
+from tests.support.tcp_proxy import TcpProxy
 
 
 def exchange(prompt: str) -> Exchange:
@@ -26,13 +30,27 @@ def prompts(stored: list[Exchange]) -> list[str]:
     return [exchange.run_id.removeprefix("run-") for exchange in stored]
 
 
+class Clock:
+    """The stores' clock, moved by the test (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @asynccontextmanager
-async def two_stores() -> AsyncIterator[tuple[SqlConversationStore, SqlConversationStore, aioredis.Redis]]:
+async def two_stores(
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[tuple[SqlConversationStore, SqlConversationStore, aioredis.Redis]]:
     """Two started stores on one fresh database and one fresh key prefix, each with its own client."""
     prefix = fresh_prefix()
     clients = [aioredis.Redis.from_url(redis_url(), decode_responses=True) for _ in range(2)]
     with fresh_database() as url:
-        stores = [SqlConversationStore(url, versions=RedisHistoryVersions(c, prefix)) for c in clients]
+        stores = [
+            SqlConversationStore(url, versions=RedisHistoryVersions(c, prefix), clock=clock) for c in clients
+        ]
         for store in stores:
             await store.start()
         try:
@@ -80,22 +98,73 @@ async def test_a_process_that_appends_keeps_its_copy_exact_without_a_read() -> N
         assert opened == 0
 
 
-async def test_an_append_that_never_ended_leaves_every_copy_unused() -> None:
-    """A process that died inside an append (its transaction committed, its token never replaced):
-    every load reads the database, never a copy from before it."""
-    async with two_stores() as (a, b, _):
-        conversation = await a.create("dee")
-        assert await b.load(conversation, "dee") == []
-        versions = b._versions
-        assert versions is not None
-        await versions.begin(conversation)
-        late = exchange("late")
-        payload = ModelMessagesTypeAdapter.dump_json(list(late.messages)).decode()
-        assert await b._insert_exchange(conversation, "dee", late, payload)
-        assert prompts(await b.load(conversation, "dee")) == ["late"]
-        assert prompts(await a.load(conversation, "dee")) == ["late"]
-        assert await a.append(conversation, "dee", exchange("next"))
-        assert prompts(await b.load(conversation, "dee")) == ["late", "next"]
+async def test_a_missed_token_replacement_is_unseen_for_at_most_the_copy_age() -> None:
+    """A process that died inside an append (its row committed, its token never replaced): another
+    process's copy read before it is used until it is COPY_MAX_AGE_S old, then the database is
+    read; a copy its own appends extended is no younger than its read."""
+    clock = Clock()
+    async with two_stores(clock) as (a, b, _):
+        age = COPY_MAX_AGE_S
+
+        async def died_inside_an_append(prompt: str) -> None:
+            late = exchange(prompt)
+            payload = ModelMessagesTypeAdapter.dump_json(list(late.messages)).decode()
+            assert await b._insert_exchange(conversation, "dee", late, payload)
+
+        conversation = await a.create("dee")  # a's copy: read (created) at 0
+        await died_inside_an_append("late")
+        assert prompts(await b.load(conversation, "dee")) == ["late"]  # b had no copy: read
+        clock.now = age - 0.1
+        assert await a.load(conversation, "dee") == []  # the bound is the age, not sooner
+        clock.now = age
+        assert prompts(await a.load(conversation, "dee")) == ["late"]  # read again at `age`
+        clock.now = age + 1
+        assert await a.append(conversation, "dee", exchange("next"))  # a's copy extended
+        await died_inside_an_append("lost")
+        clock.now = 2 * age - 0.1
+        assert prompts(await a.load(conversation, "dee")) == ["late", "next"]
+        clock.now = 2 * age  # the extended copy's age counts from its read at `age`, not its append
+        assert prompts(await a.load(conversation, "dee")) == ["late", "next", "lost"]
+
+
+async def test_an_exchange_is_stored_when_redis_fails_at_its_append() -> None:
+    """Redis unreachable for the appending process at the moment of its append (its connections
+    reset, new ones refused: a proxy stopped): the exchange is still stored in the database, and
+    the next loads, on that process (Redis still down) and on another, return it."""
+    target = urlsplit(redis_url())
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await proxy.start()
+    prefix = fresh_prefix()
+    cut = aioredis.Redis.from_url(
+        target._replace(netloc=f"127.0.0.1:{proxy.port}").geturl(), decode_responses=True
+    )
+    direct = aioredis.Redis.from_url(redis_url(), decode_responses=True)
+    with fresh_database() as url:
+        a = SqlConversationStore(url, versions=RedisHistoryVersions(cut, prefix))
+        b = SqlConversationStore(url, versions=RedisHistoryVersions(direct, prefix))
+        await a.start()
+        await b.start()
+        try:
+            conversation = await a.create("fay")
+            assert await a.load(conversation, "fay") == []  # cached, under a token Redis gave
+            await proxy.stop()
+            assert await a.append(conversation, "fay", exchange("kept"))
+            async with a.engine.connect() as connection:
+                stored = (await connection.execute(select(exchanges.c.run_id))).scalars().all()
+            assert stored == ["run-kept"]
+            assert prompts(await a.load(conversation, "fay")) == ["kept"]  # Redis still down
+            assert prompts(await b.load(conversation, "fay")) == ["kept"]
+            assert await b.append(conversation, "fay", exchange("after"))
+            assert prompts(await a.load(conversation, "fay")) == ["kept", "after"]  # nothing kept
+        finally:
+            await a.close()
+            await b.close()
+            keys = [key async for key in direct.scan_iter(match=f"{prefix}:*")]
+            if keys:
+                await direct.delete(*keys)
+            await cut.aclose()
+            await direct.aclose()
+            await proxy.stop()
 
 
 async def test_a_turn_stored_through_one_process_is_in_the_history_a_connection_to_the_other_gets(
