@@ -248,8 +248,9 @@ class HistoryVersions(Protocol):
     - a load reads the token, then the rows, and keeps the rows under that token; a copy is used
       while its token is current;
     - an append commits its row, then replaces the token (`replace`, atomic in Redis). The appending
-      process extends its own copy only if the token replaced is its copy's (no other replacement
-      since its copy was read); else it forgets its copy.
+      process extends its own copy only if it is the copy cached when the append began (so read
+      before the commit: without the row), no other append through this process began since, and
+      the token replaced is its copy's (no other process's replacement since); else it forgets it.
 
     A copy kept under token T lacks only rows committed after its rows were read, hence after T was
     read; each such row's replacement comes after its commit, so it replaces T (or a later token)
@@ -261,7 +262,9 @@ class HistoryVersions(Protocol):
     rows read before the token (old rows, new token); the token replaced before the commit (a
     load between reads the new token, then the rows without the row); the appender extending a
     copy whose token was not the one it replaced (rows another process committed in between
-    missing); a copy kept from a load whose token Redis did not give (`current` failed).
+    missing); the appender extending a copy a load of its own process kept while the append was
+    in flight (its row twice) or one another of its appends also extends (rows out of order); a
+    copy kept from a load whose token Redis did not give (`current` failed).
 
     A replacement that never happens (Redis failed after the commit, or the process died between
     the two) leaves copies read before the commit under a current token: the appender forgets its
@@ -289,12 +292,14 @@ COPY_MAX_AGE_S = 30.0  # see HistoryVersions: how long a missed token replacemen
 @dataclass
 class _Copy:
     """A cached conversation: its owner, its exchanges, the token it was read under ("" without
-    versions) and when its rows were read (the store's clock)."""
+    versions), when its rows were read (the store's clock) and how many appends through this
+    process began while it was cached (an append extends it only if no other began since)."""
 
     owner: str
     exchanges: list[Exchange]
     token: str
     read_at: float
+    appends: int = 0
 
 
 LATEST_READ_CHUNK = 500  # users per query of a batched read (SQLite allows 32,766 parameters)
@@ -574,31 +579,39 @@ class SqlConversationStore(ConversationStore):
 
     async def append(self, conversation_id: str, user_id: str, exchange: Exchange) -> bool:
         """The row first, whatever Redis does; then, with versions, the token is replaced (see
-        HistoryVersions). Raises what the database raised (the token is replaced all the same: a
-        commit whose answer was lost may have happened), never what Redis raised."""
+        HistoryVersions). This process's copy is extended only if it is exactly the table up to
+        this append (cached when it began, so read without its row; no other append through this
+        process began since; with versions, no other replacement since), else forgotten. Raises
+        what the database raised (the copy forgotten and the token replaced all the same: a commit
+        whose answer was lost may have happened), never what Redis raised."""
         payload = ModelMessagesTypeAdapter.dump_json(list(exchange.messages)).decode()
-        if self._versions is None:
-            owned = await self._insert_exchange(conversation_id, user_id, exchange, payload)
-            token = ""
-        else:
-            token = ""
-            written: bool | None = None  # None: the insert raised, its commit unknown
-            try:
-                written = await self._insert_exchange(conversation_id, user_id, exchange, payload)
-            finally:
-                if written is not False:  # False: not the owner's, nothing written
+        before = self._cache.get(conversation_id)
+        if before is not None:
+            before.appends += 1
+        mine = before.appends if before is not None else 0
+        written: bool | None = None  # None: the insert raised, its commit unknown
+        replaced = token = ""
+        exact = False
+        try:
+            written = await self._insert_exchange(conversation_id, user_id, exchange, payload)
+        finally:
+            if written is not False:  # False: not the owner's, nothing written
+                if self._versions is not None:
                     replaced, token = await self._replace(conversation_id)
-                    cached = self._cache.get(conversation_id)
-                    # the copy was the table up to this append, no other replacement since: exact
-                    if not (token and cached is not None and cached.token == replaced):
-                        self._forget(conversation_id)
-            owned = bool(written)
-        cached = self._cache.get(conversation_id)
-        if owned and cached is not None and cached.owner == user_id:
-            cached.exchanges.append(exchange)
-            cached.token = token  # its read_at stays: an extended copy is no younger
+                exact = (
+                    written is True
+                    and before is not None
+                    and self._cache.get(conversation_id) is before
+                    and before.appends == mine
+                    and (self._versions is None or (bool(token) and before.token == replaced))
+                )
+                if not exact:
+                    self._forget(conversation_id)
+        if exact and before is not None and before.owner == user_id:
+            before.exchanges.append(exchange)
+            before.token = token  # its read_at stays: an extended copy is no younger
             self._grew(conversation_id, len(payload))
-        return owned
+        return bool(written)
 
     async def _insert_exchange(
         self, conversation_id: str, user_id: str, exchange: Exchange, payload: str

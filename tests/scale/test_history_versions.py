@@ -6,6 +6,7 @@ them, on a real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -40,17 +41,34 @@ class Clock:
         return self.now
 
 
+class HeldReplacements(RedisHistoryVersions):
+    """The real tokens in Redis; with `holding` set, the next replacement (an append's, after its
+    commit) waits for `release` and says so with `reached`: an interleaving made certain."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        super().__init__(client, prefix)
+        self.holding = False
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def replace(self, conversation_id: str) -> tuple[str, str]:
+        if self.holding:
+            self.holding = False
+            self.reached.set()
+            await self.release.wait()
+        return await super().replace(conversation_id)
+
+
 @asynccontextmanager
 async def two_stores(
     clock: Callable[[], float] = time.monotonic,
+    versions: Callable[[aioredis.Redis, str], RedisHistoryVersions] = RedisHistoryVersions,
 ) -> AsyncIterator[tuple[SqlConversationStore, SqlConversationStore, aioredis.Redis]]:
     """Two started stores on one fresh database and one fresh key prefix, each with its own client."""
     prefix = fresh_prefix()
     clients = [aioredis.Redis.from_url(redis_url(), decode_responses=True) for _ in range(2)]
     with fresh_database() as url:
-        stores = [
-            SqlConversationStore(url, versions=RedisHistoryVersions(c, prefix), clock=clock) for c in clients
-        ]
+        stores = [SqlConversationStore(url, versions=versions(c, prefix), clock=clock) for c in clients]
         for store in stores:
             await store.start()
         try:
@@ -96,6 +114,38 @@ async def test_a_process_that_appends_keeps_its_copy_exact_without_a_read() -> N
         event.listen(a.engine.sync_engine, "connect", count)
         assert prompts(await a.load(conversation, "cy")) == ["one", "two"]
         assert opened == 0
+
+
+async def test_a_load_while_an_append_of_its_process_is_in_flight_leaves_the_row_once() -> None:
+    """The appending process loads the conversation between the append's commit and its token's
+    replacement (the row read, kept under the old token): the append does not add its row again."""
+    async with two_stores(versions=HeldReplacements) as (a, b, _):
+        held = a._versions
+        assert isinstance(held, HeldReplacements)
+        conversation = await b.create("gus")
+        held.holding = True
+        appending = asyncio.create_task(a.append(conversation, "gus", exchange("one")))
+        await held.reached.wait()  # committed, its token not replaced yet
+        assert prompts(await a.load(conversation, "gus")) == ["one"]
+        held.release.set()
+        assert await appending
+        assert prompts(await a.load(conversation, "gus")) == ["one"]
+
+
+async def test_two_appends_of_one_process_that_overlap_leave_the_stored_order() -> None:
+    """The first append's token is replaced after the second append's: the copy is not extended
+    in the order of replacements, which is not the stored order."""
+    async with two_stores(versions=HeldReplacements) as (a, _, _):
+        held = a._versions
+        assert isinstance(held, HeldReplacements)
+        conversation = await a.create("hal")  # a's copy: the conversation created, empty
+        held.holding = True
+        first = asyncio.create_task(a.append(conversation, "hal", exchange("one")))
+        await held.reached.wait()  # "one" committed first, its token not replaced yet
+        assert await a.append(conversation, "hal", exchange("two"))
+        held.release.set()
+        assert await first
+        assert prompts(await a.load(conversation, "hal")) == ["one", "two"]
 
 
 async def test_a_missed_token_replacement_is_unseen_for_at_most_the_copy_age() -> None:
