@@ -121,7 +121,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Conversations kept in a write-through cache, and users whose last bound conversation "
         "is kept; with ASP_REDIS_URL each use of a cached conversation is checked against a version in "
-        "Redis, and bindings are not cached.",
+        "Redis (a conversation is read again at least every 30 s; Redis unreachable: read from the "
+        "database), and bindings are not cached.",
     )
     history_cache_bytes: int = Field(
         default=64 * 1024 * 1024,
