@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
-import asyncpg
 import redis.asyncio as aioredis
 
 from conformance.context import text_of
 from conformance.wire import AspClient
 from spec.fixtures import fixture_text
+from tests.support.held_switch import holding_the_switch
 from tests.support.server import ServerProcess
 from tests.support.services import Pair, redis_url
 
@@ -183,25 +182,13 @@ async def test_a_resume_on_the_other_process_keeps_its_replay_while_the_switch_w
         b.url, token=b.token("pin-mover"), conversation_id=session["conversation_id"]
     )
     await second.expect("session")
-    url = b.settings["ASP_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
-    database = await asyncpg.connect(url)
-    try:
-        holding = database.transaction()
-        await holding.start()
-        await database.execute(
-            "SELECT 1 FROM asp_conversations WHERE id = $1 FOR UPDATE", session["conversation_id"]
-        )
+    async with holding_the_switch(b.settings["ASP_DATABASE_URL"], session["conversation_id"]) as held:
         await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
-        deadline = time.monotonic() + 60
-        while await database.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted") < 2:
-            assert time.monotonic() < deadline, (
-                "the resume's bind and the home's insert did not both wait: a resume checked later"
-                " than 5 x 400 ms after the abort is refused (resume_failed) and binds nothing"
-            )
-            await asyncio.sleep(0.05)
-        await holding.rollback()
-    finally:
-        await database.close()
+        await held.until_waiting(
+            2,
+            "the resume's bind and the home's insert did not both wait: a resume checked later"
+            " than 5 x 400 ms after the abort is refused (resume_failed) and binds nothing",
+        )
     resumed = await second.expect("resumed", timeout=30)
     assert resumed["replay_from"] == last_seq + 1
     received = await _until_complete(second)
