@@ -184,11 +184,7 @@ async def test_a_resume_on_the_other_process_keeps_its_replay_while_the_switch_w
     await second.expect("session")
     async with holding_the_switch(b.settings["ASP_DATABASE_URL"], session["conversation_id"]) as held:
         await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
-        await held.until_waiting(
-            2,
-            "the resume's bind and the home's insert did not both wait: a resume checked later"
-            " than 5 x 400 ms after the abort is refused (resume_failed) and binds nothing",
-        )
+        await held.until_the_bind_and_the_insert_wait()
     resumed = await second.expect("resumed", timeout=30)
     assert resumed["replay_from"] == last_seq + 1
     received = await _until_complete(second)

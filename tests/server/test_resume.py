@@ -90,6 +90,18 @@ async def test_resume_beyond_the_replay_window_fails(make_server, connect):
     assert (await second.expect("error"))["code"] == "resume_failed"
 
 
+async def _drop_mid_run(connect, server: ServerProcess, user: str, prompt: str) -> tuple[dict, int, str]:
+    """A run started on `server`, its connection dropped after the first delta: (session, last seq, text)."""
+    first = await connect(server, user=user, conversation_id="new")
+    session = await first.expect("session")
+    await first.send({"type": "message", "content": prompt})
+    await first.expect("run_started")
+    await first.expect("text_delta")
+    last_seq, seen = first.events[-1]["seq"], text_of(first.events)
+    first.abort()
+    return session, last_seq, seen
+
+
 async def test_a_resume_keeps_its_replay_while_the_switch_waits_and_the_run_goes_on(make_server, connect):
     """The resume is decided on the replay buffer, then the switch awaits (here the conversation's
     bind, held up by a row lock this test holds) while the run goes on: every event the decision
@@ -97,14 +109,9 @@ async def test_a_resume_keeps_its_replay_while_the_switch_waits_and_the_run_goes
     window, tokens, pace_ms = 5, 16, 400  # the resume is checked well within 5 x 400 ms of the abort
     with fresh_database() as url:
         server = make_server(database_url=url, replay_window=window)
-        first = await connect(server, user="res-pin", conversation_id="new")
-        session = await first.expect("session")
-        await first.send({"type": "message", "content": f"asp-fixture:slow {tokens} {pace_ms}"})
-        await first.expect("run_started")
-        await first.expect("text_delta")
-        last_seq = first.events[-1]["seq"]
-        seen_text = text_of(first.events)
-        first.abort()
+        session, last_seq, seen_text = await _drop_mid_run(
+            connect, server, "res-pin", f"asp-fixture:slow {tokens} {pace_ms}"
+        )
         second = await connect(server, user="res-pin", conversation_id=session["conversation_id"])
         await second.expect("session")
         async with holding_the_switch(url, session["conversation_id"]) as held:
@@ -112,11 +119,7 @@ async def test_a_resume_keeps_its_replay_while_the_switch_waits_and_the_run_goes
             # The resume's bind waits on the lock, and the switch with it, until the run has streamed
             # everything (its exchange's insert waits on the lock too): many more than `window` events
             # after last_seq were produced while the switch waited.
-            await held.until_waiting(
-                2,
-                "the resume's bind and the run's insert did not both wait: a resume checked later than"
-                " 5 x 400 ms after the abort is refused (resume_failed) and binds nothing",
-            )
+            await held.until_the_bind_and_the_insert_wait()
         resumed = await second.expect("resumed", timeout=30)
         assert resumed["replay_from"] == last_seq + 1
         replayed = []
@@ -135,13 +138,9 @@ async def test_a_resume_whose_switch_fails_releases_its_pin(make_server, connect
     window, tokens = 5, 16
     with fresh_database() as url:
         server = make_server(database_url=url, replay_window=window)
-        first = await connect(server, user="res-fail", conversation_id="new")
-        session = await first.expect("session")
-        await first.send({"type": "message", "content": f"asp-fixture:slow {tokens} 200"})
-        await first.expect("run_started")
-        await first.expect("text_delta")
-        last_seq = first.events[-1]["seq"]
-        first.abort()
+        session, last_seq, _ = await _drop_mid_run(
+            connect, server, "res-fail", f"asp-fixture:slow {tokens} 200"
+        )
         resume = {"type": "resume", "session_id": session["session_id"], "last_seq": last_seq}
         # Not judged by the oracle: the server's failure closes this connection as it may.
         second = await AspClient.open(

@@ -25,11 +25,16 @@ class HeldSwitch:
         """How many backends wait on a lock now (the resume's bind, the run's insert)."""
         return int(await self.database.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"))
 
-    async def until_waiting(self, backends: int, why: str, timeout_s: float = 60.0) -> None:
-        """Wait until `backends` backends wait on a lock; AssertionError with `why` after `timeout_s`."""
+    async def until_the_bind_and_the_insert_wait(self, timeout_s: float = 60.0) -> None:
+        """Wait until two backends wait on a lock: the resume's bind, and the insert of the run's
+        exchange (the run streamed everything while the switch waited); AssertionError after
+        `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        while await self.waiting() < backends:
-            assert time.monotonic() < deadline, why
+        while await self.waiting() < 2:
+            assert time.monotonic() < deadline, (
+                "the resume's bind and the run's insert did not both wait: a resume checked after its"
+                " last_seq + 1 left the replay window is refused (resume_failed) and binds nothing"
+            )
             await asyncio.sleep(0.05)
 
     async def release(self) -> None:
