@@ -362,18 +362,15 @@ class Connection:
         found_id = found.id if isinstance(found, Session) else found.session_id if found else None
         if found is None or found_id != effect.session_id:  # cannot happen; kept for safety
             return
+        # A session another process holds was mirrored (and the mirror pinned) when the resume was
+        # accepted, in the same step (_pin): that is the one place a mirror is made for a resume.
+        target = found if isinstance(found, Session) else self._mirrored
+        assert target is not None, "a resumed Remote is mirrored when the resume is accepted (_pin)"
+        self._mirrored = None
         await current.flush()
         self._leave_session()
         self.hub.discard_session(current)
         await current.close()
-        mirrored, self._mirrored = self._mirrored, None
-        if isinstance(found, Session):
-            target = found
-        elif mirrored is not None:
-            target = mirrored
-        else:  # cannot happen: the decision mirrored it (_pin)
-            assert self.hub.shared is not None
-            target = self.hub.shared.mirror(found, effect.after_seq)
         self._enter_session(target, after_seq=effect.after_seq)
         core.switched(self.state, target.state)
 

@@ -263,6 +263,9 @@ class Remote:
     prompt: str
     last_seq: int
     oldest_seq: int | None
+    # The stream's entries (id, fields), read in the one command that found `oldest_seq`: what the
+    # resume was decided on is what its mirror replays first, however the home trims meanwhile.
+    kept: tuple[tuple[str, dict[str, str]], ...] = ()
 
 
 class SharedSessions:
@@ -485,10 +488,12 @@ class SharedSessions:
         if not home_alive:
             last = max(last, last_seq)
         meta = await self.redis.hgetall(self.meta_key(session_id)) or meta
-        # Read last: the resume is decided on it, then mirrored at once (the endpoint's _pin), its
-        # follower reading from after_seq one turn of the loop later; the home's trimming in between
-        # would have to outrun that turn by replay_window events for the replay to have a gap.
-        oldest = await self.redis.xrange(key, count=1)
+        # Read last, whole (trimmed to replay_window, it is at most that many entries and markers):
+        # the resume is decided on its oldest entry, and the mirror replays these very entries
+        # first (`_tail`), then reads on after them. Only the oldest, read here and the replay read
+        # by the follower a round trip later, the home could trim last_seq + 1 away in between: a
+        # resume accepted at the window's edge was then closed 4004 (fell out of the replay window).
+        kept = await self.redis.xrange(key)
         return Remote(
             session_id=session_id,
             user_id=meta["user_id"],
@@ -499,7 +504,8 @@ class SharedSessions:
             message_id=meta.get("message_id", ""),
             prompt=meta.get("prompt", ""),
             last_seq=last,
-            oldest_seq=_seq(oldest[0][0]) if oldest else None,
+            oldest_seq=_seq(kept[0][0]) if kept else None,
+            kept=tuple((entry_id, fields) for entry_id, fields in kept),
         )
 
     def mirror(self, remote: Remote, after_seq: int) -> Session:
@@ -551,14 +557,19 @@ class SharedSessions:
         key = self.stream_key(session.id)
         home = remote.home
         cursor = f"{session.seq}-0"  # after the client's last_seq, markers at that seq included
+        # First what the resume was decided on (read by `find`), then what the stream has after it.
+        kept = [(entry_id, fields) for entry_id, fields in remote.kept if _after(entry_id, cursor)]
         token = secrets.token_hex(8)
         asking = {"op": "handover", "session": session.id, "to": self.instance}
         if remote.home_alive:
             self.publish(home, {**asking, "token": token})
         while True:
-            block = None if not remote.home_alive else TAIL_BLOCK_MS
-            reply = await self.redis.xread({key: cursor}, block=block, count=500)
-            entries = reply[0][1] if reply else []
+            if kept:
+                entries, kept = kept, []
+            else:
+                block = None if not remote.home_alive else TAIL_BLOCK_MS
+                reply = await self.redis.xread({key: cursor}, block=block, count=500)
+                entries = reply[0][1] if reply else []
             for entry_id, fields in entries:
                 cursor = entry_id
                 if "handover" in fields:
@@ -651,6 +662,13 @@ def rebuild_exchange(run_id: str, message_id: str, prompt: str, streamed: list[E
     if response:
         stored.append(ModelResponse(parts=response))
     return Exchange(run_id, message_id, "error", tuple(stored))
+
+
+def _after(entry_id: str, cursor: str) -> bool:
+    """Whether the stream entry `entry_id` comes after `cursor` (both `{ms}-{n}`), as XREAD reads."""
+    seq, _, n = entry_id.partition("-")
+    cursor_seq, _, cursor_n = cursor.partition("-")
+    return (int(seq), int(n)) > (int(cursor_seq), int(cursor_n))
 
 
 def _seq(entry_id: str) -> int:

@@ -37,6 +37,7 @@ class Collecting:
     def __init__(self) -> None:
         self.cursor = 0
         self.texts: dict[int, str] = {}
+        self.close_code: int | None = None
 
     async def send_text(self, text: str) -> None:
         self.texts[self.cursor + 1] = text
@@ -46,21 +47,19 @@ class Collecting:
         return True
 
     async def close(self, code: int, reason: str = "") -> None:
-        pass
+        self.close_code = code
 
 
 @asynccontextmanager
 async def redis_hub(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[Hub, aioredis.Redis]]:
-    """A started hub on a fresh key prefix of the test Redis, and a client of that Redis; every key
-    under the prefix deleted afterwards."""
-    hub = Hub(
-        Settings(
-            redis_url=redis_url(),
-            redis_prefix=fresh_prefix(),
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
-            **settings,
-        )
-    )
+    """A started hub on a fresh key prefix of the test Redis (or `redis_prefix`), and a client of
+    that Redis; every key under the prefix deleted afterwards."""
+    settings = {
+        "redis_prefix": fresh_prefix(),
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'history.db'}",
+        **settings,
+    }
+    hub = Hub(Settings(redis_url=redis_url(), **settings))
     await hub.start()
     client = aioredis.Redis.from_url(hub.settings.redis_url, decode_responses=True)
     try:
@@ -152,3 +151,51 @@ async def test_a_turn_larger_than_one_script_call_is_written_whole(tmp_path: Pat
             assert list(written or []) == [
                 (f"{seq}-0", {"e": text}) for seq, text in sorted(sink.texts.items())
             ]
+
+
+async def test_a_resume_elsewhere_replays_what_its_decision_read_though_the_home_trims_at_once(
+    tmp_path: Path,
+) -> None:
+    """A resume of a session another process holds is decided on its stream (`find` reads the oldest
+    entry kept), then mirrored (the endpoint's `_pin`); the home writes and trims meanwhile (a batch
+    takes one Redis round trip). Here the resume is at the window's edge (the oldest kept event is
+    last_seq + 1) and the home writes two more events between the decision and the mirror, trimming
+    last_seq + 1 away: the mirror still replays every event from last_seq + 1, as the decision found
+    them, then the ones after; no gap, never accepted then closed 4004 (ASP-RES-003, ASP-RES-007)."""
+    window, last_seq = 5, 1
+    prefix = fresh_prefix()
+    for name in ("home", "other"):
+        (tmp_path / name).mkdir()
+    async with (
+        redis_hub(tmp_path / "home", replay_window=window, redis_prefix=prefix) as (home, client),
+        redis_hub(tmp_path / "other", replay_window=window, redis_prefix=prefix) as (other, _),
+    ):
+        assert home.shared is not None and other.shared is not None
+        session = await home.open_session("edge-user", "conv_edge")
+        sent = Collecting()
+        session.attach(sent)
+
+        async def written(texts: list[str]) -> None:
+            for text in texts:
+                session.emit(events.pong(text))
+            await session.flush()
+            assert home.shared is not None
+            await home.shared.journals[session.id].flush()
+
+        await written([f"before-{index}" for index in range(last_seq + window)])
+        remote = await other.shared.find(session.id, last_seq)
+        assert remote is not None and remote.oldest_seq == last_seq + 1  # kept: the resume is accepted
+        await written(["after-0", "after-1"])  # the home goes on: last_seq + 1 is trimmed away
+        oldest = await client.xrange(other.shared.stream_key(session.id), count=1)
+        assert int(oldest[0][0].split("-")[0]) > last_seq + 1
+        mirror = other.shared.mirror(remote, last_seq)
+        mirror.pin(last_seq + 1)
+        resumed = Collecting()
+        mirror.attach(resumed, after_seq=last_seq)
+        newest = session.seq
+        for _ in range(500):  # 10 s at most
+            if resumed.close_code is not None or resumed.cursor >= newest:
+                break
+            await asyncio.sleep(0.02)
+        assert resumed.close_code is None
+        assert resumed.texts == {seq: sent.texts[seq] for seq in range(last_seq + 1, newest + 1)}

@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import time
 
-import asyncpg
 from websockets.exceptions import ConnectionClosed
 
 from conformance.context import text_of
 from conformance.wire import AspClient, Closed
 from spec.fixtures import fixture_text
+from tests.support.held_switch import holding_the_switch
 from tests.support.server import ServerProcess
 from tests.support.services import fresh_database
 
@@ -90,8 +90,16 @@ async def test_resume_beyond_the_replay_window_fails(make_server, connect):
     assert (await second.expect("error"))["code"] == "resume_failed"
 
 
-async def backends_waiting_on_a_lock(database: asyncpg.Connection) -> int:
-    return int(await database.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"))
+async def _drop_mid_run(connect, server: ServerProcess, user: str, prompt: str) -> tuple[dict, int, str]:
+    """A run started on `server`, its connection dropped after the first delta: (session, last seq, text)."""
+    first = await connect(server, user=user, conversation_id="new")
+    session = await first.expect("session")
+    await first.send({"type": "message", "content": prompt})
+    await first.expect("run_started")
+    await first.expect("text_delta")
+    last_seq, seen = first.events[-1]["seq"], text_of(first.events)
+    first.abort()
+    return session, last_seq, seen
 
 
 async def test_a_resume_keeps_its_replay_while_the_switch_waits_and_the_run_goes_on(make_server, connect):
@@ -101,37 +109,17 @@ async def test_a_resume_keeps_its_replay_while_the_switch_waits_and_the_run_goes
     window, tokens, pace_ms = 5, 16, 400  # the resume is checked well within 5 x 400 ms of the abort
     with fresh_database() as url:
         server = make_server(database_url=url, replay_window=window)
-        first = await connect(server, user="res-pin", conversation_id="new")
-        session = await first.expect("session")
-        await first.send({"type": "message", "content": f"asp-fixture:slow {tokens} {pace_ms}"})
-        await first.expect("run_started")
-        await first.expect("text_delta")
-        last_seq = first.events[-1]["seq"]
-        seen_text = text_of(first.events)
-        first.abort()
+        session, last_seq, seen_text = await _drop_mid_run(
+            connect, server, "res-pin", f"asp-fixture:slow {tokens} {pace_ms}"
+        )
         second = await connect(server, user="res-pin", conversation_id=session["conversation_id"])
         await second.expect("session")
-        database = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
-        try:
-            holding = database.transaction()
-            await holding.start()
-            await database.execute(
-                "SELECT 1 FROM asp_conversations WHERE id = $1 FOR UPDATE", session["conversation_id"]
-            )
+        async with holding_the_switch(url, session["conversation_id"]) as held:
             await second.send({"type": "resume", "session_id": session["session_id"], "last_seq": last_seq})
             # The resume's bind waits on the lock, and the switch with it, until the run has streamed
             # everything (its exchange's insert waits on the lock too): many more than `window` events
             # after last_seq were produced while the switch waited.
-            deadline = time.monotonic() + 60
-            while await backends_waiting_on_a_lock(database) < 2:
-                assert time.monotonic() < deadline, (
-                    "the resume's bind and the run's insert did not both wait: a resume checked later than"
-                    " 5 x 400 ms after the abort is refused (resume_failed) and binds nothing"
-                )
-                await asyncio.sleep(0.05)
-            await holding.rollback()
-        finally:
-            await database.close()
+            await held.until_the_bind_and_the_insert_wait()
         resumed = await second.expect("resumed", timeout=30)
         assert resumed["replay_from"] == last_seq + 1
         replayed = []
@@ -150,45 +138,35 @@ async def test_a_resume_whose_switch_fails_releases_its_pin(make_server, connect
     window, tokens = 5, 16
     with fresh_database() as url:
         server = make_server(database_url=url, replay_window=window)
-        first = await connect(server, user="res-fail", conversation_id="new")
-        session = await first.expect("session")
-        await first.send({"type": "message", "content": f"asp-fixture:slow {tokens} 200"})
-        await first.expect("run_started")
-        await first.expect("text_delta")
-        last_seq = first.events[-1]["seq"]
-        first.abort()
+        session, last_seq, _ = await _drop_mid_run(
+            connect, server, "res-fail", f"asp-fixture:slow {tokens} 200"
+        )
         resume = {"type": "resume", "session_id": session["session_id"], "last_seq": last_seq}
         # Not judged by the oracle: the server's failure closes this connection as it may.
         second = await AspClient.open(
             server.url, token=server.token("res-fail"), conversation_id=session["conversation_id"]
         )
         await second.expect("session")
-        database = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
         try:
-            holding = database.transaction()
-            await holding.start()
-            await database.execute(
-                "SELECT 1 FROM asp_conversations WHERE id = $1 FOR UPDATE", session["conversation_id"]
-            )
-            await second.send(resume)
-            deadline = time.monotonic() + 60
-            ended = 0
-            while not ended:
-                assert time.monotonic() < deadline, "the resume's bind never waited"
-                await asyncio.sleep(0.05)
-                ended = await database.fetchval(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    " AND query LIKE 'UPDATE asp_conversations%'"
-                )
-            await holding.rollback()
-            with contextlib.suppress(Closed, ConnectionClosed, TimeoutError):
-                await second.wait_closed(timeout=30)
-            while not await database.fetchval("SELECT count(*) FROM asp_exchanges"):  # the run ended
-                assert time.monotonic() < deadline, "the run's exchange was never stored"
-                await asyncio.sleep(0.05)
+            async with holding_the_switch(url, session["conversation_id"]) as held:
+                await second.send(resume)
+                deadline = time.monotonic() + 60
+                ended = 0
+                while not ended:
+                    assert time.monotonic() < deadline, "the resume's bind never waited"
+                    await asyncio.sleep(0.05)
+                    ended = await held.database.fetchval(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        " AND query LIKE 'UPDATE asp_conversations%'"
+                    )
+                await held.release()
+                with contextlib.suppress(Closed, ConnectionClosed, TimeoutError):
+                    await second.wait_closed(timeout=30)
+                while not await held.database.fetchval("SELECT count(*) FROM asp_exchanges"):  # the run ended
+                    assert time.monotonic() < deadline, "the run's exchange was never stored"
+                    await asyncio.sleep(0.05)
         finally:
-            await database.close()
             await second.close()
         third = await connect(server, user="res-fail", conversation_id=session["conversation_id"])
         await third.expect("session")
