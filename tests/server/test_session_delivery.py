@@ -46,14 +46,20 @@ class RecordingSink:
         self.closed.append(code)
 
 
+def attached(ready: bool, limits: DeliveryLimits = LIMITS) -> tuple[Session, RecordingSink]:
+    """A new session and the connection it delivers to (`ready`: it takes writes at once)."""
+    session = new_session(limits)
+    sink = RecordingSink(ready)
+    session.attach(sink)
+    return session, sink
+
+
 def deltas(count: int) -> list[dict[str, object]]:
     return [{"type": "text_delta", "run_id": "run_1", "delta": f"t{n} "} for n in range(count)]
 
 
 async def test_an_event_nothing_waits_ahead_of_is_written_in_the_emitting_call() -> None:
-    session = new_session()
-    sink = RecordingSink(ready=True)
-    session.attach(sink)
+    session, sink = attached(True)
     for event in deltas(3):
         session.emit(event)
         assert sink.now[-1]["delta"] == event["delta"]  # before any await: no task involved
@@ -62,9 +68,7 @@ async def test_an_event_nothing_waits_ahead_of_is_written_in_the_emitting_call()
 
 
 async def test_a_transport_that_cannot_take_it_now_gets_it_through_the_pump_in_order() -> None:
-    session = new_session()
-    sink = RecordingSink(ready=False)
-    session.attach(sink)
+    session, sink = attached(False)
     for event in deltas(3):
         session.emit(event)
     await session.flush(timeout=2.0)
@@ -302,9 +306,7 @@ def gathering(session: Session, sink: RecordingSink, count: int) -> None:
 
 
 async def test_deltas_that_gather_leave_as_one_event_when_the_window_ends_with_no_task() -> None:
-    session = new_session(GATHER_LIMITS)
-    sink = RecordingSink(ready=True)
-    session.attach(sink)
+    session, sink = attached(True, GATHER_LIMITS)
     tasks = len(asyncio.all_tasks())
     gathering(session, sink, 5)
     assert len(asyncio.all_tasks()) == tasks  # a timer, not a pump task, waits out the window
@@ -315,9 +317,7 @@ async def test_deltas_that_gather_leave_as_one_event_when_the_window_ends_with_n
 
 
 async def test_a_pin_taken_while_deltas_gather_holds_them_until_its_release() -> None:
-    session = new_session(GATHER_LIMITS)
-    sink = RecordingSink(ready=True)
-    session.attach(sink)
+    session, sink = attached(True, GATHER_LIMITS)
     for event in separate(0, 3):  # other runs: never merged
         session.emit(event)
     await session.flush(timeout=5.0)
