@@ -1,9 +1,11 @@
 """Sessions: the sequenced event stream of one user's conversation, outliving its connection.
 
-One pump task per session, running while there is something to deliver, is the only writer to
-its connection. It assigns seq at the moment an event is sent, so consecutive text deltas that
-piled up while the socket was blocked are merged into one event first (ASP-LIM-006) without
-leaving gaps. Every sequenced event is kept in a bounded replay buffer for resume (ASP-RES-001).
+Events are sequenced and written in order by one writer at a time: the emitting call while the
+connection takes frames at once, a loop timer ending a fast producer's coalescing window, else one
+pump task per session, running while there is something to deliver. Seq is assigned at the moment
+an event is sent, so consecutive text deltas that piled up (gathered, or while the socket was
+blocked) are merged into one event first (ASP-LIM-006) without leaving gaps. Every sequenced
+event is kept in a bounded replay buffer for resume (ASP-RES-001).
 A connection that stops reading is detached and closed with 4004 (ASP-LIM-005): the pump never
 waits on it longer than send_timeout, and its outbox never holds more than max_pending_events
 events or max_pending_bytes bytes. The replay buffer keeps `replay_window` events, a count the
