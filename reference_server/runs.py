@@ -127,17 +127,20 @@ class Run:
         # text stretches (their deltas, joined when stored: appending to one string would copy it
         # at every delta) and tool calls, as produced
         self.streamed: list[list[str] | ToolSegment] = []
+        self._stretch: list[str] | None = None  # the text stretch being streamed (streamed[-1])
+        self._emit = sink.emit  # per token: one lookup less
         self.open_calls: dict[str, ToolSegment] = {}
         self.usage: Usage = {}
 
     def emit_text(self, delta: str) -> None:
         if not delta:
             return
-        if self.streamed and isinstance(self.streamed[-1], list):
-            self.streamed[-1].append(delta)
-        else:
-            self.streamed.append([delta])
-        self.sink.emit(events.text_delta(self.handle.run_id, delta))
+        stretch = self._stretch
+        if stretch is None:
+            stretch = self._stretch = []
+            self.streamed.append(stretch)
+        stretch.append(delta)
+        self._emit(events.text_delta(self.handle.run_id, delta))
 
     def emit_reasoning(self, delta: str) -> None:
         if delta and self.context.reasoning:
@@ -168,6 +171,7 @@ class Run:
             part = event.part
             segment = ToolSegment(part.tool_call_id, part.tool_name, arguments_of(part))
             self.streamed.append(segment)
+            self._stretch = None
             self.open_calls[part.tool_call_id] = segment
             self.sink.emit(events.tool_call(run_id, segment.call_id, segment.name, segment.arguments))
         elif isinstance(event, FunctionToolResultEvent):

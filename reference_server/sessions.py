@@ -1,9 +1,11 @@
 """Sessions: the sequenced event stream of one user's conversation, outliving its connection.
 
-One pump task per session, running while there is something to deliver, is the only writer to
-its connection. It assigns seq at the moment an event is sent, so consecutive text deltas that
-piled up while the socket was blocked are merged into one event first (ASP-LIM-006) without
-leaving gaps. Every sequenced event is kept in a bounded replay buffer for resume (ASP-RES-001).
+Events are sequenced and written in order by one writer at a time: the emitting call while the
+connection takes frames at once, a loop timer ending a fast producer's coalescing window, else one
+pump task per session, running while there is something to deliver. Seq is assigned at the moment
+an event is sent, so consecutive text deltas that piled up (gathered, or while the socket was
+blocked) are merged into one event first (ASP-LIM-006) without leaving gaps. Every sequenced
+event is kept in a bounded replay buffer for resume (ASP-RES-001).
 A connection that stops reading is detached and closed with 4004 (ASP-LIM-005): the pump never
 waits on it longer than send_timeout, and its outbox never holds more than max_pending_events
 events or max_pending_bytes bytes. The replay buffer keeps `replay_window` events, a count the
@@ -119,6 +121,11 @@ class Session:
         self._last_delta_at = 0.0  # when the previous delta was queued
         self._fast_producer = False  # the last two deltas came closer than a quarter window
         self._head_since = 0.0  # when the oldest queued event was queued
+        self._clock = self._loop.time
+        self._fast_gap = limits.coalesce_s / 4  # deltas closer than this: a fast producer
+        # Deltas of a fast producer gathering for coalesce_s with no pump task: a loop timer ends the
+        # gather (`_end_gather`), so a batch costs no task and no task wake-up.
+        self._gather_timer: asyncio.TimerHandle | None = None
         self._sink: Sink | None = None
         # The pump runs while there is something to deliver and ends when there is not, so an idle
         # session holds no task (memory per idle connection).
@@ -144,28 +151,31 @@ class Session:
         if self.forward is not None:  # sequenced by the process that holds the session (relayed back)
             self.forward(event)
             return
-        if event["type"] in COALESCABLE:
-            now = self._loop.time()
-            self._fast_producer = now - self._last_delta_at < self.limits.coalesce_s / 4
+        outbox = self._outbox
+        kind = event["type"]
+        if kind in COALESCABLE:
+            now = self._clock()
+            self._fast_producer = now - self._last_delta_at < self._fast_gap
             self._last_delta_at = now
-        elif event["type"] == "run_started":
-            self._last_delta_at = 0.0  # a run's first delta always leaves at once (TTFT)
-        if not self._outbox:
-            self._head_since = self._loop.time()
-        self._outbox.append(event)
-        self._pending_bytes += pending_weight(event, self.limits.max_event_bytes)
-        if self._pump is None and not self._deliver_now():
+            if not outbox:
+                self._head_since = now
+        else:
+            if kind == "run_started":
+                self._last_delta_at = 0.0  # a run's first delta always leaves at once (TTFT)
+            if not outbox:
+                self._head_since = self._clock()
+        outbox.append(event)
+        limits = self.limits
+        self._pending_bytes += pending_weight(event, limits.max_event_bytes)
+        # While deltas gather (a timer) or the pump runs, the event waits for them: nothing to do.
+        if self._pump is None and self._gather_timer is None and not self._deliver_now():
             self._wake()
         if self._sink is not None or self._pins:
-            limits = self.limits
             why = outbox_overflow(
-                len(self._outbox), self._pending_bytes, limits.max_pending_events, limits.max_pending_bytes
+                len(outbox), self._pending_bytes, limits.max_pending_events, limits.max_pending_bytes
             )
             if why is not None:
-                if self._pins:
-                    self._give_up_pins(why)
-                if self._sink is not None:
-                    self._drop_slow_consumer(self._sink, why)
+                self._overflowed(why)
 
     def relay(self, seq: int, text: str) -> None:
         """An event another process sequenced for this session: kept for replay and delivered.
@@ -185,14 +195,19 @@ class Session:
                 len(self._relayed), self._relayed_bytes, limits.max_pending_events, limits.max_pending_bytes
             )
             if why is not None:
-                if self._pins:
-                    self._give_up_pins(why)
-                if self._sink is not None:
-                    self._drop_slow_consumer(self._sink, why)
+                self._overflowed(why)
             self._wake()
             return
         self._keep_relayed(seq, text)
         self._wake()
+
+    def _overflowed(self, why: str) -> None:
+        """What waits is over the outbox bound (ASP-LIM-005): the pins are given up and the
+        connection is closed 4004 as a slow consumer."""
+        if self._pins:
+            self._give_up_pins(why)
+        if self._sink is not None:
+            self._drop_slow_consumer(self._sink, why)
 
     def _relay_held(self) -> bool:
         """Whether keeping the next relayed event would evict a pinned one from the replay buffer,
@@ -320,11 +335,14 @@ class Session:
         if self._pump is None and not self.closed:
             self._pump = self._loop.create_task(self._run_pump(), name=f"pump-{self.id}")
 
-    def _deliver_now(self) -> bool:
+    def _deliver_now(self, gathered: bool = False) -> bool:
         """The pump's work done by the producer, for as long as nothing has to wait: an event of a
-        paced stream leaves the moment it is produced, with no task and no timer. Returns False
-        when what is left is the pump's: a connection that cannot take a frame at once (a blocked
-        socket, or no fast path), deltas to gather, no connection, a replay gap."""
+        paced stream leaves the moment it is produced, with no task and no timer. Deltas of a fast
+        producer gather first: a loop timer is set for the end of the coalescing window, which
+        calls this again with `gathered` (the window is over: the outbox leaves, merged). Returns
+        False when what is left is the pump's: a connection that cannot take a frame at once (a
+        blocked socket, or no fast path), no connection, a replay gap, a pin that holds the outbox
+        or relayed events waiting ahead of it."""
         sink = self._sink
         if sink is None or self.closed or self._delivering_now:
             return False
@@ -337,8 +355,13 @@ class Session:
                         return False
                     seq, text = entry
                 elif self._outbox:
-                    if self._must_gather() or self._held() or self._relayed:  # the pump's: see there
+                    if self._held() or self._relayed:  # the pump's: see there
                         return False
+                    if not gathered and self._must_gather():
+                        if self._gather_timer is None:
+                            when = self._head_since + self.limits.coalesce_s
+                            self._gather_timer = self._loop.call_at(when, self._end_gather)
+                        return True  # the timer's
                     seq, text = self._sequence_next()  # kept for replay: the pump sends it if not now
                 else:
                     return True
@@ -356,6 +379,14 @@ class Session:
             return True
         finally:
             self._delivering_now = False
+
+    def _end_gather(self) -> None:
+        """The coalescing window of the deltas gathering is over: send them as one event, unless
+        the pump runs (it gathers on its own) or something waits that is the pump's (a pin: the
+        pump waits for its release)."""
+        self._gather_timer = None
+        if self._pump is None and not self._deliver_now(gathered=True):
+            self._wake()
 
     async def _run_pump(self) -> None:
         try:
@@ -490,6 +521,9 @@ class Session:
 
     async def close(self) -> None:
         self.closed = True
+        if self._gather_timer is not None:
+            self._gather_timer.cancel()
+            self._gather_timer = None
         pump = self._pump
         if pump is not None:
             pump.cancel()

@@ -4,7 +4,10 @@ through the pump when it does not, and seq and order are the same either way."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
+from dataclasses import replace
 
 from reference_server.sessions import DeliveryLimits, Session, SessionStore, SinkClosed
 
@@ -15,6 +18,10 @@ LIMITS = DeliveryLimits(
     max_coalesced_chars=1000,
     max_event_bytes=65536,
 )
+
+
+def new_session(limits: DeliveryLimits = LIMITS) -> Session:
+    return Session(user_id="u", conversation_id="c", capabilities=[], limits=limits)
 
 
 class RecordingSink:
@@ -39,14 +46,20 @@ class RecordingSink:
         self.closed.append(code)
 
 
+def attached(ready: bool, limits: DeliveryLimits = LIMITS) -> tuple[Session, RecordingSink]:
+    """A new session and the connection it delivers to (`ready`: it takes writes at once)."""
+    session = new_session(limits)
+    sink = RecordingSink(ready)
+    session.attach(sink)
+    return session, sink
+
+
 def deltas(count: int) -> list[dict[str, object]]:
     return [{"type": "text_delta", "run_id": "run_1", "delta": f"t{n} "} for n in range(count)]
 
 
 async def test_an_event_nothing_waits_ahead_of_is_written_in_the_emitting_call() -> None:
-    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=LIMITS)
-    sink = RecordingSink(ready=True)
-    session.attach(sink)
+    session, sink = attached(True)
     for event in deltas(3):
         session.emit(event)
         assert sink.now[-1]["delta"] == event["delta"]  # before any await: no task involved
@@ -55,9 +68,7 @@ async def test_an_event_nothing_waits_ahead_of_is_written_in_the_emitting_call()
 
 
 async def test_a_transport_that_cannot_take_it_now_gets_it_through_the_pump_in_order() -> None:
-    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=LIMITS)
-    sink = RecordingSink(ready=False)
-    session.attach(sink)
+    session, sink = attached(False)
     for event in deltas(3):
         session.emit(event)
     await session.flush(timeout=2.0)
@@ -72,7 +83,7 @@ async def test_a_transport_that_cannot_take_it_now_gets_it_through_the_pump_in_o
 
 
 async def test_a_detached_session_keeps_sequencing_for_replay() -> None:
-    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=LIMITS)
+    session = new_session()
     for event in deltas(2):
         session.emit(event)
     await session.flush(timeout=2.0)
@@ -91,13 +102,7 @@ async def test_a_detached_session_keeps_sequencing_for_replay() -> None:
 
 # --- pins: a resume accepted, its connection not attached yet ------------------------------------
 
-PINNED_LIMITS = DeliveryLimits(
-    replay_window=3,
-    send_timeout_s=1,
-    max_pending_events=20,
-    max_coalesced_chars=1000,
-    max_event_bytes=65536,
-)
+PINNED_LIMITS = replace(LIMITS, replay_window=3, max_pending_events=20)
 
 
 def separate(first: int, count: int) -> list[dict[str, object]]:
@@ -114,7 +119,7 @@ async def settle() -> None:
 
 
 async def detached_with(count: int) -> Session:
-    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=PINNED_LIMITS)
+    session = new_session(PINNED_LIMITS)
     for event in separate(0, count):
         session.emit(event)
     await settle()
@@ -219,7 +224,7 @@ async def test_a_pinned_session_is_not_swept_while_its_resume_switches() -> None
 async def test_a_pinned_mirror_holds_what_it_relays_until_the_resume_attaches() -> None:
     """A session another process sequences (shared sessions) is mirrored: its events are relayed
     with their seq. Pinned, the mirror keeps each from the pinned one on, however many come."""
-    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=PINNED_LIMITS)
+    session = new_session(PINNED_LIMITS)
     session.seq = 4  # the resume's last_seq: the mirror starts after it
     session.pin(5)
     texts = {seq: json.dumps({"type": "pong", "seq": seq}) for seq in range(5, 15)}
@@ -255,7 +260,7 @@ async def test_a_mirror_holds_what_it_relays_until_its_connection_is_sent_it() -
     """A batch relayed at once, larger than replay_window, to a connection that takes every frame:
     nothing it has not been sent yet is evicted, so it gets every event in order and is not closed
     4004 (only a slow consumer is, ASP-LIM-005)."""
-    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=PINNED_LIMITS)
+    session = new_session(PINNED_LIMITS)
     session.seq = 4
     sink = RecordingSink(ready=True)
     session.attach(sink)
@@ -270,14 +275,8 @@ async def test_a_mirror_holds_what_it_relays_until_its_connection_is_sent_it() -
 
 
 async def test_a_mirror_closes_a_connection_that_never_drains_once_what_it_holds_is_over_the_bound() -> None:
-    limits = DeliveryLimits(
-        replay_window=3,
-        send_timeout_s=600,
-        max_pending_events=20,
-        max_coalesced_chars=1000,
-        max_event_bytes=65536,
-    )
-    session = Session(user_id="u", conversation_id="c", capabilities=[], limits=limits)
+    limits = replace(PINNED_LIMITS, send_timeout_s=600)
+    session = new_session(limits)
     sink = BlockedSink()
     session.attach(sink)
     for seq in range(1, 1 + 3 + limits.max_pending_events):  # the window, then the bound: still held
@@ -290,3 +289,59 @@ async def test_a_mirror_closes_a_connection_that_never_drains_once_what_it_holds
     await session.flush(timeout=5.0)
     assert session.seq == 24 and session.oldest_kept_seq == 22  # kept for a resume as before
     await session.close()
+
+
+# --- gathering: a fast producer's deltas wait for the coalescing window under a loop timer ----------
+
+GATHER_LIMITS = replace(PINNED_LIMITS, coalesce_s=0.05)
+
+
+def gathering(session: Session, sink: RecordingSink, count: int) -> None:
+    """Emit `count` deltas back to back to the attached `sink`: the first leaves at once (nothing
+    came just before it), the rest gather."""
+    sent = len(sink.now)
+    for event in deltas(count):
+        session.emit(event)
+    assert [e["delta"] for e in sink.now[sent:]] == ["t0 "]
+
+
+async def test_deltas_that_gather_leave_as_one_event_when_the_window_ends_with_no_task() -> None:
+    session, sink = attached(True, GATHER_LIMITS)
+    tasks = len(asyncio.all_tasks())
+    gathering(session, sink, 5)
+    assert len(asyncio.all_tasks()) == tasks  # a timer, not a pump task, waits out the window
+    await asyncio.sleep(2 * GATHER_LIMITS.coalesce_s)  # a later timer: runs after the gather's
+    assert sink.now[1:] == [{"type": "text_delta", "run_id": "run_1", "delta": "t1 t2 t3 t4 ", "seq": 2}]
+    assert not sink.awaited and sink.cursor == session.seq == 2
+    await session.close()
+
+
+async def test_a_pin_taken_while_deltas_gather_holds_them_until_its_release() -> None:
+    session, sink = attached(True, GATHER_LIMITS)
+    for event in separate(0, 3):  # other runs: never merged
+        session.emit(event)
+    await session.flush(timeout=5.0)
+    assert session.seq == 3  # the window is full
+    await asyncio.sleep(2 * GATHER_LIMITS.coalesce_s)  # the next delta is not a fast producer's
+    gathering(session, sink, 4)  # t0 is seq 4, evicting seq 1
+    assert session.seq == 4
+    session.pin(2)  # a resume after last_seq 1, accepted: seq 5 would evict seq 2
+    await asyncio.sleep(2 * GATHER_LIMITS.coalesce_s)  # the window ends under the pin
+    assert session.seq == 4 and session.oldest_kept_seq == 2 and len(sink.now) == 4
+    session.release(2)
+    await session.flush(timeout=5.0)
+    received = [(e["seq"], e["delta"]) for e in sink.now[3:] + sink.awaited]
+    assert received == [(4, "t0 "), (5, "t1 t2 t3 ")]
+    await session.close()
+
+
+async def test_a_closed_session_leaves_no_gather_timer_behind() -> None:
+    session = new_session(replace(GATHER_LIMITS, coalesce_s=600.0))
+    sink = RecordingSink(ready=True)
+    session.attach(sink)
+    gathering(session, sink, 3)
+    await session.close()
+    gone = weakref.ref(session)
+    del session
+    gc.collect()
+    assert gone() is None  # no timer of the loop holds it (for coalesce_s)
