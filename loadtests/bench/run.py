@@ -106,6 +106,9 @@ DEFINITIONS = {
     "sides (none); a pong p99 with pings left without a pong (lower: they are the slowest); a ratio over "
     "the framework in process when that floor got under 0.9 of a core in a repeat (upper: the machine "
     "slowed the floor)",
+    "nothing measured": "a ratio of two growths (memory_ratio, redis_memory_ratio: RSS growth per "
+    "connection; cpu_per_1000_tokens_ratio: CPU over a stream) with a part that grew nothing or shrank in "
+    "a repeat is not determined (bound none): there was nothing to divide, whatever the quotient",
     "targets": "each target the plan judges: verdict met, missed, or not determined (a bound on the "
     "wrong side of the target proves neither); met is true only for met, and any other verdict exits 3",
 }
@@ -139,6 +142,20 @@ TARGETS: dict[str, tuple[str, float]] = {
     "cpu_per_1000_tokens_ratio": ("<=", 1.3),
     "redis_memory_ratio": ("<=", 1.5),
     "workers_vs_embedded": (">=", 1.5),
+}
+GROWTHS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {  # ratios of two growths: their parts
+    "memory_ratio": (
+        ("server_kib_per_connection", "the server's"),
+        ("bare_kib_per_connection", "the bare stack's"),
+    ),
+    "redis_memory_ratio": (
+        ("redis_kib_per_connection", "the Redis server's"),
+        ("bare_kib_per_connection", "the bare stack's"),
+    ),
+    "cpu_per_1000_tokens_ratio": (
+        ("redis_server_cpu_ms_per_1000_tokens", "the Redis server's"),
+        ("server_cpu_ms_per_1000_tokens", "the embedded server's"),
+    ),
 }
 SCALE_OUT = (
     "redis_server_vs_framework",
@@ -377,10 +394,10 @@ class Bench:
                 note(f"{kind}ttft_ratio", ttft / served_framework["ttft_p50_ms"], both)
                 note(f"{kind}ttft_ratio_in_process", ttft / framework["ttft_p50_ms"], server["cpu"])
             if "redis_server" in measured:
-                note(
+                note(  # a part measured at 0 (/proc's 10 ms ticks) is not determined: `bounds`
                     "cpu_per_1000_tokens_ratio",
                     measured["redis_server"]["cpu_ms_per_1000_tokens"]
-                    / measured["server"]["cpu_ms_per_1000_tokens"],
+                    / max(measured["server"]["cpu_ms_per_1000_tokens"], 1e-9),
                     measured["redis_server"]["cpu"],
                 )
         return {name: figure(values, cpu.get(name), load) for name, values in columns.items()}
@@ -585,7 +602,8 @@ def _summarise_scale(repeats: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _memory_ratio(scale: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, Any]:
-    """`kind`'s KiB per idle connection / the bare stack's, repeat by repeat."""
+    """`kind`'s KiB per idle connection / the bare stack's, repeat by repeat (a growth of zero or
+    less on either side: not determined, `bounds`)."""
     return figure(
         [
             s["kib_per_connection"] / max(b["kib_per_connection"], 1e-9)
@@ -785,6 +803,17 @@ def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
     if missed and missed["max"] > 0:  # unanswered pings are the slowest round trips, left out of the p99
         why = f"{missed['max']:g} pings in a repeat had no pong within the ping interval, left out of the p99"
         out["pong_p99_ms"] = _also(out.get("pong_p99_ms"), Evidence(bound="lower", why=why))
+    for name, growths in GROWTHS.items():
+        if _found(results, name) is None:
+            continue
+        for part, whose in growths:
+            samples = (_anywhere(results, part) or {}).get("samples", [])
+            if samples and min(samples) <= 0:
+                why = (
+                    f"{whose} {part} was {min(samples):g} in a repeat: nothing measured (a growth of "
+                    "zero or less), so the ratio over it proves nothing"
+                )
+                out[name] = _also(out.get(name), Evidence(bound="none", why=why))
     sweeps = {"max_streams_at_50tps": ceiling(results.get("sweep", []))} if "sweep" in results else {}
     if "scale_out" in results:
         sweeps["workers_max_streams_at_50tps"] = ceiling(results["scale_out"]["workers_sweep"])
@@ -827,6 +856,11 @@ def judge(op: str, target: float, value: float, bound: Bound = "exact") -> str:
 def _found(results: dict[str, Any], name: str) -> Any:
     """The figure `name` of `results` (a scale-out one from its section), or None."""
     return (results.get("scale_out", {}) if name in SCALE_OUT else results).get(name)
+
+
+def _anywhere(results: dict[str, Any], name: str) -> Any:
+    """The figure `name` of `results` or of its scale-out section, or None."""
+    return results[name] if name in results else results.get("scale_out", {}).get(name)
 
 
 def targets(results: dict[str, Any], plan: BenchPlan) -> dict[str, Any]:
