@@ -24,7 +24,7 @@ import os
 import secrets
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -32,7 +32,7 @@ from typing import Any, Literal, TypedDict
 
 from loadtests.bench import measure, scale
 from loadtests.bench.generator import Generator, split, wait
-from loadtests.bench.processes import Served, machine_cpu_s, start
+from loadtests.bench.processes import DidNotStart, Served, machine_cpu_s, start
 from loadtests.bench.scale import SharedState
 from reference_server.auth import mint
 
@@ -288,14 +288,31 @@ class Bench:
         return env
 
     def start_server(self, connections: int, redis: bool = False) -> Served:
-        """A reference server process, embedded, or keeping its state in Redis (`redis`)."""
-        return start("reference_server", self.server_env(connections, redis))
+        """A reference server process, embedded, or keeping its state in Redis (`redis`).
+
+        Raises DidNotStart, naming the user's settings it had (`users_settings`) with `redis`."""
+        with self._users_settings(redis):
+            return start("reference_server", self.server_env(connections, redis))
 
     def start_workers(self, connections: int) -> Served:
         """`asp serve --workers N` (N = plan.workers) on the run's Redis, once its workers run."""
         env = self.server_env(connections, redis=True)
         args = ["serve", "--workers", str(self.plan.workers)]
-        return start("asp_cli.main", env, timeout=60, args=args, workers=self.plan.workers)
+        with self._users_settings(True):
+            return start("asp_cli.main", env, timeout=60, args=args, workers=self.plan.workers)
+
+    @contextlib.contextmanager
+    def _users_settings(self, redis: bool) -> Iterator[None]:
+        """A DidNotStart raised inside names the user's settings the server had: with `redis`, the
+        run's --redis-url (and --database-url); an embedded server has the bench's alone."""
+        try:
+            yield
+        except DidNotStart as failed:
+            if redis and self.shared is not None:
+                failed.users_settings = "--redis-url" + (
+                    " or --database-url" if self.shared.database_url else ""
+                )
+            raise
 
     async def transport(self) -> dict[str, Any]:
         bare = start("loadtests.bench.bare_server")
