@@ -24,7 +24,7 @@ import os
 import secrets
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -519,17 +519,35 @@ class Bench:
 
     async def fresh_servers(self, count: int, kinds: tuple[str, ...]) -> list[tuple[str, Served]]:
         """One server of each kind ("bare", "server", "redis_server") per repeat, started together
-        (each is measured alone)."""
+        (each is measured alone). When one does not start (DidNotStart) or the wait is cancelled,
+        every start is waited for and the servers that did start are stopped: none left running."""
         order = [kind for _ in range(self.plan.repeats) for kind in kinds]
-        # each server's settings (its own file and key prefix) made here, in order; the processes in threads
-        commands = [
-            ("loadtests.bench.bare_server", None)
-            if kind == "bare"
-            else ("reference_server", self.server_env(count, redis=kind == "redis_server"))
-            for kind in order
-        ]
-        started = await asyncio.gather(*[asyncio.to_thread(start, *command) for command in commands])
-        return list(zip(order, started, strict=True))
+
+        def launch(kind: str) -> Callable[[], Served]:
+            if kind == "bare":
+                return lambda: start("loadtests.bench.bare_server")
+            # its settings (its own file and key prefix) made here, in order; the process in a thread
+            env = self.server_env(count, redis=kind == "redis_server")
+
+            def reference() -> Served:
+                with self._users_settings(kind == "redis_server"):
+                    return start("reference_server", env)
+
+            return reference
+
+        starts = [asyncio.ensure_future(asyncio.to_thread(launch(kind))) for kind in order]
+        try:
+            await asyncio.wait(starts)
+        except BaseException:  # cancelled (Ctrl-C): the threads run on; wait for them, stop their servers
+            await asyncio.wait(starts)
+            _stop_started(starts)
+            raise
+        for task in starts:
+            failure = task.exception()
+            if failure is not None:
+                _stop_started(starts)
+                raise failure
+        return [(kind, task.result()) for kind, task in zip(order, starts, strict=True)]
 
     async def connection_scale(self, kind: str, served: Served, count: int) -> dict[str, Any]:
         """One repeat on a fresh server process (its RSS is not lowered by memory others freed)."""
@@ -597,6 +615,13 @@ class Bench:
         }
 
 
+def _stop_started(starts: Sequence[asyncio.Future[Served]]) -> None:
+    """Stop the server of each of `starts` (all done) that started."""
+    for task in starts:
+        if not task.cancelled() and task.exception() is None:
+            task.result().stop()
+
+
 async def _step(barrier: Any, calls: asyncio.Future[Any]) -> None:
     """The orchestrator's wait at the workers' barrier; a worker that failed aborts it and raises."""
     waiting = asyncio.ensure_future(wait(barrier))
@@ -652,11 +677,10 @@ async def run_bench(
         results["transport_events_per_s"] = await bench.transport()
 
         room = max(plan.sweep) + plan.ttft_samples + 10
-        servers = {
-            "served_framework": start("loadtests.bench.bare_server"),
-            "server": bench.start_server(room),
-        }
-        try:
+        servers: dict[str, Served] = {}
+        try:  # each started inside: a start that fails leaves none of the others running
+            servers["served_framework"] = start("loadtests.bench.bare_server")
+            servers["server"] = bench.start_server(room)
             if shared:
                 servers["redis_server"] = bench.start_server(plan.ttft_samples + 10, redis=True)
             progress(
