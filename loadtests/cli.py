@@ -21,10 +21,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from loadtests.credentials import SECRET_ENV, TOKEN_ENV, Credentials, read_token_file, redact
+
+if TYPE_CHECKING:
+    from loadtests.bench.processes import DidNotStart
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCENARIOS = {"connections": "ConnectionsUser", "throughput": "ThroughputUser", "soak": "SoakUser"}
@@ -435,6 +438,17 @@ def bench_exit_code(results: dict[str, Any]) -> int:
     return EXIT_SLO if any(not target["met"] for target in results["targets"].values()) else 0
 
 
+def did_not_start(failed: DidNotStart) -> tuple[str, int]:
+    """What `asp bench` says, one line, and its exit code when a server it measures did not start:
+    EXIT_USAGE when the server refused the user's settings (it exited EXIT_USAGE, its one-line reason,
+    with --redis-url or --database-url among its settings: they failed after the bench checked them);
+    otherwise 1, the bench's own fault (its servers run on its settings alone, none inherited) or this
+    machine's (a server that says nothing within its time), said as such."""
+    if failed.users_settings and failed.exit_code == EXIT_USAGE:
+        return f"asp bench: {failed} (check {failed.users_settings})", EXIT_USAGE
+    return f"asp bench: {failed}; a fault of the bench, not of your configuration", 1
+
+
 def _whole(text: str) -> int:
     try:
         return int(text)
@@ -482,6 +496,7 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"asp bench: {unusable}", file=sys.stderr)
             return 2
     from loadtests.bench.measure import ServerSilent
+    from loadtests.bench.processes import DidNotStart
 
     try:
         results = bench(
@@ -493,6 +508,10 @@ def _bench(args: argparse.Namespace) -> int:
     except ServerSilent as silent:  # a server under measurement hung: nothing to report, not a pass
         print(f"asp bench: a server under measurement stopped answering: {silent}", file=sys.stderr)
         return 1
+    except DidNotStart as failed:  # one line, never a traceback; the run's other servers are stopped
+        line, code = did_not_start(failed)
+        print(line, file=sys.stderr)
+        return code
     except KeyboardInterrupt:  # Ctrl-C: the run's servers and generator processes are stopped by now
         print("asp bench: interrupted; no results", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -525,7 +544,9 @@ def register(commands: Any) -> None:
         "Redis against one embedded process (sweep). A figure the run can only bound (a sweep that passed "
         "its top level, a generator-bound figure) is shown as one, and a target it cannot prove is NOT "
         "DETERMINED. Exit 0 when every target is met, 3 when one is missed or not determined, 2 when "
-        "--redis-url or --database-url cannot be used.",
+        "--redis-url or --database-url cannot be used, 1 when a server under measurement did not start for a "
+        "reason of the bench's own. The servers run on the bench's settings alone: ASP_ variables of this "
+        "shell do not reach them.",
     )
     bench_parser.add_argument("--json", help="write the results here")
     bench_parser.add_argument(

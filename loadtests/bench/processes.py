@@ -7,14 +7,49 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import IO
+
+from reference_server.config import Settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SETTINGS_PREFIX = str(Settings.model_config.get("env_prefix", ""))  # "ASP_": what the server reads
+URL_LINE = re.compile(r"listening on (ws://\S+)")
+ERROR_LINES = 20  # of a server's stderr, kept to say why it did not start
+
+
+def server_environ(settings: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a server under measurement: this process's, without any variable the
+    reference server reads as a setting (SETTINGS_PREFIX: a shell's ASP_REDIS_URL or ASP_MODEL must
+    not change the server measured), then `settings`, the bench's own."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIX)}
+    return inherited | {"PYTHONUNBUFFERED": "1"} | dict(settings)
+
+
+class DidNotStart(RuntimeError):
+    """A server under measurement did not announce its URL: it exited (`exit_code`, with `said`, the
+    last line it wrote to stderr) or said nothing within the time it had (`exit_code` None).
+
+    `users_settings` names the user's settings it was given (`--redis-url`...), "" when it ran on
+    the bench's alone; its starter fills it in (`loadtests.bench.run.Bench`)."""
+
+    def __init__(self, module: str, exit_code: int | None, said: str, timeout: float) -> None:
+        self.module, self.exit_code, self.said = module, exit_code, said
+        self.users_settings = ""
+        if exit_code is None:
+            why = f"said nothing within {timeout:g} s (a busy machine?)"
+        else:
+            why = f"exited {exit_code}" + (f": {said}" if said else "")
+        super().__init__(f"{module} did not start: {why}")
 
 
 @dataclass
@@ -81,37 +116,75 @@ def _started(pid: int) -> str | None:
         return None
 
 
+def _drain(stream: IO[str], keep: Callable[[str], object]) -> None:
+    """Read `stream` to its end, so the server never blocks on a full pipe, `keep`ing each line."""
+    for line in stream:
+        keep(line)
+
+
+def _until_url(lines: queue.Queue[str]) -> Callable[[str], None]:
+    """A `keep` for stdout that queues its lines up to the one announcing the URL, none after."""
+    announced = False
+
+    def keep(line: str) -> None:
+        nonlocal announced
+        if not announced:
+            lines.put(line)
+            announced = URL_LINE.search(line) is not None
+
+    return keep
+
+
 def start(
     module: str,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     timeout: float = 30,
     prefix: list[str] | None = None,
     args: list[str] | None = None,
     workers: int = 0,
 ) -> Served:
-    """Start `python -m module args...` (after `prefix`, e.g. a profiler's command) and wait for its
-    URL; with `workers`, also for that many child processes (`asp serve --workers N` forks them
-    after announcing its URL). Raises RuntimeError when it exits or says nothing within `timeout`."""
+    """Start `python -m module args...` (after `prefix`, e.g. a profiler's command) on `env` and no
+    inherited setting (`server_environ`), and wait for its URL; with `workers`, also for that many
+    child processes (`asp serve --workers N` forks them after announcing its URL).
+
+    Raises DidNotStart when it exits or says nothing within `timeout`; its process group is killed
+    then (a worker it forked included)."""
     process = subprocess.Popen(
         [*(prefix or []), sys.executable, "-m", module, *(args or [])],
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        env=server_environ(env or {}),
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         process_group=0,
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()  # stdout's, until its URL (then nothing reads them)
+    errors: deque[str] = deque(maxlen=ERROR_LINES)  # stderr's last, to say why it did not start
+    readers = [
+        threading.Thread(target=_drain, args=(process.stdout, _until_url(lines)), daemon=True),
+        threading.Thread(target=_drain, args=(process.stderr, errors.append), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        match = re.search(r"listening on (ws://\S+)", line)
+        try:
+            line = lines.get(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            if process.poll() is not None and lines.empty():
+                break
+            continue
+        match = URL_LINE.search(line)
         if match:
             served = Served(process, match.group(1))
             while workers and len(served.cpu_by_process()) <= workers and time.monotonic() < deadline:
                 time.sleep(0.1)
             time.sleep(0.5 if not workers else 2.0)  # lifespan start-up after the announcement
             return served
-        if process.poll() is not None:
-            break
-    process.kill()
-    raise RuntimeError(f"{module} did not start")
+    exited = process.poll()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # its own group: the workers it forked too
+    process.wait(5)
+    readers[1].join(2)  # the last of its stderr
+    said = next((line.strip() for line in reversed(errors) if line.strip()), "")
+    raise DidNotStart(module, exited, said, timeout)

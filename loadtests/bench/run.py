@@ -24,7 +24,7 @@ import os
 import secrets
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -32,7 +32,7 @@ from typing import Any, Literal, TypedDict
 
 from loadtests.bench import measure, scale
 from loadtests.bench.generator import Generator, split, wait
-from loadtests.bench.processes import Served, machine_cpu_s, start
+from loadtests.bench.processes import DidNotStart, Served, machine_cpu_s, start
 from loadtests.bench.scale import SharedState
 from reference_server.auth import mint
 
@@ -106,6 +106,9 @@ DEFINITIONS = {
     "sides (none); a pong p99 with pings left without a pong (lower: they are the slowest); a ratio over "
     "the framework in process when that floor got under 0.9 of a core in a repeat (upper: the machine "
     "slowed the floor)",
+    "nothing measured": "a ratio of two growths (memory_ratio, redis_memory_ratio: RSS growth per "
+    "connection; cpu_per_1000_tokens_ratio: CPU over a stream) with a part that grew nothing or shrank in "
+    "a repeat is not determined (bound none): there was nothing to divide, whatever the quotient",
     "targets": "each target the plan judges: verdict met, missed, or not determined (a bound on the "
     "wrong side of the target proves neither); met is true only for met, and any other verdict exits 3",
 }
@@ -139,6 +142,20 @@ TARGETS: dict[str, tuple[str, float]] = {
     "cpu_per_1000_tokens_ratio": ("<=", 1.3),
     "redis_memory_ratio": ("<=", 1.5),
     "workers_vs_embedded": (">=", 1.5),
+}
+GROWTHS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {  # ratios of two growths: their parts
+    "memory_ratio": (
+        ("server_kib_per_connection", "the server's"),
+        ("bare_kib_per_connection", "the bare stack's"),
+    ),
+    "redis_memory_ratio": (
+        ("redis_kib_per_connection", "the Redis server's"),
+        ("bare_kib_per_connection", "the bare stack's"),
+    ),
+    "cpu_per_1000_tokens_ratio": (
+        ("redis_server_cpu_ms_per_1000_tokens", "the Redis server's"),
+        ("server_cpu_ms_per_1000_tokens", "the embedded server's"),
+    ),
 }
 SCALE_OUT = (
     "redis_server_vs_framework",
@@ -271,14 +288,31 @@ class Bench:
         return env
 
     def start_server(self, connections: int, redis: bool = False) -> Served:
-        """A reference server process, embedded, or keeping its state in Redis (`redis`)."""
-        return start("reference_server", self.server_env(connections, redis))
+        """A reference server process, embedded, or keeping its state in Redis (`redis`).
+
+        Raises DidNotStart, naming the user's settings it had (`users_settings`) with `redis`."""
+        with self._users_settings(redis):
+            return start("reference_server", self.server_env(connections, redis))
 
     def start_workers(self, connections: int) -> Served:
         """`asp serve --workers N` (N = plan.workers) on the run's Redis, once its workers run."""
         env = self.server_env(connections, redis=True)
         args = ["serve", "--workers", str(self.plan.workers)]
-        return start("asp_cli.main", env, timeout=60, args=args, workers=self.plan.workers)
+        with self._users_settings(True):
+            return start("asp_cli.main", env, timeout=60, args=args, workers=self.plan.workers)
+
+    @contextlib.contextmanager
+    def _users_settings(self, redis: bool) -> Iterator[None]:
+        """A DidNotStart raised inside names the user's settings the server had: with `redis`, the
+        run's --redis-url (and --database-url); an embedded server has the bench's alone."""
+        try:
+            yield
+        except DidNotStart as failed:
+            if redis and self.shared is not None:
+                failed.users_settings = "--redis-url" + (
+                    " or --database-url" if self.shared.database_url else ""
+                )
+            raise
 
     async def transport(self) -> dict[str, Any]:
         bare = start("loadtests.bench.bare_server")
@@ -377,10 +411,10 @@ class Bench:
                 note(f"{kind}ttft_ratio", ttft / served_framework["ttft_p50_ms"], both)
                 note(f"{kind}ttft_ratio_in_process", ttft / framework["ttft_p50_ms"], server["cpu"])
             if "redis_server" in measured:
-                note(
+                note(  # a part measured at 0 (/proc's 10 ms ticks) is not determined: `bounds`
                     "cpu_per_1000_tokens_ratio",
                     measured["redis_server"]["cpu_ms_per_1000_tokens"]
-                    / measured["server"]["cpu_ms_per_1000_tokens"],
+                    / max(measured["server"]["cpu_ms_per_1000_tokens"], 1e-9),
                     measured["redis_server"]["cpu"],
                 )
         return {name: figure(values, cpu.get(name), load) for name, values in columns.items()}
@@ -485,17 +519,35 @@ class Bench:
 
     async def fresh_servers(self, count: int, kinds: tuple[str, ...]) -> list[tuple[str, Served]]:
         """One server of each kind ("bare", "server", "redis_server") per repeat, started together
-        (each is measured alone)."""
+        (each is measured alone). When one does not start (DidNotStart) or the wait is cancelled,
+        every start is waited for and the servers that did start are stopped: none left running."""
         order = [kind for _ in range(self.plan.repeats) for kind in kinds]
-        # each server's settings (its own file and key prefix) made here, in order; the processes in threads
-        commands = [
-            ("loadtests.bench.bare_server", None)
-            if kind == "bare"
-            else ("reference_server", self.server_env(count, redis=kind == "redis_server"))
-            for kind in order
-        ]
-        started = await asyncio.gather(*[asyncio.to_thread(start, *command) for command in commands])
-        return list(zip(order, started, strict=True))
+
+        def launch(kind: str) -> Callable[[], Served]:
+            if kind == "bare":
+                return lambda: start("loadtests.bench.bare_server")
+            # its settings (its own file and key prefix) made here, in order; the process in a thread
+            env = self.server_env(count, redis=kind == "redis_server")
+
+            def reference() -> Served:
+                with self._users_settings(kind == "redis_server"):
+                    return start("reference_server", env)
+
+            return reference
+
+        starts = [asyncio.ensure_future(asyncio.to_thread(launch(kind))) for kind in order]
+        try:
+            await asyncio.wait(starts)
+        except BaseException:  # cancelled (Ctrl-C): the threads run on; wait for them, stop their servers
+            await asyncio.wait(starts)
+            _stop_started(starts)
+            raise
+        for task in starts:
+            failure = task.exception()
+            if failure is not None:
+                _stop_started(starts)
+                raise failure
+        return [(kind, task.result()) for kind, task in zip(order, starts, strict=True)]
 
     async def connection_scale(self, kind: str, served: Served, count: int) -> dict[str, Any]:
         """One repeat on a fresh server process (its RSS is not lowered by memory others freed)."""
@@ -563,6 +615,13 @@ class Bench:
         }
 
 
+def _stop_started(starts: Sequence[asyncio.Future[Served]]) -> None:
+    """Stop the server of each of `starts` (all done) that started."""
+    for task in starts:
+        if not task.cancelled() and task.exception() is None:
+            task.result().stop()
+
+
 async def _step(barrier: Any, calls: asyncio.Future[Any]) -> None:
     """The orchestrator's wait at the workers' barrier; a worker that failed aborts it and raises."""
     waiting = asyncio.ensure_future(wait(barrier))
@@ -585,7 +644,8 @@ def _summarise_scale(repeats: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _memory_ratio(scale: dict[str, list[dict[str, Any]]], kind: str) -> dict[str, Any]:
-    """`kind`'s KiB per idle connection / the bare stack's, repeat by repeat."""
+    """`kind`'s KiB per idle connection / the bare stack's, repeat by repeat (a growth of zero or
+    less on either side: not determined, `bounds`)."""
     return figure(
         [
             s["kib_per_connection"] / max(b["kib_per_connection"], 1e-9)
@@ -617,11 +677,10 @@ async def run_bench(
         results["transport_events_per_s"] = await bench.transport()
 
         room = max(plan.sweep) + plan.ttft_samples + 10
-        servers = {
-            "served_framework": start("loadtests.bench.bare_server"),
-            "server": bench.start_server(room),
-        }
-        try:
+        servers: dict[str, Served] = {}
+        try:  # each started inside: a start that fails leaves none of the others running
+            servers["served_framework"] = start("loadtests.bench.bare_server")
+            servers["server"] = bench.start_server(room)
             if shared:
                 servers["redis_server"] = bench.start_server(plan.ttft_samples + 10, redis=True)
             progress(
@@ -785,6 +844,17 @@ def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
     if missed and missed["max"] > 0:  # unanswered pings are the slowest round trips, left out of the p99
         why = f"{missed['max']:g} pings in a repeat had no pong within the ping interval, left out of the p99"
         out["pong_p99_ms"] = _also(out.get("pong_p99_ms"), Evidence(bound="lower", why=why))
+    for name, growths in GROWTHS.items():
+        if _found(results, name) is None:
+            continue
+        for part, whose in growths:
+            samples = (_anywhere(results, part) or {}).get("samples", [])
+            if samples and min(samples) <= 0:
+                why = (
+                    f"{whose} {part} was {min(samples):g} in a repeat: nothing measured (a growth of "
+                    "zero or less), so the ratio over it proves nothing"
+                )
+                out[name] = _also(out.get(name), Evidence(bound="none", why=why))
     sweeps = {"max_streams_at_50tps": ceiling(results.get("sweep", []))} if "sweep" in results else {}
     if "scale_out" in results:
         sweeps["workers_max_streams_at_50tps"] = ceiling(results["scale_out"]["workers_sweep"])
@@ -827,6 +897,11 @@ def judge(op: str, target: float, value: float, bound: Bound = "exact") -> str:
 def _found(results: dict[str, Any], name: str) -> Any:
     """The figure `name` of `results` (a scale-out one from its section), or None."""
     return (results.get("scale_out", {}) if name in SCALE_OUT else results).get(name)
+
+
+def _anywhere(results: dict[str, Any], name: str) -> Any:
+    """The figure `name` of `results` or of its scale-out section, or None."""
+    return results[name] if name in results else results.get("scale_out", {}).get(name)
 
 
 def targets(results: dict[str, Any], plan: BenchPlan) -> dict[str, Any]:

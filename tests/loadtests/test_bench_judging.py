@@ -242,3 +242,74 @@ def test_the_quick_plan_stays_quick_and_does_not_judge_the_sweeps() -> None:
     full = BenchPlan()
     assert full.applies("max_streams_at_50tps") and full.applies("workers_vs_embedded")
     assert list(full.sweep) == sorted(full.sweep) and max(full.sweep) >= 1.5 * 800
+
+
+def growth(*samples: float) -> dict[str, Any]:
+    """A growth figure (KiB per connection, CPU ms per 1,000 tokens) over its repeats."""
+    return {"median": sorted(samples)[len(samples) // 2], "min": min(samples), "max": max(samples)} | {
+        "samples": list(samples)
+    }
+
+
+@pytest.mark.parametrize(
+    ("server", "bare", "part"),
+    [
+        (growth(0.0, 0.0, 0.0), growth(40.0, 41.0, 42.0), "server_kib_per_connection was 0"),
+        (growth(-3.0, 1.0, 2.0), growth(40.0, 41.0, 42.0), "server_kib_per_connection was -3"),
+        (growth(50.0, 51.0, 52.0), growth(0.0, 41.0, 42.0), "bare_kib_per_connection was 0"),
+    ],
+    ids=["server-grew-nothing", "server-shrank-in-a-repeat", "bare-grew-nothing"],
+)
+def test_a_memory_ratio_over_a_growth_of_nothing_is_not_determined(server, bare, part) -> None:
+    """A server whose RSS did not grow while it opened the connections (its allocator reused freed
+    memory, or the reading missed it) shows a ratio of 0 or less: 'met' (<= 1.25) on nothing measured."""
+    ratios = [s / max(b, 1e-9) for s, b in zip(server["samples"], bare["samples"], strict=True)]
+    results = {
+        "server_kib_per_connection": server,
+        "bare_kib_per_connection": bare,
+        "memory_ratio": growth(*ratios),
+    }
+    judged = targets(results, BenchPlan())["memory_ratio"]
+    assert (judged["bound"], judged["verdict"], judged["met"]) == ("none", "not determined", False)
+    assert part in judged["why"] and "nothing measured" in judged["why"]
+    assert bench_exit_code({"targets": {"memory_ratio": judged}}) == 3
+
+
+def test_a_memory_ratio_over_growths_on_both_sides_is_judged_as_measured() -> None:
+    results = {
+        "server_kib_per_connection": growth(50.0, 51.0, 52.0),
+        "bare_kib_per_connection": growth(40.0, 41.0, 42.0),
+        "memory_ratio": growth(1.2, 1.24, 1.3),
+    }
+    judged = targets(results, BenchPlan())["memory_ratio"]
+    assert (judged["verdict"], judged["met"]) == ("met", True) and "bound" not in judged
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        (
+            "redis_memory_ratio",
+            {"redis_kib_per_connection": growth(0.0, 0.0, 0.0), "redis_memory_ratio": growth(0.0, 0.0, 0.0)},
+        ),
+        (
+            "cpu_per_1000_tokens_ratio",
+            {
+                "redis_server_cpu_ms_per_1000_tokens": growth(0.0, 30.0, 31.0),
+                "cpu_per_1000_tokens_ratio": growth(0.0, 1.0, 1.1),
+            },
+        ),
+    ],
+)
+def test_the_scale_out_ratios_of_growths_over_nothing_are_not_determined(name, parts) -> None:
+    """The same rule for the scale-out section's ratios: its parts live in that section, the embedded
+    server's and the bare stack's at the top of the results."""
+    results = {
+        "bare_kib_per_connection": growth(40.0, 41.0, 42.0),
+        "server_cpu_ms_per_1000_tokens": growth(25.0, 26.0, 27.0),
+        "sweep": sweep(10, failed=(25,)),
+        "scale_out": parts | {"workers_sweep": sweep(10, 25, failed=(50,))},
+    }
+    judged = targets(results, BenchPlan())[name]
+    assert (judged["bound"], judged["verdict"]) == ("none", "not determined"), judged
+    assert "nothing measured" in judged["why"]
