@@ -140,6 +140,21 @@ class AspWebSocketProtocol(WebSocketsSansIOProtocol):
         cast(dict[str, Any], self.scope)[INBOX] = inbox
         cast(dict[str, Any], self.scope)[SEND_NOW] = self.send_now
 
+    def send_receive_event_to_app(self) -> None:
+        """A text message that is not UTF-8 is the peer's fault (ASP-TRN-004): closed 1007 with one
+        log line. uvicorn's own path logs it with a traceback at ERROR, which lets any client fill
+        the server's log (one traceback per connection it opens)."""
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError as error:
+                self.frames = []
+                log.info("closing a connection that sent text that is not UTF-8 (%s)", error.reason)
+                self.conn.send_close(CloseReason.INVALID_UTF8.code)
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
+
     def send_now(self, text: str) -> bool:
         """Write a text message at once, as `send` does when it need not wait; False (nothing
         written) when the transport is paused (`send` would wait for it to drain) or the connection

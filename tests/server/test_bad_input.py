@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -114,12 +115,21 @@ async def test_a_vendor_member_nested_deep_is_still_a_valid_ping(server: ServerP
 async def test_defect_9_invalid_utf8_in_a_text_message_closes_1007(
     server: ServerProcess, connect, fragments: list[bytes]
 ):
-    """ASP-TRN-004: RFC 6455 wins over ASP-ERR-002 for text that is not UTF-8."""
+    """ASP-TRN-004: RFC 6455 wins over ASP-ERR-002 for text that is not UTF-8. The client's fault
+    is one log line, not a traceback at ERROR (a client could fill the log with them)."""
     client = await connect(server, user="bad-utf8")
     await client.expect("session")
+    logged_before = len(server.logs)
     message = fragments[0] if len(fragments) == 1 else fragments
     await client.websocket.send(message, text=True)
     assert await client.wait_closed(5) == close_code("invalid_payload")
+    for _ in range(500):  # the server's output is read by a thread: up to 10 s
+        logged = server.logs[logged_before:]
+        if "sent text that is not UTF-8" in logged:
+            break
+        await asyncio.sleep(0.02)
+    assert "sent text that is not UTF-8" in logged, logged
+    assert "Traceback" not in logged and " ERROR " not in logged, logged
 
 
 async def test_a_fragmented_message_is_reassembled_and_counted_whole(server: ServerProcess, connect):
