@@ -183,7 +183,7 @@ def to_terminal(report: Report) -> str:
         if result.outcome in (Outcome.PASS, Outcome.INFO):
             continue
         first_line = result.reason.splitlines()[0] if result.reason else ""
-        marker = "!" if report.fails(result) else " "
+        marker = "!" if report.fails(result) else ""
         lines.append(f"{marker}{result.outcome.value.upper():15} {result.case_id}: {first_line}")
         for finding in result.findings:
             if not finding.passed:
@@ -197,7 +197,11 @@ def to_terminal(report: Report) -> str:
     if report.oracle is not None:
         lines.append(f"oracle over every frame: {report.oracle.outcome.value}")
     compliance = report.compliance()
-    lines.extend(f"compliance {name}: {compliance[name].describe()}" for name in LEVELS)
+    if report.judges == "server" and report.terms is None:  # nothing reached: counts, not every ID
+        untested = ", ".join(f"{name} {len(compliance[name].untestable)}" for name in LEVELS)
+        lines.append(f"compliance: not proven at any level, nothing could be checked (untested: {untested})")
+    else:
+        lines.extend(f"compliance {name}: {compliance[name].describe()}" for name in LEVELS)
     threshold = "" if report.threshold == "error" else f" (fail on {report.threshold})"
     lines.append(f"exit {report.exit_code()}{threshold}")
     return "\n".join(lines)
