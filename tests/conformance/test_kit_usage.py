@@ -412,3 +412,12 @@ async def test_other_clients_holding_slots_are_named_in_a_connection_limit_failu
     (result,) = report.results
     assert result.outcome == Outcome.FAIL
     assert "other clients of this server hold slots too" in result.reason, result.reason
+
+
+def test_a_secret_beginning_with_a_dash_is_told_how_to_pass():
+    """A generated secret may begin with '-', which argparse takes for a flag."""
+    result = asp_check(UNREACHABLE, "--jwt-secret", "-abcdefabcdefabcdefabcdefabcdefabcdef")
+    assert result.returncode == 2
+    assert "a value beginning with '-' goes as --jwt-secret=VALUE" in result.stderr, result.stderr
+    given = asp_check(UNREACHABLE, "--jwt-secret=-abcdefabcdefabcdefabcdefabcdefabcdef", "--quiet")
+    assert given.returncode == 1 and "cannot connect" in given.stdout, given.stdout + given.stderr
