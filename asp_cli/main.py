@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
@@ -26,6 +27,10 @@ def _spec_site(args: argparse.Namespace) -> int:
 _OWNER = "_asp_unrecognized_by"  # set on the namespace by the innermost parser that left arguments over
 
 
+# argparse's message for a flag followed by something it took for another flag (or by nothing).
+_EXPECTED_ONE = re.compile(r"argument (--[\w-]+(?:/-[\w-]+)*): expected one argument")
+
+
 class UsageParser(argparse.ArgumentParser):
     """Usage errors in one line (`asp load: error: ...`), exit 2; `--help` shows the usage.
 
@@ -34,7 +39,9 @@ class UsageParser(argparse.ArgumentParser):
     - no prefix abbreviations (`allow_abbrev=False`): `--json-fil` is an error, not `--json-file`;
     - an unknown flag is reported by the command it was given to (`asp check: error: unrecognized
       arguments: --jwt-secert x; did you mean --jwt-secret?`), with the closest flag (difflib);
-    - a value outside a choice (a subcommand too) names the closest choice.
+    - a value outside a choice (a subcommand too) names the closest choice;
+    - a flag whose value was taken for a flag (`--jwt-secret -abc`: a generated secret may begin
+      with '-') says how to give such a value (`--jwt-secret=-abc`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -42,6 +49,10 @@ class UsageParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        missing = _EXPECTED_ONE.fullmatch(message)
+        if missing:
+            flag = missing.group(1).split("/")[-1]
+            message += f" (a value beginning with '-' goes as {flag}=VALUE)"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:

@@ -10,11 +10,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from conformance.options import JWT_SECRET_VARIABLE, TOKEN_VARIABLE
 from conformance.outcomes import EXIT_USAGE as EXIT_HARNESS
-
-# Credentials from the environment keep them out of `ps` and CI logs; the flags win when given.
-JWT_SECRET_VARIABLE = "ASP_CHECK_JWT_SECRET"
-TOKEN_VARIABLE = "ASP_CHECK_TOKEN"
 
 
 def _header(value: str) -> tuple[str, str]:

@@ -12,6 +12,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
@@ -31,6 +32,12 @@ class Credentials:
         self.run_tag = secrets.token_hex(3)
         self._slots: dict[int, tuple[int, ...]] = {}
         self._issued: set[str] = set(options.tokens)
+        try:  # a password in the URL's userinfo is as secret as a token
+            password = urlsplit(options.url).password
+        except ValueError:
+            password = None
+        if password:
+            self._issued.add(password)
 
     @property
     def can_mint(self) -> bool:

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+# Credentials from the environment keep them out of `ps` and CI logs; `asp check` and the pytest
+# plugin both read them, and their flags win when given.
+JWT_SECRET_VARIABLE = "ASP_CHECK_JWT_SECRET"
+TOKEN_VARIABLE = "ASP_CHECK_TOKEN"
+
+
+def cli_flag(name: str) -> str:
+    """A check option's flag as `asp check` spells it (`--max-wait`): the default of `flag` below."""
+    return name
 
 
 class UsageError(Exception):
@@ -43,6 +54,20 @@ def check_url(url: str) -> str:
     return url
 
 
+def shown_url(url: str) -> str:
+    """`url` as the kit prints and stores it: a userinfo password replaced by `***` (user kept)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
 @dataclass
 class CheckOptions:
     """A check's inputs. Waits are seconds; `max_wait_s` bounds every real-time wait a case needs
@@ -65,19 +90,29 @@ class CheckOptions:
     jwt_algorithms: list[str] | None = None
     user_prefix: str = "asp-kit"
 
-    def validate(self) -> None:
-        """Raises UsageError for a bad URL, no credentials or a bad budget (before any connection)."""
+    def validate(self, flag: Callable[[str], str] = cli_flag) -> None:
+        """Raises UsageError for a bad URL, no credentials or a bad budget (before any connection).
+
+        `flag` spells an option as the caller's own interface names it (the pytest plugin's
+        `--asp-max-wait` for `--max-wait`), so a message names what the user can type."""
         check_url(self.url)
         if not self.tokens and self.jwt_secret is None:
-            raise UsageError("no credentials: give --token, --token-file or --jwt-secret")
+            raise UsageError(
+                f"no credentials: give {flag('--token')}, {flag('--token-file')} or {flag('--jwt-secret')} "
+                f"(or {TOKEN_VARIABLE} / {JWT_SECRET_VARIABLE})"
+            )
         if not positive(self.timeout_multiplier):
-            raise UsageError(f"--timeout-multiplier must be a positive number, not {self.timeout_multiplier}")
+            raise UsageError(
+                f"{flag('--timeout-multiplier')} must be a positive number, not {self.timeout_multiplier}"
+            )
         if not positive(self.max_wait_s):
-            raise UsageError(f"--max-wait must be a positive number of seconds, not {self.max_wait_s}")
+            raise UsageError(
+                f"{flag('--max-wait')} must be a positive number of seconds, not {self.max_wait_s}"
+            )
         if self.max_connections is not None and self.max_connections < 1:
-            raise UsageError(f"--max-connections must be at least 1, not {self.max_connections}")
+            raise UsageError(f"{flag('--max-connections')} must be at least 1, not {self.max_connections}")
         if self.fuzz_examples < 1:
-            raise UsageError(f"--fuzz-examples must be at least 1, not {self.fuzz_examples}")
+            raise UsageError(f"{flag('--fuzz-examples')} must be at least 1, not {self.fuzz_examples}")
         if self.expected_failures is not None:
             from conformance.baseline import Baseline
 
@@ -86,7 +121,7 @@ class CheckOptions:
             unknown = [name for name in self.jwt_algorithms if name not in JWS_ALGORITHMS]
             if unknown or not self.jwt_algorithms:
                 raise UsageError(
-                    f"--jwt-algorithms takes JWS algorithm names ({', '.join(JWS_ALGORITHMS)}), "
+                    f"{flag('--jwt-algorithms')} takes JWS algorithm names ({', '.join(JWS_ALGORITHMS)}), "
                     f"not {', '.join(unknown) or 'an empty list'}"
                 )
 
@@ -110,16 +145,20 @@ def positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
 
-def load_token_file(path: Path) -> list[str]:
-    """One token per line; blank lines and # comments ignored.
+def load_token_file(path: Path, flag: str = "--token-file") -> list[str]:
+    """One token per line; blank lines and # comments ignored. `flag` is the option that named it.
 
     Raises:
-        UsageError: the file cannot be read or is not UTF-8 text (the message names the flag).
+        UsageError: the file cannot be read, is not UTF-8 text or holds no token (the message names
+            the flag).
     """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise UsageError(f"cannot read --token-file {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read {flag} {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"--token-file {path} is not UTF-8 text (one token a line)") from None
-    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+        raise UsageError(f"{flag} {path} is not UTF-8 text (one token a line)") from None
+    tokens = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not tokens:
+        raise UsageError(f"{flag} {path} holds no token (one a line; blank lines and # comments are skipped)")
+    return tokens

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from conformance.options import JWT_SECRET_VARIABLE, TOKEN_VARIABLE
+
 SUITE_MODULE = "conformance/suite/test_asp_conformance.py"
 _STATE = pytest.StashKey[dict[str, Any]]()
 
@@ -20,9 +22,18 @@ _STATE = pytest.StashKey[dict[str, Any]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("asp", "ASP conformance")
     group.addoption("--asp-url", help="ws:// URL of the ASP server to check")
-    group.addoption("--asp-token", action="append", default=[], help="bearer token (repeat for more users)")
+    group.addoption(
+        "--asp-token",
+        action="append",
+        default=[],
+        help=f"bearer token (repeat for more users; prefer {TOKEN_VARIABLE}: flags show in process lists)",
+    )
     group.addoption("--asp-token-file", help="file with one token per line")
-    group.addoption("--asp-jwt-secret", help="mint HS256 tokens for servers you control")
+    group.addoption(
+        "--asp-jwt-secret",
+        help=f"mint HS256 tokens for servers you control (prefer {JWT_SECRET_VARIABLE}: flags show in "
+        "process lists)",
+    )
     group.addoption("--asp-jwt-algorithms", help="JWS algorithms the server is configured for (HS256,...)")
     group.addoption("--asp-timeout-multiplier", type=float, default=1.0)
     group.addoption("--asp-max-wait", type=float, default=20.0, help="longest real-time wait, seconds")
@@ -33,9 +44,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def check_options(config: pytest.Config) -> Any:
     """The CheckOptions the pytest options describe.
 
+    Credentials as `asp check` takes them: the flags, else ASP_CHECK_TOKEN / ASP_CHECK_JWT_SECRET.
+
     Raises:
         pytest.UsageError: no --asp-url, or a URL that is not ws:// or wss://.
     """
+    import os
     from pathlib import Path
 
     from conformance.options import CheckOptions, UsageError, load_token_file, parse_algorithms
@@ -46,21 +60,22 @@ def check_options(config: pytest.Config) -> Any:
             "the ASP conformance suite needs a server to check: --asp-url ws://HOST:PORT/PATH "
             "(with --asp-jwt-secret or --asp-token)"
         )
-    tokens = list(config.getoption("--asp-token"))
+    given = os.environ.get(TOKEN_VARIABLE)
+    tokens = list(config.getoption("--asp-token") or ([given] if given else []))
     try:
         if config.getoption("--asp-token-file"):
-            tokens += load_token_file(Path(config.getoption("--asp-token-file")))
+            tokens += load_token_file(Path(config.getoption("--asp-token-file")), "--asp-token-file")
         options = CheckOptions(
             url=url,
             tokens=tokens,
-            jwt_secret=config.getoption("--asp-jwt-secret"),
+            jwt_secret=config.getoption("--asp-jwt-secret") or os.environ.get(JWT_SECRET_VARIABLE) or None,
             timeout_multiplier=config.getoption("--asp-timeout-multiplier"),
             max_wait_s=config.getoption("--asp-max-wait"),
             max_connections=config.getoption("--asp-max-connections"),
             strict=config.getoption("--asp-strict"),
             jwt_algorithms=parse_algorithms(config.getoption("--asp-jwt-algorithms")),
         )
-        options.validate()
+        options.validate(lambda name: "--asp-" + name.removeprefix("--"))
     except (UsageError, OSError) as problem:
         raise pytest.UsageError(str(problem)) from None
     return options
@@ -92,6 +107,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def run_one(config: pytest.Config, case_id: str) -> None:
     """Run one case and turn its outcome into a pytest verdict."""
+    from conformance.options import shown_url
     from conformance.outcomes import Outcome, fails
     from conformance.registry import CASES
     from conformance.runner import case_index, run_case
@@ -100,7 +116,7 @@ def run_one(config: pytest.Config, case_id: str) -> None:
     if state is None:
         raise pytest.UsageError("the ASP conformance suite needs --asp-url")
     if "refused" in state:
-        pytest.fail(f"cannot check {state['options'].url}: {state['refused']}")
+        pytest.fail(f"cannot check {shown_url(state['options'].url)}: {state['refused']}")
     case = CASES[case_id]
     options = state["options"]
     result = asyncio.run(

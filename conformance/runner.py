@@ -24,7 +24,7 @@ from conformance.baseline import Baseline
 from conformance.context import ANSWER_S, CaseAbort, CaseContext, Precondition
 from conformance.credentials import Credentials, Unavailable
 from conformance.gating import applies, newer_than, since
-from conformance.options import CheckOptions, UsageError
+from conformance.options import CheckOptions, UsageError, shown_url
 from conformance.outcomes import CaseResult, Finding, Outcome, worst
 from conformance.pacing import RatePacer
 from conformance.registry import CASES, ORACLE_REQUIREMENTS, TOKEN_ECHO, Case, all_cases
@@ -105,11 +105,15 @@ async def probe(options: CheckOptions, credentials: Credentials) -> ServerTerms:
 
 
 async def _probe_connection(options: CheckOptions, token: str, carriage: str, *, first: bool) -> AspClient:
-    """The probe's connection with the token in `carriage`; `first`: the check's very first handshake,
-    where a 403 or 404 most often means a wrong path (the reference server's answer to one).
+    """The probe's connection with the token in `carriage`; `first`: the check's very first handshake.
+
+    A first handshake that never upgrades is no evidence the URL is an ASP endpoint (a wrong path, a
+    web server, another service): nothing can be checked, as when nothing listens, and no requirement
+    is judged. Once the server has upgraded, refusing a valid upgrade breaks ASP-TRN-002.
 
     Raises:
-        ProbeFailed: unreachable, or the upgrade refused over HTTP (ASP-TRN-002).
+        ProbeFailed: unreachable or not an ASP endpoint (no requirement), or a later upgrade refused
+            (ASP-TRN-002).
     """
     try:
         return await AspClient.open(
@@ -120,11 +124,19 @@ async def _probe_connection(options: CheckOptions, token: str, carriage: str, *,
             timeout=ANSWER_S * options.timeout_multiplier,
         )
     except HandshakeRefused as refused:
-        hint = ": is the path right?" if first and refused.status in (403, 404) else ""
+        if first:  # never upgraded: no evidence this URL is an ASP endpoint, so no verdict on one
+            raise ProbeFailed(
+                f"no ASP endpoint answered at this URL (HTTP {refused.status}: is the path right? "
+                "are the credentials right?)"
+            ) from None
         raise ProbeFailed(
-            f"the handshake was refused with HTTP {refused.status} instead of 101{hint}", ["ASP-TRN-002"]
+            f"the handshake was refused with HTTP {refused.status} instead of 101", ["ASP-TRN-002"]
         ) from None
     except HandshakeBroken as broken:
+        if first:
+            raise ProbeFailed(
+                f"no ASP endpoint answered at this URL ({broken.problem}: is it a WebSocket endpoint?)"
+            ) from None
         raise ProbeFailed(f"{broken}, not answered with 101", ["ASP-TRN-002"]) from None
     except (OSError, TimeoutError) as exc:
         raise ProbeFailed(f"cannot connect: {exc}") from None
@@ -425,7 +437,7 @@ async def run_check(
 
     def report(terms: ServerTerms | None, results: list[CaseResult], **extra: object) -> Report:
         return Report(
-            target=options.url,
+            target=shown_url(options.url),
             started=stamp,
             duration_s=round(time.monotonic() - began, 3),
             terms=terms,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,11 @@ class HandshakeBroken(Exception):
     def __init__(self, problem: str) -> None:
         super().__init__(f"the WebSocket handshake broke: {problem}")
         self.problem = problem
+
+
+# websockets reads only HTTP/1.1 responses; an HTTP/1.0 one (Python's http.server) comes back as
+# "unsupported protocol; expected HTTP/1.1: HTTP/1.0 404 File not found", a status all the same.
+_OLDER_HTTP_STATUS = re.compile(r"expected HTTP/1\.1: HTTP/1\.0 ([1-5][0-9][0-9])\b")
 
 
 def with_query(url: str, **params: str | None) -> str:
@@ -167,8 +173,13 @@ class AspClient:
         except InvalidStatus as refused:
             transcript.add("error", reason=f"HTTP {refused.response.status_code}")
             raise HandshakeRefused(refused.response.status_code) from refused
-        except InvalidHandshake as broken:  # no HTTP answer at all: closed, or not HTTP
+        except InvalidHandshake as broken:  # no HTTP/1.1 answer: closed, not HTTP, or an older HTTP
             cause = broken.__cause__
+            older = _OLDER_HTTP_STATUS.search(str(cause)) if cause is not None else None
+            if older:  # a valid HTTP/1.0 response (http.server): a refusal with its status, not garble
+                status = int(older.group(1))
+                transcript.add("error", reason=f"HTTP {status}")
+                raise HandshakeRefused(status) from broken
             problem = f"{broken}" + (f" ({cause})" if cause is not None and str(cause) else "")
             transcript.add("error", reason=problem)
             raise HandshakeBroken(problem) from None

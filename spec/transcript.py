@@ -68,7 +68,7 @@ def _judge_single(value: Any) -> Verdict:
         raise UnusableInput("a message must be a JSON object")
     if value.get("type") in client_message_types():
         problems = check_client_message(value)
-        return Verdict("message", 1, [Violation("ASP-TRN-003", f"schema: {p}", 1) for p in problems])
+        return Verdict("message", 1, [Violation("ASP-ENV-004", f"schema: {p}", 1) for p in problems])
     seq = value.get("seq") if isinstance(value.get("seq"), int) else None
     problems = check_server_event(value)
     return Verdict("message", 1, [Violation("ASP-ENV-001", f"schema: {p}", 1, seq) for p in problems])

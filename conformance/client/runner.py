@@ -261,14 +261,19 @@ async def run_scenario(scenario: Scenario, options: ClientCheckOptions, ledger: 
 
 def wire_findings(peers: list[Peer], options: ClientCheckOptions) -> list[Finding]:
     """What the always-on oracle finds wrong on every connection: frames that are not one JSON
-    object in a text frame (ASP-TRN-003), a token subprotocol without asp.v1 (ASP-AUTH-011), a
-    browser (its handshake has an Origin) with its token in the URL (ASP-AUTH-008)."""
+    object in a text frame (ASP-TRN-003), messages that do not validate against client-message.json
+    (ASP-ENV-004, the first five a connection), a token subprotocol without asp.v1 (ASP-AUTH-011),
+    a browser (its handshake has an Origin) with its token in the URL (ASP-AUTH-008)."""
     held = {r for r in WIRE_REQUIREMENTS if requirements()[r].applies_to(options.protocol_version)}
     found: list[Finding] = []
     for peer in peers:
         where = f"connection {peer.index}"
         if "ASP-TRN-003" in held:
             found.extend(Finding("ASP-TRN-003", False, f"{where}: {p}", "oracle") for p in peer.problems)
+        if "ASP-ENV-004" in held:
+            found.extend(
+                Finding("ASP-ENV-004", False, f"{where}: {p}", "oracle") for p in peer.schema_problems[:5]
+            )
         if "ASP-AUTH-011" in held and peer.subprotocol_token is not None and SUBPROTOCOL not in peer.offered:
             offered = [o for o in peer.offered if not o.startswith("asp.token.")]
             found.append(
@@ -297,6 +302,8 @@ def wire_summary(results: list[CaseResult], ledger: Ledger) -> CaseResult:
     connections, browsers = ledger.connections, ledger.browsers
     passes = {
         "ASP-TRN-003": f"every frame of {connections} connections was one JSON object in a text frame",
+        "ASP-ENV-004": f"every client message of {connections} connections validated against "
+        "client-message.json",
         "ASP-AUTH-011": f"no token subprotocol offered without {SUBPROTOCOL} on {connections} connections",
         "ASP-AUTH-008": f"no token in the URL on {browsers} browser connections (Origin present)"
         if browsers

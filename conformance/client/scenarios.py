@@ -81,4 +81,4 @@ def all_scenarios() -> list[Scenario]:
 
 
 # Requirements the always-on wire oracle judges on every connection of every scenario.
-WIRE_REQUIREMENTS = ("ASP-TRN-003", "ASP-AUTH-011", "ASP-AUTH-008")
+WIRE_REQUIREMENTS = ("ASP-TRN-003", "ASP-ENV-004", "ASP-AUTH-011", "ASP-AUTH-008")

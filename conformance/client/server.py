@@ -27,6 +27,7 @@ from websockets.typing import Subprotocol
 
 from conformance.wire import ABNORMAL, Transcript
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, jsondepth
+from spec.schemas import check_client_message
 
 Event = dict[str, Any]
 
@@ -68,7 +69,8 @@ class Peer:
 
     `arrived` and `ended_at` are `time.monotonic()` values: when the upgrade request arrived and
     when the kit closed, aborted or refused the connection (None while it has not). `problems`
-    lists frames that were not one JSON object in a text frame (ASP-TRN-003).
+    lists frames that were not one JSON object in a text frame (ASP-TRN-003); `schema_problems`
+    the JSON objects that do not validate against client-message.json (ASP-ENV-004).
     """
 
     index: int
@@ -88,6 +90,7 @@ class Peer:
     client_closed_at: float | None = None
     messages: list[tuple[float, Event]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    schema_problems: list[str] = field(default_factory=list)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     # Held by `send` and by a scenario sending a batch with `transmit` (a replay), so that a pong
     # is never numbered and sent in the middle of one.
@@ -193,6 +196,11 @@ class Peer:
                     self.problems.append(f"a JSON {type(message).__name__}, not an object: {frame[:80]!r}")
                     continue
                 self.messages.append((time.monotonic(), message))
+                kind = message.get("type")
+                self.schema_problems.extend(
+                    f"{kind if isinstance(kind, str) else 'a message'}: {problem}"
+                    for problem in check_client_message(message)
+                )
                 self._arrivals.set()
                 if message.get("type") == "ping" and self.answer_pings and self.session is not None:
                     pong: Event = {"type": "pong"}

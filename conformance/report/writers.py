@@ -171,6 +171,10 @@ def to_traceability(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+# How CaseContext.real_time words a wait beyond --max-wait ("...; --max-wait 66 waits it out").
+_WAITS_IT_OUT = re.compile(r"--max-wait (\d+) waits it out")
+
+
 def to_terminal(report: Report) -> str:
     """A plain-text summary: what did not pass and why, the counts, compliance, the exit code."""
     lines = []
@@ -183,7 +187,7 @@ def to_terminal(report: Report) -> str:
         if result.outcome in (Outcome.PASS, Outcome.INFO):
             continue
         first_line = result.reason.splitlines()[0] if result.reason else ""
-        marker = "!" if report.fails(result) else " "
+        marker = "!" if report.fails(result) else ""
         lines.append(f"{marker}{result.outcome.value.upper():15} {result.case_id}: {first_line}")
         for finding in result.findings:
             if not finding.passed:
@@ -197,7 +201,21 @@ def to_terminal(report: Report) -> str:
     if report.oracle is not None:
         lines.append(f"oracle over every frame: {report.oracle.outcome.value}")
     compliance = report.compliance()
-    lines.extend(f"compliance {name}: {compliance[name].describe()}" for name in LEVELS)
+    if report.judges == "server" and report.terms is None:  # nothing reached: counts, not every ID
+        untested = ", ".join(f"{name} {len(compliance[name].untestable)}" for name in LEVELS)
+        lines.append(f"compliance: not proven at any level, nothing could be checked (untested: {untested})")
+    else:
+        lines.extend(f"compliance {name}: {compliance[name].describe()}" for name in LEVELS)
+    waits = [
+        (result.case_id, int(found.group(1)))
+        for result in report.results
+        if result.outcome == Outcome.UNTESTABLE and (found := _WAITS_IT_OUT.search(result.reason))
+    ]
+    if waits:  # the server announced waits longer than --max-wait: name the flag that proves them
+        lines.append(
+            f"--max-wait {max(n for _, n in waits)} would wait out what the server announced for "
+            f"{len(waits)} untestable case{'s' if len(waits) > 1 else ''}: {', '.join(c for c, _ in waits)}"
+        )
     threshold = "" if report.threshold == "error" else f" (fail on {report.threshold})"
     lines.append(f"exit {report.exit_code()}{threshold}")
     return "\n".join(lines)

@@ -161,6 +161,12 @@ PANEL: dict[str, BrokenClient] = {
         ("versioning.higher_minor",),
         "ASP-AUTH-011",
     ),
+    "ping_id_not_a_string": BrokenClient(
+        (('{ type: "ping", id: `hb-${this._pingCounter}` }', '{ type: "ping", id: this._pingCounter }'),),
+        ("heartbeats.two_silent_intervals",),
+        "ASP-ENV-004",
+        finding="ping: ",
+    ),
     "seed_template_script": BrokenClient(
         (),
         ("reconnect.never_after_4001",),

@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from conformance.options import CheckOptions
 from conformance.outcomes import Outcome
 from conformance.report.model import Report
+from conformance.report.sarif import to_sarif
 from conformance.runner import run_check
 from spec.oracle import Oracle
 from spec.transcript import EXIT_UNUSABLE
@@ -120,15 +122,55 @@ async def test_a_text_delta_over_the_announced_max_event_bytes_fails_asp_lim_011
 # --- ASP-TRN-002: a handshake the server breaks off ----------------------------------------------
 
 
-async def test_a_server_that_closes_mid_handshake_fails_asp_trn_002_not_the_kit():
+@pytest.mark.parametrize("answer", [b"", b"SSH-2.0-OpenSSH_9.6\r\n"], ids=["closed", "ssh-banner"])
+async def test_a_first_handshake_never_upgraded_is_no_asp_endpoint_not_an_asp_trn_002_failure(answer: bytes):
+    """No upgrade on the very first connection (closed mid-way, another protocol's banner): no
+    evidence the URL is an ASP endpoint, so no verdict on any requirement."""
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(100)
+        writer.write(answer)
+        await writer.drain()
         writer.close()
 
     async with raw(handler) as url:
         report = await check(url, "runs.ping_pong")
     no_kit_errors(report)
-    assert "handshake" in " ".join(findings(report)["ASP-TRN-002"])
+    (probe,) = report.results
+    assert probe.requirements == [] and not findings(report), probe
+    assert probe.reason.startswith("no ASP endpoint answered at this URL (")
+    assert "ASP-TRN-002" not in json.dumps(json.loads(to_sarif(report))["runs"][0]["results"])
+    assert {level.verdict for level in report.compliance().values()} == {"not proven"}
+    assert report.exit_code() == 1  # as when nothing listens
+
+
+async def test_a_server_that_upgraded_once_then_refuses_a_valid_upgrade_fails_asp_trn_002():
+    """The probe's connection is upgraded; every later handshake is refused with 403 (or broken off)."""
+    from websockets.http11 import Request, Response
+
+    upgrades = 0
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        nonlocal upgrades
+        upgrades += 1
+        return None if upgrades == 1 else connection.respond(403, "no more\n")
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(session())
+        await ws.wait_closed()
+
+    async with serve(
+        handler,
+        "127.0.0.1",
+        0,
+        subprotocols=["asp.v1"],
+        process_request=process_request,  # type: ignore[list-item]
+    ) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws"
+        report = await check(url, "runs.ping_pong")
+    no_kit_errors(report)
+    assert report.terms is not None
+    assert any("refused with HTTP 403" in m for m in findings(report)["ASP-TRN-002"]), findings(report)
     assert report.exit_code() == 1
 
 

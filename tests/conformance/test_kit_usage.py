@@ -100,6 +100,14 @@ def test_an_unreachable_server_writes_every_report_and_exits_1(tmp_path: Path):
     report = valid_report(tmp_path / "report.json")
     assert report["exit_code"] == 1 and report["cases"][0]["id"] == "probe.first_connection"
     assert {level["verdict"] for level in report["compliance"].values()} == {"not proven"}
+    # one compliance line with counts, not every requirement ID of every level
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("compliance")]
+    assert re.fullmatch(
+        r"compliance: not proven at any level, nothing could be checked "
+        r"\(untested: core \d+, recommended \d+, full \d+\)",
+        line,
+    ), line
+    assert "ASP-" not in result.stdout
     for name in ("report.xml", "report.html", "TRACEABILITY.md"):
         assert (tmp_path / name).read_text()
     assert A_TOKEN not in "".join(p.read_text() for p in tmp_path.iterdir()) + result.stdout
@@ -267,12 +275,91 @@ def test_a_short_secret_mints_without_pyjwts_key_length_warning(check_server: Se
     assert "Warning" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
-def test_a_wrong_path_asks_whether_the_path_is_right(check_server: ServerProcess):
-    """The reference server answers 403 to a path it does not serve."""
-    wrong = check_server.url.replace("/ws/chat", "/ws/cht")
-    result = asp_check(wrong, "--jwt-secret", SECRET, "--quiet")
-    assert result.returncode == 1
-    assert "refused with HTTP 403 instead of 101: is the path right? [ASP-TRN-002]" in result.stdout
+def test_a_wrong_path_is_no_asp_endpoint_not_a_server_failure(check_server: ServerProcess, tmp_path: Path):
+    """The reference server answers 403 to a path it does not serve: the first connection never
+    upgraded, so nothing says this URL is an ASP endpoint: cannot check, no rule blamed (as when
+    nothing listens), exit 1."""
+    wrong = check_server.url.replace("/ws/chat", "/ws/chta")
+    sarif = tmp_path / "report.sarif"
+    result = asp_check(wrong, "--jwt-secret", SECRET, "--quiet", "--sarif-file", str(sarif))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"cannot check {wrong}: no ASP endpoint answered at this URL "
+        "(HTTP 403: is the path right? are the credentials right?)" in result.stdout
+    ), result.stdout
+    assert "ASP-TRN-002" not in result.stdout
+    assert json.loads(sarif.read_text())["runs"][0]["results"] == []
+
+
+def test_a_plain_web_server_is_no_asp_endpoint_with_its_status(tmp_path: Path):
+    """Python's http.server answers HTTP/1.0 404: a valid HTTP response, reported by its status."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"ws://127.0.0.1:{server.server_address[1]}/ws/chat"
+        result = asp_check(url, "--jwt-secret", SECRET, "--quiet", *report_files(tmp_path))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no ASP endpoint answered at this URL (HTTP 404: is the path right?" in result.stdout
+    assert "valid HTTP response" not in result.stdout and "ASP-TRN-002" not in result.stdout
+    report = valid_report(tmp_path / "report.json")
+    assert report["cases"][0]["requirements"] == [] and report["cases"][0]["findings"] == []
+
+
+def test_a_password_in_the_url_is_never_printed_nor_stored(tmp_path: Path):
+    url = "ws://user:hunter2@127.0.0.1:9/ws/chat"
+    result = asp_check(url, "--token", A_TOKEN, "--quiet", *report_files(tmp_path))
+    assert result.returncode == 1 and "ws://user:***@127.0.0.1:9/ws/chat" in result.stdout, result.stdout
+    written = "".join(p.read_text() for p in tmp_path.iterdir())
+    assert "hunter2" not in result.stdout + result.stderr + written
+    assert valid_report(tmp_path / "report.json")["target"] == "ws://user:***@127.0.0.1:9/ws/chat"
+
+
+def test_an_empty_token_file_says_so(tmp_path: Path):
+    empty = tmp_path / "tokens.txt"
+    empty.write_text("# no token yet\n\n")
+    result = asp_check(UNREACHABLE, "--token-file", str(empty))
+    assert result.returncode == 2
+    assert (
+        result.stderr == f"asp check: error: --token-file {empty} holds no token (one a line; "
+        "blank lines and # comments are skipped)\n"
+    ), result.stderr
+
+
+def test_the_packaged_suite_takes_the_secret_from_the_environment_and_names_its_own_options(
+    check_server: ServerProcess,
+):
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "conformance.suite",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ]
+    clean = {k: v for k, v in os.environ.items() if k not in ("ASP_CHECK_JWT_SECRET", "ASP_CHECK_TOKEN")}
+    bare = subprocess.run(
+        [*command, "--asp-url", check_server.url], capture_output=True, text=True, timeout=120, env=clean
+    )
+    assert bare.returncode == 4, bare.stdout + bare.stderr
+    assert "give --asp-token, --asp-token-file or --asp-jwt-secret" in bare.stderr, bare.stderr
+    chosen = subprocess.run(
+        [*command, "--asp-url", check_server.url, "-k", "ping_pong"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**clean, "ASP_CHECK_JWT_SECRET": SECRET},
+    )
+    assert chosen.returncode == 0 and " passed" in chosen.stdout, (
+        chosen.stdout[-2000:] + chosen.stderr[-2000:]
+    )
 
 
 def test_requirements_of_cases_not_selected_are_not_selected_not_untestable(
@@ -325,3 +412,12 @@ async def test_other_clients_holding_slots_are_named_in_a_connection_limit_failu
     (result,) = report.results
     assert result.outcome == Outcome.FAIL
     assert "other clients of this server hold slots too" in result.reason, result.reason
+
+
+def test_a_secret_beginning_with_a_dash_is_told_how_to_pass():
+    """A generated secret may begin with '-', which argparse takes for a flag."""
+    result = asp_check(UNREACHABLE, "--jwt-secret", "-abcdefabcdefabcdefabcdefabcdefabcdef")
+    assert result.returncode == 2
+    assert "a value beginning with '-' goes as --jwt-secret=VALUE" in result.stderr, result.stderr
+    given = asp_check(UNREACHABLE, "--jwt-secret=-abcdefabcdefabcdefabcdefabcdefabcdef", "--quiet")
+    assert given.returncode == 1 and "cannot connect" in given.stdout, given.stdout + given.stderr

@@ -450,3 +450,36 @@ def test_a_client_reports_stdio_log_is_labelled_as_such_not_as_a_connection():
     ]
     assert log_label(wire, 1) == "connection 1"
     assert log_label(stdio, 2) == "the client's standard input and output"
+
+
+def test_the_summary_names_the_max_wait_that_would_prove_what_waited_too_long():
+    """Cases untestable under --max-wait say which wait they need; the summary gives the flag once,
+    and a line of a result that does not fail the run has no stray leading space."""
+    from conformance.report.model import Report
+    from conformance.report.writers import to_terminal
+
+    def untestable(case_id: str, reason: str) -> CaseResult:
+        return CaseResult(case_id, case_id, "heartbeats", ["ASP-HB-002"], Outcome.UNTESTABLE, 0.0, reason)
+
+    waited = (
+        "waiting out the announced idle timeout takes 65.2s, longer than --max-wait (20s); "
+        "--max-wait {} waits it out"
+    )
+    report = Report(
+        target="ws://127.0.0.1:1/ws/chat",
+        started="2026-12-01T00:00:00+00:00",
+        duration_s=1.0,
+        terms=None,
+        judges="client",
+        results=[
+            untestable("heartbeats.idle_timeout", waited.format(66)),
+            untestable("heartbeats.run_then_idle", waited.format(64)),
+            untestable("auth.expired_token", "needs fixtures"),
+        ],
+    )
+    text = to_terminal(report)
+    assert (
+        "--max-wait 66 would wait out what the server announced for 2 untestable cases: "
+        "heartbeats.idle_timeout, heartbeats.run_then_idle"
+    ) in text.splitlines(), text
+    assert "UNTESTABLE      auth.expired_token: needs fixtures" in text.splitlines(), text

@@ -59,7 +59,8 @@ def test_validate_accepts_each_valid_single_message(path: Path) -> None:
 
 def test_validate_rejects_an_invalid_client_message() -> None:
     result = asp("spec", "validate", "-", stdin=json.dumps({"type": "message", "content": ""}))
-    assert result.returncode == 1 and "ASP-TRN-003" in result.stdout
+    # the schema's requirement (ASP-ENV-004), not the framing one (ASP-TRN-003): it is one JSON object
+    assert result.returncode == 1 and "ASP-ENV-004" in result.stdout and "ASP-TRN-003" not in result.stdout
 
 
 @pytest.mark.parametrize("text", ["", "   \n", "[1, 2]", "not json at all"])
