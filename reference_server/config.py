@@ -170,7 +170,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"is {length} byte{'s' if length != 1 else ''}; HS256 needs at least {MIN_SECRET_BYTES} "
                 "(RFC 7518 section 3.2). "
-                "Make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                "Make one with: python -c 'import secrets; print(secrets.token_hex(32))'"
             )
         return secret
 
@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         """No secret: one generated for this process (`generated_secret`), which only development
         mode prints; reference_server.server.serve refuses to start on it otherwise."""
         if self.jwt_secret is None or not self.jwt_secret.get_secret_value():
-            self.jwt_secret = SecretStr(secrets.token_urlsafe(32))
+            self.jwt_secret = SecretStr(secrets.token_hex(32))  # never begins with "-" (a flag)
             self.generated_secret = True
         return self
 

@@ -53,6 +53,13 @@ CHECK_SECRET = "ASP_CHECK_JWT_SECRET"
 CHECK_ALGORITHMS = f" --jwt-algorithms {ALGORITHM}"
 
 
+def check_options(settings: Settings) -> str:
+    """The options of the printed `asp check` line: the server's algorithm, and a --max-wait (the
+    kit's cap on one real-time wait, seconds) with room over this server's idle timeout, so the
+    line proves the idle cases too (the kit waits only what the server announced plus its grace)."""
+    return f"{CHECK_ALGORITHMS} --max-wait {math.ceil(settings.idle_timeout_ms / 1000 * 1.25)}"
+
+
 class NotLoopback(StartupError):
     """Development mode asked for on an address others can reach."""
 
@@ -127,7 +134,8 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     if dev is None:  # ASP_JWT_SECRET is set (serve refuses to start without it)
         print("Tokens: `asp token --user NAME` with this server's ASP_JWT_SECRET.", file=out)
         print(
-            f'Check it: {CHECK_SECRET}="$ASP_JWT_SECRET" {asp_command()} check {url}{CHECK_ALGORITHMS}',
+            f'Check it: {CHECK_SECRET}="$ASP_JWT_SECRET" {asp_command()} check {url}'
+            + check_options(settings),
             file=out,
         )
         out.flush()
@@ -151,7 +159,7 @@ def announce(settings: Settings, port: int, out: TextIO, dev: DevMode | None) ->
     # The secret of a development server (generated per start unless ASP_JWT_SECRET is set, and
     # then not echoed) goes into a line the user can paste: the quick start leads into a check.
     secret = shlex.quote(settings.secret) if settings.generated_secret else '"$ASP_JWT_SECRET"'
-    print(f"Check it: {CHECK_SECRET}={secret} {asp_command()} check {url}{CHECK_ALGORITHMS}", file=out)
+    print(f"Check it: {CHECK_SECRET}={secret} {asp_command()} check {url}{check_options(settings)}", file=out)
     out.flush()
 
 

@@ -208,8 +208,17 @@ async def test_make_serve_is_dev_mode_and_prints_a_token_that_connects(tmp_path:
         assert check, output
         words = shlex.split(check.group(1))
         assert words[0].startswith("ASP_CHECK_JWT_SECRET=") and len(words[0]) > 40  # out of argv
-        # .venv/bin is not on PATH; the kit is told the server's one algorithm (ASP-AUTH-012)
-        assert words[1:] == [".venv/bin/asp", "check", url, "--jwt-algorithms", "HS256"], words
+        # .venv/bin is not on PATH; the kit is told the server's one algorithm (ASP-AUTH-012) and a
+        # --max-wait over the 60 s idle timeout (the idle cases are proven, not left untestable)
+        assert words[1:] == [
+            ".venv/bin/asp",
+            "check",
+            url,
+            "--jwt-algorithms",
+            "HS256",
+            "--max-wait",
+            "75",
+        ], words
         report = tmp_path / "report.json"
         selection = ["--cases", "session.user_is_the_subject", "--quiet", "--json-file", str(report)]
         result = await asyncio.to_thread(
