@@ -281,16 +281,19 @@ class ThroughputUser(AspUser):
     def pace(self) -> bool:
         """Hold the next turn while this user has no room under the rate limit the server announced,
         so the test measures the server, not its limiter; the hold is counted (`turns_paced`,
-        `pacing_wait_ms`), never measured. The connection is kept alive meanwhile as the kit keeps
-        one it holds (an application ping every `keepalive_s`, answering the server's WebSocket
-        pings, ASP-HB-001/004); a ping that fails is counted and closes it. False when the test
+        `pacing_wait_ms`), never measured. The connection is kept alive meanwhile (an application
+        ping every half heartbeat, reading the connection so the server's WebSocket pings are
+        answered, ASP-HB-001/004); a ping that fails is counted and closes it. False when the test
         stops meanwhile (no turn then)."""
         if self.pacer is None:
             return True
         room = self.pacer.room(PACED_USER)
         if room is not None and room <= 0:
             began = time.monotonic()
-            keepalive_s = ServerTerms.from_session(self.session).keepalive_s
+            terms = ServerTerms.from_session(self.session)
+            # read the connection well within a heartbeat, so the server's WebSocket pings are
+            # answered in time (4005, ASP-HB-001) whatever the phase of its clock
+            keepalive_s = min(terms.keepalive_s, (terms.heartbeat_interval_s or terms.keepalive_s) / 2)
             next_ping = began + keepalive_s
             while (self.pacer.room(PACED_USER) or 0) <= 0:
                 if self._state == LOCUST_STATE_STOPPING:

@@ -161,3 +161,25 @@ def test_plain_locust_without_credentials_says_why_in_one_line(limited_server, t
         "(mints one user each), ASP_LOAD_TOKEN or --asp-token-file"
     ], result.stderr[-3000:]
     assert not Path(tmp_path / "summary.json").exists()
+
+
+def test_a_returning_user_gets_its_history_and_its_next_turn_still_succeeds(limited_server):
+    """A user reconnecting to its conversation gets `history` directly after `session`
+    (ASP-SES-005); the turn after it used to fail as `unexpected_event`, and so every turn after
+    a reconnection in a load test."""
+    from loadtests.client import SyncAspClient
+    from spec.devtokens import mint
+
+    token = mint(f"returning-{time.monotonic_ns()}", SECRET, ttl_seconds=600)
+    first = SyncAspClient(limited_server.url, token)
+    first.connect()
+    try:
+        assert first.run("asp-fixture:text 2").output_tokens == 2
+    finally:
+        first.close()
+    again = SyncAspClient(limited_server.url, token)
+    again.connect()
+    try:
+        assert again.run("asp-fixture:text 2").output_tokens == 2
+    finally:
+        again.close()
