@@ -4,7 +4,8 @@
 passes secrets to Locust through the environment (never its command line), prints progress while
 it runs and the summary as tables at the end, and exits with the verdict of loadtests.summary.judge:
 0 pass, 1 failed (nothing measured, or errors no --slo error_rate allows), 3 an SLO missed,
-2 usage errors or Locust itself failing.
+2 usage errors or Locust itself failing; SIGINT (Ctrl-C) or SIGTERM stop Locust and every process
+it started, and the run ends "interrupted" with 130 or 143 (128 + the signal), never a pass.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from loadtests.credentials import SECRET_ENV, TOKEN_ENV, Credentials, read_token_file, redact
+from reference_server.stores import shown_url
 
 if TYPE_CHECKING:
     from loadtests.bench.processes import DidNotStart
@@ -40,6 +42,30 @@ _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
 class UsageError(ValueError):
     """An option that cannot work; the message is one line."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the run stops as Ctrl-C stops it; `exit_code` is 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _catch_stop_signals() -> dict[int, Any]:
+    """SIGINT and SIGTERM raise Interrupted from now on (a CI timeout's SIGTERM as Ctrl-C); returns
+    the previous handlers."""
+    return {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _hold_stop_signals() -> dict[int, Any]:
+    """SIGINT and SIGTERM ignored (while the children are being ended); returns the previous handlers."""
+    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 @dataclass
@@ -58,6 +84,28 @@ class Plan:
 
     def secrets(self) -> list[str]:
         return [value for value in (self.jwt_secret, self.token) if value]
+
+    def distinct_users(self) -> int | None:
+        """How many distinct ASP users the credentials give (None: one minted per simulated user)."""
+        if self.jwt_secret:
+            return None
+        if self.token_file:
+            return len(set(read_token_file(self.token_file)))
+        return 1
+
+    def check_distinct(self, users: int, what: str) -> None:
+        """Raises UsageError when `users` simulated users would share an ASP user: the server closes
+        a user's older connection when a newer one opens (superseded), so such a run cannot pass."""
+        from spec.registry import close_code
+
+        distinct = self.distinct_users()
+        if distinct is not None and users > distinct:
+            given = f"{distinct} distinct token{'s' if distinct != 1 else ''}"
+            raise UsageError(
+                f"{what} with {given}: users sharing a token supersede each other's connections "
+                f"({close_code('superseded')}); give --jwt-secret (mints one user each) or a --token-file "
+                "with a token per user"
+            )
 
     def credentials(self) -> Credentials:
         """The users' credentials (the probe's user is named apart from Locust's)."""
@@ -83,7 +131,7 @@ def plan_load(args: argparse.Namespace) -> Plan:
 
     parts = urlsplit(args.url)
     if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise UsageError(f"{args.url!r} is not a ws:// or wss:// URL")
+        raise UsageError(f"{shown_url(args.url)!r} is not a ws:// or wss:// URL")
     query = parse_qsl(parts.query, keep_blank_values=True)
     url_token = next((value for key, value in query if key == "token"), "")
     url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "token"])))
@@ -143,6 +191,8 @@ def plan_load(args: argparse.Namespace) -> Plan:
         raise UsageError(
             f"no credentials: give --jwt-secret, --token or --token-file (or {SECRET_ENV} / {TOKEN_ENV})"
         )
+    if args.scenario != "connections":  # its connections are counted once the limit is known
+        plan.check_distinct(args.users, f"--users {args.users}")
     return plan
 
 
@@ -228,6 +278,8 @@ def locust_command(
         "--asp-think-max",
         f"{args.think_max:g}",
     ]
+    if args.no_pace:
+        command.append("--asp-no-pace")
     if args.web_port is None:
         command.append("--headless")
     else:
@@ -326,8 +378,14 @@ def run_load(
 ) -> tuple[int, dict[str, Any] | None, list[str]]:
     """Run Locust to the end; `show(record)` gets each progress record (dicts, see locustfile).
 
+    Interrupted (SIGINT, or SIGTERM once _catch_stop_signals is in place) stops Locust as Ctrl-C
+    does: it writes its summary of what ran, judged "interrupted" with 128 + the signal; a second
+    signal stops waiting for it. Every process Locust started has ended when this returns.
+
     Returns (exit code, summary or None, messages). The summary carries its own verdict.
     """
+    from loadtests.summary import interrupt
+
     with tempfile.TemporaryDirectory() as scratch:
         summary_path, progress_path = Path(scratch) / "summary.json", Path(scratch) / "progress.jsonl"
         command, env = locust_command(args, plan, summary_path, progress_path)
@@ -338,6 +396,7 @@ def run_load(
         tail = _Tail(progress_path)
         deadline = time.monotonic() + args.timeout
         timed_out = False
+        stopped: Interrupted | None = None
         try:
             while process.poll() is None:
                 if time.monotonic() > deadline:
@@ -348,11 +407,20 @@ def run_load(
                 for line in tail.lines():
                     show(json.loads(line))
                 time.sleep(0.2)
-        except KeyboardInterrupt:  # stop the test early; Locust still writes its summary
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(plan.stop_timeout_s + 30)
+        except KeyboardInterrupt as stop:  # stop the test early; Locust still writes its summary
+            stopped = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(plan.stop_timeout_s + 30)
+            except (KeyboardInterrupt, subprocess.TimeoutExpired):  # a second signal: no more waiting
+                pass
         finally:
-            end_group(process)
+            previous = _hold_stop_signals()
+            try:
+                end_group(process)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         for line in tail.lines():
             show(json.loads(line))
         log = ""
@@ -366,13 +434,31 @@ def run_load(
                 None,
                 [f"Locust did not finish within --timeout {args.timeout:g} s and was killed"],
             )
+        if stopped is not None:
+            if not summary_path.exists():
+                return stopped.exit_code, None, []
+            summary: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
+            interrupt(summary, stopped.name, stopped.exit_code, plan.run_time_s)
+            return stopped.exit_code, summary, []
         if not summary_path.exists():
             return EXIT_USAGE, None, [f"Locust exited {process.returncode} without a summary. {log}".strip()]
-        summary: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
     return int(summary["verdict"]["exit_code"]), summary, []
 
 
 def _load(args: argparse.Namespace) -> int:
+    previous = _catch_stop_signals()
+    try:
+        return _load_caught(args)
+    except Interrupted as stopped:  # before Locust started, or while its summary was being shown
+        print(f"asp load: interrupted by {stopped.name}", file=sys.stderr)
+        return stopped.exit_code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _load_caught(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from loadtests.report import final_tables, progress_line
@@ -380,6 +466,9 @@ def _load(args: argparse.Namespace) -> int:
     try:
         plan = plan_load(args)
         hints = probe(plan)
+        if args.scenario == "connections":
+            total = (plan.max_connections or args.users) + args.extra
+            plan.check_distinct(total, f"{total} connections (limit + --extra)")
     except CredentialsRefused as refused:
         print(f"asp load: {refused}", file=sys.stderr)
         return EXIT_USAGE
@@ -399,10 +488,15 @@ def _load(args: argparse.Namespace) -> int:
     for hint in hints:
         err.print(f"asp load: {hint}", markup=False)
     if not args.quiet:
-        err.print(f"asp load: {args.scenario} against {plan.url}: {header(args, plan)}", markup=False)
+        target = shown_url(plan.url)
+        err.print(f"asp load: {args.scenario} against {target}: {header(args, plan)}", markup=False)
     code, summary, messages = run_load(args, plan, show)
     for message in messages:
         err.print(f"error: {message}", markup=False)
+    if summary is None and code > 128:
+        err.print(f"asp load: interrupted by {signal.Signals(code - 128).name}; Locust stopped", markup=False)
+    elif summary is not None and summary["verdict"].get("interrupted"):
+        err.print(f"asp load: interrupted by {summary['verdict']['signal']}; Locust stopped", markup=False)
     if summary is None:
         return code
     if args.summary_json:
@@ -587,9 +681,14 @@ def register(commands: Any) -> None:
     load.add_argument("--users", type=int, default=10)
     load.add_argument("--spawn-rate", type=float, default=10)
     load.add_argument("--run-time", default="30s", help="Locust duration, e.g. 30s, 2m")
-    load.add_argument("--token", help=f"one token for every user (or {TOKEN_ENV}, kept out of ps)")
+    load.add_argument("--token", help=f"one token, for one user: --users 1 (or {TOKEN_ENV}, kept out of ps)")
     load.add_argument("--token-file", help="tokens, one per line, one per user")
     load.add_argument("--jwt-secret", help=f"mint a token per user (or {SECRET_ENV}, kept out of ps)")
+    load.add_argument(
+        "--no-pace",
+        action="store_true",
+        help="do not hold each user's turns under the rate limit the server announces (to load its limiter)",
+    )
     load.add_argument("--prompt", help="message of each turn (default: a 50-token stream at 50 tokens/s)")
     load.add_argument("--think-min", type=float, default=0.5, help="think time between turns, min seconds")
     load.add_argument("--think-max", type=float, default=1.5, help="think time between turns, max seconds")

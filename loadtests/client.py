@@ -93,6 +93,7 @@ class SyncAspClient:
         self.ws: websocket.WebSocket | None = None
         self.session: dict[str, Any] = {}
         self.last_seq = 0
+        self.history_due = False  # the next event may be `history` (directly after `session`)
         self._ids = itertools.count(1)
 
     def connect(self) -> dict[str, Any]:
@@ -131,10 +132,13 @@ class SyncAspClient:
             self.close()
             raise Failure("unexpected_event", f"first event {event['type']!r}, not session")
         self.session = event
+        self.history_due = True  # `history` may follow `session` directly (ASP-SES-005)
         return event
 
     def next_event(self, timeout: float) -> dict[str, Any]:
-        """The next event, within `timeout` seconds; answers WebSocket pings on the way.
+        """The next event, within `timeout` seconds; answers WebSocket pings on the way, and skips
+        the `history` a server may send directly after `session` (ASP-SES-005: a user reconnecting
+        to its conversation gets it; a turn must not fail on it).
 
         Raises Closed on a close frame or a lost connection, Failure `stalled` when no event came
         in time, `bad_frame` for a frame that is not a JSON object with a string `type`, `seq`
@@ -162,7 +166,11 @@ class SyncAspClient:
                 raise Closed(code, data[2:].decode(errors="replace"))
             if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
                 continue
-            return self._event(opcode, data)
+            event = self._event(opcode, data)
+            history_due, self.history_due = self.history_due, False
+            if history_due and event["type"] == "history":
+                continue  # a returning user's conversation, sent once after `session`: not a run's
+            return event
 
     def _event(self, opcode: int, data: bytes | str) -> dict[str, Any]:
         if opcode != websocket.ABNF.OPCODE_TEXT:

@@ -26,15 +26,19 @@ from locust.exception import StopUser
 from locust.runners import WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
+from conformance.pacing import RatePacer
+from conformance.terms import ServerTerms
 from loadtests import webui
 from loadtests.client import Closed, Failure, SyncAspClient
 from loadtests.credentials import SECRET_ENV, TOKEN_ENV, Credentials, read_token_file, redact
 from loadtests.metrics import Recorder
 from loadtests.summary import SloError, build_summary, parse_slo
+from spec.registry import close_code
 
 RECORDER = Recorder()
 SCENARIO_OF_CLASS = {"ThroughputUser": "throughput", "ConnectionsUser": "connections", "SoakUser": "soak"}
 _user_numbers = itertools.count()
+PACED_USER = "user"  # a pacer per simulated user: one identity each
 _CLOCK: dict[str, float] = {}
 _PROGRESS: list[Any] = []  # the greenlet writing progress lines
 _STATE: dict[str, Any] = {"credentials": Credentials(), "bounds": {}}
@@ -77,6 +81,11 @@ def _arguments(parser: Any) -> None:
     parser.add_argument("--asp-progress-interval", type=float, default=2.0, help="s between progress lines")
     parser.add_argument("--asp-scenario", default="", help="scenario name recorded in the summary")
     parser.add_argument("--asp-user-prefix", default="load", help="user names when minting")
+    parser.add_argument(
+        "--asp-no-pace",
+        action="store_true",
+        help="do not hold turns back under the rate limit the server announces (to load its limiter)",
+    )
 
 
 @events.init.add_listener
@@ -168,6 +177,7 @@ class AspUser(User):
 
     abstract = True
     client: SyncAspClient | None = None
+    session: dict[str, Any]  # the `session` event of the last connection
     heartbeat_s = 15.0
     # 1013 on connecting is the expected outcome of this scenario (the connections scenario's
     # attempts beyond the limit), not an error.
@@ -175,6 +185,7 @@ class AspUser(User):
 
     def on_start(self) -> None:
         self.number = next(_user_numbers)
+        self.session = {}
 
     def open(self) -> None:
         """Connect (from a task: StopUser in on_start would be logged as a crash)."""
@@ -198,6 +209,7 @@ class AspUser(User):
         RECORDER.latency("connect_ms", elapsed)
         _fire(environment, "WS", "connect", elapsed, len(json.dumps(session)))
         self.heartbeat_s = session.get("limits", {}).get("heartbeat_interval_ms", 15000) / 1000
+        self.session = session
         self.client = client
 
     def refused(self, failure: Failure, seconds: float) -> None:
@@ -246,6 +258,8 @@ class ThroughputUser(AspUser):
     measured as the next run's. The next turn opens a new one.
     """
 
+    pacer: RatePacer | None = None
+
     def wait_time(self) -> float:
         return 0.0  # the think time is part of the task: see think()
 
@@ -253,8 +267,64 @@ class ThroughputUser(AspUser):
     def conversation(self) -> None:
         if self.client is None:
             self.open()
+            if self.pacer is None and not self.environment.parsed_options.asp_no_pace:
+                # The kit's own pacing, under the announced per-user limit (ASP-LIM-004); kept
+                # across reconnections: the server counts the user's messages, not a connection's.
+                self.pacer = RatePacer(ServerTerms.from_session(self.session).rate_limit, float("inf"))
+        if not self.pace():
+            return
+        if self.client is None:  # lost while held: a new connection for the turn
+            self.open()
         self.turn()
         self.think()
+
+    def pace(self) -> bool:
+        """Hold the next turn while this user has no room under the rate limit the server announced,
+        so the test measures the server, not its limiter; the hold is counted (`turns_paced`,
+        `pacing_wait_ms`), never measured. The connection is kept alive meanwhile (an application
+        ping every half heartbeat, reading the connection so the server's WebSocket pings are
+        answered, ASP-HB-001/004); a ping that fails is counted and closes it. False when the test
+        stops meanwhile (no turn then)."""
+        if self.pacer is None:
+            return True
+        room = self.pacer.room(PACED_USER)
+        if room is not None and room <= 0:
+            began = time.monotonic()
+            terms = ServerTerms.from_session(self.session)
+            # read the connection well within a heartbeat, so the server's WebSocket pings are
+            # answered in time (4005, ASP-HB-001) whatever the phase of its clock
+            keepalive_s = min(terms.keepalive_s, (terms.heartbeat_interval_s or terms.keepalive_s) / 2)
+            next_ping = began + keepalive_s
+            while (self.pacer.room(PACED_USER) or 0) <= 0:
+                if self._state == LOCUST_STATE_STOPPING:
+                    RECORDER.count("pacing_wait_ms", round((time.monotonic() - began) * 1000))
+                    return False
+                if self.client is not None and time.monotonic() >= next_ping:
+                    self.keep_alive()
+                    next_ping = time.monotonic() + keepalive_s
+                gevent.sleep(0.1)
+            RECORDER.count("turns_paced")
+            RECORDER.count("pacing_wait_ms", round((time.monotonic() - began) * 1000))
+        self.pacer.record(PACED_USER)
+        return True
+
+    def keep_alive(self) -> None:
+        """One application ping on the held connection, counted as a ping; a failure closes it."""
+        assert self.client is not None
+        began = time.perf_counter()
+        try:
+            seconds = self.client.ping(f"p{time.monotonic_ns()}")
+        except Failure as failure:
+            _failed(self.environment, "pings_failed", "ping", failure, time.perf_counter() - began)
+            self.disconnect()
+            return
+        except Exception as error:
+            _failed(self.environment, "pings_failed", "ping", _unexpected(error), time.perf_counter() - began)
+            self.disconnect()
+            return
+        RECORDER.count("pings_succeeded")
+        RECORDER.latency("ping_ms", seconds)
+        _fire(self.environment, "WS", "ping", seconds)
 
     def think(self) -> None:
         """Think time after each turn, inside the task: Locust kills a user that is in its wait
@@ -441,3 +511,9 @@ def _summarise(environment: Environment, **_: Any) -> None:
             json.dump(summary, handle, indent=2)
     if summary["verdict"]["exit_code"]:
         environment.process_exit_code = summary["verdict"]["exit_code"]
+    unauthorized = str(close_code("unauthorized"))
+    if not _STATE["credentials"].secrets() and summary["connections"]["rejected_by_code"].get(unauthorized):
+        sys.stderr.write(
+            f"error: no credentials, and the server refused every user ({unauthorized}): set {SECRET_ENV} "
+            f"(mints one user each), {TOKEN_ENV} or --asp-token-file\n"
+        )

@@ -19,7 +19,13 @@ LABELS = {
     "connect_ms": "connect",
     "ping_ms": "ping",
 }
-_SHOWN_WHEN_ANY = {"turns interrupted by the end", "pings attempted", "pings failed"}
+_SHOWN_WHEN_ANY = {
+    "turns interrupted by the end",
+    "turns held back by the rate limit",
+    "  time held back, s (all users)",
+    "pings attempted",
+    "pings failed",
+}
 PERCENTILE_LABELS = {"p50": "p50", "p90": "p90", "p99": "p99", "p999": "p99.9"}
 
 
@@ -54,6 +60,8 @@ def count_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
         ("turns succeeded", turns["succeeded"]),
         ("turns failed", turns["failed"]),
         ("turns interrupted by the end", turns["interrupted"]),
+        ("turns held back by the rate limit", summary.get("pacing", {}).get("turns_held", 0)),
+        ("  time held back, s (all users)", summary.get("pacing", {}).get("wait_s", 0)),
         ("pings attempted", pings["attempted"]),
         ("pings failed", pings["failed"]),
         ("output tokens", summary["output_tokens"]),
@@ -69,6 +77,7 @@ def count_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def slo_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Each SLO (slo, bound, value, verdict), then the run's verdict with its reasons."""
     verdict = summary["verdict"]
+    overall = "interrupted" if verdict.get("interrupted") else "PASS" if verdict["passed"] else "FAIL"
     rows = [
         {
             "slo": item["name"],
@@ -83,7 +92,7 @@ def slo_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             "slo": "verdict",
             "bound": "",
             "value": "; ".join(verdict["reasons"]),
-            "verdict": "PASS" if verdict["passed"] else "FAIL",
+            "verdict": overall,
         }
     )
     return rows
@@ -93,6 +102,8 @@ def verdict_line(summary: dict[str, Any]) -> str:
     verdict = summary["verdict"]
     if verdict["passed"]:
         return "verdict: PASS"
+    if verdict.get("interrupted"):
+        return f"verdict: interrupted (exit {verdict['exit_code']}): " + "; ".join(verdict["reasons"])
     return f"verdict: FAIL (exit {verdict['exit_code']}): " + "; ".join(verdict["reasons"])
 
 

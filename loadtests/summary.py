@@ -86,6 +86,11 @@ def build_summary(
             "interrupted": counters.get("turns_interrupted", 0),
         },
         "pings": {"attempted": pings_succeeded + pings_failed, "failed": pings_failed},
+        # turns held back under the server's announced rate limit, and for how long (all users)
+        "pacing": {
+            "turns_held": counters.get("turns_paced", 0),
+            "wait_s": round(counters.get("pacing_wait_ms", 0) / 1000, 3),
+        },
         "errors": errors,
         "errors_by_kind": errors_by_kind,
         "error_rate": round(errors / attempts, 6) if attempts else None,
@@ -171,3 +176,18 @@ def judge(summary: dict[str, Any], bounds: dict[str, float]) -> dict[str, Any]:
             )
             code = code or EXIT_SLO
     return {"passed": code == EXIT_PASS, "exit_code": code, "reasons": reasons, "slo": slo}
+
+
+def interrupt(summary: dict[str, Any], signal_name: str, exit_code: int, planned_s: float) -> None:
+    """Judge `summary` "interrupted" (in place): a run stopped by a signal is never a pass, whatever
+    it measured; its other reasons stay. `exit_code` is 128 + the signal (130 SIGINT, 143 SIGTERM)."""
+    verdict = summary["verdict"]
+    reason = f"interrupted by {signal_name} after {summary['duration_s']:g} s of {planned_s:g} s"
+    summary["verdict"] = {
+        **verdict,
+        "passed": False,
+        "exit_code": exit_code,
+        "interrupted": True,
+        "signal": signal_name,
+        "reasons": [reason, *verdict["reasons"]],
+    }
