@@ -11,13 +11,6 @@ from conformance.wire import AspClient, Closed
 from tests.support.services import Pair, redis_url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: shared sessions decide a resume on the stream's oldest entry read in `find`, but the "
-    "home goes on trimming the stream to replay_window before the mirror's follower first reads it: "
-    "at the window's edge the first event to replay is gone, and the client gets `resumed`, no event, "
-    "then 4004 (fell out of the replay window)",
-)
 async def test_a_resume_from_the_oldest_kept_event_of_a_fast_home_is_replayed_or_refused(pair: Pair) -> None:
     """Each attempt: a run at 5 ms per token on process a, its client gone; the resume on b names the
     event before the stream's oldest entry (read just before it is sent), so the decision may go
