@@ -3,7 +3,6 @@ home streams fast (attack on 98fcace/9880b7f: "never resumed then 4004")."""
 
 from __future__ import annotations
 
-import pytest
 import redis.asyncio as aioredis
 
 from conformance.context import text_of
