@@ -3,9 +3,12 @@
 Each session has one *home*, the process that sequences its events (where its connection opened,
 or the last one that took it over). The home writes every sequenced event to the session's Redis
 Stream, in batches (one script call per writer turn, never a round trip per token), entry id
-`{seq}-0`, trimmed to `replay_window` and expiring `session_ttl_ms` after the session was last carried or ran:
+`{seq}-0`, trimmed to `replay_window` (more while followed, below) and expiring `session_ttl_ms`
+after the session was last carried or ran:
 
 - `{prefix}:ses:{id}`: the stream; field `e` is the event's JSON text exactly as it was sent.
+- `{prefix}:ses:{id}:follow`: a follower's position (below), the entry id it has read up to,
+  expiring FOLLOW_TTL_MS after its last read.
 - `{prefix}:ses:{id}:meta`: a hash: user_id, conversation_id, home (instance id), and while a run
   is active its run_id, message_id and prompt.
 - `{prefix}:inst:{instance}`: each process's pub/sub channel, messages as JSON: `cancel` (a run it
@@ -21,6 +24,17 @@ to the home, which stops the run. It asks the home to hand the session over; the
 once no run is active: it sequences and writes everything pending, then a marker entry `{seq}-1`
 naming the new home, and forgets the session. The mirror, reading the marker, becomes the home
 and sequences from there.
+
+A follower's position holds the home's trim: keeping more than the last replay_window events is
+legal (ASP-RES-003 says "at least"), so while the follow key is set the home trims only entries
+at or before it, beyond the window, and never keeps more than replay_window + FOLLOW_SLACK entries
+(a stuck follower cannot grow Redis without bound: past that it falls out as before, 4004). A home
+that writes more than a window between two of the follower's reads (a fast run, a loaded host)
+no longer trims away the entry after the follower's cursor, closing a client that kept up. The key
+is set atomically with `find`'s read (MULTI/EXEC), renewed with each read of the tail, deleted when
+the follower stops. Two followers at once (resumes on two processes) share the key, last writer
+wins: the newer resume supersedes the older's connection anyway, so the older falling out costs
+nothing, and one plain SET per read stays cheaper than keeping a minimum.
 
 If the home dies (its connection lease expired, see reference_server.redis_state), the mirror
 takes the session over at once: a run that was active ends for the client with `error
@@ -64,6 +78,8 @@ if TYPE_CHECKING:
 log = get_logger("redis-sessions")
 TAIL_BLOCK_MS = 1000
 CATCH_UP_S = 1.0  # longest wait for a live home's writes to reach a resume's last_seq
+FOLLOW_TTL_MS = 5000  # a follower's position holds the trim this long after its last read
+FOLLOW_SLACK = 1000  # entries a follower's position may keep beyond replay_window, at most
 
 
 class StreamJournal:
@@ -103,7 +119,7 @@ class StreamJournal:
         are encoded, see there); the number of entries taken."""
         batch, self._pending = self._pending, []
         meta, self._meta = self._meta, {}
-        keys += (self.key, self.shared.meta_key(self.session.id))
+        keys += (self.key, self.shared.meta_key(self.session.id), self.shared.follow_key(self.session.id))
         entries: list[str] = []
         for seq, text in batch:
             entries += (f"{seq}-0", text)
@@ -137,7 +153,11 @@ class StreamJournal:
 
 # Writes the pending entries of several journals: per journal, its events (XADD with entry id
 # `{seq}-0`, exact MAXLEN trimming to the replay window), then its notes (HSET on the meta hash),
-# then, when due, the TTL of both keys. KEYS: stream, meta, per journal. ARGV[1]: the TTL (ms);
+# then, when due, the TTL of both keys. While a follower's position is set (the follow key, an
+# entry id), XADD trims only to window + ARGV[3] (FOLLOW_SLACK), then XTRIM drops the oldest entries
+# beyond the window that are at or before that position (read with XRANGE: about the entries written
+# since the last turn, so no cost per event beyond today's). KEYS: stream, meta, follow, per
+# journal. ARGV[1]: the TTL (ms); ARGV[3]: FOLLOW_SLACK;
 # ARGV[2]: the journals as one JSON array, in KEYS' order, each [window, [id, text, id, text...],
 # [field, value...], expire (1 or 0)]. One call per writer turn with one argument for all the
 # entries, instead of a command per event: the client's cost per command and per argument (packing
@@ -146,15 +166,28 @@ class StreamJournal:
 # does not stop the others: the failures are returned ("key: error") and logged.
 WRITE_JOURNALS = """
 local ttl = ARGV[1]
+local slack = tonumber(ARGV[3])
 local failed = {}
 local function check(reply, key)
   if type(reply) == 'table' and reply.err then table.insert(failed, key .. ': ' .. reply.err) end
 end
 for j, journal in ipairs(cjson.decode(ARGV[2])) do
-  local stream, meta = KEYS[2 * j - 1], KEYS[2 * j]
-  local window, entries, fields = tostring(journal[1]), journal[2], journal[3]
+  local stream, meta, follow = KEYS[3 * j - 2], KEYS[3 * j - 1], KEYS[3 * j]
+  local window, entries, fields = journal[1], journal[2], journal[3]
+  local held = redis.call('GET', follow)
+  local cap = window
+  if held then cap = window + slack end
   for i = 1, #entries, 2 do
-    check(redis.pcall('XADD', stream, 'MAXLEN', window, entries[i], 'e', entries[i + 1]), stream)
+    check(redis.pcall('XADD', stream, 'MAXLEN', tostring(cap), entries[i], 'e', entries[i + 1]), stream)
+  end
+  if held then
+    local n = redis.call('XLEN', stream)
+    if n > window then
+      local read = redis.pcall('XRANGE', stream, '-', held, 'COUNT', n - window)
+      if type(read) == 'table' and not read.err and #read > 0 then
+        redis.call('XTRIM', stream, 'MAXLEN', n - #read)
+      end
+    end
   end
   if #fields > 0 then
     check(redis.pcall('HSET', meta, unpack(fields)), meta)
@@ -225,7 +258,9 @@ class JournalWriter:
             try:
                 for keys, batch in calls:
                     if keys:
-                        failed = await self._script(keys=keys, args=[self.ttl_ms, orjson.dumps(batch)])
+                        failed = await self._script(
+                            keys=keys, args=[self.ttl_ms, orjson.dumps(batch), FOLLOW_SLACK]
+                        )
                         if failed:
                             log.error(
                                 "could not write %d session entries to Redis: %s", len(failed), failed[0]
@@ -303,6 +338,9 @@ class SharedSessions:
 
     def meta_key(self, session_id: str) -> str:
         return f"{self.prefix}:ses:{session_id}:meta"
+
+    def follow_key(self, session_id: str) -> str:
+        return f"{self.prefix}:ses:{session_id}:follow"
 
     def channel(self, instance: str) -> str:
         return f"{self.prefix}:inst:{instance}"
@@ -493,7 +531,13 @@ class SharedSessions:
         # first (`_tail`), then reads on after them. Only the oldest, read here and the replay read
         # by the follower a round trip later, the home could trim last_seq + 1 away in between: a
         # resume accepted at the window's edge was then closed 4004 (fell out of the replay window).
-        kept = await self.redis.xrange(key)
+        # The follower's position is set in the same transaction, before the read, at the newest
+        # entry seen so far (at most what the read returns): from this read on, the home keeps what
+        # comes after it (see the module's docstring). Unused when the resume is refused: it expires.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.follow_key(session_id), newest[0][0] if newest else "0-0", px=FOLLOW_TTL_MS)
+            pipe.xrange(key)
+            _, kept = await pipe.execute()
         return Remote(
             session_id=session_id,
             user_id=meta["user_id"],
@@ -552,6 +596,7 @@ class SharedSessions:
             await self.hold(session)
         finally:
             self._followers.pop(session.id, None)
+            spawn_logged(self.redis.delete(self.follow_key(session.id)))
 
     async def _tail(self, session: Session, remote: Remote) -> None:
         key = self.stream_key(session.id)
@@ -568,7 +613,11 @@ class SharedSessions:
                 entries, kept = kept, []
             else:
                 block = None if not remote.home_alive else TAIL_BLOCK_MS
-                reply = await self.redis.xread({key: cursor}, block=block, count=500)
+                # The position first, in the same round trip: it holds the home's trim after it.
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(self.follow_key(session.id), cursor, px=FOLLOW_TTL_MS)
+                    pipe.xread({key: cursor}, block=block, count=500)
+                    _, reply = await pipe.execute()
                 entries = reply[0][1] if reply else []
             for entry_id, fields in entries:
                 cursor = entry_id

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from reference_server import redis_sessions
 from reference_server.config import Settings
 from reference_server.hub import Hub
 from reference_server.protocol import events
@@ -199,3 +200,38 @@ async def test_a_resume_elsewhere_replays_what_its_decision_read_though_the_home
             await asyncio.sleep(0.02)
         assert resumed.close_code is None
         assert resumed.texts == {seq: sent.texts[seq] for seq in range(last_seq + 1, newest + 1)}
+
+
+async def test_a_followers_position_holds_the_homes_trim_up_to_a_cap_until_it_expires(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A follower's position (the follow key, set by `find` and each tail read) keeps the entries after
+    it while the home writes more than a window between two reads: the follower does not fall out of
+    the window through the server's own lag (ASP-RES-003: at least replay_window). The cap
+    (replay_window + FOLLOW_SLACK) bounds what a stuck follower keeps; the key's expiry releases it."""
+    monkeypatch.setattr(redis_sessions, "FOLLOW_SLACK", 12)
+    window = 5
+    async with redis_hub(tmp_path, replay_window=window) as (hub, client):
+        assert hub.shared is not None
+        session = await hub.open_session("follow-user", "conv_follow")
+        session.attach(Collecting())
+        stream, follow = hub.shared.stream_key(session.id), hub.shared.follow_key(session.id)
+
+        async def written(count: int) -> list[int]:
+            for index in range(count):
+                session.emit(events.pong(f"p{index}"))
+            await session.flush()
+            assert hub.shared is not None
+            await hub.shared.journals[session.id].flush()
+            return [int(entry_id.split("-")[0]) for entry_id, _ in await client.xrange(stream)]
+
+        await written(window + 2)
+        held = session.seq - 3  # the follower has read up to here: 3 entries after it, fewer than a window
+        await client.set(follow, f"{held}-0", px=60_000)
+        assert await written(2 * window) == list(range(held + 1, session.seq + 1))  # > a window kept
+        assert await written(window) == list(range(session.seq - window - 12 + 1, session.seq + 1))  # cap
+        await client.set(follow, f"{session.seq}-0", px=60_000)  # caught up: the window again, no less
+        assert await written(1) == list(range(session.seq - window + 1, session.seq + 1))
+        await client.set(follow, f"{session.seq}-0", px=1)  # a follower that stopped reading
+        await asyncio.sleep(0.05)
+        assert await written(window + 3) == list(range(session.seq - window + 1, session.seq + 1))

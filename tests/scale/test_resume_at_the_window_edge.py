@@ -3,7 +3,6 @@ home streams fast (attack on 98fcace/9880b7f: "never resumed then 4004")."""
 
 from __future__ import annotations
 
-import pytest
 import redis.asyncio as aioredis
 
 from conformance.context import text_of
@@ -11,13 +10,6 @@ from conformance.wire import AspClient, Closed
 from tests.support.services import Pair, redis_url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: shared sessions decide a resume on the stream's oldest entry read in `find`, but the "
-    "home goes on trimming the stream to replay_window before the mirror's follower first reads it: "
-    "at the window's edge the first event to replay is gone, and the client gets `resumed`, no event, "
-    "then 4004 (fell out of the replay window)",
-)
 async def test_a_resume_from_the_oldest_kept_event_of_a_fast_home_is_replayed_or_refused(pair: Pair) -> None:
     """Each attempt: a run at 5 ms per token on process a, its client gone; the resume on b names the
     event before the stream's oldest entry (read just before it is sent), so the decision may go
