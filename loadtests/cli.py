@@ -528,7 +528,8 @@ def _bench(args: argparse.Namespace) -> int:
     print(table(results), file=sys.stderr)
     for name, target in results["targets"].items():
         verdict = "met" if target["met"] else target["verdict"].upper()
-        value = bounded(str(target["value"]), target.get("bound", "exact"))
+        shown = "null" if target["value"] is None else str(target["value"])  # nothing to divide by
+        value = bounded(shown, target.get("bound", "exact"))
         why = f": {target['why']}" if "why" in target else ""
         print(f"target {verdict}: {name} = {value} (target {target['target']}){why}", file=sys.stderr)
     return bench_exit_code(results)
