@@ -36,6 +36,7 @@ SCENARIOS = {"connections": "ConnectionsUser", "throughput": "ThroughputUser", "
 EXIT_USAGE = 2
 EXIT_SLO = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a command `kill` ended
 STOP_GRACE_S = 2.0  # beyond --event-timeout, so a turn stalled at the end is judged, not cut short
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
@@ -566,7 +567,7 @@ def _at_least_3(text: str) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from conformance.report.outputs import unwritable
-    from loadtests.bench.run import BenchPlan, bench
+    from loadtests.bench.run import BenchPlan, Terminated, bench
 
     if args.database_url and not args.redis_url:
         print("asp bench: --database-url is the scale-out section's: give --redis-url too", file=sys.stderr)
@@ -609,6 +610,9 @@ def _bench(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the run's servers and generator processes are stopped by now
         print("asp bench: interrupted; no results", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:  # SIGTERM (a CI timeout): the same, stopped as on Ctrl-C
+        print("asp bench: terminated; no results", file=sys.stderr)
+        return EXIT_TERMINATED
     text = json.dumps(results, indent=2)
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
@@ -618,7 +622,8 @@ def _bench(args: argparse.Namespace) -> int:
     print(table(results), file=sys.stderr)
     for name, target in results["targets"].items():
         verdict = "met" if target["met"] else target["verdict"].upper()
-        value = bounded(str(target["value"]), target.get("bound", "exact"))
+        shown = "null" if target["value"] is None else str(target["value"])  # nothing to divide by
+        value = bounded(shown, target.get("bound", "exact"))
         why = f": {target['why']}" if "why" in target else ""
         print(f"target {verdict}: {name} = {value} (target {target['target']}){why}", file=sys.stderr)
     return bench_exit_code(results)

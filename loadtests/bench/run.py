@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +40,10 @@ from reference_server.auth import mint
 GENERATOR_BOUND = 0.8  # of one core, in one generator process
 MACHINE_FULL = 0.9  # of the cores busy (machine_cpu / cores): a failing level then measured the machine
 FLOOR_CPU = 0.9  # of a core: the in-process framework floor (CPU-bound, 1.0 alone) given less shared one
+MEMORY_MIN_CONNECTIONS = 1000  # per-connection memory is judged from this many connections up: the
+# server's first connections also grow it by fixed costs (allocator arenas, first-use imports and
+# caches), about 600 KiB in a --quick run (30 connections: 26 KiB each against 6-7 KiB at 1,000-5,000);
+# at 1,000 they weigh under 1 KiB, about a tenth of the figure, at 30 they are most of it
 PACE_MS = 20  # 50 tokens/s
 ITL_P99_LIMIT_MS = 100.0
 DEFINITIONS = {
@@ -109,6 +114,14 @@ DEFINITIONS = {
     "nothing measured": "a ratio of two growths (memory_ratio, redis_memory_ratio: RSS growth per "
     "connection; cpu_per_1000_tokens_ratio: CPU over a stream) with a part that grew nothing or shrank in "
     "a repeat is not determined (bound none): there was nothing to divide, whatever the quotient",
+    "beats its floor": "a ratio to a floor nothing can beat (ttft_ratio: below 1) beyond it by more "
+    "than its repeats' spread (its best repeat, moved by max - min, still "
+    "beyond 1) is not determined (bound none): the floor was disturbed (starved or slowed), not beaten",
+    "too few connections": f"memory_ratio and redis_memory_ratio with fewer than {MEMORY_MIN_CONNECTIONS:,} "
+    "connections are not determined (bound none): the growth of the first connections is mostly fixed "
+    "costs (allocator arenas, first-use imports and caches), not a per-connection figure",
+    "no embedded level passed": "workers_vs_embedded when the embedded sweep passed no level is not "
+    "determined (null): there is no embedded figure to divide by",
     "targets": "each target the plan judges: verdict met, missed, or not determined (a bound on the "
     "wrong side of the target proves neither); met is true only for met, and any other verdict exits 3",
 }
@@ -213,6 +226,10 @@ class BenchPlan:
         if target in ("connects_per_s", "pong_p99_ms"):
             return self.connections >= 1000
         return True
+
+
+def _processes(count: int) -> str:
+    return f"{count} process" + ("" if count == 1 else "es")
 
 
 def _load() -> float:
@@ -431,7 +448,7 @@ class Bench:
             outcomes.append(outcome)
             p99 = outcome["itl_p99_ms"]
             self.progress(
-                f"  {label}{level} streams over {outcome['processes']} processes: ITL p50 "
+                f"  {label}{level} streams over {_processes(outcome['processes'])}: ITL p50 "
                 f"{outcome['itl_p50_ms']['median']:.1f} ms, p99 {p99['median']:.1f} "
                 f"[{p99['min']:.1f}-{p99['max']:.1f}] ms, generator CPU {max(p99['generator_cpu']):.2f} "
                 f"(all {max(outcome['generator_cpu_total']):.2f}), server CPU {outcome['server_cpu']:.2f}"
@@ -760,7 +777,8 @@ def _scale_out(
     best = ceiling(levels)["streams"]
     section["embedded_max_streams_at_50tps"] = results["max_streams_at_50tps"]
     section["workers_max_streams_at_50tps"] = best
-    section["workers_vs_embedded"] = best / max(1, results["max_streams_at_50tps"])
+    embedded = results["max_streams_at_50tps"]
+    section["workers_vs_embedded"] = best / embedded if embedded else None  # none passed: `bounds`
     section["machine_full_at"] = machine_full_at(levels)
     section["workers_sweep"] = levels
     return section
@@ -840,6 +858,20 @@ def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
         for name in ("server_vs_framework", "redis_server_vs_framework"):
             if _found(results, name) is not None:
                 out[name] = _also(out.get(name), Evidence(bound="upper", why=why))
+    for name, beaten in FLOORS.items():
+        why = beat_its_floor(_found(results, name), beaten)
+        if why:
+            out[name] = _also(out.get(name), Evidence(bound="none", why=why))
+    connections = results.get("connection_scale", {}).get("connections")
+    if connections is not None and connections < MEMORY_MIN_CONNECTIONS:
+        why = (
+            f"too few connections ({connections} < {MEMORY_MIN_CONNECTIONS:,}): the growth of the first "
+            "connections is mostly the server's fixed costs (allocator arenas, first-use imports and "
+            "caches), not a per-connection figure"
+        )
+        for name in ("memory_ratio", "redis_memory_ratio"):
+            if _found(results, name) is not None:
+                out[name] = _also(out.get(name), Evidence(bound="none", why=why))
     missed = results.get("connection_scale", {}).get("server", {}).get("pongs_missed")
     if missed and missed["max"] > 0:  # unanswered pings are the slowest round trips, left out of the p99
         why = f"{missed['max']:g} pings in a repeat had no pong within the ping interval, left out of the p99"
@@ -861,7 +893,12 @@ def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
     for name, found in sweeps.items():
         if found["bound"] != "exact":
             out[name] = {"bound": found["bound"], "why": found["why"]}
-    if "workers_max_streams_at_50tps" in sweeps:
+    if "scale_out" in results and results["scale_out"].get("workers_vs_embedded") is None:
+        out["workers_vs_embedded"] = {
+            "bound": "none",
+            "why": "the embedded sweep passed no level: no embedded figure to divide by",
+        }
+    elif "workers_max_streams_at_50tps" in sweeps:
         embedded, workers = sweeps["max_streams_at_50tps"], sweeps["workers_max_streams_at_50tps"]
         bound = quotient(workers["bound"], embedded["bound"])
         if bound != "exact":
@@ -869,6 +906,29 @@ def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
             parts += [f"the workers' sweep {workers['why']}"] if workers["why"] else []
             out["workers_vs_embedded"] = {"bound": bound, "why": "; ".join(parts)}
     return out
+
+
+FLOORS: dict[str, Literal["below", "above"]] = {  # judged ratios to a floor the server cannot beat:
+    "ttft_ratio": "below",  # a server TTFT under the served framework's (server_vs_framework's floor
+    # has its own sign of disturbance, FLOOR_CPU: it runs in process, CPU-bound)
+}
+
+
+def beat_its_floor(found: Any, beaten: Literal["below", "above"]) -> str:
+    """Why a ratio of a figure to its floor shows the floor disturbed, or "": every repeat beyond 1
+    on the `beaten` side by more than the repeats' spread (max - min: its best repeat moved by that
+    much is still beyond 1). Nothing beats its floor, so the floor was starved or slowed, not beaten."""
+    if not isinstance(found, dict) or not found.get("samples"):
+        return ""
+    low, high = float(found["min"]), float(found["max"])
+    spread = high - low
+    if beaten == "below" and high + spread < 1:
+        side = f"below 1 in every repeat ({low:g}-{high:g}), by more than their spread ({spread:.3g})"
+    elif beaten == "above" and low - spread > 1:
+        side = f"above 1 in every repeat ({low:g}-{high:g}), by more than their spread ({spread:.3g})"
+    else:
+        return ""
+    return f"the server beat its floor, {side}: the floor was disturbed (starved or slowed), not beaten"
 
 
 def _also(known: Evidence | None, more: Evidence) -> Evidence:
@@ -912,11 +972,11 @@ def targets(results: dict[str, Any], plan: BenchPlan) -> dict[str, Any]:
     bounded = bounds(results)
     for name, (op, target) in TARGETS.items():
         found = _found(results, name)
-        if not plan.applies(name) or found is None:
+        if not plan.applies(name) or (found is None and name not in bounded):
             continue
         value = found["median"] if isinstance(found, dict) else found
         evidence = bounded.get(name, Evidence(bound="exact", why=""))
-        verdict = judge(op, target, value, evidence["bound"])
+        verdict = judge(op, target, value, evidence["bound"]) if value is not None else "not determined"
         judged[name] = {
             "value": value,
             "target": f"{op} {target}",
@@ -939,7 +999,36 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+class Terminated(Exception):
+    """The bench was sent SIGTERM (a CI timeout, `kill`): its servers and generator processes are
+    stopped by the time this is raised, as on Ctrl-C."""
+
+
 def bench(
     plan: BenchPlan, progress: Callable[[str], None] = print, redis_url: str = "", database_url: str = ""
 ) -> dict[str, Any]:
-    return asyncio.run(run_bench(plan, progress, redis_url, database_url))
+    """`run_bench` to its end. SIGTERM to this process alone cancels it as Ctrl-C does (asyncio.run's
+    SIGINT handling): every `finally` stops what it started (servers in their own process groups,
+    the generator's processes), then Terminated is raised."""
+
+    async def main() -> dict[str, Any]:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        assert task is not None
+        terminated = False
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await run_bench(plan, progress, redis_url, database_url)
+        except asyncio.CancelledError:
+            if terminated:
+                raise Terminated("terminated") from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(main())

@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
-from loadtests.bench.run import BenchPlan, bounds, ceiling, judge, quotient, targets
+from loadtests.bench.run import (
+    MEMORY_MIN_CONNECTIONS,
+    BenchPlan,
+    _scale_out,
+    bounds,
+    ceiling,
+    judge,
+    quotient,
+    targets,
+)
+from loadtests.bench.scale import SharedState
 from loadtests.bench.table import table
 from loadtests.cli import bench_exit_code
 
@@ -41,6 +51,10 @@ def sweep(*passed: int, failed: tuple[int, ...] = (), **failing: Any) -> list[di
     )
 
 
+def ratio(workers: int, embedded: int) -> float | None:
+    return workers / embedded if embedded else None
+
+
 def run(embedded: list[dict[str, Any]], workers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The sweep parts of a run's results, as run_bench assembles them."""
     results: dict[str, Any] = {"sweep": embedded, "max_streams_at_50tps": ceiling(embedded)["streams"]}
@@ -52,7 +66,7 @@ def run(embedded: list[dict[str, Any]], workers: list[dict[str, Any]] | None = N
             "workers": 2,
             "embedded_max_streams_at_50tps": results["max_streams_at_50tps"],
             "workers_max_streams_at_50tps": best,
-            "workers_vs_embedded": best / max(1, results["max_streams_at_50tps"]),
+            "workers_vs_embedded": ratio(best, results["max_streams_at_50tps"]),
             "machine_full_at": [int(w["streams"]) for w in workers if w["machine_cpu"] >= 1.8],
             "workers_sweep": workers,
         }
@@ -313,3 +327,78 @@ def test_the_scale_out_ratios_of_growths_over_nothing_are_not_determined(name, p
     judged = targets(results, BenchPlan())[name]
     assert (judged["bound"], judged["verdict"]) == ("none", "not determined"), judged
     assert "nothing measured" in judged["why"]
+
+
+@pytest.mark.parametrize(
+    ("samples", "verdict"),
+    [
+        ((0.27, 0.435, 0.492), "not determined"),  # the --quick run: 5.38 ms against a 12.4 ms floor
+        ((0.62, 0.66, 0.7), "not determined"),
+        ((0.95, 1.02, 1.1), "met"),  # under 1 in a repeat, within the repeats' spread: noise
+        ((0.8, 0.9, 1.05), "met"),
+        ((1.3, 1.4, 1.5), "missed"),
+    ],
+)
+def test_a_ttft_ratio_that_beats_its_floor_by_more_than_noise_is_not_determined(samples, verdict) -> None:
+    """Nothing sends a first token sooner than the bare stack serving the same agent: a server
+    under it in every repeat, by more than the repeats' spread, measured a disturbed floor."""
+    results = {"ttft_ratio": growth(*samples) | {"generator_bound": False}}
+    judged = targets(results, BenchPlan.quick())["ttft_ratio"]
+    assert judged["verdict"] == verdict, judged
+    if verdict == "not determined":
+        assert judged["bound"] == "none" and "the floor was disturbed" in judged["why"]
+        assert bench_exit_code({"targets": {"ttft_ratio": judged}}) == 3
+    else:
+        assert "bound" not in judged
+
+
+def shared() -> SharedState:
+    return SharedState(redis_url="redis://127.0.0.1:6379/0", prefix="asp-test-", database="", database_url="")
+
+
+def test_workers_vs_embedded_with_no_embedded_level_passed_is_not_determined() -> None:
+    """It divided by max(1, 0): the workers' own figure, 'met' for any workers' ceiling >= 1.5."""
+    embedded = sweep(failed=(10, 25))
+    workers = sweep(10, 25, failed=(50,))
+    results: dict[str, Any] = {"sweep": embedded, "max_streams_at_50tps": ceiling(embedded)["streams"]}
+    results["scale_out"] = _scale_out(dict(results), shared(), BenchPlan(), workers)
+    assert results["scale_out"]["workers_vs_embedded"] is None
+    judged = targets(results, BenchPlan())["workers_vs_embedded"]
+    assert (judged["value"], judged["bound"], judged["verdict"]) == (None, "none", "not determined")
+    assert judged["why"] == "the embedded sweep passed no level: no embedded figure to divide by"
+    assert "workers_vs_embedded" in table(results | {"targets": {}, "bounds": bounds(results)})
+    passed = sweep(10, failed=(25,))
+    results = {"sweep": passed, "max_streams_at_50tps": ceiling(passed)["streams"]}
+    results["scale_out"] = _scale_out(dict(results), shared(), BenchPlan(), workers)
+    assert targets(results, BenchPlan())["workers_vs_embedded"]["value"] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("connections", "verdict"),
+    [
+        (30, "not determined"),
+        (MEMORY_MIN_CONNECTIONS - 1, "not determined"),
+        (MEMORY_MIN_CONNECTIONS, "met"),
+        (5000, "met"),
+    ],
+)
+def test_a_memory_ratio_of_too_few_connections_is_not_determined(connections, verdict) -> None:
+    """At 30 connections the growth is mostly fixed costs (26 KiB against 6.67 KiB per connection,
+    3.9, 'missed'); full runs of 1,000-5,000 gave 0.96."""
+    results = {
+        "connection_scale": {"connections": connections},
+        "server_kib_per_connection": growth(6.2, 6.4, 6.5),
+        "bare_kib_per_connection": growth(6.6, 6.67, 6.7),
+        "memory_ratio": growth(0.94, 0.96, 0.97),
+        "sweep": sweep(10, failed=(25,)),
+        "scale_out": {
+            "redis_kib_per_connection": growth(7.0, 7.1, 7.2),
+            "redis_memory_ratio": growth(1.05, 1.06, 1.08),
+            "workers_sweep": sweep(10, 25, failed=(50,)),
+        },
+    }
+    judged = targets(results, BenchPlan())
+    for name in ("memory_ratio", "redis_memory_ratio"):
+        assert judged[name]["verdict"] == verdict, judged[name]
+        if verdict == "not determined":
+            assert judged[name]["bound"] == "none" and judged[name]["why"].startswith("too few connections")
