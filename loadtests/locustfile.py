@@ -233,6 +233,13 @@ class AspUser(User):
         self.disconnect()
 
     def ping(self) -> None:
+        """One application ping; a failure closes the connection and stops the user."""
+        if not self.ping_once():
+            raise StopUser()
+
+    def ping_once(self) -> bool:
+        """One application ping on the open connection, counted as a ping; a failure closes it
+        (False)."""
         assert self.client is not None
         began = time.perf_counter()
         try:
@@ -240,14 +247,15 @@ class AspUser(User):
         except Failure as failure:
             _failed(self.environment, "pings_failed", "ping", failure, time.perf_counter() - began)
             self.disconnect()
-            raise StopUser() from None
+            return False
         except Exception as error:
             _failed(self.environment, "pings_failed", "ping", _unexpected(error), time.perf_counter() - began)
             self.disconnect()
-            raise StopUser() from None
+            return False
         RECORDER.count("pings_succeeded")
         RECORDER.latency("ping_ms", seconds)
         _fire(self.environment, "WS", "ping", seconds)
+        return True
 
 
 class ThroughputUser(AspUser):
@@ -300,31 +308,13 @@ class ThroughputUser(AspUser):
                     RECORDER.count("pacing_wait_ms", round((time.monotonic() - began) * 1000))
                     return False
                 if self.client is not None and time.monotonic() >= next_ping:
-                    self.keep_alive()
+                    self.ping_once()
                     next_ping = time.monotonic() + keepalive_s
                 gevent.sleep(0.1)
             RECORDER.count("turns_paced")
             RECORDER.count("pacing_wait_ms", round((time.monotonic() - began) * 1000))
         self.pacer.record(PACED_USER)
         return True
-
-    def keep_alive(self) -> None:
-        """One application ping on the held connection, counted as a ping; a failure closes it."""
-        assert self.client is not None
-        began = time.perf_counter()
-        try:
-            seconds = self.client.ping(f"p{time.monotonic_ns()}")
-        except Failure as failure:
-            _failed(self.environment, "pings_failed", "ping", failure, time.perf_counter() - began)
-            self.disconnect()
-            return
-        except Exception as error:
-            _failed(self.environment, "pings_failed", "ping", _unexpected(error), time.perf_counter() - began)
-            self.disconnect()
-            return
-        RECORDER.count("pings_succeeded")
-        RECORDER.latency("ping_ms", seconds)
-        _fire(self.environment, "WS", "ping", seconds)
 
     def think(self) -> None:
         """Think time after each turn, inside the task: Locust kills a user that is in its wait

@@ -28,6 +28,19 @@ A_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEyMyJ9.c2VjcmV0LXNpZ25hdHVyZS1
 UNREACHABLE = "ws://127.0.0.1:9/ws/chat"
 
 
+# The kit's packaged pytest suite, run as a user runs it
+PACKAGED_SUITE = [
+    sys.executable,
+    "-m",
+    "pytest",
+    "--pyargs",
+    "conformance.suite",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+]
+
+
 def asp_check(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "asp_cli.main", "check", *args],
@@ -195,18 +208,14 @@ def test_the_packaged_suite_without_a_url_is_a_usage_error():
 
 
 def test_the_packaged_suite_with_refused_credentials_is_a_usage_error(check_server: ServerProcess):
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "--pyargs",
-        "conformance.suite",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-    ]
     result = subprocess.run(
-        [*command, "--asp-url", check_server.url, "--asp-jwt-secret", "not-the-servers-secret-0123456789"],
+        [
+            *PACKAGED_SUITE,
+            "--asp-url",
+            check_server.url,
+            "--asp-jwt-secret",
+            "not-the-servers-secret-0123456789",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -334,24 +343,18 @@ def test_an_empty_token_file_says_so(tmp_path: Path):
 def test_the_packaged_suite_takes_the_secret_from_the_environment_and_names_its_own_options(
     check_server: ServerProcess,
 ):
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "--pyargs",
-        "conformance.suite",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-    ]
     clean = {k: v for k, v in os.environ.items() if k not in ("ASP_CHECK_JWT_SECRET", "ASP_CHECK_TOKEN")}
     bare = subprocess.run(
-        [*command, "--asp-url", check_server.url], capture_output=True, text=True, timeout=120, env=clean
+        [*PACKAGED_SUITE, "--asp-url", check_server.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean,
     )
     assert bare.returncode == 4, bare.stdout + bare.stderr
     assert "give --asp-token, --asp-token-file or --asp-jwt-secret" in bare.stderr, bare.stderr
     chosen = subprocess.run(
-        [*command, "--asp-url", check_server.url, "-k", "ping_pong"],
+        [*PACKAGED_SUITE, "--asp-url", check_server.url, "-k", "ping_pong"],
         capture_output=True,
         text=True,
         timeout=180,

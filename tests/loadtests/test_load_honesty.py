@@ -116,14 +116,7 @@ def test_users_sharing_a_token_are_refused_before_the_run(tmp_path, args, tokens
         (tmp_path / "tokens.txt").write_text("\n".join(tokens) + "\n")
         args = [*args, "--token-file", str(tmp_path / "tokens.txt")]
     with running("paced") as url:
-        result = subprocess.run(
-            asp_load_command(url, *args, "--run-time", "5s"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=load_env(),
-            cwd=tmp_path,
-        )
+        result, _ = asp_load(url, tmp_path, *args, "--run-time", "5s", timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("asp load: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert complaint in result.stderr and "--jwt-secret (mints one user each)" in result.stderr
@@ -171,15 +164,10 @@ def test_a_returning_user_gets_its_history_and_its_next_turn_still_succeeds(limi
     from spec.devtokens import mint
 
     token = mint(f"returning-{time.monotonic_ns()}", SECRET, ttl_seconds=600)
-    first = SyncAspClient(limited_server.url, token)
-    first.connect()
-    try:
-        assert first.run("asp-fixture:text 2").output_tokens == 2
-    finally:
-        first.close()
-    again = SyncAspClient(limited_server.url, token)
-    again.connect()
-    try:
-        assert again.run("asp-fixture:text 2").output_tokens == 2
-    finally:
-        again.close()
+    for _ in ("first", "returning"):  # the returning one gets its history after session
+        client = SyncAspClient(limited_server.url, token)
+        client.connect()
+        try:
+            assert client.run("asp-fixture:text 2").output_tokens == 2
+        finally:
+            client.close()

@@ -1108,7 +1108,7 @@ def apply_patch(name: str) -> None:
 def _patch_utf8_replace() -> None:
     """The transport decodes text frames with replacement characters instead of failing invalid
     UTF-8 with 1007: the app then answers the garbled text as if it were any other text."""
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from reference_server.transport import AspWebSocketProtocol
 
     def deliver(self: Any) -> None:
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
@@ -1120,7 +1120,7 @@ def _patch_utf8_replace() -> None:
         else:
             self.queue.put_nowait({"type": "websocket.receive", "bytes": data})
 
-    WebSocketsSansIOProtocol.send_receive_event_to_app = deliver  # type: ignore[method-assign]
+    AspWebSocketProtocol.send_receive_event_to_app = deliver  # type: ignore[method-assign]
 
 
 def _patch_idle_from_last_frame() -> None:
