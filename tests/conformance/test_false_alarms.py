@@ -67,7 +67,8 @@ async def test_a_server_holding_deltas_back_misses_only_a_should(tmp_path: Path)
         report = await run_check(options(server, include=["runs", "tools", "history", "duplicates"]))
     finally:
         server.stop()
-    assert [r.case_id for r in report.everything if r.outcome == Outcome.FAIL] == []
+    failed = [r.case_id for r in report.everything if r.outcome == Outcome.FAIL]
+    assert failed == [], failures(report)
     warned = {f.requirement for r in report.results for f in r.findings if not f.passed}
     assert warned == {"ASP-RUN-009"}, failures(report)
     assert report.exit_code() == 0
