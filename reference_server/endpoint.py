@@ -116,6 +116,8 @@ class Connection:
         self.session: Session | None = None
         self.closed = False
         self.superseded = False
+        # the 4002 close supersede() runs in the background: _open awaits it before it returns
+        self._superseding: asyncio.Task[None] | None = None
         # Resolved by a frame, a timer or the session (a run ended): the loop wakes to re-decide.
         self._wake: asyncio.Future[None] | None = None
         self._found: Session | Remote | None = None  # the session a resume names, found for SwitchSession
@@ -164,7 +166,7 @@ class Connection:
         background (its session and run go on); the newer connection does not wait for that."""
         self.superseded = True
         if self.state is not None:
-            spawn(self.carry_out(core.on_superseded(self.state)))
+            self._superseding = spawn(self.carry_out(core.on_superseded(self.state)))
 
     async def _open(self, user_id: str) -> None:
         bound = await self.hub.bind_conversation(user_id, self.query.get("conversation_id"))
@@ -186,8 +188,15 @@ class Connection:
         await self.carry_out(core.opening(self.hub.session_event(session), history, bound.refused))
         if self.superseded:
             await self.carry_out(core.on_superseded(self.state))
-        with tracing.span("asp.connection", user=user_id, session=session.id):
-            await self._drive()
+        try:
+            with tracing.span("asp.connection", user=user_id, session=session.id):
+                await self._drive()
+        finally:
+            # The loop ends as soon as the close begins (a frame arriving during the 4002 close's
+            # flush wakes it): returning before the close frame is written would end the ASGI app
+            # and drop the transport, a 1006 instead of 4002. spawn() bounds the wait.
+            if self._superseding is not None:
+                await self._superseding
         log.info("session detached", extra={"asp": {"user": user_id, "session": self.session_id}})
 
     @property

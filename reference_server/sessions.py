@@ -534,16 +534,24 @@ class Session:
 _background_tasks: set[asyncio.Task[Any]] = set()
 
 
-def spawn(awaitable: Awaitable[Any]) -> None:
-    """Run a best-effort coroutine without blocking the caller, keeping a reference until done."""
+SPAWN_TIMEOUT_S = 5.0  # longest a spawned coroutine runs before it is cancelled
+
+
+def spawn(awaitable: Awaitable[Any]) -> asyncio.Task[None]:
+    """Run a best-effort coroutine without blocking the caller, keeping a reference until done.
+
+    The coroutine is cancelled after SPAWN_TIMEOUT_S and its exceptions are swallowed, so the
+    returned task always ends within that time without raising (unless it is itself cancelled):
+    a caller that must not finish before the work is done can await it without risking a hang."""
 
     async def runner() -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(awaitable, 5.0)
+            await asyncio.wait_for(awaitable, SPAWN_TIMEOUT_S)
 
     task = asyncio.create_task(runner())
     _background_tasks.add(task)
     task.add_done_callback(_background_tasks.discard)
+    return task
 
 
 @dataclass

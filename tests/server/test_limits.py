@@ -44,6 +44,29 @@ async def test_a_second_connection_of_a_user_closes_the_first_with_4002(server: 
     assert (await second.expect("pong"))["id"] == "still-here"
 
 
+async def test_the_older_connection_gets_4002_when_it_sends_a_frame_while_its_close_waits(
+    make_server, connect
+):
+    """ASP-DUP-001. The 4002 close first waits (1 s at most) for the session's pending events, here
+    deltas held in a 5 s coalescing window. A frame the older connection sent meanwhile ended its
+    receive loop, the app returned before the close frame was written and the transport was
+    dropped: 1006 every time, where the close code must be 4002."""
+    server = make_server(coalesce_ms=5000)
+    for attempt in range(3):
+        user = f"dup-late-{attempt}"
+        first = await connect(server, user=user, conversation_id="new")
+        await first.expect("session")
+        await first.send({"type": "message", "id": "m", "content": "asp-fixture:slow 200 20"})
+        await first.expect("run_started")
+        await asyncio.sleep(0.3)  # deltas gather in the coalescing window: the close waits for them
+        second = await connect(server, user=user)
+        await second.expect("session")
+        assert first.close_code is None, "the close came before the frame: nothing was tested"
+        await first.send({"type": "ping", "id": "during-the-close"})
+        assert await first.wait_closed(5) == 4002, f"attempt {attempt}: {first.close_reason!r}"
+        await second.close()
+
+
 async def test_connections_of_different_users_do_not_close_each_other(server: ServerProcess, connect):
     alice = await connect(server, user="dup-b1")
     bob = await connect(server, user="dup-b2")
