@@ -23,7 +23,7 @@ from conformance.outcomes import Finding
 from conformance.pacing import RatePacer
 from conformance.registry import Case
 from conformance.terms import ServerTerms
-from conformance.wire import AspClient, Closed, Event, HandshakeBroken, HandshakeRefused
+from conformance.wire import ABNORMAL, AspClient, Closed, Event, HandshakeBroken, HandshakeRefused
 from spec import SUBPROTOCOL, jsondepth
 from spec.registry import close_code
 from spec.resources import schema_documents
@@ -482,6 +482,20 @@ class CaseContext:
                 await asyncio.wait_for(self.settle(client), self.scaled(6))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 3)
+
+
+def how_closed(client: AspClient) -> str:
+    """How `client`'s connection ended, as a finding says it: the close code and reason the server
+    sent; that no close frame came (1006: the TCP connection ended without the closing handshake,
+    the server dropped it or the network did); or that it is still open. With it a reader tells a
+    server that closed with the wrong code (a server bug) from a connection that was lost."""
+    code = client.close_code
+    if code is None:
+        return "stayed open"
+    if code == ABNORMAL:
+        return f"ended without a close frame ({ABNORMAL}: dropped by the server or the network)"
+    reason = f"reason {client.close_reason!r}" if client.close_reason else "no reason"
+    return f"closed with {code}, {reason}"
 
 
 def turns(history: Event, role: str) -> list[str]:

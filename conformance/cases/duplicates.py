@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from conformance.context import ANSWER_S, CaseContext, assistant_text
+from conformance.context import ANSWER_S, CaseContext, assistant_text, how_closed
 from conformance.registry import case
-from conformance.wire import Closed
+from conformance.wire import AspClient, Closed
 from spec.fixtures import fixture_text
 from spec.registry import close_code
 
@@ -33,16 +33,15 @@ async def newer_supersedes(ctx: CaseContext) -> None:
             "ASP-DUP-002",
             f"the newer connection was not served (closed {second.close_code}): {problem}",
         )
-    code = await ctx.closed_with(first)
-    ctx.check(
-        code == SUPERSEDED,
-        "ASP-DUP-001",
-        f"the older connection closed with {code}, expected {SUPERSEDED}"
-        if code is not None
-        else "the older connection stayed open",
-    )
+    _older_closed(ctx, first, await ctx.closed_with(first))
     if served:
         await ctx.alive(second, "ASP-DUP-002")
+
+
+def _older_closed(ctx: CaseContext, older: AspClient, code: int | None) -> None:
+    """ASP-DUP-001: the older connection closed with 4002; the finding says how it did close."""
+    expected = "" if code == SUPERSEDED else f", expected {SUPERSEDED}"
+    ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the older connection {how_closed(older)}{expected}")
 
 
 @case(
@@ -77,11 +76,7 @@ async def superseded_run(ctx: CaseContext) -> None:
         not ctx.completed_before(first, started["run_id"], moment),
         "the run completed before the newer connection reached the server",
     )
-    ctx.check(
-        await ctx.closed_with(first) == SUPERSEDED,
-        "ASP-DUP-001",
-        f"the older connection closed with {SUPERSEDED}",
-    )
+    _older_closed(ctx, first, await ctx.closed_with(first))
     await second.close()
     history = await ctx.stored_history(
         session["conversation_id"],

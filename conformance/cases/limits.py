@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
-from conformance.context import ANSWER_S, CaseContext, text_of
+from conformance.context import ANSWER_S, CaseContext, how_closed, text_of
 from conformance.credentials import Unavailable
 from conformance.gating import applies
 from conformance.registry import case
@@ -143,7 +143,7 @@ async def _at_the_limit(
         # late (a starved machine, a short idle timeout), which is legal; no evidence either way,
         # and the duplicates cases judge ASP-DUP-001 on their own.
         if code != IDLE_TIMEOUT:
-            ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the superseded connection closed with {code}")
+            ctx.check(code == SUPERSEDED, "ASP-DUP-001", f"the superseded connection {how_closed(older)}")
     return opened
 
 

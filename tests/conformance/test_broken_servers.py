@@ -84,3 +84,26 @@ async def test_a_server_accepting_an_unconfigured_alg_is_not_failed_when_its_alg
     assert report.exit_code() == 0
     (result,) = report.results
     assert result.outcome == Outcome.UNTESTABLE and "--jwt-algorithms" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "ending"),
+    [
+        ("superseded_dropped", "ended without a close frame (1006: dropped by the server or the network)"),
+        ("superseded_closes_normally", "closed with 1000, reason 'superseded by a newer connection'"),
+    ],
+)
+async def test_a_failed_duplicate_closure_says_how_the_older_connection_closed(
+    name: str, ending: str, panel: ServerProcess
+):
+    """ASP-DUP-001 failures name the close that came, or that none did (1006), so a reader tells a
+    server closing with the wrong code from a dropped connection."""
+    cases = ["duplicates.newer_supersedes_older", "duplicates.superseded_run_is_stored"]
+    report = await run_check(
+        options(panel, url=panel_url(panel.url, name), include=cases, timeout_multiplier=PANEL_MULTIPLIER)
+    )
+    assert report.exit_code() == 1
+    for result in report.results:
+        assert result.case_id in cases
+        assert result.outcome == Outcome.FAIL, (result.case_id, result.outcome, result.reason)
+        assert result.reason == f"the older connection {ending}, expected 4002", result.case_id

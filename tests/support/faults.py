@@ -10,6 +10,7 @@ its own path `/fault/<name>/<endpoint path>`, so the self-test panel needs one s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -68,6 +69,9 @@ class Fault:
     incoming: Incoming | None = None  # rewrite client frames (None: swallow; conn.replies: answer)
     announce: dict[str, Any] = field(default_factory=dict)  # session.limits values that lie
     close_codes: dict[int, int | None] = field(default_factory=dict)  # rewrite (None: swallow) server closes
+    # a server close with one of these codes is not sent: the app is stopped and the transport
+    # closed under it, so the client sees no close frame (1006)
+    drop_on_close: tuple[int, ...] = ()
     scope: ScopeRewrite | None = None  # rewrite the handshake the app sees
     settings: dict[str, str] = field(default_factory=dict)  # needs a server of its own
     patch: str | None = None  # name of a patch in PATCHES (needs a server of its own)
@@ -554,6 +558,18 @@ FAULTS = {
             close_codes={4002: None},
         ),
         Fault(
+            "superseded_dropped",
+            ("ASP-DUP-001",),
+            ("duplicates.newer_supersedes_older",),
+            drop_on_close=(4002,),
+        ),
+        Fault(
+            "superseded_closes_normally",
+            ("ASP-DUP-001",),
+            ("duplicates.newer_supersedes_older",),
+            close_codes={4002: 1000},
+        ),
+        Fault(
             "duplicate_closes_newer",
             ("ASP-DUP-001", "ASP-DUP-002"),
             ("duplicates.newer_supersedes_older",),
@@ -911,6 +927,7 @@ class FaultMiddleware:
     async def _serve(self, scope: dict[str, Any], receive: Any, send: Any, conn: Connection) -> None:
         fault = self.fault
         closed_by_fault = False
+        dropped = asyncio.Event()  # a close of drop_on_close: the app is stopped, no close frame
 
         async def send_event(item: Event) -> None:
             if "seq" not in item:  # an injected event
@@ -981,6 +998,9 @@ class FaultMiddleware:
             if message["type"] == "websocket.accept" and fault.accept is not None:
                 offered = [str(p) for p in scope.get("subprotocols") or []]
                 message = {**message, "subprotocol": fault.accept(offered, message.get("subprotocol"))}
+            if message["type"] == "websocket.close" and message.get("code") in fault.drop_on_close:
+                dropped.set()
+                return
             if message["type"] == "websocket.close" and message.get("code") in fault.close_codes:
                 replacement = fault.close_codes[message["code"]]
                 if replacement is None:
@@ -998,7 +1018,17 @@ class FaultMiddleware:
             for item in outgoing:
                 await send_event(item)
 
-        await self.app(scope, faulty_receive, faulty_send)
+        if not fault.drop_on_close:
+            await self.app(scope, faulty_receive, faulty_send)
+            return
+        app = asyncio.ensure_future(self.app(scope, faulty_receive, faulty_send))
+        drop = asyncio.ensure_future(dropped.wait())
+        await asyncio.wait([app, drop], return_when=asyncio.FIRST_COMPLETED)
+        drop.cancel()
+        if not app.done():  # returning closes the transport without a close frame
+            app.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await app
 
 
 class PanelMiddleware:
