@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from reference_server.config import Settings
 from reference_server.logs import get_logger
@@ -109,6 +110,18 @@ INBOX = "asp.inbox"  # scope key: the connection's Inbox, for an app that waits 
 SEND_NOW = "asp.send_now"  # scope key: the connection's AspWebSocketProtocol.send_now
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented text message as a server sends it (RFC 6455 section 5.2: FIN, opcode 1,
+    no mask, no extension): the bytes websockets' `Protocol.send_text(payload)` followed by
+    `data_to_send()` produce on a connection with no extension negotiated. `payload` is UTF-8."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65_536:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + length.to_bytes(8, "big") + payload
+
+
 class Inbox(asyncio.Queue[Any]):
     """uvicorn's receive queue, which also calls `listener` when a message arrives, so the app can
     wait for frames, timers and its own events on one future instead of a task per frame.
@@ -168,8 +181,16 @@ class AspWebSocketProtocol(WebSocketsSansIOProtocol):
             or self.initial_response is not None
         ):
             return False
-        self.conn.send_text(text.encode())
-        self.transport.write(b"".join(self.conn.data_to_send()))
+        conn = self.conn
+        if conn.state is State.OPEN and not (
+            conn.extensions or conn.writes or conn.debug or conn.expect_continuation_frame
+        ):
+            # the bytes websockets would build (tests/server/test_transport_frames.py), without its
+            # Frame object, its checks and its output queue per event
+            self.transport.write(text_frame(text.encode()))
+            return True
+        conn.send_text(text.encode())  # raises (InvalidState) as before when not open
+        self.transport.write(b"".join(conn.data_to_send()))
         return True
 
     def data_received(self, data: bytes) -> None:

@@ -6,7 +6,10 @@ left out), drives one scenario with the bench's client code in this process, sto
 prints the scenario's figures. Scenarios:
 
 - `connect N`: N authenticated connections opened 50 at a time (token check, binding, history);
-- `stream N`: one instant stream of N tokens, three times (tokens/s);
+- `stream N`: one instant stream of N tokens, three times, each beside the framework in this process
+  (`asp bench`'s server_vs_framework): tokens/s and tokens per event (frame), the server's and this
+  client's CPU over the long stream, the framework's deltas/s and CPU per delta, and the server's
+  CPU per token above the framework's (medians of the three, each with its min and max);
 - `ttft N`: N one-token runs, each on a fresh conversation (the time-to-first-token path);
 - `pings N`: N connections held 10 s, each sending an application ping every 2 s (pong times);
 - `paced N`: N concurrent streams of 100 tokens at 50 tokens/s (the per-event path), after ten short
@@ -14,6 +17,9 @@ prints the scenario's figures. Scenarios:
   and, with --redis-url, the Redis server's (INFO cpu: other users of that Redis included);
 - `memory N`: N idle connections; with `--tracemalloc FILE` the server runs under tracemalloc and
   writes the top allocation sites of the connections' memory to FILE.
+
+`--setting ASP_NAME=VALUE` gives the server a setting over the bench's (a shell's ASP_* variables
+never reach it), e.g. `--setting ASP_COALESCE_MS=0` for one frame per token.
 
 With `--redis-url URL` (and `--database-url URL`) the server keeps its state in Redis, as
 `asp bench --redis-url` starts its scale-out servers: a fresh key prefix (and a fresh PostgreSQL
@@ -35,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -80,18 +87,7 @@ async def _scenario(
             "server_cpu_us_per_run": cpu_per_run,
         }
     if name == "stream":
-        rates, cpus = [], []
-        for _ in range(3):
-            cpu_before = _cpu_s(served.process.pid)
-            outcome = await measure.server_stream(served.url, tokens, count)
-            rates.append(outcome["tokens_per_s"])
-            # the whole call (a warm-up stream, the long one, a one-token run); per 1,000 tokens
-            cpu = _cpu_s(served.process.pid) - cpu_before
-            cpus.append(cpu / (outcome["tokens"] + min(count, 500) + 1) * 1e6)
-        return {
-            "tokens_per_s": statistics.median(rates),
-            "server_cpu_ms_per_1000_tokens": statistics.median(cpus),
-        }
+        return await _stream_beside_framework(served, tokens, count)
     if name == "paced":
         warm = [mint(f"profile-warm-{i}-{secrets.token_hex(3)}", secret) for i in range(10)]
         await measure.paced_streams(served.url, warm, 0, 10, 20, 20, 1)  # lazy imports, caches
@@ -143,6 +139,44 @@ async def _scenario(
     raise SystemExit(f"unknown scenario {name}")
 
 
+async def _stream_beside_framework(served: Served, tokens: list[str], count: int) -> dict[str, Any]:
+    """The stream scenario: what server_vs_framework is made of. The server's CPU is read around
+    the long stream only (between the barrier waits of `measure.server_stream`), as `asp bench`
+    reads it; the framework runs the server's agent in this process, as the bench's does."""
+    columns: dict[str, list[float]] = {}
+    for _ in range(3):
+        barrier = threading.Barrier(2)
+        call = asyncio.ensure_future(measure.server_stream(served.url, tokens, count, barrier))
+        await asyncio.to_thread(barrier.wait)
+        cpu_before = _cpu_s(served.process.pid)
+        await asyncio.to_thread(barrier.wait)
+        server_cpu = _cpu_s(served.process.pid) - cpu_before
+        outcome = await call
+        framework = await measure.framework_in_process("server", count, 3)
+        tokens_streamed = max(1, outcome["tokens"])
+        # the framework in process is CPU-bound (about one core): CPU per delta is 1/deltas_per_s
+        framework_us = framework["cpu"] / framework["deltas_per_s"] * 1e6
+        server_us = server_cpu / tokens_streamed * 1e6
+        figures = {
+            "server_vs_framework": outcome["tokens_per_s"] / framework["deltas_per_s"],
+            "server_tokens_per_s": outcome["tokens_per_s"],
+            "tokens_per_event": outcome["tokens_per_s"] / outcome["events_per_s"],
+            "server_cpu_us_per_token": server_us,
+            "server_cpu_share": server_cpu * outcome["tokens_per_s"] / tokens_streamed,
+            "client_cpu_share": outcome["cpu"],
+            "framework_deltas_per_s": framework["deltas_per_s"],
+            "framework_cpu_us_per_delta": framework_us,
+            "framework_cpu_share": framework["cpu"],
+            "server_us_per_token_over_framework": server_us - framework_us,
+        }
+        for key, value in figures.items():
+            columns.setdefault(key, []).append(value)
+    return {
+        key: [round(statistics.median(values), 3), round(min(values), 3), round(max(values), 3)]
+        for key, values in columns.items()
+    }
+
+
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) the process `pid` has used so far."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
@@ -165,7 +199,16 @@ def main() -> None:
     parser.add_argument(
         "--database-url", default="", help="with --redis-url: history in a fresh PostgreSQL database"
     )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="ASP_NAME=VALUE",
+        help="a server setting over the bench's (e.g. ASP_COALESCE_MS=0); repeatable",
+    )
     args = parser.parse_args()
+    if any("=" not in setting or not setting.startswith("ASP_") for setting in args.setting):
+        parser.error("--setting takes ASP_NAME=VALUE")
     if args.database_url and not args.redis_url:
         parser.error("--database-url needs --redis-url")
     if args.redis_url:
@@ -175,6 +218,7 @@ def main() -> None:
     secret = secrets.token_urlsafe(32)
     scratch = Path(tempfile.mkdtemp())
     env = server_env(scratch / "profile.db", secret, args.count + 50)
+    env |= dict(setting.split("=", 1) for setting in args.setting)
     module = os.environ.get("ASP_PROFILE_MODULE", "reference_server")  # a wrapper that instruments it
     if args.tracemalloc:
         env["ASP_TRACEMALLOC_FILE"] = str(Path(args.tracemalloc).resolve())
