@@ -227,7 +227,7 @@ async def test_a_followers_position_holds_the_homes_trim_up_to_a_cap_until_it_ex
 
         await written(window + 2)
         held = session.seq - 3  # the follower has read up to here: 3 entries after it, fewer than a window
-        await client.set(follow, f"{held}-0", px=60_000)
+        await client.set(follow, f"{held}-0 some-token", px=60_000)  # as `find` and the tail set it
         assert await written(2 * window) == list(range(held + 1, session.seq + 1))  # > a window kept
         assert await written(window) == list(range(session.seq - window - 12 + 1, session.seq + 1))  # cap
         await client.set(follow, f"{session.seq}-0", px=60_000)  # caught up: the window again, no less
@@ -235,3 +235,35 @@ async def test_a_followers_position_holds_the_homes_trim_up_to_a_cap_until_it_ex
         await client.set(follow, f"{session.seq}-0", px=1)  # a follower that stopped reading
         await asyncio.sleep(0.05)
         assert await written(window + 3) == list(range(session.seq - window + 1, session.seq + 1))
+
+
+async def test_a_follow_key_is_released_only_by_the_resume_that_holds_it(tmp_path: Path) -> None:
+    """`find` sets the follow key with a token of its own; `unfollow` deletes it only while it holds
+    that token (one script: no check-then-act), so a stale follower (its resume refused, or its
+    mirror stopped) never drops the position of a newer one that took the key since; the holder's
+    own release deletes it at once, not at its expiry."""
+    prefix = fresh_prefix()
+    for name in ("home", "other"):
+        (tmp_path / name).mkdir()
+    async with (
+        redis_hub(tmp_path / "home", redis_prefix=prefix) as (home, client),
+        redis_hub(tmp_path / "other", redis_prefix=prefix) as (other, _),
+    ):
+        assert home.shared is not None and other.shared is not None
+        session = await home.open_session("unfollow-user", "conv_unfollow")
+        session.attach(Collecting())
+        for index in range(3):
+            session.emit(events.pong(f"p{index}"))
+        await session.flush()
+        await home.shared.journals[session.id].flush()
+        follow = other.shared.follow_key(session.id)
+        older = await other.shared.find(session.id, 1)
+        newer = await other.shared.find(session.id, 2)
+        assert older is not None and newer is not None and older.follow_token != newer.follow_token
+        held = await client.get(follow)
+        assert held == f"{session.seq}-0 {newer.follow_token}"
+        assert await other.shared.unfollow(older) is False  # stale: the newer resume's key stays
+        assert await client.get(follow) == held and await client.pttl(follow) > 0
+        assert await other.shared.unfollow(newer) is True
+        assert await client.exists(follow) == 0
+        assert await other.shared.unfollow(newer) is False  # released twice: nothing to do
