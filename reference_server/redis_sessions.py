@@ -437,6 +437,8 @@ class SharedSessions:
         """After the run's complete was emitted: once it is written, clear the run; a waiting
         handover happens now."""
         journal = self.journals.get(session.id)
+        if session.id in self.handovers:  # it leaves: what a pin holds back is written first
+            session.release_all()
         if journal is not None:
             await session.flush()
             journal.note({"run_id": ""})
@@ -458,7 +460,11 @@ class SharedSessions:
         return True
 
     async def _hand_over(self, session: Session, to: str, token: str) -> None:
+        """Give the session to the process `to` (it asked, with `token`): everything pending is
+        sequenced and written, a pin's held-back events included (a resume here can no longer
+        attach to it), then the marker naming the new home; then it is forgotten here."""
         self.moving[session.id] = to
+        session.release_all()
         journal = self.journals.pop(session.id, None)
         await session.flush()
         if journal is not None:
