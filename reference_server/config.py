@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
+from collections.abc import Mapping
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,10 +17,25 @@ MIN_SECRET_BYTES = 32  # HS256: a key at least as long as the hash output (RFC 7
 # ASP_TRACING's spellings, normalised to "" (off), "true" or "console" (reference_server.tracing).
 TRACING_OFF = frozenset({"", "false", "0", "off", "no"})
 TRACING_ON = frozenset({"true", "1", "on", "yes"})
+# The one home of the settings' variable names: each field `name` is read from ENV_PREFIX + NAME.
+ENV_PREFIX = "ASP_"
+
+
+def env_name(field: str) -> str:
+    """The environment variable of the setting `field`: `jwt_secret` is `ASP_JWT_SECRET`."""
+    return ENV_PREFIX + field.upper()
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without any variable of the settings' namespace: every name that starts with
+    ENV_PREFIX, in any case (pydantic-settings matches names case-insensitively: `asp_model` sets
+    `model` too). For a server that must run on the settings it is given, not on a shell's stray
+    `ASP_REDIS_URL`."""
+    return {key: value for key, value in environ.items() if not key.upper().startswith(ENV_PREFIX)}
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ASP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     host: str = Field(default="127.0.0.1", description="Address to bind; `--dev` needs a loopback one.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port; 0 picks a free one (printed).")

@@ -309,6 +309,8 @@ class Connection:
                 target = await self._target(effect)
                 decided = core.on_resume_target(state, effect.request, target)
                 pinned = self._pin(decided)  # no await between the check and the pin
+                if pinned is None:
+                    await self._refused(effect)
                 try:
                     await self.carry_out(decided)
                 finally:
@@ -332,6 +334,19 @@ class Connection:
             oldest_kept_seq=target.oldest_kept_seq,
             resumable=not (target.failed or target.closed),
         )
+
+    async def _refused(self, effect: FindSession) -> None:
+        """The resume was refused (resume_failed, or the connection closed meanwhile): a session of
+        another process found for it leaves the follower's position `find` took released at once,
+        before the refusal is sent, rather than holding the home's trim until it expires. A Redis
+        failure here only leaves the key to its expiry."""
+        found, self._found = self._found, None
+        if found is None or isinstance(found, Session) or self.hub.shared is None:
+            return
+        try:
+            await self.hub.shared.unfollow(found)
+        except Exception:
+            log.warning("could not release a refused resume's follow key", exc_info=True)
 
     def _pin(self, decided: list[Effect]) -> Session | None:
         """A resume was accepted: pin the session from the first event to replay until this

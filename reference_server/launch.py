@@ -26,7 +26,7 @@ from typing import TextIO
 
 from pydantic import SecretStr, ValidationError
 
-from reference_server.config import Settings
+from reference_server.config import Settings, env_name
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -65,7 +65,7 @@ def setting_problems(error: ValidationError, flags: bool = True) -> list[str]:
         name = str(problem["loc"][0]) if problem["loc"] else ""
         field = Settings.model_fields.get(name)
         flag = f" (--{name.replace('_', '-')})" if flags else ""
-        where = f"ASP_{name.upper()}{flag}" if field else "settings"
+        where = f"{env_name(name)}{flag}" if field else "settings"
         message = str(problem["msg"]).removeprefix("Value error, ")
         secret = field is not None and field.annotation is not None and SecretStr in _args(field.annotation)
         shown = "" if secret or problem["type"] == "value_error" else f", got {problem.get('input')!r}"

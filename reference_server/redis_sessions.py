@@ -7,8 +7,9 @@ Stream, in batches (one script call per writer turn, never a round trip per toke
 after the session was last carried or ran:
 
 - `{prefix}:ses:{id}`: the stream; field `e` is the event's JSON text exactly as it was sent.
-- `{prefix}:ses:{id}:follow`: a follower's position (below), the entry id it has read up to,
-  expiring FOLLOW_TTL_MS after its last read.
+- `{prefix}:ses:{id}:follow`: a follower's position (below), `{entry id} {token}`: the entry id it
+  has read up to and the token of the resume that holds it, expiring FOLLOW_TTL_MS after its last
+  read.
 - `{prefix}:ses:{id}:meta`: a hash: user_id, conversation_id, home (instance id), and while a run
   is active its run_id, message_id and prompt.
 - `{prefix}:inst:{instance}`: each process's pub/sub channel, messages as JSON: `cancel` (a run it
@@ -31,10 +32,13 @@ at or before it, beyond the window, and never keeps more than replay_window + FO
 (a stuck follower cannot grow Redis without bound: past that it falls out as before, 4004). A home
 that writes more than a window between two of the follower's reads (a fast run, a loaded host)
 no longer trims away the entry after the follower's cursor, closing a client that kept up. The key
-is set atomically with `find`'s read (MULTI/EXEC), renewed with each read of the tail, deleted when
-the follower stops. Two followers at once (resumes on two processes) share the key, last writer
-wins: the newer resume supersedes the older's connection anyway, so the older falling out costs
-nothing, and one plain SET per read stays cheaper than keeping a minimum.
+is set atomically with `find`'s read (MULTI/EXEC), renewed with each read of the tail, released
+when the follower stops or the resume `find` served is refused (`unfollow`). Two followers at once
+(resumes on two processes) share the key, last writer wins: the newer resume supersedes the older's
+connection anyway, so the older falling out costs nothing, and one plain SET per read stays cheaper
+than keeping a minimum. A release deletes the key only while it still holds the releaser's token
+(RELEASE_FOLLOW, one script: no check-then-act), so a follower that stops never drops the position
+of one that took the key since.
 
 If the home dies (its connection lease expired, see reference_server.redis_state), the mirror
 takes the session over at once: a run that was active ends for the client with `error
@@ -80,6 +84,15 @@ TAIL_BLOCK_MS = 1000
 CATCH_UP_S = 1.0  # longest wait for a live home's writes to reach a resume's last_seq
 FOLLOW_TTL_MS = 5000  # a follower's position holds the trim this long after its last read
 FOLLOW_SLACK = 1000  # entries a follower's position may keep beyond replay_window, at most
+# Deletes a follow key (KEYS[1]) only while it holds the caller's token (ARGV[1]): its value is
+# `{entry id} {token}`. 1 when it deleted the key, else 0 (gone, or another follower's since).
+RELEASE_FOLLOW = """
+local held = redis.call('GET', KEYS[1])
+if held and string.match(held, '^%S+ (%S+)$') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 class StreamJournal:
@@ -156,7 +169,8 @@ class StreamJournal:
 # then, when due, the TTL of both keys. While a follower's position is set (the follow key, an
 # entry id), XADD trims only to window + ARGV[3] (FOLLOW_SLACK), then XTRIM drops the oldest entries
 # beyond the window that are at or before that position (read with XRANGE: about the entries written
-# since the last turn, so no cost per event beyond today's). KEYS: stream, meta, follow, per
+# since the last turn, so no cost per event beyond today's); the key's value is `{entry id} {token}`
+# (its first word is the position). KEYS: stream, meta, follow, per
 # journal. ARGV[1]: the TTL (ms); ARGV[3]: FOLLOW_SLACK;
 # ARGV[2]: the journals as one JSON array, in KEYS' order, each [window, [id, text, id, text...],
 # [field, value...], expire (1 or 0)]. One call per writer turn with one argument for all the
@@ -175,6 +189,7 @@ for j, journal in ipairs(cjson.decode(ARGV[2])) do
   local stream, meta, follow = KEYS[3 * j - 2], KEYS[3 * j - 1], KEYS[3 * j]
   local window, entries, fields = journal[1], journal[2], journal[3]
   local held = redis.call('GET', follow)
+  if held then held = string.match(held, '^%S+') end
   local cap = window
   if held then cap = window + slack end
   for i = 1, #entries, 2 do
@@ -301,6 +316,8 @@ class Remote:
     # The stream's entries (id, fields), read in the one command that found `oldest_seq`: what the
     # resume was decided on is what its mirror replays first, however the home trims meanwhile.
     kept: tuple[tuple[str, dict[str, str]], ...] = ()
+    # The token `find` set the follow key with: the mirror's reads keep it, `unfollow` releases it.
+    follow_token: str = ""
 
 
 class SharedSessions:
@@ -327,6 +344,7 @@ class SharedSessions:
         self.moving: dict[str, str] = {}  # session id -> the process it is being handed to
         self._held_back: dict[str, list[Event]] = {}  # events for a session about to be held here
         self._followers: dict[str, asyncio.Task[None]] = {}
+        self._release_follow = self.redis.register_script(RELEASE_FOLLOW)
         self.writer: JournalWriter  # from start(): it needs the running loop
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
@@ -419,6 +437,8 @@ class SharedSessions:
         """After the run's complete was emitted: once it is written, clear the run; a waiting
         handover happens now."""
         journal = self.journals.get(session.id)
+        if session.id in self.handovers:  # it leaves: what a pin holds back is written first
+            session.release_all()
         if journal is not None:
             await session.flush()
             journal.note({"run_id": ""})
@@ -440,7 +460,11 @@ class SharedSessions:
         return True
 
     async def _hand_over(self, session: Session, to: str, token: str) -> None:
+        """Give the session to the process `to` (it asked, with `token`): everything pending is
+        sequenced and written, a pin's held-back events included (a resume here can no longer
+        attach to it), then the marker naming the new home; then it is forgotten here."""
         self.moving[session.id] = to
+        session.release_all()
         journal = self.journals.pop(session.id, None)
         await session.flush()
         if journal is not None:
@@ -533,9 +557,12 @@ class SharedSessions:
         # resume accepted at the window's edge was then closed 4004 (fell out of the replay window).
         # The follower's position is set in the same transaction, before the read, at the newest
         # entry seen so far (at most what the read returns): from this read on, the home keeps what
-        # comes after it (see the module's docstring). Unused when the resume is refused: it expires.
+        # comes after it (see the module's docstring). The key names this resume by a token of its
+        # own: a refused resume releases it (`unfollow`), the mirror of an accepted one reads on it.
+        token = secrets.token_hex(8)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.follow_key(session_id), newest[0][0] if newest else "0-0", px=FOLLOW_TTL_MS)
+            position = newest[0][0] if newest else "0-0"
+            pipe.set(self.follow_key(session_id), f"{position} {token}", px=FOLLOW_TTL_MS)
             pipe.xrange(key)
             _, kept = await pipe.execute()
         return Remote(
@@ -550,7 +577,15 @@ class SharedSessions:
             last_seq=last,
             oldest_seq=_seq(kept[0][0]) if kept else None,
             kept=tuple((entry_id, fields) for entry_id, fields in kept),
+            follow_token=token,
         )
+
+    async def unfollow(self, remote: Remote) -> bool:
+        """Release the follower's position `find` set for `remote` (its resume was refused, or its
+        mirror stopped following) at once rather than at its expiry, unless another follower has
+        taken the key since: then it is left alone. True when this call deleted the key."""
+        key = self.follow_key(remote.session_id)
+        return bool(await self._release_follow(keys=[key], args=[remote.follow_token]))
 
     def mirror(self, remote: Remote, after_seq: int) -> Session:
         """A local session that replays and tails `remote`'s stream after `after_seq`, then takes it
@@ -596,7 +631,7 @@ class SharedSessions:
             await self.hold(session)
         finally:
             self._followers.pop(session.id, None)
-            spawn_logged(self.redis.delete(self.follow_key(session.id)))
+            spawn_logged(self.unfollow(remote))
 
     async def _tail(self, session: Session, remote: Remote) -> None:
         key = self.stream_key(session.id)
@@ -615,7 +650,7 @@ class SharedSessions:
                 block = None if not remote.home_alive else TAIL_BLOCK_MS
                 # The position first, in the same round trip: it holds the home's trim after it.
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.set(self.follow_key(session.id), cursor, px=FOLLOW_TTL_MS)
+                    pipe.set(self.follow_key(session.id), f"{cursor} {remote.follow_token}", px=FOLLOW_TTL_MS)
                     pipe.xread({key: cursor}, block=block, count=500)
                     _, reply = await pipe.execute()
                 entries = reply[0][1] if reply else []

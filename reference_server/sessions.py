@@ -283,6 +283,17 @@ class Session:
             if self._relayed:
                 self._wake()
 
+    def release_all(self) -> None:
+        """Drop every pin at once: the session leaves this process (handed over to another, see
+        reference_server.redis_sessions), so no resume can attach to it here any more. What the pins
+        held back (in the outbox, or relayed) is sequenced and kept now, to be written before the
+        session goes, instead of being closed with it. Nothing when no pin is held."""
+        if not self._pins:
+            return
+        self._pins.clear()
+        self._unpin()
+        self._wake()
+
     @property
     def pinned(self) -> bool:
         return bool(self._pins)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from conformance.wire import AspClient
+from reference_server.config import env_name
 from tests.support.server import DEV_SERVE, ServerProcess
 
 
@@ -27,7 +28,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
     def factory(database: Path | None = None, dev: bool = False, **settings: Any) -> ServerProcess:
         """`dev=True` runs `asp serve --dev` (development mode) instead of `python -m reference_server`."""
-        env = {f"ASP_{key.upper()}": str(value) for key, value in settings.items()}
+        env = {env_name(key): str(value) for key, value in settings.items()}
         command = {"module": "asp_cli.main", "args": DEV_SERVE} if dev else {}
         process = ServerProcess(database=database or tmp_path / "asp.db", settings=env, **command).start()
         started.append(process)

@@ -19,20 +19,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO
 
-from reference_server.config import Settings
+from reference_server.config import without_settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SETTINGS_PREFIX = str(Settings.model_config.get("env_prefix", ""))  # "ASP_": what the server reads
 URL_LINE = re.compile(r"listening on (ws://\S+)")
 ERROR_LINES = 20  # of a server's stderr, kept to say why it did not start
 
 
 def server_environ(settings: Mapping[str, str]) -> dict[str, str]:
     """The environment of a server under measurement: this process's, without any variable the
-    reference server reads as a setting (SETTINGS_PREFIX: a shell's ASP_REDIS_URL or ASP_MODEL must
-    not change the server measured), then `settings`, the bench's own."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIX)}
-    return inherited | {"PYTHONUNBUFFERED": "1"} | dict(settings)
+    reference server reads as a setting (`without_settings`: a shell's ASP_REDIS_URL or ASP_MODEL
+    must not change the server measured), then `settings`, the bench's own."""
+    return without_settings(os.environ) | {"PYTHONUNBUFFERED": "1"} | dict(settings)
 
 
 class DidNotStart(RuntimeError):

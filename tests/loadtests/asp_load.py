@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reference_server.config import without_settings
+
 REPO = Path(__file__).resolve().parents[2]
 LATENCIES = ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms")
 
 
 def load_env(**extra: str) -> dict[str, str]:
     """This environment without any ASP_ variable (a stray secret must not decide a test), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
+    env = without_settings(os.environ)
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env

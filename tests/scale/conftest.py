@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from reference_server.config import env_name
 from tests.support.server import ServerProcess
 from tests.support.services import Pair, fresh_database, fresh_prefix, redis_url
 
@@ -23,7 +24,7 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
         shared["ASP_DATABASE_URL"] = database_url
 
         def factory(**settings: Any) -> tuple[ServerProcess, ServerProcess]:
-            env = shared | {f"ASP_{key.upper()}": str(value) for key, value in settings.items()}
+            env = shared | {env_name(key): str(value) for key, value in settings.items()}
             a, b = (ServerProcess(database=tmp_path / "unused.db", settings=env) for _ in range(2))
             started.extend((a, b))
             with ThreadPoolExecutor(2) as starting:  # both start at once: half the wait

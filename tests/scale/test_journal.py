@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 
 from reference_server import redis_sessions
@@ -227,7 +228,7 @@ async def test_a_followers_position_holds_the_homes_trim_up_to_a_cap_until_it_ex
 
         await written(window + 2)
         held = session.seq - 3  # the follower has read up to here: 3 entries after it, fewer than a window
-        await client.set(follow, f"{held}-0", px=60_000)
+        await client.set(follow, f"{held}-0 some-token", px=60_000)  # as `find` and the tail set it
         assert await written(2 * window) == list(range(held + 1, session.seq + 1))  # > a window kept
         assert await written(window) == list(range(session.seq - window - 12 + 1, session.seq + 1))  # cap
         await client.set(follow, f"{session.seq}-0", px=60_000)  # caught up: the window again, no less
@@ -235,3 +236,105 @@ async def test_a_followers_position_holds_the_homes_trim_up_to_a_cap_until_it_ex
         await client.set(follow, f"{session.seq}-0", px=1)  # a follower that stopped reading
         await asyncio.sleep(0.05)
         assert await written(window + 3) == list(range(session.seq - window + 1, session.seq + 1))
+
+
+async def test_a_follow_key_is_released_only_by_the_resume_that_holds_it(tmp_path: Path) -> None:
+    """`find` sets the follow key with a token of its own; `unfollow` deletes it only while it holds
+    that token (one script: no check-then-act), so a stale follower (its resume refused, or its
+    mirror stopped) never drops the position of a newer one that took the key since; the holder's
+    own release deletes it at once, not at its expiry."""
+    prefix = fresh_prefix()
+    for name in ("home", "other"):
+        (tmp_path / name).mkdir()
+    async with (
+        redis_hub(tmp_path / "home", redis_prefix=prefix) as (home, client),
+        redis_hub(tmp_path / "other", redis_prefix=prefix) as (other, _),
+    ):
+        assert home.shared is not None and other.shared is not None
+        session = await home.open_session("unfollow-user", "conv_unfollow")
+        session.attach(Collecting())
+        for index in range(3):
+            session.emit(events.pong(f"p{index}"))
+        await session.flush()
+        await home.shared.journals[session.id].flush()
+        follow = other.shared.follow_key(session.id)
+        older = await other.shared.find(session.id, 1)
+        newer = await other.shared.find(session.id, 2)
+        assert older is not None and newer is not None and older.follow_token != newer.follow_token
+        held = await client.get(follow)
+        assert held == f"{session.seq}-0 {newer.follow_token}"
+        assert await other.shared.unfollow(older) is False  # stale: the newer resume's key stays
+        assert await client.get(follow) == held and await client.pttl(follow) > 0
+        assert await other.shared.unfollow(newer) is True
+        assert await client.exists(follow) == 0
+        assert await other.shared.unfollow(newer) is False  # released twice: nothing to do
+
+
+async def test_a_hand_over_writes_what_a_pin_held_back_before_its_marker(tmp_path: Path) -> None:
+    """The home holds a pin (a resume here accepted at the window's edge, still switching) and
+    events wait behind it when another process asks for the session: the hand-over releases every
+    pin (`Session.release_all`), so those events are sequenced and written to the stream before
+    the marker, and the new home's connection gets them with their seq. Before, the hand-over's
+    flush waited out its 5 s for them, then closed the session with them in its outbox: lost."""
+    window = 5
+    prefix = fresh_prefix()
+    for name in ("home", "other"):
+        (tmp_path / name).mkdir()
+    async with (
+        redis_hub(tmp_path / "home", replay_window=window, redis_prefix=prefix) as (home, client),
+        redis_hub(tmp_path / "other", replay_window=window, redis_prefix=prefix) as (other, _),
+    ):
+        assert home.shared is not None and other.shared is not None
+        session = await home.open_session("handover-user", "conv_handover")
+        sent = Collecting()
+        session.attach(sent)
+        for index in range(window):
+            session.emit(events.pong(f"before-{index}"))
+        await session.flush()
+        await home.shared.journals[session.id].flush()
+        session.detach(sent)
+        session.pin(1)  # a resume after last_seq 0: seq 1 is the oldest kept, a sixth would evict it
+        for index in range(2):
+            session.emit(events.pong(f"held-{index}"))
+        await asyncio.sleep(0.05)
+        assert session.seq == window and session.pinned  # held back behind the pin
+        remote = await other.shared.find(session.id, window)
+        assert remote is not None and remote.last_seq == window
+        mirror = other.shared.mirror(remote, window)  # asks the home to hand the session over
+        resumed = Collecting()
+        mirror.attach(resumed, after_seq=window)
+        for _ in range(200):  # 4 s at most, less than the hand-over's 5 s flush before the fix
+            if resumed.cursor >= window + 2 and session.id in other.shared.journals:
+                break
+            await asyncio.sleep(0.02)
+        texts = {seq: orjson.loads(text) for seq, text in resumed.texts.items()}
+        assert {seq: event["id"] for seq, event in texts.items()} == {6: "held-0", 7: "held-1"}
+        assert session.id in other.shared.journals and session.closed  # the other process holds it
+        entries = await client.xrange(home.shared.stream_key(session.id))
+        assert [entry_id for entry_id, _ in entries][-3:-1] == ["6-0", "7-0"]
+        assert "handover" in entries[-1][1]  # the marker comes after them
+
+
+async def test_a_run_ending_with_no_hand_over_waiting_keeps_a_resumes_pin(tmp_path: Path) -> None:
+    """Only a session that leaves gives its pins up: a run that ends while a resume here switches
+    (its pin at the window's edge) and no other process waits for the session leaves the pin, so
+    the resume still replays from the event it was accepted on; the run's end is written once the
+    pin is released."""
+    window = 5
+    async with redis_hub(tmp_path, replay_window=window) as (hub, client):
+        assert hub.shared is not None
+        session = await hub.open_session("run-end-user", "conv_run_end")
+        for index in range(window):
+            session.emit(events.pong(f"before-{index}"))
+        await session.flush()
+        session.pin(1)
+        session.emit(events.pong("held"))
+        ended = asyncio.create_task(hub.shared.run_ended(session))
+        await asyncio.sleep(0.2)
+        assert session.pinned and session.seq == window and session.oldest_kept_seq == 1
+        resumed = Collecting()
+        session.attach(resumed, after_seq=0)  # the resume attaches: it releases its pin
+        await asyncio.wait_for(ended, 5)
+        assert sorted(resumed.texts) == list(range(1, window + 2))
+        entries = await client.xrange(hub.shared.stream_key(session.id))
+        assert [entry_id for entry_id, _ in entries][-1] == f"{window + 1}-0"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from reference_server.config import ENV_PREFIX
 from tests.conformance.conftest import CHECK_SETTINGS
 from tests.support.server import SECRET
 from tests.support.services import Pair
@@ -52,7 +53,7 @@ def test_asp_check_passes_in_full_through_haproxy(pair: Pair, tmp_path: Path) ->
         )
     # The kit's idle cases time the server's close from their side of the proxy: an idle timeout
     # longer than CHECK_SETTINGS' 1 s keeps the extra hop's latency on a busy machine a small part.
-    settings = {key.removeprefix("ASP_").lower(): value for key, value in CHECK_SETTINGS.items()}
+    settings = {key.removeprefix(ENV_PREFIX).lower(): value for key, value in CHECK_SETTINGS.items()}
     a, b = pair(**(settings | {"idle_timeout_ms": "3000"}))
     port = free_port()
     config = tmp_path / "haproxy.cfg"

@@ -214,3 +214,37 @@ async def test_a_resume_on_the_other_process_of_a_fast_run_gets_every_event(pair
     assert received[-1]["finish_reason"] == "stop"
     assert second.violations == [] and second.close_code is None
     await second.close()
+
+
+async def test_a_refused_resume_on_the_other_process_releases_the_follow_key_at_once(pair: Pair) -> None:
+    """A resume of a session another process holds sets the follower's position (the follow key)
+    while `find` reads the stream; refused (another user's session, last_seq beyond its last event,
+    events no longer kept: resume_failed), the key is gone by the time the refusal arrives, not
+    FOLLOW_TTL_MS (5 s) later, so it holds the home's trim for nobody."""
+    a, b = pair(replay_window=5)
+    owner = await AspClient.open(a.url, token=a.token("keeper"), conversation_id="new")
+    session = await owner.expect("session")
+    for index in range(8):  # more events than the window: the oldest are no longer kept
+        await owner.send({"type": "ping", "id": f"p{index}"})
+        last_seq = (await owner.expect("pong"))["seq"]
+    await owner.close()
+    redis = aioredis.Redis.from_url(redis_url(), decode_responses=True)
+    stream = f"{pair.prefix}:ses:{session['session_id']}"  # type: ignore[attr-defined]
+    for _ in range(250):  # the home's writes reached the client's last event (5 s at most)
+        newest = await redis.xrevrange(stream, count=1)
+        if newest and int(newest[0][0].split("-")[0]) >= last_seq:
+            break
+        await asyncio.sleep(0.02)
+    refusals = [("intruder", 0), ("keeper", last_seq + 50), ("keeper", 0)]
+    try:
+        for user, resume_from in refusals:
+            client = await AspClient.open(b.url, token=b.token(user), conversation_id="new")
+            await client.expect("session")
+            request = {"type": "resume", "session_id": session["session_id"], "last_seq": resume_from}
+            await client.send(request)
+            failed = await client.expect("error", timeout=15)
+            assert failed["code"] == "resume_failed", failed
+            assert await redis.exists(f"{stream}:follow") == 0, (user, resume_from)
+            await client.close()
+    finally:
+        await redis.aclose()

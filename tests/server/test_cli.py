@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from conformance.wire import AspClient
 from reference_server.auth import verify
+from reference_server.config import without_settings
 from tests.support.server import SECRET
 from tests.support.services import fresh_database
 
@@ -141,7 +142,7 @@ DEV_TOKEN = re.compile(r"Development token \(user 'dev', 60 min\): (\S+)")
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
+    return without_settings(os.environ)
 
 
 async def test_asp_serve_dev_prints_a_loud_banner_and_a_short_lived_token_that_connects(tmp_path: Path):

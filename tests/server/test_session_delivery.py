@@ -191,6 +191,44 @@ async def test_two_pins_hold_the_older_until_both_are_released() -> None:
     await session.close()
 
 
+async def test_release_all_lets_every_pin_go_and_the_held_events_are_sequenced() -> None:
+    """The session leaves this process (a hand-over): every pin goes at once, and what they held
+    back is sequenced into the replay buffer, in order, as the releases one by one would have."""
+    session = await detached_with(3)
+    session.pin(2)
+    session.pin(3)
+    for event in separate(3, 4):
+        session.emit(event)
+    await settle()
+    assert session.seq == 4 and session.pinned  # held back: a fifth would evict seq 2
+    session.release_all()
+    assert not session.pinned
+    await settle()
+    assert session.seq == 7 and session.oldest_kept_seq == 5
+    assert [json.loads(text)["delta"] for text in session._buffer] == ["t4 ", "t5 ", "t6 "]
+    session.release_all()  # a second time, and later releases of the resumes, do nothing
+    session.release(2)
+    await settle()
+    assert session.seq == 7
+    await session.close()
+
+
+async def test_release_all_without_a_pin_changes_nothing() -> None:
+    """No pin: the same seqs, texts and deliveries as without the call; no pump for nothing."""
+    session, sink = attached(ready=True)
+    for event in separate(0, 3):
+        session.emit(event)
+    assert [e["seq"] for e in sink.now] == [1, 2, 3]
+    session.release_all()
+    assert session._pump is None and not session.pinned
+    for event in separate(3, 2):
+        session.emit(event)
+    await settle()
+    assert [e["seq"] for e in sink.now] == [1, 2, 3, 4, 5] and sink.awaited == []
+    assert session.seq == 5 and session.oldest_kept_seq == 1
+    await session.close()
+
+
 async def test_a_pinned_outbox_is_bounded_then_the_pin_is_given_up() -> None:
     session = await detached_with(2)
     session.pin(2)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+from pydantic import ValidationError
 
 from asp_cli.main import build_parser
 from reference_server.cli import SERVE_DEFAULTS
-from reference_server.config import Settings
+from reference_server.config import ENV_PREFIX, Settings, env_name, without_settings
+from reference_server.launch import setting_problems
 from reference_server.settings_cli import (
     README,
-    env_name,
     flag_name,
     overrides,
     readme_with_table,
@@ -82,3 +86,78 @@ def test_a_missing_database_driver_names_the_extra_that_installs_it(monkeypatch:
     monkeypatch.setattr(stores.importlib.metadata, "requires", lambda name: requires)
     assert stores.install_hint("asyncpg") == "pip install 'agent-stream-protocol[postgres]'"
     assert stores.install_hint("aiomysql") == "pip install aiomysql"
+
+
+REPO = Path(__file__).resolve().parents[2]
+# A settings variable's name spelled out with the prefix computed around it: f"ASP_{...}",
+# "ASP_" + ..., startswith("ASP_"), removeprefix("ASP_").
+COMPUTED_NAME = re.compile(r"""f?["']ASP_(\{|["'])""")
+
+
+def test_every_setting_is_read_from_its_env_name(monkeypatch: pytest.MonkeyPatch):
+    """`env_name` is the variable `Settings` reads, and the name a setting's problem is reported by."""
+    assert Settings.model_config.get("env_prefix") == ENV_PREFIX == "ASP_"
+    assert env_name("jwt_secret") == "ASP_JWT_SECRET"
+    monkeypatch.setenv(env_name("max_connections"), "7")
+    monkeypatch.setenv(env_name("path"), "/from-env")
+    settings = Settings()
+    assert settings.max_connections == 7 and settings.path == "/from-env"
+    monkeypatch.setenv(env_name("max_connections"), "0")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    problems = setting_problems(raised.value)
+    assert [line.split(":")[0] for line in problems] == [f"{env_name('max_connections')} (--max-connections)"]
+
+
+def test_without_settings_drops_every_name_the_settings_read_in_any_case():
+    """pydantic-settings matches variable names case-insensitively: `asp_model` sets `model` as
+    `ASP_MODEL` does, so both go; names that merely resemble the prefix stay."""
+    environ = {
+        "ASP_MODEL": "openai:gpt-4o",
+        "asp_redis_url": "redis://elsewhere",
+        "Asp_Path": "/x",
+        "ASPECT": "kept",
+        "HOME": "/home/someone",
+        "MY_ASP_PORT": "1",
+    }
+    assert without_settings(environ) == {"ASPECT": "kept", "HOME": "/home/someone", "MY_ASP_PORT": "1"}
+    assert environ["ASP_MODEL"] == "openai:gpt-4o"  # a copy: the environment given is left as it was
+
+
+async def test_a_server_started_from_a_shell_with_stray_settings_runs_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The suite's servers start from this process's environment without its settings
+    (`without_settings`): a lower-case `asp_path` in the shell, which the server would read as its
+    path, does not move the endpoint. A real server and a real WebSocket on its /ws/chat."""
+    from conformance.wire import AspClient
+    from tests.support.server import ServerProcess
+
+    monkeypatch.setenv("asp_path", "/elsewhere")
+    server = ServerProcess(database=tmp_path / "asp.db").start()
+    try:
+        assert server.url.endswith("/ws/chat"), server.url
+        client = await AspClient.open(server.url, token=server.token("stray"))
+        assert (await client.expect("session"))["session_id"].startswith("ses_")
+        await client.close()
+    finally:
+        server.stop()
+
+
+def test_the_settings_prefix_is_written_out_only_in_config():
+    """One home for the prefix (reference_server.config): a variable's name is `env_name(field)`, an
+    environment without settings `without_settings(environ)`. The minimal server in examples/ is
+    independent of the reference server and reads its own names."""
+    places = [REPO / name for name in ("reference_server", "asp_cli", "conformance", "loadtests", "tests")]
+    found = []
+    for place in places:
+        for path in sorted(place.rglob("*.py")):
+            relative = path.relative_to(REPO)
+            if relative.parts[:2] == ("tests", "examples") or path == Path(__file__).resolve():
+                continue
+            if relative == Path("reference_server/config.py"):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if COMPUTED_NAME.search(line):
+                    found.append(f"{relative}:{number}: {line.strip()}")
+    assert found == [], "computed ASP_ names outside reference_server/config.py:\n" + "\n".join(found)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reference_server.auth import mint
+from reference_server.config import without_settings
 
 SECRET = "test-secret-for-the-asp-suite-0123456789abcdef-0123456789abcdef-0123"
 URL_LINE = re.compile(r"listening on (ws://\S+)")
@@ -43,7 +44,7 @@ class ServerProcess:
     _reader: threading.Thread | None = None
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASP_")}
+        env = without_settings(os.environ)
         env.update(FAST_DEFAULTS)
         env.update(
             {
