@@ -165,7 +165,11 @@ class Settings(BaseSettings):
         json_schema_extra={"shown_default": "false (`asp serve`: true)"},
     )
     reasoning: bool = Field(default=False, description="Stream the model's reasoning as reasoning_delta.")
-    access_log: bool = Field(default=True, description="uvicorn's access log (tokens redacted).")
+    access_log: bool = Field(
+        default=True,
+        description="uvicorn's access log: a line per HTTP request and per WebSocket handshake and close "
+        "(tokens redacted); off, the server's own session lines stay.",
+    )
     log_json: bool = Field(default=False, description="Log lines as JSON objects.")
     tracing: str = Field(
         default="",

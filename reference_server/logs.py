@@ -35,7 +35,15 @@ def escape_controls(text: str) -> str:
     return _CONTROLS.sub(_escaped, text)
 
 
+# What each of _PATTERNS starts with: a text that has none of these needs no pattern tried (most
+# lines; four substitutions cost a log line about as much as writing it).
+_MAY_HOLD_TOKEN = re.compile(r"token=|asp\.token\.|(?i:bearer)\s|eyJ")
+
+
 def redact(text: str) -> str:
+    """`text` with every token in it replaced by a [REDACTED] marker."""
+    if _MAY_HOLD_TOKEN.search(text) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -50,6 +58,31 @@ class RedactTokens(logging.Filter):
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         return True
+
+
+# uvicorn's and websockets' line per WebSocket handshake and close, which they log as INFO on
+# "uvicorn.error" (uvicorn logs HTTP requests on "uvicorn.access" but WebSocket handshakes there,
+# for historical reasons): the WebSocket share of the access log. Their templates, as logged.
+CONNECTION_LINES = frozenset(
+    {
+        '%s - "WebSocket %s" [accepted]',  # uvicorn: the handshake accepted
+        '%s - "WebSocket %s" 403',  # uvicorn: the app closed before accepting
+        '%s - "WebSocket %s" %d',  # uvicorn: the app answered the handshake with a status
+        "connection open",  # websockets: the 101 sent
+        "connection rejected (%d %s)",  # websockets: a status other than 101 after accept
+        "HTTP response sent (%d %s)",  # websockets: a status other than 101
+        "connection closed",  # websockets: the connection ended
+    }
+)
+
+
+class NoConnectionLines(logging.Filter):
+    """Drops the per-connection access lines of uvicorn and websockets (`CONNECTION_LINES`, INFO
+    and below) with the access log off: a line per handshake was most of the logging cost of a
+    connect (bench: connects/s). Warnings and errors of the same loggers pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or record.msg not in CONNECTION_LINES
 
 
 class JsonFormatter(logging.Formatter):
@@ -87,12 +120,15 @@ class ContextFormatter(logging.Formatter):
 
 
 def logging_config(*, json_lines: bool, access_log: bool) -> dict[str, Any]:
-    """A dictConfig for our loggers and uvicorn's, every handler behind the redaction filter."""
+    """A dictConfig for our loggers and uvicorn's, every handler behind the redaction filter.
+
+    `access_log` False: no line per HTTP request (uvicorn.access) and none per WebSocket handshake
+    or close (`NoConnectionLines` on uvicorn.error); the server's own lines (asp.*) are kept."""
     formatter = "json" if json_lines else "plain"
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactTokens}},
+        "filters": {"redact": {"()": RedactTokens}, "no_connection_lines": {"()": NoConnectionLines}},
         "formatters": {
             "json": {"()": JsonFormatter},
             "plain": {"()": ContextFormatter, "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
@@ -108,7 +144,12 @@ def logging_config(*, json_lines: bool, access_log: bool) -> dict[str, Any]:
         "loggers": {
             "asp": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
-            "uvicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {
+                "handlers": ["stderr"],
+                "level": "INFO",
+                "propagate": False,
+                "filters": [] if access_log else ["no_connection_lines"],
+            },
             "uvicorn.access": {
                 "handlers": ["stderr"] if access_log else [],
                 "level": "INFO",

@@ -35,6 +35,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     event,
     func,
     insert,
@@ -44,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Select
 
 from reference_server.logs import get_logger
 
@@ -305,6 +307,29 @@ class _Copy:
 LATEST_READ_CHUNK = 500  # users per query of a batched read (SQLite allows 32,766 parameters)
 
 
+def _latest_query() -> Select[str, str]:
+    """Each of the users in the `users` parameter (a list) with their conversation of the latest
+    bound_at (then created_at). Built once: building it and its cache key per batch took over half
+    the CPU of a batch of 50 users (SQLite: 1.3-1.9 ms, 0.65 ms built once)."""
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=conversations.c.user_id,
+            order_by=(conversations.c.bound_at.desc(), conversations.c.created_at.desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(conversations.c.id, conversations.c.user_id, rank)
+        .where(conversations.c.user_id.in_(bindparam("users", expanding=True)))
+        .subquery()
+    )
+    return select(ranked.c.user_id, ranked.c.id).where(ranked.c.rank == 1)
+
+
+LATEST_QUERY = _latest_query()
+
+
 def new_conversation_id() -> str:
     return "conv_" + secrets.token_hex(12)
 
@@ -528,22 +553,7 @@ class SqlConversationStore(ConversationStore):
         async with self.engine.connect() as connection:
             for start in range(0, len(distinct), LATEST_READ_CHUNK):
                 chunk = distinct[start : start + LATEST_READ_CHUNK]
-                rank = (
-                    func.row_number()
-                    .over(
-                        partition_by=conversations.c.user_id,
-                        order_by=(conversations.c.bound_at.desc(), conversations.c.created_at.desc()),
-                    )
-                    .label("rank")
-                )
-                ranked = (
-                    select(conversations.c.id, conversations.c.user_id, rank)
-                    .where(conversations.c.user_id.in_(chunk))
-                    .subquery()
-                )
-                rows = await connection.execute(
-                    select(ranked.c.user_id, ranked.c.id).where(ranked.c.rank == 1)
-                )
+                rows = await connection.execute(LATEST_QUERY, {"users": chunk})
                 found.update((str(user), str(conversation)) for user, conversation in rows)
         return [found.get(user) for user in users]
 
