@@ -50,6 +50,7 @@ from loadtests.bench import measure, scale
 from loadtests.bench.processes import Served, start
 from loadtests.bench.run import server_env
 from reference_server.auth import mint
+from reference_server.config import Settings, env_name
 
 TRACEMALLOC_ENTRY = "loadtests.bench.traced_server"
 
@@ -207,8 +208,12 @@ def main() -> None:
         help="a server setting over the bench's (e.g. ASP_COALESCE_MS=0); repeatable",
     )
     args = parser.parse_args()
-    if any("=" not in setting or not setting.startswith("ASP_") for setting in args.setting):
-        parser.error("--setting takes ASP_NAME=VALUE")
+    known = {env_name(field) for field in Settings.model_fields}
+    unknown = [
+        setting for setting in args.setting if setting.split("=", 1)[0] not in known or "=" not in setting
+    ]
+    if unknown:
+        parser.error(f"--setting takes ASP_NAME=VALUE of a server setting, not {unknown[0]!r}")
     if args.database_url and not args.redis_url:
         parser.error("--database-url needs --redis-url")
     if args.redis_url:

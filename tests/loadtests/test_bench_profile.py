@@ -6,6 +6,8 @@ import ast
 import subprocess
 import sys
 
+import pytest
+
 
 def profile(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -36,7 +38,8 @@ def test_stream_prints_tokens_per_event_client_cpu_and_the_framework_beside_the_
     assert figures["framework_deltas_per_s"][0] > 0
 
 
-def test_a_setting_must_name_an_asp_variable() -> None:
-    done = profile("stream", "10", "--setting", "COALESCE_MS=0")
+@pytest.mark.parametrize("setting", ["COALESCE_MS=0", "ASP_COALESCE_SM=0", "ASP_COALESCE_MS"])
+def test_a_setting_must_name_a_server_setting(setting: str) -> None:
+    done = profile("stream", "10", "--setting", setting)
     assert done.returncode == 2
-    assert "ASP_NAME=VALUE" in done.stderr
+    assert "ASP_NAME=VALUE" in done.stderr and repr(setting) in done.stderr
