@@ -104,7 +104,14 @@ async def test_the_rate_limit_holds_across_processes(pair: Pair) -> None:
 
 
 async def test_a_killed_process_gives_its_slots_back_within_the_lease(pair: Pair) -> None:
-    a, b = pair(max_connections=2, lease_ttl_ms=1500)
+    """A SIGKILLed process neither releases nor retires: its slots are freed when its lease expires,
+    at most `lease_ttl_ms` after its last refresh, which came before the kill. Every admission runs
+    the script that first frees expired leases, so no refresh period of the survivor is waited for:
+    an attempt begun a lease TTL after the kill is admitted. The poll step covers a refresh the
+    killed process sent just before it died and Redis ran just after. How long each attempt takes
+    (seconds, on a starved machine) does not matter: an attempt is judged by when it began."""
+    lease_ttl_s, poll_s = 1.5, 0.2
+    a, b = pair(max_connections=2, lease_ttl_ms=int(lease_ttl_s * 1000))
     held = [await attempt(a, f"ghost-{i}") for i in range(2)]
     assert [kind for kind, _ in held] == ["session", "session"]
     kind, _ = await attempt(b, "newcomer")
@@ -113,11 +120,15 @@ async def test_a_killed_process_gives_its_slots_back_within_the_lease(pair: Pair
     a.process.wait(5)  # type: ignore[union-attr]
     killed_at = time.monotonic()
     while True:
+        began = time.monotonic()
         kind, client = await attempt(b, "newcomer")
         if kind == "session":
             break
-        assert time.monotonic() - killed_at < 15, "the dead process's slots were never freed"
-        await asyncio.sleep(0.2)
+        after = began - killed_at
+        assert after < lease_ttl_s + poll_s, (
+            f"refused {after:.2f} s after the kill; the lease is {lease_ttl_s} s"
+        )
+        await asyncio.sleep(poll_s)
     await client.close()
     for _, old in held:
         old.abort()
