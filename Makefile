@@ -38,13 +38,15 @@ browser-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Most tests wait on real servers' timers rather than compute, so three workers share two cores
-# well; a file stays on one worker (--dist loadfile), with its module's server fixture.
+# well; a file stays on one worker (--dist loadfile), with its module's server fixture. The files
+# are handed out in collection order (--no-loadscope-reorder), which puts tests/conftest.py's
+# LONGEST_FILES first, so that no long file starts last.
 PYTEST_WORKERS ?= 3
 
 # The scale-out tests need Redis and PostgreSQL: the machine's own, else private ones (tests/services.sh).
 unit: $(STAMP) browser-deps
 	@tests/services.sh start
-	@status=0; $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile || status=$$?; \
+	@status=0; $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder || status=$$?; \
 		tests/services.sh stop; exit $$status
 
 test: lint typecheck unit

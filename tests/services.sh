@@ -12,6 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=.services
 mkdir -p "$STATE"
+# Seconds a private server may take to start: an upper bound for two CI runs on two cores (a quiet
+# machine takes about one). A server that exits fails the start at once, whatever this says.
+START_TIMEOUT_S=60
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -36,10 +39,20 @@ start_redis() {
     local port dir
     port=$(free_port)
     dir=$(mktemp -d /tmp/asp-redis.XXXXXX)
-    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" --appendonly no \
-        --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" || die "redis-server did not start"
-    for _ in $(seq 50); do listening "$port" && break; sleep 0.1; done
-    listening "$port" || die "redis-server did not listen on $port (see $dir/redis.log)"
+    # In the background of its own session (as --daemonize would), so that its death is seen at once.
+    setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" --appendonly no \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" </dev/null >>"$dir/redis.log" 2>&1 &
+    local pid=$! deadline=$((SECONDS + START_TIMEOUT_S))
+    until listening "$port"; do
+        kill -0 "$pid" 2>/dev/null || die "redis-server exited before it listened on $port:
+$(tail -n 20 "$dir/redis.log")"
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            kill "$pid" 2>/dev/null || true
+            die "redis-server did not listen on $port within ${START_TIMEOUT_S} s:
+$(tail -n 20 "$dir/redis.log")"
+        fi
+        sleep 0.1
+    done
     echo "REDIS_DIR=$dir" >>"$STATE/private"
     echo "ASP_TEST_REDIS_URL=redis://127.0.0.1:$port/0" >>"$STATE/env"
 }
@@ -58,9 +71,11 @@ start_postgres() {
     fi
     "${run_as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 \
         || die "initdb failed (see $dir/initdb.log)"
-    "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+    # -w -t: pg_ctl waits until it accepts connections, and fails at once if the server exits.
+    "${run_as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t "$START_TIMEOUT_S" \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null \
-        || die "PostgreSQL did not start (see $dir/postgres.log)"
+        || die "PostgreSQL did not start:
+$(tail -n 20 "$dir/postgres.log" 2>/dev/null)"
     "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres test || die "createdb test failed"
     echo "PG_DIR=$dir" >>"$STATE/private"
     echo "PG_BIN=$bin" >>"$STATE/private"

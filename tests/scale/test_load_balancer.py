@@ -22,6 +22,7 @@ from tests.support.server import SECRET
 from tests.support.services import Pair
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "haproxy.cfg"
+HAPROXY_START_S = 60  # an upper bound for two CI runs on two cores; an exited haproxy fails at once
 
 
 def free_port() -> int:
@@ -62,9 +63,12 @@ def test_asp_check_passes_in_full_through_haproxy(pair: Pair, tmp_path: Path) ->
         [haproxy, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HAPROXY_START_S
         while not listening(port):
-            assert balancer.poll() is None and time.monotonic() < deadline, "haproxy did not start"
+            if balancer.poll() is not None:
+                assert balancer.stderr is not None
+                pytest.fail(f"haproxy exited with code {balancer.returncode}:\n{balancer.stderr.read()}")
+            assert time.monotonic() < deadline, f"haproxy did not listen within {HAPROXY_START_S} s"
             time.sleep(0.05)
         report_file = tmp_path / "report.json"
         url = f"ws://127.0.0.1:{port}/ws/chat"

@@ -29,7 +29,9 @@ def slots_in_use(pair: Pair) -> int:
     return int(redis.Redis.from_url(redis_url()).hlen(f"{prefix}:conn:users"))
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+async def until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll `predicate` every 50 ms until it holds. `timeout` is an upper bound for two CI runs on
+    two cores: a quiet machine returns as soon as the condition holds, at no cost."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -102,7 +104,14 @@ async def test_the_rate_limit_holds_across_processes(pair: Pair) -> None:
 
 
 async def test_a_killed_process_gives_its_slots_back_within_the_lease(pair: Pair) -> None:
-    a, b = pair(max_connections=2, lease_ttl_ms=1500)
+    """A SIGKILLed process neither releases nor retires: its slots are freed when its lease expires,
+    at most `lease_ttl_ms` after its last refresh, which came before the kill. Every admission runs
+    the script that first frees expired leases, so no refresh period of the survivor is waited for:
+    an attempt begun a lease TTL after the kill is admitted. The poll step covers a refresh the
+    killed process sent just before it died and Redis ran just after. How long each attempt takes
+    (seconds, on a starved machine) does not matter: an attempt is judged by when it began."""
+    lease_ttl_s, poll_s = 1.5, 0.2
+    a, b = pair(max_connections=2, lease_ttl_ms=int(lease_ttl_s * 1000))
     held = [await attempt(a, f"ghost-{i}") for i in range(2)]
     assert [kind for kind, _ in held] == ["session", "session"]
     kind, _ = await attempt(b, "newcomer")
@@ -111,11 +120,15 @@ async def test_a_killed_process_gives_its_slots_back_within_the_lease(pair: Pair
     a.process.wait(5)  # type: ignore[union-attr]
     killed_at = time.monotonic()
     while True:
+        began = time.monotonic()
         kind, client = await attempt(b, "newcomer")
         if kind == "session":
             break
-        assert time.monotonic() - killed_at < 15, "the dead process's slots were never freed"
-        await asyncio.sleep(0.2)
+        after = began - killed_at
+        assert after < lease_ttl_s + poll_s, (
+            f"refused {after:.2f} s after the kill; the lease is {lease_ttl_s} s"
+        )
+        await asyncio.sleep(poll_s)
     await client.close()
     for _, old in held:
         old.abort()

@@ -28,6 +28,7 @@ FAST_DEFAULTS = {
     "ASP_SESSION_TTL_MS": "30000",
     "ASP_SHUTDOWN_GRACE_MS": "3000",
 }
+START_TIMEOUT_S = 120.0  # an upper bound for two CI runs on two cores; a dead process fails at once
 
 
 @dataclass
@@ -58,7 +59,16 @@ class ServerProcess:
         env.update(self.settings)
         return env
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = START_TIMEOUT_S) -> ServerProcess:
+        """Start the process and wait until it is ready: its URL and `ready_marker` printed.
+
+        `timeout` is an upper bound for a starved machine (two CI runs on two cores); a quiet one
+        never comes near it. A process that exits before it is ready fails at once, not at the bound.
+
+        Raises:
+            RuntimeError: the process exited before it was ready, or was not ready within
+                `timeout` seconds (then it is stopped); the message ends with its whole output.
+        """
         self.output = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", self.module, *self.args],
@@ -71,18 +81,27 @@ class ServerProcess:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.output):
-                match = URL_LINE.search(line)
-                if match:
-                    self.url = match.group(1)
-                    if self.ready_marker is None or any(self.ready_marker in line for line in self.output):
-                        return self
+        while not self._ready():
             if self.process.poll() is not None:
-                break
+                self._reader.join(5)  # the rest of what it said before it exited
+                raise RuntimeError(
+                    f"server exited with code {self.process.returncode} before it was ready:\n{self.logs}"
+                )
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise RuntimeError(f"server was not ready within {timeout:g} s:\n{self.logs}")
             time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("server did not start:\n" + "".join(self.output))
+        return self
+
+    def _ready(self) -> bool:
+        """Whether the output has the URL line (then `url` is set) and `ready_marker` anywhere."""
+        lines = list(self.output)
+        for line in lines:
+            match = URL_LINE.search(line)
+            if match:
+                self.url = match.group(1)
+                return self.ready_marker is None or any(self.ready_marker in seen for seen in lines)
+        return False
 
     def _limit_files(self) -> None:
         assert self.open_files is not None
