@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import redis
 from loadtests.cli import bench_exit_code
 from tests.loadtests.asp_load import REPO, assert_errors_add_up, assert_nothing_fabricated, load_env
 from tests.loadtests.asp_load import asp_load as run_asp_load
+from tests.loadtests.servers import Stream, serving
 from tests.support.server import SECRET, ServerProcess
 from tests.support.services import redis_url, service_url
 
@@ -191,6 +193,49 @@ def test_distributed_workers_merge_into_the_same_totals_locust_counts(load_serve
     assert summary["turns"]["succeeded"] > 0
     assert summary["samples"]["ttft_ms"] == locust["ttft"]["num_requests"] == summary["turns"]["succeeded"]
     assert summary["connections"]["accepted"] == locust["connect"]["num_requests"] == 4
+
+
+@pytest.mark.parametrize("ui", [[], ["--web-port", "0"]], ids=["headless", "web-ui"])
+def test_what_workers_measured_after_their_last_periodic_report_reaches_the_summary(tmp_path, ui):
+    """Every turn of a 3 s run ends 1 s after the run has ended: the server answers each run's
+    message with a delta, then holds the run until 4 s after the first message of the run came
+    (the run time counts from before it). The end of the run stops the users, each finishes its
+    turn, so everything measured of a turn is measured after the workers' last periodic report.
+    Before, the master quit 0.5 s after asking its workers to, summarised and wrote what it had:
+    no turn, exit 1. The summary and Locust's own counts must equal what the server served."""
+    served: list[str] = []
+    first: list[float] = []
+    lock = threading.Lock()
+
+    def held_turns(ws) -> None:
+        stream = Stream(ws)
+        for run_id in stream.runs():
+            with lock:
+                if not first:
+                    first.append(time.monotonic())
+                release = first[0] + 4.0
+            stream.send("text_delta", run_id=run_id, delta="t0 ")
+            time.sleep(max(0.0, release - time.monotonic()))
+            stream.send("text_delta", run_id=run_id, delta="t1 ")
+            stream.send("complete", run_id=run_id, finish_reason="stop", usage={"output_tokens": 2})
+            with lock:
+                served.append(run_id)
+
+    locust_json = tmp_path / "locust.json"
+    args = ["--users", "2", "--spawn-rate", "10", "--run-time", "3s", "--processes", "2", *ui]
+    args += ["--think-min", "0", "--think-max", "0", "--locust-json", str(locust_json)]
+    with serving(held_turns) as url:
+        result, summary = run_asp_load(url, tmp_path, "--jwt-secret", "s", *args)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # one turn per user that sent its message before the run ended (both, unless the machine is
+    # too busy to start them within 3 s)
+    assert 1 <= len(served) <= 2
+    turns = len(served)
+    assert summary["turns"] == {"attempted": turns, "succeeded": turns, "failed": 0, "interrupted": 0}
+    assert summary["samples"]["e2e_ms"] == turns and summary["output_tokens"] == 2 * turns
+    locust = {entry["name"]: entry for entry in json.loads(locust_json.read_text())}
+    assert locust["turn"]["num_requests"] == turns
+    assert locust["connect"]["num_requests"] == summary["connections"]["accepted"] >= turns
 
 
 def test_plain_locust_runs_the_locustfile(load_server, tmp_path):
