@@ -428,12 +428,15 @@ def test_asp_bench_refuses_an_option_it_cannot_use_before_it_measures(tmp_path, 
     assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
 
 
-@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c", "sigint-to-asp"])
-def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_path, group):
-    """Ctrl-C mid-run: exit 130 and one line, not a KeyboardInterrupt traceback from any process;
-    every server and generator process the bench started has ended. A terminal sends Ctrl-C's
-    SIGINT to its whole foreground process group (`group`): the generator processes too."""
-    process = subprocess.Popen(
+def _in_session(session: int, pattern: str = "") -> list[str]:
+    """The processes of `session` (whose command line matches `pattern`), as `pid command` lines."""
+    command = ["pgrep", "-a", "-s", str(session)] + (["-f", "--", pattern] if pattern else [])
+    return subprocess.run(command, capture_output=True, text=True).stdout.splitlines()
+
+
+def _bench_in_its_own_session(tmp_path: Path) -> subprocess.Popen[str]:
+    """`asp bench --quick` in a session of its own: every process it starts is found by it."""
+    return subprocess.Popen(
         [sys.executable, "-m", "asp_cli.main", "bench", "--quick"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -441,26 +444,77 @@ def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_pat
         cwd=tmp_path,
         start_new_session=True,
     )
+
+
+def _ended_in_one_line(process: subprocess.Popen[str], code: int, line: str) -> None:
+    """`process` exits `code` with nothing on stdout and `line` alone on stderr, no traceback from any
+    of its processes, and no process of its session outlives it."""
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert out == "" and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == line, err
+    deadline = time.monotonic() + 30  # multiprocessing's resource tracker ends on its own, soon after
+    while left := _in_session(process.pid):
+        assert time.monotonic() < deadline, f"processes of the bench lived on: {left}"
+        time.sleep(0.2)
+
+
+def _kill_session(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for line in _in_session(process.pid):  # a survivor in a process group of its own (a server)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("sig", "group", "code", "line"),
+    [
+        (signal.SIGINT, True, 130, "asp bench: interrupted; no results"),
+        (signal.SIGINT, False, 130, "asp bench: interrupted; no results"),
+        (signal.SIGTERM, False, 143, "asp bench: terminated; no results"),
+    ],
+    ids=["ctrl-c", "sigint-to-asp", "sigterm-to-asp"],
+)
+def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_path, sig, group, code, line):
+    """Ctrl-C mid-run: exit 130 and one line, not a KeyboardInterrupt traceback from any process;
+    every server and generator process the bench started has ended. A terminal sends Ctrl-C's
+    SIGINT to its whole foreground process group (`group`): the generator processes too. SIGTERM to
+    the bench alone (a CI timeout, `kill PID`) ends it the same way, exit 143: no process it started
+    left behind (servers in their own process groups, generator workers, multiprocessing's manager
+    and resource tracker)."""
+    process = _bench_in_its_own_session(tmp_path)
     try:
         assert process.stderr is not None
         first = process.stderr.readline()  # the bench has started measuring
         assert first, "asp bench printed nothing"
-        time.sleep(1)  # into the measurement, its generator processes at work
+        time.sleep(1)  # into the measurement: its generator processes at work, a server up
         if group:
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, sig)
         else:
-            process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-        assert process.returncode == 130, err
-        assert out == "" and "Traceback" not in err, err
-        assert err.strip().splitlines()[-1] == "asp bench: interrupted; no results", err
-        deadline = time.monotonic() + 30  # multiprocessing's resource tracker ends on its own, soon after
-        while subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 0:
-            assert time.monotonic() < deadline, "a process of the bench lived on"
-            time.sleep(0.2)
+            process.send_signal(sig)
+        _ended_in_one_line(process, code, line)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        _kill_session(process)
+
+
+@pytest.mark.parametrize("spawned", [1, 3], ids=["manager-starting", "workers-starting"])
+def test_ctrl_c_while_the_generator_processes_start_is_one_line_too(tmp_path, spawned):
+    """Ctrl-C as the generator's processes are being spawned (multiprocessing's manager first, then
+    --quick's 2 workers), before they could ignore SIGINT: before, each child died in a
+    KeyboardInterrupt traceback of its imports and the bench in an EOFError or BrokenProcessPool.
+    They start with SIGINT blocked now; the bench alone answers it, and stops them."""
+    process = _bench_in_its_own_session(tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_in_session(process.pid, "spawn_main")) < spawned:  # still importing, if at all
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"asp bench did not start {spawned} generator processes"
+            time.sleep(0.01)
+        os.killpg(process.pid, signal.SIGINT)
+        _ended_in_one_line(process, 130, "asp bench: interrupted; no results")
+    finally:
+        _kill_session(process)
 
 
 def test_asp_bench_exits_non_zero_when_a_target_is_missed():
