@@ -18,8 +18,8 @@ import pytest
 import redis
 
 from loadtests.cli import bench_exit_code
-from tests.loadtests.asp_load import REPO, assert_errors_add_up, assert_nothing_fabricated, load_env
 from tests.loadtests.asp_load import asp_load as run_asp_load
+from tests.loadtests.asp_load import assert_errors_add_up, assert_nothing_fabricated, load_env, plain_locust
 from tests.loadtests.servers import Stream, serving
 from tests.support.server import SECRET, ServerProcess
 from tests.support.services import redis_url, service_url
@@ -240,30 +240,10 @@ def test_what_workers_measured_after_their_last_periodic_report_reaches_the_summ
 
 def test_plain_locust_runs_the_locustfile(load_server, tmp_path):
     summary = tmp_path / "plain.json"
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(REPO / "loadtests" / "locustfile.py"),
-        "ThroughputUser",
-        "--headless",
-        "-u",
-        "2",
-        "-r",
-        "2",
-        "-t",
-        "3s",
-        "--host",
-        load_server.url,
-        "--asp-prompt",
-        "asp-fixture:text 3",
-        "--asp-summary-json",
-        str(summary),
-        "--only-summary",
-    ]
+    args = ["ThroughputUser", "-u", "2", "-r", "2", "--host", load_server.url, "--only-summary"]
+    args += ["--asp-prompt", "asp-fixture:text 3", "--asp-summary-json", str(summary)]
     env = load_env(ASP_LOAD_JWT_SECRET=SECRET)  # secrets through the environment, never argv
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    result = plain_locust(args, tmp_path, until=lambda progress: progress["turns_succeeded"] >= 2, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(summary.read_text())["turns"]["succeeded"] > 0
 
