@@ -23,7 +23,7 @@ import gevent
 from locust import LoadTestShape, User, between, events, task
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import WorkerRunner
+from locust.runners import STATE_CLEANUP, STATE_MISSING, STATE_STOPPED, MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from conformance.pacing import RatePacer
@@ -42,6 +42,15 @@ PACED_USER = "user"  # a pacer per simulated user: one identity each
 _CLOCK: dict[str, float] = {}
 _PROGRESS: list[Any] = []  # the greenlet writing progress lines
 _STATE: dict[str, Any] = {"credentials": Credentials(), "bounds": {}}
+# Distributed runs. Locust's master asks its workers to quit and gives their last reports 0.5 s: what
+# a user measured after its worker's last periodic report (every 3 s), a turn finished while the
+# users stop, was lost. Each worker now sends a final report as its users have stopped, marked
+# FINAL_MARK, and the master waits for every worker's before the test counts as stopped (and so
+# before the summary is written); a worker that has not stopped yet is asked to (FINAL_REPORT).
+FINAL_REPORT = "asp_final_report"  # master -> worker: stop your users, then send your final report
+FINAL_MARK = "asp_final"  # in a worker's report: its users have stopped, nothing follows
+FINAL_GRACE_S = 10.0  # beyond --stop-timeout, for the last reports to arrive
+_WORKERS: dict[str, set[str]] = {"expected": set(), "reported": set()}  # on the master, by client id
 
 
 @events.init_command_line_parser.add_listener
@@ -107,6 +116,11 @@ def _init(environment: Environment, web_ui: Any = None, **_: Any) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_redact_record)
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(FINAL_REPORT, _on_final_report_asked, concurrent=True)
+        # Locust's statistics as JSON are the master's: a worker writing its own (empty, all sent
+        # to the master) at its exit, to the same file, replaced the master's.
+        options.json_file = None
     if web_ui is not None:
         webui.install(web_ui, lambda: current_summary(environment))
         if options.asp_progress_file:
@@ -464,9 +478,66 @@ def _started(environment: Environment, **_: Any) -> None:
         )
 
 
+@events.test_stopping.add_listener
+def _stopping(environment: Environment, **_: Any) -> None:
+    """On the master: the workers whose final reports the summary waits for, those connected now."""
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        _WORKERS["expected"] = {node.id for node in runner.clients.all if node.state != STATE_MISSING}
+        _WORKERS["reported"] = set()
+
+
 @events.test_stop.add_listener
 def _stopped(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        _await_final_reports(runner, environment.stop_timeout + FINAL_GRACE_S)
+    elif isinstance(runner, WorkerRunner):
+        _send_final_report(runner)
     _CLOCK["stop"] = time.monotonic()
+
+
+def _send_final_report(runner: WorkerRunner) -> None:
+    """On a worker whose users have stopped: everything measured since its last report, Locust's
+    statistics and ours, marked final. (What Locust's WorkerRunner sends every 3 s and on quitting.)"""
+    data: dict[str, Any] = {}
+    runner.environment.events.report_to_master.fire(client_id=runner.client_id, data=data)
+    data[FINAL_MARK] = True
+    runner.send_message("stats", data)
+
+
+def _on_final_report_asked(environment: Environment, msg: Any, **_: Any) -> None:
+    """On a worker, asked by the master: stop the users (they finish their tasks within
+    --stop-timeout; stopping sends the final report, see _stopped), or, stopped already, send it."""
+    runner = environment.runner
+    assert isinstance(runner, WorkerRunner)
+    if runner.state == STATE_STOPPED:
+        _send_final_report(runner)
+    elif runner.state != STATE_CLEANUP:  # CLEANUP: a stop under way, which will send it
+        runner.stop()
+
+
+def _await_final_reports(runner: MasterRunner, timeout_s: float) -> None:
+    """On the master: ask each expected worker whose final report has not come yet for it, and wait
+    until every one has come or `timeout_s` has passed. A worker Locust no longer lists is not
+    waited for: it said it stopped or quit, after its final report, or it went missing."""
+
+    def pending() -> set[str]:
+        listed = {node.id for node in runner.clients.all if node.state != STATE_MISSING}
+        return (_WORKERS["expected"] & listed) - _WORKERS["reported"]
+
+    for client_id in pending():
+        runner.send_message(FINAL_REPORT, client_id=client_id)
+    deadline = time.monotonic() + timeout_s
+    while pending():
+        if time.monotonic() > deadline:
+            logging.getLogger(__name__).warning(
+                "no final report within %.0f s from workers %s: the summary lacks what they measured last",
+                timeout_s,
+                ", ".join(sorted(pending())),
+            )
+            return
+        gevent.sleep(0.05)
 
 
 @events.reset_stats.add_listener
@@ -486,6 +557,8 @@ def _ship(client_id: str, data: dict[str, Any]) -> None:
 def _collect(client_id: str, data: dict[str, Any]) -> None:
     if "asp" in data:
         RECORDER.merge(data["asp"])
+    if data.get(FINAL_MARK):
+        _WORKERS["reported"].add(client_id)
 
 
 @events.quitting.add_listener

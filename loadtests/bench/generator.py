@@ -10,13 +10,20 @@ Workers are spawned (not forked) so each starts with a clean interpreter and eve
 the manager process behind the barriers, ignore SIGINT: Ctrl-C reaches every process of the
 terminal's process group, and only the orchestrator answers it (one line, exit 130); leaving with an
 error, the orchestrator terminates the workers rather than waiting for the measurement they are in.
+They are started with SIGINT blocked, inherited from the orchestrator, and unblock it once they
+ignore it, so a Ctrl-C during their start-up (their imports take a while) is no traceback in them;
+the orchestrator takes it once they are started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
+import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from multiprocessing.managers import SyncManager
@@ -25,6 +32,8 @@ from typing import Any
 from loadtests.bench import measure
 
 BARRIER_TIMEOUT_S = 600.0
+STARTUP_TIMEOUT_S = 120.0  # for every worker to be up: a busy machine starts interpreters slowly
+_INTERRUPT = {signal.SIGINT}
 
 
 def _work(name: str, kwargs: dict[str, Any]) -> Any:
@@ -37,36 +46,88 @@ def _ready() -> bool:
 
 
 def _ignore_interrupt() -> None:
-    """In a worker or the manager: Ctrl-C is the orchestrator's to answer, not a traceback here."""
+    """In a worker or the manager, started with SIGINT blocked: Ctrl-C is the orchestrator's to
+    answer, not a traceback here. Ignored, then unblocked (one that came meanwhile is dropped)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPT)
+
+
+def _set_up(started: Any) -> None:
+    """In a worker, before any call: _ignore_interrupt, then wait at `started` (the pool's start-up
+    barrier) until every worker and the orchestrator are there. Broken or timed out, it goes on:
+    the orchestrator, which waits there too, decides (and stops the pool)."""
+    _ignore_interrupt()
+    with contextlib.suppress(threading.BrokenBarrierError):
+        started.wait()
+
+
+@contextlib.contextmanager
+def _interrupt_held() -> Iterator[None]:
+    """SIGINT blocked in this thread, so in each process spawned meanwhile from it (a child inherits
+    the mask); one that comes meanwhile is taken here when the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPT)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class Generator:
-    """`processes` worker processes. Use as an async context manager; `call` runs one measurement,
+    """`processes` worker processes. Use as an async context manager: entering starts them all (and
+    the manager behind the barriers) and returns once every one is up; `call` runs one measurement,
     `barrier(parties)` makes a barrier the workers (and the orchestrator) can share."""
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
         context = multiprocessing.get_context("spawn")
+        self._started = context.Barrier(processes + 1, timeout=STARTUP_TIMEOUT_S)
         self._pool = ProcessPoolExecutor(
-            max_workers=processes, mp_context=context, initializer=_ignore_interrupt
+            max_workers=processes, mp_context=context, initializer=_set_up, initargs=(self._started,)
         )
         self._manager = SyncManager(ctx=context)
-        self._manager.start(_ignore_interrupt)
 
     async def __aenter__(self) -> Generator:
+        """Start the manager and the workers with SIGINT held (see _interrupt_held), then wait until
+        every worker is at the start-up barrier: no figure includes an interpreter's start-up, and
+        a Ctrl-C taken meanwhile stops them all. Raises DidNotStart after STARTUP_TIMEOUT_S."""
         loop = asyncio.get_running_loop()
-        # start every worker now, so no figure includes an interpreter's start-up
-        await asyncio.gather(*[loop.run_in_executor(self._pool, _ready) for _ in range(self.processes)])
+        ready: list[asyncio.Future[bool]] = []
+        try:
+            with _interrupt_held():  # the spawns happen here, synchronously, from this thread
+                self._manager.start(_ignore_interrupt)
+                # a submit spawns a worker while none is idle: one each
+                ready += [loop.run_in_executor(self._pool, _ready) for _ in range(self.processes)]
+            await self._all_started(ready)
+        except BaseException:
+            for future in ready:  # what the stopped pool sets on them is not news
+                if not future.cancel() and not future.cancelled():
+                    future.exception()
+            await self.__aexit__(BaseException)
+            raise
         return self
+
+    async def _all_started(self, ready: list[asyncio.Future[bool]]) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while self._started.n_waiting < self.processes:
+            for future in ready:
+                if future.done():
+                    future.result()  # a worker that died starting: BrokenProcessPool
+            if time.monotonic() > deadline:
+                from loadtests.bench.processes import DidNotStart
+
+                raise DidNotStart("the load generator", None, "", STARTUP_TIMEOUT_S)
+            await asyncio.sleep(0.02)
+        self._started.wait()  # the last party: every worker goes on
+        await asyncio.gather(*ready)
 
     async def __aexit__(self, failed: type[BaseException] | None, *exc: object) -> None:
         if failed is not None:  # interrupted or failed: the measurement under way is not waited for
             # (the pool's own processes: ProcessPoolExecutor.terminate_workers comes with Python 3.14)
-            for process in list(self._pool._processes.values()):
+            for process in list((self._pool._processes or {}).values()):
                 process.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._manager.shutdown()
+        with contextlib.suppress(AttributeError):  # not started: no shutdown yet
+            self._manager.shutdown()
 
     async def call(self, name: str, **kwargs: Any) -> Any:
         """Run `measure.<name>(**kwargs)` in one worker; returns what it returns, raises what it raises."""

@@ -24,6 +24,9 @@ from reference_server.config import without_settings
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 URL_LINE = re.compile(r"listening on (ws://\S+)")
 ERROR_LINES = 20  # of a server's stderr, kept to say why it did not start
+# How long a server has to announce its URL. Under 2 s on a quiet machine; 30 s was not enough on a
+# busy one (load 11 on 2 cores). A server that exits is given up on at once, whatever is left of it.
+START_TIMEOUT_S = 120.0
 
 
 def server_environ(settings: Mapping[str, str]) -> dict[str, str]:
@@ -136,7 +139,7 @@ def _until_url(lines: queue.Queue[str]) -> Callable[[str], None]:
 def start(
     module: str,
     env: Mapping[str, str] | None = None,
-    timeout: float = 30,
+    timeout: float = START_TIMEOUT_S,
     prefix: list[str] | None = None,
     args: list[str] | None = None,
     workers: int = 0,
@@ -145,8 +148,8 @@ def start(
     inherited setting (`server_environ`), and wait for its URL; with `workers`, also for that many
     child processes (`asp serve --workers N` forks them after announcing its URL).
 
-    Raises DidNotStart when it exits or says nothing within `timeout`; its process group is killed
-    then (a worker it forked included)."""
+    Raises DidNotStart when it exits (as soon as it has, announced or not) or says nothing within
+    `timeout` seconds; its process group is killed then (a worker it forked included)."""
     process = subprocess.Popen(
         [*(prefix or []), sys.executable, "-m", module, *(args or [])],
         env=server_environ(env or {}),
@@ -165,19 +168,16 @@ def start(
     for reader in readers:
         reader.start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
-        except queue.Empty:
-            if process.poll() is not None and lines.empty():
+    url = _announced(process, lines, deadline)
+    if url is not None:
+        served = Served(process, url)
+        while workers and process.poll() is None and time.monotonic() < deadline:
+            if len(served.cpu_by_process()) > workers:
                 break
-            continue
-        match = URL_LINE.search(line)
-        if match:
-            served = Served(process, match.group(1))
-            while workers and len(served.cpu_by_process()) <= workers and time.monotonic() < deadline:
-                time.sleep(0.1)
+            time.sleep(0.1)
+        if process.poll() is None:
             time.sleep(0.5 if not workers else 2.0)  # lifespan start-up after the announcement
+        if process.poll() is None:
             return served
     exited = process.poll()
     with contextlib.suppress(ProcessLookupError):
@@ -186,3 +186,19 @@ def start(
     readers[1].join(2)  # the last of its stderr
     said = next((line.strip() for line in reversed(errors) if line.strip()), "")
     raise DidNotStart(module, exited, said, timeout)
+
+
+def _announced(process: subprocess.Popen[str], lines: queue.Queue[str], deadline: float) -> str | None:
+    """The URL `process` announces on stdout (`lines`); None when it exits first or says nothing
+    before `deadline` (time.monotonic)."""
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            if process.poll() is not None and lines.empty():
+                return None
+            continue
+        match = URL_LINE.search(line)
+        if match:
+            return match.group(1)
+    return None

@@ -316,7 +316,7 @@ class Bench:
         env = self.server_env(connections, redis=True)
         args = ["serve", "--workers", str(self.plan.workers)]
         with self._users_settings(True):
-            return start("asp_cli.main", env, timeout=60, args=args, workers=self.plan.workers)
+            return start("asp_cli.main", env, args=args, workers=self.plan.workers)
 
     @contextlib.contextmanager
     def _users_settings(self, redis: bool) -> Iterator[None]:

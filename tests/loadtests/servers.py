@@ -150,6 +150,13 @@ SERVERS: dict[str, tuple[Callable[[ServerConnection], None], dict[str, Any]]] = 
 def running(name: str) -> Iterator[str]:
     """Serve SERVERS[name] on a free port; yields its ws:// URL."""
     handler, options = SERVERS[name]
+    with serving(handler, **options) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(handler: Callable[[ServerConnection], None], **options: Any) -> Iterator[str]:
+    """Serve `handler` (one call per connection) on a free port; yields its ws:// URL."""
 
     def quietly(ws: ServerConnection) -> None:
         with contextlib.suppress(ConnectionClosed):  # the client closing mid-run is expected here

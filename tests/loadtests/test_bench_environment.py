@@ -7,6 +7,7 @@ import contextlib
 import os
 import secrets
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,20 @@ def test_a_server_that_says_nothing_is_given_up_on_after_its_time_and_killed() -
         start("http.server", args=["0", "--bind", "127.0.0.1"], timeout=3)
     assert silent.value.exit_code is None
     assert str(silent.value) == "http.server did not start: said nothing within 3 s (a busy machine?)"
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["server", "supervisor-of-workers"])
+def test_a_server_that_exits_after_announcing_its_url_is_given_up_on_at_once(workers: int) -> None:
+    """Before, `start` returned a server that had announced its URL and exited (as `asp serve
+    --workers N` does when a worker's application cannot start), after waiting out its whole time
+    for workers that would never come: the measurement then failed on a dead server."""
+    announce_and_exit = "echo 'listening on ws://127.0.0.1:9/ws/chat'; echo 'a worker failed' >&2; exit 2"
+    began = time.monotonic()
+    with pytest.raises(DidNotStart) as gone:
+        start("unused", prefix=["sh", "-c", announce_and_exit, "sh"], workers=workers)
+    assert time.monotonic() - began < 10
+    assert (gone.value.exit_code, gone.value.said) == (2, "a worker failed")
+    assert str(gone.value) == "unused did not start: exited 2: a worker failed"
 
 
 async def test_a_fresh_server_that_does_not_start_leaves_none_of_the_others_running(

@@ -8,13 +8,12 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.loadtests.asp_load import REPO, asp_load, asp_load_command, load_env
+from tests.loadtests.asp_load import asp_load, asp_load_command, load_env, plain_locust
 from tests.loadtests.servers import running
 from tests.loadtests.test_cli import _alive, _children, _command_line
 from tests.support.server import SECRET, ServerProcess
@@ -141,12 +140,8 @@ def test_a_password_in_the_url_is_never_shown(tmp_path):
 
 
 def test_plain_locust_without_credentials_says_why_in_one_line(limited_server, tmp_path):
-    command = [sys.executable, "-m", "locust", "-f", str(REPO / "loadtests" / "locustfile.py")]
-    command += ["ThroughputUser", "--host", limited_server.url, "--headless"]
-    command += ["-u", "1", "-r", "1", "-t", "3s"]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, env=load_env(), cwd=tmp_path
-    )
+    args = ["ThroughputUser", "--host", limited_server.url, "-u", "1", "-r", "1"]
+    result = plain_locust(args, tmp_path, until=lambda progress: progress["errors"] >= 1, env=load_env())
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if "no credentials" in line]
     assert lines == [

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import pytest
 import redis
 
 from loadtests.cli import bench_exit_code
-from tests.loadtests.asp_load import REPO, assert_errors_add_up, assert_nothing_fabricated, load_env
 from tests.loadtests.asp_load import asp_load as run_asp_load
+from tests.loadtests.asp_load import assert_errors_add_up, assert_nothing_fabricated, load_env, plain_locust
+from tests.loadtests.servers import Stream, serving
 from tests.support.server import SECRET, ServerProcess
 from tests.support.services import redis_url, service_url
 
@@ -193,32 +195,55 @@ def test_distributed_workers_merge_into_the_same_totals_locust_counts(load_serve
     assert summary["connections"]["accepted"] == locust["connect"]["num_requests"] == 4
 
 
+@pytest.mark.parametrize("ui", [[], ["--web-port", "0"]], ids=["headless", "web-ui"])
+def test_what_workers_measured_after_their_last_periodic_report_reaches_the_summary(tmp_path, ui):
+    """Every turn of a 3 s run ends 1 s after the run has ended: the server answers each run's
+    message with a delta, then holds the run until 4 s after the first message of the run came
+    (the run time counts from before it). The end of the run stops the users, each finishes its
+    turn, so everything measured of a turn is measured after the workers' last periodic report.
+    Before, the master quit 0.5 s after asking its workers to, summarised and wrote what it had:
+    no turn, exit 1. The summary and Locust's own counts must equal what the server served."""
+    served: list[str] = []
+    first: list[float] = []
+    lock = threading.Lock()
+
+    def held_turns(ws) -> None:
+        stream = Stream(ws)
+        for run_id in stream.runs():
+            with lock:
+                if not first:
+                    first.append(time.monotonic())
+                release = first[0] + 4.0
+            stream.send("text_delta", run_id=run_id, delta="t0 ")
+            time.sleep(max(0.0, release - time.monotonic()))
+            stream.send("text_delta", run_id=run_id, delta="t1 ")
+            stream.send("complete", run_id=run_id, finish_reason="stop", usage={"output_tokens": 2})
+            with lock:
+                served.append(run_id)
+
+    locust_json = tmp_path / "locust.json"
+    args = ["--users", "2", "--spawn-rate", "10", "--run-time", "3s", "--processes", "2", *ui]
+    args += ["--think-min", "0", "--think-max", "0", "--locust-json", str(locust_json)]
+    with serving(held_turns) as url:
+        result, summary = run_asp_load(url, tmp_path, "--jwt-secret", "s", *args)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    # one turn per user that sent its message before the run ended (both, unless the machine is
+    # too busy to start them within 3 s)
+    assert 1 <= len(served) <= 2
+    turns = len(served)
+    assert summary["turns"] == {"attempted": turns, "succeeded": turns, "failed": 0, "interrupted": 0}
+    assert summary["samples"]["e2e_ms"] == turns and summary["output_tokens"] == 2 * turns
+    locust = {entry["name"]: entry for entry in json.loads(locust_json.read_text())}
+    assert locust["turn"]["num_requests"] == turns
+    assert locust["connect"]["num_requests"] == summary["connections"]["accepted"] >= turns
+
+
 def test_plain_locust_runs_the_locustfile(load_server, tmp_path):
     summary = tmp_path / "plain.json"
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(REPO / "loadtests" / "locustfile.py"),
-        "ThroughputUser",
-        "--headless",
-        "-u",
-        "2",
-        "-r",
-        "2",
-        "-t",
-        "3s",
-        "--host",
-        load_server.url,
-        "--asp-prompt",
-        "asp-fixture:text 3",
-        "--asp-summary-json",
-        str(summary),
-        "--only-summary",
-    ]
+    args = ["ThroughputUser", "-u", "2", "-r", "2", "--host", load_server.url, "--only-summary"]
+    args += ["--asp-prompt", "asp-fixture:text 3", "--asp-summary-json", str(summary)]
     env = load_env(ASP_LOAD_JWT_SECRET=SECRET)  # secrets through the environment, never argv
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    result = plain_locust(args, tmp_path, until=lambda progress: progress["turns_succeeded"] >= 2, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(summary.read_text())["turns"]["succeeded"] > 0
 
@@ -383,12 +408,15 @@ def test_asp_bench_refuses_an_option_it_cannot_use_before_it_measures(tmp_path, 
     assert result.stderr.startswith(complaint) and result.stderr.count("\n") == 1, result.stderr
 
 
-@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c", "sigint-to-asp"])
-def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_path, group):
-    """Ctrl-C mid-run: exit 130 and one line, not a KeyboardInterrupt traceback from any process;
-    every server and generator process the bench started has ended. A terminal sends Ctrl-C's
-    SIGINT to its whole foreground process group (`group`): the generator processes too."""
-    process = subprocess.Popen(
+def _in_session(session: int, pattern: str = "") -> list[str]:
+    """The processes of `session` (whose command line matches `pattern`), as `pid command` lines."""
+    command = ["pgrep", "-a", "-s", str(session)] + (["-f", "--", pattern] if pattern else [])
+    return subprocess.run(command, capture_output=True, text=True).stdout.splitlines()
+
+
+def _bench_in_its_own_session(tmp_path: Path) -> subprocess.Popen[str]:
+    """`asp bench --quick` in a session of its own: every process it starts is found by it."""
+    return subprocess.Popen(
         [sys.executable, "-m", "asp_cli.main", "bench", "--quick"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -396,26 +424,77 @@ def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_pat
         cwd=tmp_path,
         start_new_session=True,
     )
+
+
+def _ended_in_one_line(process: subprocess.Popen[str], code: int, line: str) -> None:
+    """`process` exits `code` with nothing on stdout and `line` alone on stderr, no traceback from any
+    of its processes, and no process of its session outlives it."""
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    assert out == "" and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == line, err
+    deadline = time.monotonic() + 30  # multiprocessing's resource tracker ends on its own, soon after
+    while left := _in_session(process.pid):
+        assert time.monotonic() < deadline, f"processes of the bench lived on: {left}"
+        time.sleep(0.2)
+
+
+def _kill_session(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for line in _in_session(process.pid):  # a survivor in a process group of its own (a server)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("sig", "group", "code", "line"),
+    [
+        (signal.SIGINT, True, 130, "asp bench: interrupted; no results"),
+        (signal.SIGINT, False, 130, "asp bench: interrupted; no results"),
+        (signal.SIGTERM, False, 143, "asp bench: terminated; no results"),
+    ],
+    ids=["ctrl-c", "sigint-to-asp", "sigterm-to-asp"],
+)
+def test_asp_bench_interrupted_says_so_in_one_line_and_leaves_no_process(tmp_path, sig, group, code, line):
+    """Ctrl-C mid-run: exit 130 and one line, not a KeyboardInterrupt traceback from any process;
+    every server and generator process the bench started has ended. A terminal sends Ctrl-C's
+    SIGINT to its whole foreground process group (`group`): the generator processes too. SIGTERM to
+    the bench alone (a CI timeout, `kill PID`) ends it the same way, exit 143: no process it started
+    left behind (servers in their own process groups, generator workers, multiprocessing's manager
+    and resource tracker)."""
+    process = _bench_in_its_own_session(tmp_path)
     try:
         assert process.stderr is not None
         first = process.stderr.readline()  # the bench has started measuring
         assert first, "asp bench printed nothing"
-        time.sleep(1)  # into the measurement, its generator processes at work
+        time.sleep(1)  # into the measurement: its generator processes at work, a server up
         if group:
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, sig)
         else:
-            process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-        assert process.returncode == 130, err
-        assert out == "" and "Traceback" not in err, err
-        assert err.strip().splitlines()[-1] == "asp bench: interrupted; no results", err
-        deadline = time.monotonic() + 30  # multiprocessing's resource tracker ends on its own, soon after
-        while subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).returncode == 0:
-            assert time.monotonic() < deadline, "a process of the bench lived on"
-            time.sleep(0.2)
+            process.send_signal(sig)
+        _ended_in_one_line(process, code, line)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        _kill_session(process)
+
+
+@pytest.mark.parametrize("spawned", [1, 3], ids=["manager-starting", "workers-starting"])
+def test_ctrl_c_while_the_generator_processes_start_is_one_line_too(tmp_path, spawned):
+    """Ctrl-C as the generator's processes are being spawned (multiprocessing's manager first, then
+    --quick's 2 workers), before they could ignore SIGINT: before, each child died in a
+    KeyboardInterrupt traceback of its imports and the bench in an EOFError or BrokenProcessPool.
+    They start with SIGINT blocked now; the bench alone answers it, and stops them."""
+    process = _bench_in_its_own_session(tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_in_session(process.pid, "spawn_main")) < spawned:  # still importing, if at all
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"asp bench did not start {spawned} generator processes"
+            time.sleep(0.01)
+        os.killpg(process.pid, signal.SIGINT)
+        _ended_in_one_line(process, 130, "asp bench: interrupted; no results")
+    finally:
+        _kill_session(process)
 
 
 def test_asp_bench_exits_non_zero_when_a_target_is_missed():
