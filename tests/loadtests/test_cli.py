@@ -161,7 +161,8 @@ def _alive(pid: int) -> bool:
 def test_no_locust_process_outlives_asp_load_with_the_web_ui_and_workers(tmp_path):
     """`--web-port 0 --processes 2`: Locust's workers used to outlive their master, re-parented to
     PID 1; every process asp load started is gone when it exits."""
-    args = ["--users", "2", "--spawn-rate", "10", "--run-time", "2s", "--processes", "2", "--web-port", "0"]
+    # 5 s: its exit 0 needs a measured turn, and two worker processes start slowly on a loaded host
+    args = ["--users", "2", "--spawn-rate", "10", "--run-time", "5s", "--processes", "2", "--web-port", "0"]
     args += ["--think-min", "0.1", "--think-max", "0.2", "--quiet"]
     with running("paced") as url:
         command = asp_load_command(url, *args)

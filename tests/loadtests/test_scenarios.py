@@ -101,7 +101,7 @@ def test_throughput_scenario_measures_the_paced_stream_it_asked_for(load_server,
         "--spawn-rate",
         "4",
         "--run-time",
-        "5s",
+        "10s",  # at least 8 turns of 4 users on a loaded machine too (5 s gave 5 at load 14)
         "--prompt",
         "asp-fixture:slow 20 20",
         "--csv",
