@@ -74,6 +74,22 @@ async def redis_hub(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[Hub,
         await client.aclose()
 
 
+@asynccontextmanager
+async def home_and_other(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[Hub, Hub, aioredis.Redis]]:
+    """Two started hubs on one fresh key prefix of the test Redis, as two processes of one
+    deployment (the session's home, and another), each with its own history database; and a
+    client of that Redis."""
+    prefix = fresh_prefix()
+    for name in ("home", "other"):
+        (tmp_path / name).mkdir()
+    async with (
+        redis_hub(tmp_path / "home", redis_prefix=prefix, **settings) as (home, client),
+        redis_hub(tmp_path / "other", redis_prefix=prefix, **settings) as (other, _),
+    ):
+        assert home.shared is not None and other.shared is not None
+        yield home, other, client
+
+
 async def test_the_stream_holds_each_event_as_sent_within_the_replay_window(tmp_path: Path) -> None:
     window = 16
     async with redis_hub(tmp_path, replay_window=window) as (hub, client):
@@ -165,13 +181,7 @@ async def test_a_resume_elsewhere_replays_what_its_decision_read_though_the_home
     last_seq + 1 away: the mirror still replays every event from last_seq + 1, as the decision found
     them, then the ones after; no gap, never accepted then closed 4004 (ASP-RES-003, ASP-RES-007)."""
     window, last_seq = 5, 1
-    prefix = fresh_prefix()
-    for name in ("home", "other"):
-        (tmp_path / name).mkdir()
-    async with (
-        redis_hub(tmp_path / "home", replay_window=window, redis_prefix=prefix) as (home, client),
-        redis_hub(tmp_path / "other", replay_window=window, redis_prefix=prefix) as (other, _),
-    ):
+    async with home_and_other(tmp_path, replay_window=window) as (home, other, client):
         assert home.shared is not None and other.shared is not None
         session = await home.open_session("edge-user", "conv_edge")
         sent = Collecting()
@@ -243,13 +253,7 @@ async def test_a_follow_key_is_released_only_by_the_resume_that_holds_it(tmp_pat
     that token (one script: no check-then-act), so a stale follower (its resume refused, or its
     mirror stopped) never drops the position of a newer one that took the key since; the holder's
     own release deletes it at once, not at its expiry."""
-    prefix = fresh_prefix()
-    for name in ("home", "other"):
-        (tmp_path / name).mkdir()
-    async with (
-        redis_hub(tmp_path / "home", redis_prefix=prefix) as (home, client),
-        redis_hub(tmp_path / "other", redis_prefix=prefix) as (other, _),
-    ):
+    async with home_and_other(tmp_path) as (home, other, client):
         assert home.shared is not None and other.shared is not None
         session = await home.open_session("unfollow-user", "conv_unfollow")
         session.attach(Collecting())
@@ -277,13 +281,7 @@ async def test_a_hand_over_writes_what_a_pin_held_back_before_its_marker(tmp_pat
     the marker, and the new home's connection gets them with their seq. Before, the hand-over's
     flush waited out its 5 s for them, then closed the session with them in its outbox: lost."""
     window = 5
-    prefix = fresh_prefix()
-    for name in ("home", "other"):
-        (tmp_path / name).mkdir()
-    async with (
-        redis_hub(tmp_path / "home", replay_window=window, redis_prefix=prefix) as (home, client),
-        redis_hub(tmp_path / "other", replay_window=window, redis_prefix=prefix) as (other, _),
-    ):
+    async with home_and_other(tmp_path, replay_window=window) as (home, other, client):
         assert home.shared is not None and other.shared is not None
         session = await home.open_session("handover-user", "conv_handover")
         sent = Collecting()

@@ -127,6 +127,18 @@ async def detached_with(count: int) -> Session:
     return session
 
 
+async def held_by_two_pins() -> Session:
+    """Three events kept, two resumes pinning from seq 2 and from seq 3, four more emitted: one is
+    sequenced (seq 4), a fifth would evict seq 2, so three wait behind the pins."""
+    session = await detached_with(3)
+    session.pin(2)
+    session.pin(3)
+    for event in separate(3, 4):
+        session.emit(event)
+    await settle()
+    return session
+
+
 async def test_a_pinned_event_stays_in_the_replay_buffer_until_the_resume_attaches() -> None:
     session = await detached_with(2)  # seqs 1 and 2; a resume after last_seq 1 is accepted
     session.pin(2)
@@ -175,12 +187,7 @@ async def test_a_released_pin_lets_the_outbox_drain() -> None:
 
 
 async def test_two_pins_hold_the_older_until_both_are_released() -> None:
-    session = await detached_with(3)
-    session.pin(2)
-    session.pin(3)
-    for event in separate(3, 4):
-        session.emit(event)
-    await settle()
+    session = await held_by_two_pins()
     assert session.seq == 4
     session.release(2)
     await settle()
@@ -194,12 +201,7 @@ async def test_two_pins_hold_the_older_until_both_are_released() -> None:
 async def test_release_all_lets_every_pin_go_and_the_held_events_are_sequenced() -> None:
     """The session leaves this process (a hand-over): every pin goes at once, and what they held
     back is sequenced into the replay buffer, in order, as the releases one by one would have."""
-    session = await detached_with(3)
-    session.pin(2)
-    session.pin(3)
-    for event in separate(3, 4):
-        session.emit(event)
-    await settle()
+    session = await held_by_two_pins()
     assert session.seq == 4 and session.pinned  # held back: a fifth would evict seq 2
     session.release_all()
     assert not session.pinned
