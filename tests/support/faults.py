@@ -772,6 +772,9 @@ FAULTS = {
             ("ASP-HB-006",),
             ("heartbeats.idle_counts_from_run_end",),
             patch="idle_from_last_frame",
+            # the case allows a close 0.1 x idle late (its trip here): 100 ms of the panel's 1 s
+            # idle timeout was less than a loaded host's delay, and the kit passed this server
+            settings={"ASP_IDLE_TIMEOUT_MS": "4000"},
         ),
         Fault(
             "control_frames_restart_idle_timer",
