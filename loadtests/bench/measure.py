@@ -293,14 +293,16 @@ async def paced_streams(
     interval_ms: int,
     repeats: int,
     barrier: Any = None,
+    expect_session: bool = True,
 ) -> list[dict[str, Any]]:
     """This process's share of a sweep level: len(tokens) connections, each streaming `pace_tokens`
     tokens one every interval_ms, `repeats` times; per repeat the ITL gaps (ms) of the complete
     runs, how many completed, and this process's CPU.
 
     The `total` streams of the level (over every process) start spread over one second, as users'
-    messages arrive; `barrier` lines the processes up before each repeat."""
-    sockets, _ = await _open_many(url, tokens, expect_session=True, query="conversation_id=new")
+    messages arrive; `barrier` lines the processes up before each repeat. Not `expect_session`: the
+    bare stack (`tokens` "": none, no `session` event)."""
+    sockets, _ = await _open_many(url, tokens, expect_session, query="conversation_id=new")
 
     async def stream_after(index: int, websocket: ClientConnection) -> dict[str, Any]:
         await asyncio.sleep((first_index + index) / total)

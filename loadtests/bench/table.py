@@ -80,19 +80,16 @@ def table(results: dict[str, Any]) -> str:
             "bare_kib_per_connection",
         ),
     )
-    bound, why = _why(results, "max_streams_at_50tps")
-    lines.append(
-        f"| max_streams_at_50tps | {bounded(str(results.get('max_streams_at_50tps')), bound)}{why} | | |"
-    )
-    for level in results.get("sweep", []):
-        streams = level["streams"]
-        lines.append(_row(f"ITL p50 ms at {streams} streams", level["itl_p50_ms"]))
-        cpu = (
-            f" (server CPU {level['server_cpu']:.2f}, machine {level['machine_cpu']:.2f})"
-            if "server_cpu" in level
-            else ""
-        )
-        lines.append(_row(f"ITL p99 ms at {streams} streams{cpu}", level["itl_p99_ms"]))
+    for name in ("max_streams_at_50tps", "framework_max_streams_at_50tps"):
+        if name in results:
+            bound, why = _why(results, name)
+            lines.append(f"| {name} | {bounded(str(results[name]), bound)}{why} | | |")
+    if "max_streams_vs_framework" in results:
+        bound, why = _why(results, "max_streams_vs_framework")
+        shown = bounded(_number(results["max_streams_vs_framework"]), bound)
+        lines.append(f"| max_streams_vs_framework | {shown}{why} | | |")
+    lines += _sweep_rows(results.get("sweep", []), "")
+    lines += _sweep_rows(results.get("framework_sweep", []), "framework: ")
     scale = results.get("connection_scale")
     if scale:
         for kind in [kind for kind in ("server", "redis_server", "bare") if kind in scale]:
@@ -101,6 +98,21 @@ def table(results: dict[str, Any]) -> str:
     if "scale_out" in results:
         lines.extend(_scale_out(results["scale_out"], results))
     return "\n".join(lines)
+
+
+def _sweep_rows(levels: list[dict[str, Any]], label: str) -> list[str]:
+    """ITL p50 and p99 rows of each level of a sweep, the server's and the machine's CPU beside p99."""
+    lines = []
+    for level in levels:
+        streams = level["streams"]
+        lines.append(_row(f"{label}ITL p50 ms at {streams} streams", level["itl_p50_ms"]))
+        cpu = (
+            f" (server CPU {level['server_cpu']:.2f}, machine {level['machine_cpu']:.2f})"
+            if "server_cpu" in level
+            else ""
+        )
+        lines.append(_row(f"{label}ITL p99 ms at {streams} streams{cpu}", level["itl_p99_ms"]))
+    return lines
 
 
 def _scale_out(section: dict[str, Any], results: dict[str, Any]) -> list[str]:

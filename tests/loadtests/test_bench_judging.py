@@ -15,6 +15,7 @@ from loadtests.bench.run import (
     bounds,
     ceiling,
     judge,
+    level_passed,
     quotient,
     targets,
 )
@@ -402,3 +403,67 @@ def test_a_memory_ratio_of_too_few_connections_is_not_determined(connections, ve
         assert judged[name]["verdict"] == verdict, judged[name]
         if verdict == "not determined":
             assert judged[name]["bound"] == "none" and judged[name]["why"].startswith("too few connections")
+
+
+def measured_level(streams: int, p50: float, p99: float, complete: int | None = None) -> dict[str, Any]:
+    """A sweep level as Bench.sweep_level measured it (no `passed` yet): ITL medians in ms."""
+    found = level(streams, True)
+    found["complete_min"] = streams if complete is None else complete
+    found["itl_p50_ms"] = {"median": p50, "min": p50, "max": p50, "samples": [p50] * 3}
+    found["itl_p99_ms"] = {"median": p99, "min": p99, "max": p99, "samples": [p99] * 3}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("p50", "p99", "complete", "passed"),
+    [
+        (20.0, 21.5, None, True),  # 100 streams on a quiet machine
+        (21.5, 33.1, None, True),  # 200: the server at 0.97 of a core, the pace held
+        (25.0, 60.0, None, True),  # at the tolerance
+        (36.4, 57.1, None, False),  # 300: 28 tokens/s a stream; ITL p99 alone passed it
+        (52.1, 83.0, None, False),  # 400: 19 tokens/s a stream; reported as "400 at 50 tokens/s" before
+        (20.0, 100.0, None, False),  # the p99 limit is strict
+        (20.0, 30.0, 299, False),  # a stream incomplete
+    ],
+)
+def test_a_sweep_level_passes_only_when_its_streams_held_the_pace(p50, p99, complete, passed) -> None:
+    assert level_passed(measured_level(300, p50, p99, complete)) is passed
+
+
+def framework_run(server: list[dict[str, Any]], framework: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sweep parts of a run with the framework's sweep beside the server's, as run_bench does."""
+    results: dict[str, Any] = {"sweep": server, "max_streams_at_50tps": ceiling(server)["streams"]}
+    floor = ceiling(framework)["streams"]
+    results |= {
+        "framework_sweep": framework,
+        "framework_max_streams_at_50tps": floor,
+        "max_streams_vs_framework": results["max_streams_at_50tps"] / floor if floor else None,
+    }
+    results["bounds"] = bounds(results)
+    return results
+
+
+def test_the_servers_ceiling_is_shown_beside_the_frameworks_own() -> None:
+    results = framework_run(sweep(10, 200, 225, failed=(250,)), sweep(10, 200, 250, failed=(300,)))
+    assert results["bounds"] == {}
+    shown = table(results)
+    assert "| max_streams_at_50tps | 225 | | |" in shown
+    assert "| framework_max_streams_at_50tps | 250 | | |" in shown
+    assert "| max_streams_vs_framework | 0.9 | | |" in shown
+    failed = "| framework: ITL p99 ms at 300 streams (server CPU 0.90, machine 1.00) | 150.0 [40.0-160.0]"
+    assert failed in shown
+    assert "max_streams_vs_framework" not in targets(results, BenchPlan())  # a figure, not a target
+
+
+def test_a_ratio_to_the_frameworks_ceiling_is_bounded_by_the_ceilings_it_divides() -> None:
+    results = framework_run(sweep(10, 200, failed=(250,)), sweep(10, 1600))  # the floor's top level
+    assert results["bounds"]["framework_max_streams_at_50tps"]["bound"] == "lower"
+    ratio = results["bounds"]["max_streams_vs_framework"]
+    assert ratio["bound"] == "upper"
+    assert ratio["why"].startswith("the framework's sweep passed its top level, 1600 streams")
+    nothing = framework_run(sweep(10, failed=(25,)), sweep(failed=(10,)))
+    assert nothing["max_streams_vs_framework"] is None
+    assert nothing["bounds"]["max_streams_vs_framework"]["bound"] == "none"
+    assert "| max_streams_vs_framework | not determined: - (the framework's sweep passed no level" in table(
+        nothing
+    )

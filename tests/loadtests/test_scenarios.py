@@ -311,6 +311,16 @@ def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
         assert figures["bounds"]["max_streams_at_50tps"]["bound"] == "lower"
         assert "| max_streams_at_50tps | >= 4 (passed its top level" in result.stderr
     assert all("server_cpu" in level for level in figures["sweep"])
+    # the framework's own ceiling: the same sweep on the bare stack serving the server's agent
+    assert figures["framework_sweep"] and all(
+        len(level["itl_p50_ms"]["samples"]) == 3 and level["server_cpu"] > 0
+        for level in figures["framework_sweep"]
+    )
+    floor = figures["framework_max_streams_at_50tps"]
+    assert figures["max_streams_vs_framework"] == (
+        round(figures["max_streams_at_50tps"] / floor, 3) if floor else None
+    )
+    assert "| framework_max_streams_at_50tps | " in result.stderr
     assert figures["server_cpu_ms_per_1000_tokens"]["median"] > 0
     # the quick plan judges only the ratios; the absolute targets (and the workers' ratio) need the
     # full sweeps and scale
