@@ -10,8 +10,9 @@ from typing import cast
 
 import pytest
 
+from loadtests.bench.processes import START_TIMEOUT_S
 from tests.conftest import LONGEST_FILES, pytest_collection_modifyitems
-from tests.support.server import START_TIMEOUT_S, ServerProcess
+from tests.support.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 

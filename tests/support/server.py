@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -13,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtests.bench.processes import START_TIMEOUT_S, URL_LINE
 from reference_server.auth import mint
 from reference_server.config import without_settings
 
 SECRET = "test-secret-for-the-asp-suite-0123456789abcdef-0123456789abcdef-0123"
-URL_LINE = re.compile(r"listening on (ws://\S+)")
 DEV_SERVE = ("serve", "--dev")  # with module "asp_cli.main": `asp serve --dev`, development mode
 
 FAST_DEFAULTS = {
@@ -28,7 +27,8 @@ FAST_DEFAULTS = {
     "ASP_SESSION_TTL_MS": "30000",
     "ASP_SHUTDOWN_GRACE_MS": "3000",
 }
-START_TIMEOUT_S = 120.0  # an upper bound for two CI runs on two cores; a dead process fails at once
+# START_TIMEOUT_S and URL_LINE are the bench's (loadtests.bench.processes): one bound for a server's start
+# on a starved machine (two CI runs on two cores), one reading of its announcement
 
 
 @dataclass
