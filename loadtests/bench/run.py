@@ -59,7 +59,9 @@ DEFINITIONS = {
     f"{measure.EVENT_BYTES}-byte events in a tight loop to one client",
     "framework_*": "pydantic-ai in process running the server's own agent (offline model, tools, "
     "instructions) at instant pace, driven as the server drives it (agent.run with an event stream "
-    "handler, in one task): text deltas/s of one long run, TTFT p50 of one-token runs",
+    "handler, in one task): text deltas/s of one long run, TTFT p50 of one-token runs; in each repeat "
+    "measured just before and just after the servers' streams, the mean of the two "
+    "(framework_process_cpu: the lower CPU share of the two)",
     "bare_framework_*": "the same with a bare instant FunctionModel agent (no tools), for reference",
     "served_framework_*": "the server's agent served by the bare stack (a FastAPI WebSocket endpoint sending "
     "each text delta at once, no token, session, history or replay), in its own process, timed by the "
@@ -401,14 +403,8 @@ class Bench:
             if generator_cpu is not None:
                 cpu.setdefault(name, []).append(generator_cpu)
 
-        for repeat in range(plan.repeats):
-            measured = {
-                name: await self.server_stream(
-                    served, f"bench-{name}-{repeat}", framework=name == "served_framework"
-                )
-                for name, served in servers.items()
-            }
-            in_process = {
+        async def floors() -> dict[str, dict[str, float]]:
+            return {
                 name: await self.generator.call(
                     "framework_in_process",
                     which=which,
@@ -417,6 +413,18 @@ class Bench:
                 )
                 for name, which in (("framework", "server"), ("bare_framework", "bare"))
             }
+
+        for repeat in range(plan.repeats):
+            # the floors just before and just after the servers' streams, their mean the repeat's
+            # floor: a machine whose speed drifts (a neighbour, a busy host) moves both sides
+            before = await floors()
+            measured = {
+                name: await self.server_stream(
+                    served, f"bench-{name}-{repeat}", framework=name == "served_framework"
+                )
+                for name, served in servers.items()
+            }
+            in_process = bracketed(before, await floors())
             load.append(_load())
             for name, source in in_process.items():
                 # no load generator: its CPU is the framework's own (about one core)
@@ -649,6 +657,21 @@ class Bench:
             "hold_cpu": max(o["hold_cpu"] for o in outcomes),
             "load_avg": _load(),
         }
+
+
+def bracketed(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """One repeat's in-process floors from their measurements before and after the servers': the
+    mean of each rate and TTFT, and the lower CPU share (a floor that got less than a core in
+    either was slowed, FLOOR_CPU)."""
+    return {
+        name: {
+            key: min(value, after[name][key]) if key == "cpu" else (value + after[name][key]) / 2
+            for key, value in figures.items()
+        }
+        for name, figures in before.items()
+    }
 
 
 def level_passed(outcome: dict[str, Any]) -> bool:
