@@ -236,7 +236,7 @@ class CaseContext:
                 if closed.code == SUPERSEDED
                 else "ASP-SES-001"
             )
-            self.fail(cited, f"the server closed ({closed.code} {closed.reason!r}) before the session event")
+            self.fail(cited, f"the connection {closure(closed.code, closed.reason)} before the session event")
             raise
         return client, self._usable(session, "the session event")
 
@@ -258,7 +258,7 @@ class CaseContext:
         except TimeoutError:
             self.fail(requirement, f"no {label} within {seconds:.1f}s")
         except Closed as closed:
-            self.fail(requirement, f"the server closed ({closed.code} {closed.reason!r}) before {label}")
+            self.fail(requirement, f"the connection {closure(closed.code, closed.reason)} before {label}")
         raise AssertionError("unreachable")
 
     def _usable(self, event: Event, label: str) -> Event:
@@ -445,7 +445,7 @@ class CaseContext:
             )
         except Closed as closed:
             self.fail(
-                requirement, f"the server closed ({closed.code} {closed.reason!r}) before pong {ping_id!r}"
+                requirement, f"the connection {closure(closed.code, closed.reason)} before pong {ping_id!r}"
             )
         self.check(True, requirement, f"pong {ping_id!r} answers the ping")
 
@@ -489,13 +489,17 @@ def how_closed(client: AspClient) -> str:
     sent; that no close frame came (1006: the TCP connection ended without the closing handshake,
     the server dropped it or the network did); or that it is still open. With it a reader tells a
     server that closed with the wrong code (a server bug) from a connection that was lost."""
-    code = client.close_code
+    return closure(client.close_code, client.close_reason)
+
+
+def closure(code: int | None, reason: str) -> str:
+    """How a connection ended, worded as `how_closed` words it, from a close code and reason as a
+    `Closed` carries them (code None: it is still open; 1006: no close frame came)."""
     if code is None:
         return "stayed open"
     if code == ABNORMAL:
         return f"ended without a close frame ({ABNORMAL}: dropped by the server or the network)"
-    reason = f"reason {client.close_reason!r}" if client.close_reason else "no reason"
-    return f"closed with {code}, {reason}"
+    return f"closed with {code}, " + (f"reason {reason!r}" if reason else "no reason")
 
 
 def turns(history: Event, role: str) -> list[str]:

@@ -26,6 +26,13 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def env_sets(field: str, environ: Mapping[str, str]) -> bool:
+    """Whether `environ` sets the setting `field`: its variable in any case, as pydantic-settings
+    reads it (case-insensitively: `asp_fixtures` sets `fixtures` as `ASP_FIXTURES` does)."""
+    wanted = env_name(field).lower()
+    return any(key.lower() == wanted for key in environ)
+
+
 def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
     """`environ` without any variable of the settings' namespace: every name that starts with
     ENV_PREFIX, in any case (pydantic-settings matches names case-insensitively: `asp_model` sets

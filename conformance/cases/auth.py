@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conformance.context import CaseContext
+from conformance.context import CaseContext, how_closed
 from conformance.credentials import Unavailable
 from conformance.registry import case
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
@@ -17,7 +17,7 @@ UNAUTHORIZED = close_code("unauthorized")
 async def _refused(ctx: CaseContext, token: str | None, requirement: str, label: str) -> None:
     client = await ctx.open(token=token, requirement="ASP-TRN-002", keepalive=False)
     code = await ctx.closed_with(client)
-    ctx.check(code == UNAUTHORIZED, requirement, f"{label}: closed with {code}, expected {UNAUTHORIZED}")
+    ctx.check(code == UNAUTHORIZED, requirement, f"{label}: {how_closed(client)}, expected {UNAUTHORIZED}")
     ctx.check(
         client.events == [], requirement, f"{label}: {len(client.events)} event(s) sent before the close"
     )
@@ -98,7 +98,7 @@ async def subprotocol_token_counts(ctx: CaseContext) -> None:
     ctx.check(
         code == UNAUTHORIZED and client.events == [],
         "ASP-AUTH-010",
-        f"a garbage asp.token. subprotocol beside a valid query token: closed with {code} after "
+        f"a garbage asp.token. subprotocol beside a valid query token: {how_closed(client)} after "
         f"{len(client.events)} event(s), expected {UNAUTHORIZED} and none (the subprotocol token counts)",
     )
     # A token subprotocol offered without any asp.v*: version 1, no subprotocol selected.

@@ -31,7 +31,7 @@ async def newer_supersedes(ctx: CaseContext) -> None:
         ctx.check(
             False,
             "ASP-DUP-002",
-            f"the newer connection was not served (closed {second.close_code}): {problem}",
+            f"the newer connection was not served ({how_closed(second)}): {problem}",
         )
     _older_closed(ctx, first, await ctx.closed_with(first))
     if served:

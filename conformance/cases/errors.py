@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conformance.context import CaseContext, turns
+from conformance.context import CaseContext, how_closed, turns
 from conformance.generate import HISTORY_PROBES, HISTORY_SEED, Probe, invalid_probes, valid_probes
 from conformance.registry import case
 from conformance.wire import AspClient, Closed
@@ -39,7 +39,9 @@ async def _answered(ctx: CaseContext, probe: Probe, client_holder: list[AspClien
     try:
         error = await ctx.within(client.expect("error", ctx.scaled(5)), ctx.scaled(6), "an error event")
     except (TimeoutError, Closed) as problem:
-        ctx.check(False, requirement, f"no error event for {probe.describe()} ({problem})")
+        # A close is worded as every finding words it: a close frame's code, or none came (1006).
+        gone = f"the connection {how_closed(client)}" if isinstance(problem, Closed) else str(problem)
+        ctx.check(False, requirement, f"no error event for {probe.describe()} ({gone})")
         if client.close_code is not None:
             client_holder[0], _ = await ctx.connect()
         return
@@ -186,6 +188,6 @@ async def invalid_utf8(ctx: CaseContext) -> None:
     ctx.check(
         code == INVALID_PAYLOAD,
         "ASP-TRN-004",
-        f"a text frame with invalid UTF-8 closed with {code}, expected {INVALID_PAYLOAD} "
+        f"a text frame with invalid UTF-8: the connection {how_closed(client)}, expected {INVALID_PAYLOAD} "
         f"(events before: {[e.get('type') for e in client.events]})",
     )

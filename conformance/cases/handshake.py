@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.context import CaseContext
+from conformance.context import CaseContext, how_closed
 from conformance.registry import case
 from spec.registry import close_code
 
@@ -57,7 +57,7 @@ async def unsupported_version(ctx: CaseContext) -> None:
         "('asp.v99'): a browser fails the handshake and never sees the close code",
     )
     code = await ctx.closed_with(client)
-    ctx.check(code == UNSUPPORTED, "ASP-VER-003", f"closed with {code}, expected {UNSUPPORTED}")
+    ctx.check(code == UNSUPPORTED, "ASP-VER-003", f"{how_closed(client)}, expected {UNSUPPORTED}")
     ctx.check(client.events == [], "ASP-VER-003", f"{len(client.events)} event(s) before the close")
     # Refused for two reasons, version and authentication: the version check comes first.
     client = await ctx.open(token=None, subprotocols=("asp.v99",), keepalive=False)
@@ -65,7 +65,7 @@ async def unsupported_version(ctx: CaseContext) -> None:
     ctx.check(
         code == UNSUPPORTED and client.events == [],
         "ASP-TRN-005",
-        f"an unsupported version without a token: closed with {code} after {len(client.events)} "
+        f"an unsupported version without a token: {how_closed(client)} after {len(client.events)} "
         f"event(s), expected {UNSUPPORTED} (the version is checked before authentication)",
     )
 

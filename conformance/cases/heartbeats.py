@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from conformance.context import CaseContext
+from conformance.context import CaseContext, closure, how_closed
 from conformance.credentials import Unavailable
 from conformance.registry import case
 from conformance.wire import AspClient, Closed
@@ -40,21 +40,21 @@ def _grace(ctx: CaseContext, idle: float) -> float:
     realtime=True,
 )
 async def idle_timeout(ctx: CaseContext) -> None:
-    code, waited, idle = await _quiet_until_closed(ctx)
+    client, code, waited, idle = await _quiet_until_closed(ctx)
     ctx.check(
         code == IDLE_TIMEOUT,
         "ASP-HB-002",
-        f"closed with {code} after {waited:.1f}s (idle timeout {idle:.1f}s)",
+        f"{how_closed(client)} after {waited:.1f}s (idle timeout {idle:.1f}s)",
     )
 
 
 async def _quiet_until_closed(
     ctx: CaseContext, beside: Callable[[AspClient, float], Coroutine[Any, Any, None]] | None = None
-) -> tuple[int | None, float, float]:
+) -> tuple[AspClient, int | None, float, float]:
     """Open a connection that sends no data frame (`beside`, given the connection and the idle
     timeout, runs alongside), wait out the idle timeout plus grace, and check it was not closed
-    for idleness early (ASP-HB-002). Returns the close code (None: still open), the seconds waited
-    and the idle timeout in seconds."""
+    for idleness early (ASP-HB-002). Returns the connection (for `how_closed`), its close code
+    (None: still open), the seconds waited and the idle timeout in seconds."""
     idle = _idle_seconds(ctx)
     wait = ctx.real_time(idle + _grace(ctx, idle), "waiting out the announced idle timeout")
     # Before the connect: a server may start its idle clock when it accepts, and a busy machine
@@ -73,7 +73,7 @@ async def _quiet_until_closed(
         "ASP-HB-002",
         f"closed after {waited:.1f}s, before the timeout",
     )
-    return code, waited, idle
+    return client, code, waited, idle
 
 
 @case(
@@ -95,7 +95,7 @@ async def pings_keep_alive(ctx: CaseContext) -> None:
         await ctx.sleep(max(0.0, due - time.monotonic()), "the next keepalive ping")
         number += 1
         await ctx.alive(client, "ASP-HB-003", f"keepalive-{number}")
-    ctx.check(client.close_code is None, "ASP-HB-003", f"closed with {client.close_code} despite pings")
+    ctx.check(client.close_code is None, "ASP-HB-003", f"{how_closed(client)} despite pings")
 
 
 @case(
@@ -114,12 +114,13 @@ async def control_frames_do_not_count(ctx: CaseContext) -> None:
                 return
             client.transcript.add("send", text="<WebSocket Ping control frame>")
 
-    code, waited, idle = await _quiet_until_closed(ctx, ping_control_frames)
+    client, code, waited, idle = await _quiet_until_closed(ctx, ping_control_frames)
     ctx.check(
         code == IDLE_TIMEOUT,
         "ASP-HB-005",
-        f"pinged with WebSocket Ping frames every {idle / 4:.2f}s and sent no data frame: closed with "
-        f"{code} after {waited:.1f}s, expected {IDLE_TIMEOUT} after the idle timeout of {idle:.1f}s",
+        f"pinged with WebSocket Ping frames every {idle / 4:.2f}s and sent no data frame: "
+        f"{how_closed(client)} after {waited:.1f}s, expected {IDLE_TIMEOUT} after the idle timeout of "
+        f"{idle:.1f}s",
     )
 
 
@@ -154,7 +155,9 @@ async def no_idle_close_during_run(ctx: CaseContext) -> None:
             f"closed with {IDLE_TIMEOUT} (idle timeout) {ran:.1f}s into a run of {lasts:.1f}s: "
             "idleness counts only while no run is active",
         )
-        ctx.fail("ASP-RUN-004", f"the server closed ({closed.code}) before the run completed")
+        ctx.fail(
+            "ASP-RUN-004", f"the connection {closure(closed.code, closed.reason)} before the run completed"
+        )
     except TimeoutError:
         ctx.fail(
             "ASP-RUN-004", f"no complete of run {started['run_id']} within {lasts + ctx.scaled(10):.1f}s"
@@ -193,7 +196,7 @@ async def idle_counts_from_run_end(ctx: CaseContext) -> None:
     ctx.check(
         code == IDLE_TIMEOUT,
         "ASP-HB-002",
-        f"quiet after a run: closed with {code} {quiet:.1f}s after its complete (idle timeout {idle:.1f}s)",
+        f"quiet after a run: {how_closed(client)} {quiet:.1f}s after its complete (idle timeout {idle:.1f}s)",
     )
     ctx.check(
         code != IDLE_TIMEOUT or quiet >= idle * 0.85,  # the fault closes at 0.75; the rest is the trip

@@ -123,7 +123,7 @@ async def _at_the_limit(
         ctx.check(
             code == expected and client.events == [],
             "ASP-TRN-005",
-            f"at the connection limit, {label}: closed with {code} after {len(client.events)} "
+            f"at the connection limit, {label}: {how_closed(client)} after {len(client.events)} "
             f"event(s), expected {expected} (checks run version, authentication, capacity)",
         )
     # An admitted user's new connection supersedes the old one: admitted though the server is full.
@@ -193,7 +193,7 @@ async def frame_size(ctx: CaseContext) -> None:
     ctx.check(
         code == MESSAGE_TOO_BIG,
         "ASP-LIM-003",
-        f"a frame one byte over the limit closed with {code}, expected {MESSAGE_TOO_BIG}",
+        f"a frame one byte over the limit: the connection {how_closed(client)}, expected {MESSAGE_TOO_BIG}",
     )
     if not applies("ASP-LIM-010", ctx.terms.protocol_version):
         return  # 1.0 left open whether the limit is a frame's or a message's
@@ -207,8 +207,8 @@ async def frame_size(ctx: CaseContext) -> None:
         code == MESSAGE_TOO_BIG,
         "ASP-LIM-010",
         f"a message one byte over the limit in {len(_fragments(_ping_of(limit + 1, 'é')))} fragments, of "
-        f"{len(_ping_of(limit + 1, 'é'))} characters, closed with {code}, expected {MESSAGE_TOO_BIG} "
-        "(the limit counts bytes of the whole message)",
+        f"{len(_ping_of(limit + 1, 'é'))} characters: the connection {how_closed(client)}, expected "
+        f"{MESSAGE_TOO_BIG} (the limit counts bytes of the whole message)",
     )
 
 

@@ -107,3 +107,46 @@ async def test_a_failed_duplicate_closure_says_how_the_older_connection_closed(
         assert result.case_id in cases
         assert result.outcome == Outcome.FAIL, (result.case_id, result.outcome, result.reason)
         assert result.reason == f"the older connection {ending}, expected 4002", result.case_id
+
+
+@pytest.mark.parametrize(
+    ("name", "case_id", "requirement", "start", "end"),
+    [
+        (
+            "auth_dropped",
+            "auth.garbage_token",
+            "ASP-AUTH-003",
+            "malformed token: ended without a close frame (1006: dropped by the server or the network)",
+            ", expected 4001",
+        ),
+        (
+            "auth_wrong_close_code",
+            "auth.garbage_token",
+            "ASP-AUTH-003",
+            "malformed token: closed with 1008, reason '",
+            ", expected 4001",
+        ),
+        (
+            "oversize_frames_accepted",
+            "limits.frame_size",
+            "ASP-LIM-003",
+            "a frame one byte over the limit: the connection stayed open",
+            ", expected 1009",
+        ),
+    ],
+)
+async def test_a_failed_close_says_how_the_connection_ended(
+    name: str, case_id: str, requirement: str, start: str, end: str, panel: ServerProcess
+) -> None:
+    """A finding on a close names the close that came, that none came (1006: the TCP connection was
+    dropped) or that the connection stayed open, under the same requirement as before: a reader
+    tells a server closing with the wrong code from a dropped or a never-closed connection."""
+    report = await run_check(
+        options(panel, url=panel_url(panel.url, name), include=[case_id], timeout_multiplier=PANEL_MULTIPLIER)
+    )
+    assert report.exit_code() == 1
+    (result,) = report.results
+    assert result.outcome == Outcome.FAIL, (result.outcome, result.reason)
+    failed = [f.message for f in result.findings if f.requirement == requirement and not f.passed]
+    assert failed, (requirement, result.reason)
+    assert failed[0].startswith(start) and failed[0].endswith(end), failed[0]

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conformance.wire import AspClient
-from reference_server.auth import verify
+from reference_server.auth import mint, verify
 from reference_server.config import without_settings
 from tests.support.server import SECRET
 from tests.support.services import fresh_database
@@ -158,6 +158,23 @@ async def test_asp_serve_dev_prints_a_loud_banner_and_a_short_lived_token_that_c
         await client.close()
         assert client.violations == []
         assert (tmp_path / "asp.db").exists()  # the embedded default database
+
+
+@pytest.mark.parametrize("variable", ["asp_fixtures", "ASP_FIXTURES"])
+async def test_asp_serve_yields_its_fixtures_default_to_the_variable_in_any_case(
+    tmp_path: Path, variable: str
+):
+    """`asp serve` turns fixtures on unless a variable sets them; pydantic-settings reads the
+    variable's name in any case, so a lower-case `asp_fixtures=false` must turn them off as the
+    upper-case one does (it was overridden by the command's own default). Session capabilities
+    on a real WebSocket show what the server runs with."""
+    env = {**clean_env(), "ASP_JWT_SECRET": SECRET, variable: "false"}
+    command = [sys.executable, "-m", "asp_cli.main", "serve", "--port", "0"]
+    with announced(command, tmp_path, env, timeout=30) as started:
+        client = await AspClient.open(started.url, token=mint("case", SECRET, ttl_seconds=60))
+        capabilities = (await client.expect("session"))["capabilities"]
+        await client.close()
+        assert "fixtures" not in capabilities, f"{variable}=false was not respected: {capabilities}"
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
 
 from conformance.wire import AspClient, Closed
+from tests.server.test_slow_consumer import stalled_reader
 from tests.support.server import ServerProcess
+
+Connect = Callable[..., Any]  # the `connect` fixture: opens an AspClient
 
 
 async def _try_connect(server: ServerProcess, user: str) -> tuple[str, AspClient]:
@@ -65,6 +74,95 @@ async def test_the_older_connection_gets_4002_when_it_sends_a_frame_while_its_cl
         await first.send({"type": "ping", "id": "during-the-close"})
         assert await first.wait_closed(5) == 4002, f"attempt {attempt}: {first.close_reason!r}"
         await second.close()
+
+
+async def _stored_user_turns(
+    server: ServerProcess, connect: Connect, user: str, conversation: str
+) -> list[str]:
+    """The message ids of the user turns stored in `conversation`, as a new connection's history
+    shows them (no history event at all: nothing stored, ASP-SES-005)."""
+    reader = await connect(server, user=user, conversation_id=conversation)
+    await reader.expect("session")
+    assert await reader.sync(), "no pong to the reader's ping"
+    shown = [e for e in reader.events if e["type"] == "history"]
+    await reader.close()
+    return [m["message_id"] for e in shown for m in e["messages"] if m["role"] == "user"]
+
+
+async def _send_after(delay: float, client: AspClient, message_id: str) -> None:
+    """A short run's message after `delay` seconds; nothing when the connection closed meanwhile."""
+    await asyncio.sleep(delay)
+    with contextlib.suppress(ConnectionClosed):
+        await client.send({"type": "message", "id": message_id, "content": "asp-fixture:text 3"})
+
+
+async def test_a_message_sent_while_the_superseded_connections_close_waits_starts_no_run(
+    make_server: Callable[..., ServerProcess], connect: Connect
+) -> None:
+    """ASP-DUP-001. The older connection's run has ended but its output still waits for the client,
+    which reads nothing (a full receive buffer), so the 4002 close first waits for it (1 s at most).
+    A message the older connection sends then reaches the server while that connection is already
+    superseded, with no run active: it must start none (nothing stored of it, no run_started), and
+    the connection still ends with 4002."""
+    server = make_server(
+        send_timeout_ms=10000, max_pending_bytes=64 * 1024 * 1024, heartbeat_interval_ms=60000
+    )
+    for attempt in range(2):
+        user = f"dup-backlog-{attempt}"
+        bulk = json.dumps({"type": "message", "id": "bulk", "content": "asp-fixture:bulk 1000 16000"})
+        older = await stalled_reader(server, user, bulk)  # 16 MB of deltas it does not read yet
+        conversation = json.loads(await asyncio.wait_for(older.recv(), 10))["conversation_id"]
+        await asyncio.sleep(0.5)  # the bulk run (never paced) ends; its output waits for the reader
+        newer = await connect(server, user=user, conversation_id=conversation)
+        await newer.expect("session")
+        late = f"late-{attempt}"
+        await older.send(json.dumps({"type": "message", "id": late, "content": "asp-fixture:text 3"}))
+        frames: list[dict[str, Any]] = []
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                frames.append(json.loads(await asyncio.wait_for(older.recv(), 15)))
+        assert older.close_code == 4002, f"attempt {attempt}: {older.close_code} {older.close_reason!r}"
+        answered = [e for e in frames if e.get("message_id") == late]
+        assert all(e["type"] == "error" for e in answered), f"attempt {attempt}: answered with {answered}"
+        assert await newer.sync(), f"attempt {attempt}: the newer connection stopped answering"
+        foreign = [e for e in newer.events if e["type"] in ("run_started", "text_delta", "complete")]
+        assert foreign == [], f"attempt {attempt}: the newer connection saw a run it did not start: {foreign}"
+        await newer.close()
+        await asyncio.sleep(0.3)  # a run started from the late message (3 tokens) would be stored by now
+        stored = await _stored_user_turns(server, connect, user, conversation)
+        # (the bulk turn itself is left out of the history event: its 16 MB answer is shortened, ASP-LIM-011)
+        assert late not in stored, f"attempt {attempt}: the late message was stored: {stored}"
+
+
+async def test_a_message_racing_the_newer_connection_is_run_only_when_its_connection_is_told(
+    server: ServerProcess, connect: Connect
+) -> None:
+    """ASP-DUP-001, ASP-DUP-003. The older connection sends a message while the newer one connects,
+    0 to 32 ms into its handshake: one the server took before the newer connection superseded the
+    older one runs, is announced there (run_started before the 4002) and is stored; one it took
+    after starts nothing. A run started on a superseded connection would be stored unannounced."""
+    for attempt, delay in enumerate([0, 0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032]):
+        user = f"dup-race-{attempt}"
+        older = await connect(server, user=user, conversation_id="new")
+        conversation = (await older.expect("session"))["conversation_id"]
+        late = f"race-{attempt}"
+        sender = asyncio.create_task(_send_after(delay, older, late))
+        newer = await connect(server, user=user, conversation_id=conversation)
+        await newer.expect("session")
+        await sender
+        assert await older.wait_closed(5) == 4002, f"attempt {attempt}: {older.close_reason!r}"
+        told = any(e["type"] == "run_started" and e["message_id"] == late for e in older.events)
+        await newer.close()
+        if not told:
+            await asyncio.sleep(0.3)  # a run started unannounced would be stored by now (3 tokens)
+        deadline = time.monotonic() + 10
+        stored = await _stored_user_turns(server, connect, user, conversation)
+        while told and late not in stored and time.monotonic() < deadline:  # the run goes on alone
+            await asyncio.sleep(0.2)
+            stored = await _stored_user_turns(server, connect, user, conversation)
+        assert (late in stored) == told, (
+            f"attempt {attempt}: run_started on the older connection: {told}; stored user turns: {stored}"
+        )
 
 
 async def test_connections_of_different_users_do_not_close_each_other(server: ServerProcess, connect):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from asp_cli.main import build_parser
 from reference_server.cli import SERVE_DEFAULTS
-from reference_server.config import ENV_PREFIX, Settings, env_name, without_settings
+from reference_server.config import ENV_PREFIX, Settings, env_name, env_sets, without_settings
 from reference_server.launch import setting_problems
 from reference_server.settings_cli import (
     README,
@@ -122,6 +123,24 @@ def test_without_settings_drops_every_name_the_settings_read_in_any_case():
     }
     assert without_settings(environ) == {"ASPECT": "kept", "HOME": "/home/someone", "MY_ASP_PORT": "1"}
     assert environ["ASP_MODEL"] == "openai:gpt-4o"  # a copy: the environment given is left as it was
+
+
+def test_env_sets_finds_a_settings_variable_in_any_case():
+    """`env_sets` answers as pydantic-settings reads: the name in any case, only the whole name."""
+    assert env_sets("fixtures", {"ASP_FIXTURES": "false"})
+    assert env_sets("fixtures", {"asp_fixtures": "false"})
+    assert env_sets("fixtures", {"Asp_Fixtures": ""})
+    assert not env_sets("fixtures", {"ASP_FIXTURES_X": "1", "MY_ASP_FIXTURES": "1", "FIXTURES": "1"})
+
+
+def test_a_lower_case_variable_wins_over_asp_serves_default(monkeypatch: pytest.MonkeyPatch):
+    """`asp serve` turns fixtures on unless a variable sets them: a lower-case `asp_fixtures`,
+    which `Settings` reads, counts as the upper-case one does."""
+    for name in [key for key in os.environ if key.upper().startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("asp_fixtures", "false")
+    settings = Settings(**overrides(build_parser().parse_args(["serve"]), SERVE_DEFAULTS))
+    assert settings.fixtures is False
 
 
 async def test_a_server_started_from_a_shell_with_stray_settings_runs_on_its_own(

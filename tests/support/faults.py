@@ -525,6 +525,12 @@ FAULTS = {
         ),
         Fault("auth_wrong_close_code", ("ASP-AUTH-003",), ("auth",), close_codes={4001: 1008}),
         Fault(
+            "auth_dropped",
+            ("ASP-AUTH-003",),
+            ("auth.missing_token", "auth.garbage_token"),
+            drop_on_close=(4001,),
+        ),
+        Fault(
             "auth_refused_before_accept",
             ("ASP-TRN-002",),
             ("auth.missing_token",),
