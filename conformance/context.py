@@ -23,7 +23,7 @@ from conformance.outcomes import Finding
 from conformance.pacing import RatePacer
 from conformance.registry import Case
 from conformance.terms import ServerTerms
-from conformance.wire import ABNORMAL, AspClient, Closed, Event, HandshakeBroken, HandshakeRefused
+from conformance.wire import AspClient, Closed, Event, HandshakeBroken, HandshakeRefused, closure
 from spec import SUBPROTOCOL, jsondepth
 from spec.registry import close_code
 from spec.resources import schema_documents
@@ -490,16 +490,6 @@ def how_closed(client: AspClient) -> str:
     the server dropped it or the network did); or that it is still open. With it a reader tells a
     server that closed with the wrong code (a server bug) from a connection that was lost."""
     return closure(client.close_code, client.close_reason)
-
-
-def closure(code: int | None, reason: str) -> str:
-    """How a connection ended, worded as `how_closed` words it, from a close code and reason as a
-    `Closed` carries them (code None: it is still open; 1006: no close frame came)."""
-    if code is None:
-        return "stayed open"
-    if code == ABNORMAL:
-        return f"ended without a close frame ({ABNORMAL}: dropped by the server or the network)"
-    return f"closed with {code}, " + (f"reason {reason!r}" if reason else "no reason")
 
 
 def turns(history: Event, role: str) -> list[str]:

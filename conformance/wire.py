@@ -53,11 +53,22 @@ class Transcript:
         self.frames.append(Frame(round(time.monotonic() - self.started, 4), direction, **values))
 
 
+def closure(code: int | None, reason: str) -> str:
+    """How a connection ended, as a finding words it, from its close code and reason: closed with a
+    code (and its reason); no close frame came (1006: the TCP connection ended without the closing
+    handshake, the server dropped it or the network did); or, code None, it is still open."""
+    if code is None:
+        return "stayed open"
+    if code == ABNORMAL:
+        return f"ended without a close frame ({ABNORMAL}: dropped by the server or the network)"
+    return f"closed with {code}, " + (f"reason {reason!r}" if reason else "no reason")
+
+
 class Closed(Exception):
     """The server closed the connection (or it dropped); code and reason as received."""
 
     def __init__(self, code: int | None, reason: str) -> None:
-        super().__init__(f"connection closed: {code} {reason!r}")
+        super().__init__(f"the connection {closure(code, reason)}")
         self.code = code
         self.reason = reason
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from os import PathLike
 from pathlib import Path
 
@@ -25,6 +25,32 @@ from reference_server.protocol.browser import protocol_module_source
 
 STATIC = Path(__file__).with_name("static")
 PROTOCOL_MODULE = protocol_module_source()
+
+
+SERVING_GC_THRESHOLDS = (10_000, 50, 100)
+
+
+@contextmanager
+def collector_for_serving() -> Iterator[None]:
+    """The garbage collector set for serving, from start-up done to shutdown (then as it was).
+
+    Everything alive at start-up (imported modules, pydantic-ai's and SQLAlchemy's models) lives as
+    long as the process: frozen, it stays out of the collector's full passes, which otherwise stall
+    every stream (measured: ITL p99 at 100 concurrent 50 tokens/s streams 104 ms -> 49 ms). Each
+    connection holds a few hundred tracked objects for its lifetime; with the default thresholds
+    (700, 10, 10) opening thousands of them set off collection after collection that scanned them
+    all again (3,000 connections pinging every 2 s: 2.6-4 s of GC pauses, pong p99 0.3-1.7 s).
+    Young collections every 10,000 allocations and full ones rarer (SERVING_GC_THRESHOLDS): 0.4-0.5 s
+    of pauses, pong p99 about 0.1 s on the same busy machine. The bench's bare stack serves under
+    the same settings, so its floors measure the framework, not the collector's defaults."""
+    gc.collect()
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 class Static(StaticFiles):
@@ -97,23 +123,11 @@ def create_app(settings: Settings | None = None, *, dev_token_ttl_s: int | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
-        # Everything alive now (imported modules, pydantic-ai's and SQLAlchemy's models) lives as long
-        # as the process: keep it out of the collector's full passes, which otherwise stall every
-        # stream (measured: ITL p99 at 100 concurrent 50 tokens/s streams 104 ms -> 49 ms).
-        gc.collect()
-        gc.freeze()
-        # Each connection holds a few hundred tracked objects for its lifetime; with the default
-        # thresholds (700, 10, 10) opening thousands of them set off collection after collection
-        # that scanned them all again (3,000 connections pinging every 2 s: 2.6-4 s of GC pauses,
-        # pong p99 0.3-1.7 s). Young collections every 10,000 allocations and full ones rarer:
-        # 0.4-0.5 s of pauses, pong p99 about 0.1 s on the same busy machine.
-        thresholds = gc.get_threshold()
-        gc.set_threshold(10_000, 50, 100)
-        try:
-            yield
-        finally:
-            await hub.shutdown()
-            gc.set_threshold(*thresholds)
+        with collector_for_serving():
+            try:
+                yield
+            finally:
+                await hub.shutdown()
 
     app = FastAPI(title="ASP reference server", version=__version__, lifespan=lifespan)
     app.state.hub = hub

@@ -486,12 +486,15 @@ class Session:
         return self.seq, text
 
     def _coalesce(self, first: Event) -> Event:
-        """Merge the deltas of the same run and kind that queued up behind `first`."""
+        """Merge the deltas of the same run and kind that queued up behind `first`, while the merged
+        delta stays within max_coalesced_chars (a delta longer alone is left as it is)."""
         parts = [first["delta"]]
         size = len(first["delta"])
-        while self._outbox and size < self.limits.max_coalesced_chars:
+        while self._outbox:
             following = self._outbox[0]
             if following["type"] != first["type"] or following["run_id"] != first["run_id"]:
+                break
+            if size + len(following["delta"]) > self.limits.max_coalesced_chars:
                 break
             self._outbox.popleft()
             self._pending_bytes -= pending_weight(following, self.limits.max_event_bytes)

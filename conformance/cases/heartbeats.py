@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from conformance.context import CaseContext, closure, how_closed
+from conformance.context import CaseContext, how_closed
 from conformance.credentials import Unavailable
 from conformance.registry import case
-from conformance.wire import AspClient, Closed
+from conformance.wire import AspClient, Closed, closure
 from spec.registry import close_code
 
 IDLE_TIMEOUT = close_code("idle_timeout")

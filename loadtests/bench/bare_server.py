@@ -6,13 +6,15 @@ JSON events of SIZE bytes in a tight loop (the transport floor); an application 
 message (`{"type": "message", "content": ...}`) is answered by the reference server's own agent,
 each text delta sent as a `text_delta` event the moment pydantic-ai yields it, then a `complete`
 (the framework floor: pydantic-ai served by the simplest endpoint this stack allows, no session,
-history, sequencing or replay); any other client is just held open (the memory floor).
+history, sequencing or replay); any other client is just held open (the memory floor). It serves
+under the reference server's garbage-collector settings (`collector_for_serving`).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -22,10 +24,18 @@ from pydantic import SecretStr
 from pydantic_ai import Agent, AgentStreamEvent, PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
 
 from reference_server.agent.factory import build_agent
+from reference_server.app import collector_for_serving
 from reference_server.config import Settings
 from reference_server.server import bind
 
-app = FastAPI()
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    with collector_for_serving():  # the reference server's garbage-collector settings: same conditions
+        yield
+
+
+app = FastAPI(lifespan=lifespan)
 _agent: list[Agent[None, str | None]] = []  # built on first use: the other floors never pay for it
 
 

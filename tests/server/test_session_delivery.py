@@ -100,6 +100,26 @@ async def test_a_detached_session_keeps_sequencing_for_replay() -> None:
     await session.close()
 
 
+async def test_coalescing_never_makes_a_delta_longer_than_max_coalesced_chars() -> None:
+    """Deltas that piled up behind a blocked connection merge up to max_coalesced_chars (its
+    description: the largest delta made by coalescing), never one delta over it."""
+    session, sink = attached(False, replace(LIMITS, max_coalesced_chars=100))
+    for n in range(10):
+        session.emit({"type": "text_delta", "run_id": "run_1", "delta": f"{n}" * 40})
+    await session.flush(timeout=2.0)
+    sink.ready = True
+    session.emit({"type": "complete", "run_id": "run_1", "finish_reason": "stop"})
+    await session.flush(timeout=2.0)
+    sent = [
+        str(e["delta"])
+        for e in sorted(sink.awaited + sink.now, key=lambda e: int(str(e["seq"])))
+        if "delta" in e
+    ]
+    assert "".join(sent) == "".join(f"{n}" * 40 for n in range(10))  # nothing lost, in order
+    assert max(len(delta) for delta in sent) == 80, [len(delta) for delta in sent]  # two of 40, not three
+    await session.close()
+
+
 # --- pins: a resume accepted, its connection not attached yet ------------------------------------
 
 PINNED_LIMITS = replace(LIMITS, replay_window=3, max_pending_events=20)
