@@ -32,7 +32,8 @@ SERVING_GC_THRESHOLDS = (10_000, 50, 100)
 
 @contextmanager
 def collector_for_serving() -> Iterator[None]:
-    """The garbage collector set for serving, from start-up done to shutdown (then as it was).
+    """The garbage collector set for serving, from start-up done to shutdown (then as it was: its
+    thresholds back, the start-up objects unfrozen).
 
     Everything alive at start-up (imported modules, pydantic-ai's and SQLAlchemy's models) lives as
     long as the process: frozen, it stays out of the collector's full passes, which otherwise stall
@@ -51,6 +52,7 @@ def collector_for_serving() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 class Static(StaticFiles):

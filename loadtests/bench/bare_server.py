@@ -31,12 +31,13 @@ from reference_server.server import bind
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    server_agent()  # built before the freeze, as the reference server builds its agent
     with collector_for_serving():  # the reference server's garbage-collector settings: same conditions
         yield
 
 
 app = FastAPI(lifespan=lifespan)
-_agent: list[Agent[None, str | None]] = []  # built on first use: the other floors never pay for it
+_agent: list[Agent[None, str | None]] = []  # built at start-up (lifespan), before the collector's freeze
 
 
 def server_agent() -> Agent[None, str | None]:

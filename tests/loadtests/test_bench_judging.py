@@ -235,16 +235,20 @@ def test_pings_left_without_a_pong_make_the_pong_p99_a_lower_bound(p99, verdict)
     assert targets(results | busy, BenchPlan())["pong_p99_ms"]["bound"] == "none"  # upper and lower: neither
 
 
-@pytest.mark.parametrize(("share", "verdict"), [(1.007, "not determined"), (0.85, "missed")])
-def test_a_ratio_over_a_floor_the_machine_slowed_is_an_upper_bound(share, verdict) -> None:
-    """The framework floor runs in process, CPU-bound (one core alone): given less, it reads low
-    and the server's share of it high, as in a quick run beside a busy suite (0.29 of a core, 3.8)."""
+@pytest.mark.parametrize("share", [1.007, 0.85, 0.646])
+def test_a_ratio_over_a_floor_the_machine_slowed_is_not_determined(share) -> None:
+    """The framework floor runs in process, CPU-bound (one core alone): given less, the machine was
+    busy, and it slowed the server beside the floor too, by an amount not measured. As an upper
+    bound it judged "missed" a run beside two busy loops: samples [0.615, 0.646, 1.482], the server
+    at 1,300-2,983 tokens/s against 11,000 on the quiet machine."""
+    verdict = "not determined"
     ratio = {"median": share, "min": share, "max": share, "samples": [share] * 3, "generator_bound": False}
     starved = {"median": 0.7, "min": 0.29, "max": 0.774, "samples": [0.774, 0.7, 0.29]}
     results = {"server_vs_framework": ratio, "framework_process_cpu": starved}
     judged = targets(results, BenchPlan())["server_vs_framework"]
-    assert (judged["bound"], judged["verdict"], judged["met"]) == ("upper", verdict, False)
+    assert (judged["bound"], judged["verdict"], judged["met"]) == ("none", verdict, False)
     assert judged["why"].startswith("the framework floor got 0.29 of a core in a repeat")
+    assert bench_exit_code({"targets": {"server_vs_framework": judged}}) == 3
     alone = results | {
         "framework_process_cpu": {"median": 1.0, "min": 0.994, "max": 1.0, "samples": [1.0] * 3}
     }
@@ -338,6 +342,8 @@ def test_the_scale_out_ratios_of_growths_over_nothing_are_not_determined(name, p
         ((0.62, 0.66, 0.7), "not determined"),
         ((0.95, 1.02, 1.1), "met"),  # under 1 in a repeat, within the repeats' spread: noise
         ((0.8, 0.9, 1.05), "met"),
+        ((0.328, 0.393, 1.07), "not determined"),  # beside two busy loops: the median a disturbed repeat
+        ((0.85, 0.88, 1.1), "not determined"),
         ((1.3, 1.4, 1.5), "missed"),
     ],
 )
@@ -424,6 +430,8 @@ def measured_level(streams: int, p50: float, p99: float, complete: int | None = 
         (36.4, 57.1, None, False),  # 300: 28 tokens/s a stream; ITL p99 alone passed it
         (52.1, 83.0, None, False),  # 400: 19 tokens/s a stream; reported as "400 at 50 tokens/s" before
         (20.0, 100.0, None, False),  # the p99 limit is strict
+        (14.9, 60.0, None, False),  # under the pace: late streams catching up in bursts
+        (15.0, 60.0, None, True),
         (20.0, 30.0, 299, False),  # a stream incomplete
     ],
 )
