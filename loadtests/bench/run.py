@@ -25,11 +25,11 @@ import secrets
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeVar
 
 from loadtests.bench import measure, scale
 from loadtests.bench.generator import Generator, split, wait
@@ -37,6 +37,7 @@ from loadtests.bench.processes import DidNotStart, Served, machine_cpu_s, start
 from loadtests.bench.scale import SharedState
 from reference_server.auth import mint
 
+T = TypeVar("T")
 GENERATOR_BOUND = 0.8  # of one core, in one generator process
 MACHINE_FULL = 0.9  # of the cores busy (machine_cpu / cores): a failing level then measured the machine
 # A median repeat this far past a floor nothing can beat measured a disturbed floor (quiet runs give
@@ -370,7 +371,7 @@ class Bench:
         the generator's barrier waits around that stream)."""
         barrier = self.generator.barrier(2)
         count = self.plan.ttft_samples + 1
-        call = asyncio.ensure_future(
+        call = _background(
             self.generator.call(
                 "server_stream",
                 url=served.url,
@@ -618,7 +619,7 @@ class Bench:
             before = served.rss_kib()
             shares = split(tokens, plan.connections_per_process, plan.processes)
             barrier = self.generator.barrier(len(shares) + 1)
-            calls = asyncio.ensure_future(
+            calls = _background(
                 asyncio.gather(
                     *[
                         self.generator.call(
@@ -696,9 +697,24 @@ def _stop_started(starts: Sequence[asyncio.Future[Served]]) -> None:
             task.result().stop()
 
 
+def _background(awaitable: Awaitable[T]) -> asyncio.Future[T]:
+    """`awaitable` running while the orchestrator does other work between its waits. Its failure
+    still raises where it is awaited; left behind by a cancelled run (Ctrl-C, SIGTERM), it fails
+    when the generator stops, and that is not news: asyncio would print it as a traceback ("exception
+    was never retrieved") after the bench's one line."""
+    future = asyncio.ensure_future(awaitable)
+    future.add_done_callback(_retrieved)
+    return future
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 async def _step(barrier: Any, calls: asyncio.Future[Any]) -> None:
     """The orchestrator's wait at the workers' barrier; a worker that failed aborts it and raises."""
-    waiting = asyncio.ensure_future(wait(barrier))
+    waiting = _background(wait(barrier))
     await asyncio.wait({waiting, calls}, return_when=asyncio.FIRST_COMPLETED)
     if not waiting.done():
         barrier.abort()

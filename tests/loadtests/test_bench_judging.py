@@ -4,6 +4,8 @@ a ratio built on a bound is a bound, never a met target it does not prove (pure 
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from loadtests.bench.run import (
     MEMORY_MIN_CONNECTIONS,
     BenchPlan,
+    _background,
     _scale_out,
     bounds,
     bracketed,
@@ -484,3 +487,33 @@ def test_a_repeats_floor_is_the_mean_of_its_measurements_around_the_servers() ->
     before = {"framework": {"deltas_per_s": 6000.0, "ttft_p50_ms": 4.0, "cpu": 1.0}}
     after = {"framework": {"deltas_per_s": 9000.0, "ttft_p50_ms": 5.0, "cpu": 0.8}}
     assert bracketed(before, after) == {"framework": {"deltas_per_s": 7500.0, "ttft_p50_ms": 4.5, "cpu": 0.8}}
+
+
+async def test_a_measurement_a_cancelled_run_leaves_behind_fails_without_a_traceback() -> None:
+    """Ctrl-C or SIGTERM in the connection figure (`asp bench --quick`, SIGTERM 50 s in) printed
+    "_GatheringFuture exception was never retrieved" and a CancelledError traceback after the bench's
+    one line: the generator's calls, running beside the orchestrator's waits, failed when the pool
+    stopped and nobody awaited them. Awaited, a failure still raises."""
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("the generator stopped")
+
+    left = _background(fails())
+    await asyncio.sleep(0.01)
+    assert left.done()
+    del left
+    gc.collect()
+    await asyncio.sleep(0)
+    assert reported == []
+    with pytest.raises(RuntimeError, match="the generator stopped"):
+        await _background(fails())
+    unguarded = asyncio.ensure_future(fails())  # the test can fail: an unretrieved failure is reported
+    await asyncio.sleep(0.01)
+    del unguarded
+    gc.collect()
+    await asyncio.sleep(0)
+    assert [context["message"] for context in reported] == ["Task exception was never retrieved"]
