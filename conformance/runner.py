@@ -24,7 +24,7 @@ from conformance.baseline import Baseline
 from conformance.context import ANSWER_S, CaseAbort, CaseContext, Precondition
 from conformance.credentials import Credentials, Unavailable
 from conformance.gating import applies, newer_than, since
-from conformance.options import CheckOptions, UsageError, shown_url
+from conformance.options import JWT_SECRET_VARIABLE, TOKEN_VARIABLE, CheckOptions, UsageError, shown_url
 from conformance.outcomes import CaseResult, Finding, Outcome, worst
 from conformance.pacing import RatePacer
 from conformance.registry import CASES, ORACLE_REQUIREMENTS, TOKEN_ECHO, Case, all_cases
@@ -97,7 +97,11 @@ async def probe(options: CheckOptions, credentials: Credentials) -> ServerTerms:
                 _frames(client),
             )
         return ServerTerms.from_session(session, carriage)
-    given = "--jwt-secret" if credentials.can_mint else "--token / --token-file"
+    given = (  # given by flag or by variable: both named, the check cannot tell which it was
+        f"--jwt-secret (or {JWT_SECRET_VARIABLE})"
+        if credentials.can_mint
+        else f"--token / --token-file (or {TOKEN_VARIABLE})"
+    )
     raise CredentialsRefused(
         f"the server refused the credentials (close {UNAUTHORIZED} with the token in the query and in the "
         f"asp.token. subprotocol): check {given}"

@@ -148,6 +148,8 @@ def test_credentials_the_server_refuses_are_a_usage_error_not_a_server_fault(
     # one line, nothing else (no compliance lines listing every requirement): the reports hold the rest
     assert result.stdout == "" and result.stderr.count("\n") == 1, result.stdout + result.stderr
     assert result.stderr.startswith("asp check: error: the server refused the credentials")
+    # the secret may have come from the variable: the hint names both ways in
+    assert result.stderr.endswith("check --jwt-secret (or ASP_CHECK_JWT_SECRET)\n"), result.stderr
     assert wrong not in result.stdout + result.stderr
     report = valid_report(tmp_path / "report.json")
     assert report["exit_code"] == 2 and "refused the credentials" in report["usage_error"]
