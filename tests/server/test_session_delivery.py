@@ -9,6 +9,7 @@ import json
 import weakref
 from dataclasses import replace
 
+from reference_server.protocol.sizing import pending_weight
 from reference_server.sessions import DeliveryLimits, Session, SessionStore, SinkClosed
 
 LIMITS = DeliveryLimits(
@@ -405,3 +406,43 @@ async def test_a_closed_session_leaves_no_gather_timer_behind() -> None:
     del session
     gc.collect()
     assert gone() is None  # no timer of the loop holds it (for coalesce_s)
+
+
+# --- the outbox bound in bytes: each queued delta weighs its pending_weight (ASP-LIM-005) ---------
+
+
+class BlockedAfterOneSink(BlockedSink):
+    """A connection that takes one awaited send, then never another."""
+
+    async def send_text(self, text: str) -> None:
+        if self.awaited:
+            await super().send_text(text)
+        self.awaited.append(json.loads(text))
+
+
+async def test_a_blocked_connection_is_closed_at_the_delta_whose_pending_weight_crosses_the_bytes_bound() -> (
+    None
+):
+    """ASP-LIM-005. The session counts each queued delta's sizing.pending_weight and uncounts it when
+    it coalesces it: the 4004 comes at the very delta whose weight, summed, crosses max_pending_bytes,
+    after a burst the pump merged (so an accounting that drifts either way fails here)."""
+    limits = replace(LIMITS, max_pending_bytes=2000, max_coalesced_chars=100_000)
+    session = new_session(limits)
+    sink = BlockedAfterOneSink()
+    session.attach(sink)
+    burst = [{"type": "text_delta", "run_id": "run_1", "delta": "é" * (n % 7) + f"t{n} "} for n in range(60)]
+    for event in burst[:20]:  # the first leaves alone, the others merged behind it (seq 2, hanging)
+        session.emit(event)
+    await settle()
+    assert session.seq == 2 and session.attached
+    weight = 0
+    for n, event in enumerate(burst[20:]):
+        weight += pending_weight(event, limits.max_event_bytes)
+        session.emit(event)
+        assert session.attached == (weight <= limits.max_pending_bytes), n
+        if not session.attached:
+            break
+    assert weight > limits.max_pending_bytes
+    await settle()
+    assert sink.closed == [4004]
+    await session.close()
