@@ -264,14 +264,16 @@ def test_a_queued_message_is_sent_whether_its_run_ends_before_or_after_a_reconne
 ):
     page = browser.new_page()
     sign_in(page, shared_demo_server, user="queue-across-drop")
-    send(page, "asp-fixture:slow 12 40")
+    # 20 tokens 40 ms apart: after "t1 " the run has 0.7 s left for the next message to be queued behind
+    # it (with 12 tokens, 0.4 s, a CI run once sent it after the run had ended: nothing to queue behind)
+    send(page, "asp-fixture:slow 20 40")
     expect(page.locator("li.assistant").last).to_contain_text("t1 ", timeout=10_000)
     send(page, "asp-fixture:recall")
     expect(page.locator("li.user[data-queued=true]")).to_have_count(1)
-    # away for 1.5 s (no jitter): the run (0.5 s) ends meanwhile and comes back in the history
+    # away for 1.5 s (no jitter): the run (0.8 s) ends meanwhile and comes back in the history
     page.evaluate("window.aspClient.random = () => 1; window.aspClient.backoff.baseMs = 1500")
     page.evaluate("window.aspClient._broken('test: simulated network fault')")
-    expect(page.locator("li.assistant").last).to_have_text("recall:asp-fixture:slow 12 40", timeout=15_000)
+    expect(page.locator("li.assistant").last).to_have_text("recall:asp-fixture:slow 20 40", timeout=15_000)
     expect(page.locator("li.user[data-queued=true]")).to_have_count(0)
     expect(page.locator("li.error")).to_have_count(0)
-    expect(page.locator("li.assistant", has_text="t11 ")).to_have_count(1)  # the first answer, once
+    expect(page.locator("li.assistant", has_text="t19 ")).to_have_count(1)  # the first answer, once
