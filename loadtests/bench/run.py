@@ -974,30 +974,39 @@ def bounds(results: dict[str, Any]) -> dict[str, Evidence]:
     for name, found in sweeps.items():
         if found["bound"] != "exact":
             out[name] = {"bound": found["bound"], "why": found["why"]}
-    if "framework_max_streams_at_50tps" in sweeps and "max_streams_at_50tps" in sweeps:
-        server, framework = sweeps["max_streams_at_50tps"], sweeps["framework_max_streams_at_50tps"]
-        if results.get("max_streams_vs_framework") is None:
-            out["max_streams_vs_framework"] = {
-                "bound": "none",
-                "why": "the framework's sweep passed no level: no floor to divide by",
-            }
-        elif (bound := quotient(server["bound"], framework["bound"])) != "exact":
-            parts = [f"the server's sweep {server['why']}"] if server["why"] else []
-            parts += [f"the framework's sweep {framework['why']}"] if framework["why"] else []
-            out["max_streams_vs_framework"] = {"bound": bound, "why": "; ".join(parts)}
-    if "scale_out" in results and results["scale_out"].get("workers_vs_embedded") is None:
-        out["workers_vs_embedded"] = {
-            "bound": "none",
-            "why": "the embedded sweep passed no level: no embedded figure to divide by",
-        }
-    elif "workers_max_streams_at_50tps" in sweeps:
-        embedded, workers = sweeps["max_streams_at_50tps"], sweeps["workers_max_streams_at_50tps"]
-        bound = quotient(workers["bound"], embedded["bound"])
-        if bound != "exact":
-            parts = [f"the embedded sweep {embedded['why']}"] if embedded["why"] else []
-            parts += [f"the workers' sweep {workers['why']}"] if workers["why"] else []
-            out["workers_vs_embedded"] = {"bound": bound, "why": "; ".join(parts)}
+    ratios = (  # a ratio of two sweeps' ceilings: its name, top, bottom, and why a missing bottom
+        ("max_streams_vs_framework", "max_streams_at_50tps", "framework_max_streams_at_50tps", "no floor"),
+        ("workers_vs_embedded", "workers_max_streams_at_50tps", "max_streams_at_50tps", "no embedded figure"),
+    )
+    for name, top, bottom, missing in ratios:
+        if top in sweeps and bottom in sweeps:
+            evidence = _ratio_of_ceilings(_found(results, name), sweeps, top, bottom, missing)
+            if evidence is not None:
+                out[name] = evidence
     return out
+
+
+SWEEP_NAMES = {  # how a `why` names each sweep
+    "max_streams_at_50tps": "the embedded sweep",
+    "framework_max_streams_at_50tps": "the framework's sweep",
+    "workers_max_streams_at_50tps": "the workers' sweep",
+}
+
+
+def _ratio_of_ceilings(
+    value: float | None, sweeps: dict[str, dict[str, Any]], top: str, bottom: str, missing: str
+) -> Evidence | None:
+    """What a ratio of two sweeps' ceilings (`sweeps[top]` / `sweeps[bottom]`, each as `ceiling`
+    found it) shows: not determined when the bottom passed no level (`value` None: nothing to divide
+    by, `missing` says what), else the quotient of their bounds with both whys; None when the ratio
+    is as measured."""
+    if value is None:
+        return Evidence(bound="none", why=f"{SWEEP_NAMES[bottom]} passed no level: {missing} to divide by")
+    bound = quotient(sweeps[top]["bound"], sweeps[bottom]["bound"])
+    if bound == "exact":
+        return None
+    whys = [f"{SWEEP_NAMES[key]} {sweeps[key]['why']}" for key in (bottom, top) if sweeps[key]["why"]]
+    return Evidence(bound=bound, why="; ".join(whys))
 
 
 FLOORS: dict[str, Literal["below", "above"]] = {  # judged ratios to a floor the server cannot beat:
