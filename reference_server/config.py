@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import secrets
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -160,6 +161,11 @@ class Settings(BaseSettings):
         "event; the first delta of a run and paced streams never wait.",
     )
     max_coalesced_chars: int = Field(default=16_384, ge=1, description="Largest delta made by coalescing.")
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto",
+        description="The event loop the server runs on: `auto` (uvloop's when uvloop is installed, else "
+        "asyncio's), `asyncio` or `uvloop`.",
+    )
     shutdown_grace_ms: int = Field(
         default=5_000,
         ge=0,
@@ -209,6 +215,15 @@ class Settings(BaseSettings):
         if not path.startswith("/"):
             raise ValueError(f"must start with /, such as /ws/chat, got {path!r}")
         return path
+
+    @field_validator("event_loop")
+    @classmethod
+    def _loop_installed(cls, loop: str) -> str:
+        """uvloop asked for by name must be there: uvicorn would fail on its import after start-up
+        began (`auto` takes asyncio's loop without it)."""
+        if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("uvloop is not installed: pip install uvloop, or choose auto or asyncio")
+        return loop
 
     @field_validator("tracing")
     @classmethod

@@ -10,6 +10,7 @@ generated per start, which only development mode prints, would let nobody connec
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging.config
 import math
@@ -103,6 +104,20 @@ def bind(host: str, port: int, share_port: bool = False, listen: bool = True) ->
     return sock
 
 
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes the event loop the server runs on for `choice` (Settings.event_loop), resolved as
+    uvicorn resolves it: `auto` is uvloop's when uvloop is installed, else asyncio's. The bench runs
+    its in-process framework floor and its bare stack on the same loop, so its ratios compare the
+    server with the framework, not two event loops."""
+    factory = uvicorn.Config("", loop=choice, log_config=None).get_loop_factory()
+    return factory or asyncio.new_event_loop
+
+
+def event_loop_name(choice: str) -> str:
+    """`uvloop` or `asyncio`: the loop `choice` resolves to on this machine (the bench records it)."""
+    return "uvloop" if event_loop_factory(choice).__module__.startswith("uvloop") else "asyncio"
+
+
 def uvicorn_config(
     settings: Settings, app: ASGIApplication | None = None, dev_token_ttl_s: int | None = None
 ) -> uvicorn.Config:
@@ -112,6 +127,7 @@ def uvicorn_config(
     drain_s = (settings.shutdown_grace_ms + settings.send_timeout_ms) / 1000 + 2
     return uvicorn.Config(
         app or create_app(settings, dev_token_ttl_s=dev_token_ttl_s),
+        loop=settings.event_loop,
         http=http,  # request heads have a deadline, stalled ones a cap (transport.py)
         ws=websocket,  # websockets' sans-I/O protocol: measured fastest (field notes); closes as ASP says
         ws_max_size=settings.max_message_bytes,  # larger messages close with 1009 (ASP-LIM-003)

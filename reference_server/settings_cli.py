@@ -40,15 +40,23 @@ def flag_name(name: str) -> str:
 
 
 def value_type(info: FieldInfo) -> type:
-    """The scalar type a flag parses: bool, int, float or str (a SecretStr or `X | None` unwrapped)."""
+    """The scalar type a flag parses: bool, int, float or str (a SecretStr, a Literal of strings or
+    `X | None` unwrapped)."""
     annotation: Any = info.annotation
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
-    if annotation is SecretStr:
+    if annotation is SecretStr or choices(info):
         return str
     if annotation in (bool, int, float, str):
         return typing.cast(type, annotation)
     raise TypeError(f"no flag for a setting of type {annotation!r}: add it to value_type")
+
+
+def choices(info: FieldInfo) -> tuple[str, ...] | None:
+    """The values a setting of Literal type takes (its flag accepts only those), else None."""
+    if typing.get_origin(info.annotation) is typing.Literal:
+        return tuple(str(value) for value in typing.get_args(info.annotation))
+    return None
 
 
 def shown_default(info: FieldInfo) -> str:
@@ -83,8 +91,12 @@ def add_flags(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None =
                 flag_name(name), action=argparse.BooleanOptionalAction, default=None, help=text
             )
         else:
+            values = choices(info)
             metavar = "SECRET" if name == "jwt_secret" else {int: "N", float: "X"}.get(kind, "VALUE")
-            parser.add_argument(flag_name(name), type=kind, default=None, metavar=metavar, help=text)
+            metavar = "{" + ",".join(values) + "}" if values else metavar
+            parser.add_argument(
+                flag_name(name), type=kind, choices=values, default=None, metavar=metavar, help=text
+            )
 
 
 def overrides(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> dict[str, Any]:

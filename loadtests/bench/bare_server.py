@@ -23,6 +23,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from pydantic import SecretStr
 from pydantic_ai import Agent, AgentStreamEvent, PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
 
+from loadtests.bench.measure import EVENT_LOOP
 from reference_server.agent.factory import build_agent
 from reference_server.app import collector_for_serving
 from reference_server.config import Settings
@@ -121,6 +122,7 @@ def main() -> None:
     print(f"bare server listening on ws://127.0.0.1:{sock.getsockname()[1]}/ws", flush=True)
     config = uvicorn.Config(
         app,
+        loop=EVENT_LOOP,  # the server's (run.server_env)
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         log_level="warning",

@@ -30,6 +30,7 @@ from multiprocessing.managers import SyncManager
 from typing import Any
 
 from loadtests.bench import measure
+from reference_server.server import event_loop_factory
 
 BARRIER_TIMEOUT_S = 600.0
 STARTUP_TIMEOUT_S = 120.0  # for every worker to be up: a busy machine starts interpreters slowly
@@ -37,8 +38,10 @@ _INTERRUPT = {signal.SIGINT}
 
 
 def _work(name: str, kwargs: dict[str, Any]) -> Any:
-    """In a worker: run the coroutine `measure.<name>(**kwargs)` to completion."""
-    return asyncio.run(getattr(measure, name)(**kwargs))
+    """In a worker: run the coroutine `measure.<name>(**kwargs)` to completion, on the event loop
+    the servers run on (`measure.EVENT_LOOP`)."""
+    with asyncio.Runner(loop_factory=event_loop_factory(measure.EVENT_LOOP)) as runner:
+        return runner.run(getattr(measure, name)(**kwargs))
 
 
 def _ready() -> bool:

@@ -25,6 +25,9 @@ from websockets.typing import Subprotocol
 
 from spec import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 
+# The event loop of every process of the bench (Settings.event_loop): the servers', the bare stack's
+# and the generator's, so the in-process framework floor runs on the loop the server runs on.
+EVENT_LOOP = "auto"
 EVENT_BYTES = 96  # about one text_delta of one token on the wire
 CONNECT_CONCURRENCY = 50  # connections a generator process opens at once
 SILENCE_LIMIT_S = 120.0  # longest wait for a `session`, or for one whole answer: a server that

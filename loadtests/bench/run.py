@@ -36,6 +36,7 @@ from loadtests.bench.generator import Generator, split, wait
 from loadtests.bench.processes import DidNotStart, Served, machine_cpu_s, start
 from loadtests.bench.scale import SharedState
 from reference_server.auth import mint
+from reference_server.server import event_loop_name
 
 T = TypeVar("T")
 GENERATOR_BOUND = 0.8  # of one core, in one generator process
@@ -288,6 +289,7 @@ def server_env(database: Path, secret: str, connections: int) -> dict[str, str]:
         "ASP_RATE_LIMIT_MESSAGES": "1000000",
         "ASP_IDLE_TIMEOUT_MS": "600000",
         "ASP_HEARTBEAT_INTERVAL_MS": "60000",
+        "ASP_EVENT_LOOP": measure.EVENT_LOOP,  # the generator's and the bare stack's too
     }
 
 
@@ -754,6 +756,7 @@ async def run_bench(
     and, with `database_url` (PostgreSQL), a fresh database beside it (loadtests.bench.scale)."""
     results: dict[str, Any] = {
         "plan": plan.__dict__ | {"sweep": list(plan.sweep)},
+        "event_loop": event_loop_name(measure.EVENT_LOOP),
         "load_avg_start": _load(),
     }
     async with contextlib.AsyncExitStack() as stack:

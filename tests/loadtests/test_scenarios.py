@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from loadtests.cli import bench_exit_code
+from reference_server.server import event_loop_name
 from tests.loadtests.asp_load import asp_load as run_asp_load
 from tests.loadtests.asp_load import assert_errors_add_up, assert_nothing_fabricated, load_env, plain_locust
 from tests.loadtests.servers import Stream, serving
@@ -261,6 +262,7 @@ def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
     )
     assert out.exists(), result.stderr[-2000:]
     figures = json.loads(out.read_text())
+    assert figures["event_loop"] == event_loop_name("auto")  # the servers', the floors' and the client's
     # a missed target exits 3, like a missed --slo; this machine may be too busy to meet them all
     assert result.returncode == bench_exit_code(figures), result.stderr[-2000:]
     for name, target in figures["targets"].items():

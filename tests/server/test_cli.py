@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from conformance.wire import AspClient
 from reference_server.auth import mint, verify
-from reference_server.config import without_settings
+from reference_server.config import Settings, without_settings
+from reference_server.server import event_loop_name
 from tests.support.server import SECRET
 from tests.support.services import fresh_database
 
@@ -98,6 +100,7 @@ class Started:
     url: str
     output: str  # everything printed up to start-up
     after_stop: str = ""  # what it printed after Ctrl-C
+    pid: int = 0  # the command's process
 
 
 @contextlib.contextmanager
@@ -125,7 +128,7 @@ def announced(command: list[str], cwd: Path, env: dict[str, str], timeout: float
         output = "".join(lines)
         url = re.search(r"listening on (ws://\S+)", output)
         assert url, output
-        started = Started(url.group(1), output)
+        started = Started(url.group(1), output, pid=process.pid)
         yield started
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -452,6 +455,12 @@ def test_settings_are_validated_once_with_a_line_each_and_no_secret_echoed(tmp_p
             "error: ASP_PATH (--path): must start with /, such as /ws/chat, got 'ws/chat'",
         ),
         (
+            "ASP_EVENT_LOOP",
+            "epoll",
+            "error: ASP_EVENT_LOOP (--event-loop): Input should be 'auto', 'asyncio' or 'uvloop', "
+            "got 'epoll'",
+        ),
+        (
             "ASP_TRACING",
             "yes please",
             "error: ASP_TRACING (--tracing): takes true or console (false, or unset, leaves it off), "
@@ -469,6 +478,37 @@ def test_a_path_or_tracing_mode_that_cannot_work_is_one_line_before_listening(
     )
     assert one_line_refusal(result) == said + "\n"
     assert "listening" not in result.stdout
+
+
+def test_uvloop_asked_for_by_name_must_be_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` takes asyncio's loop without uvloop; `uvloop` named without it installed is refused with
+    the way out, before start-up (uvicorn failed on its import once the server had begun)."""
+    real_find_spec = importlib.util.find_spec
+
+    def without_uvloop(name: str, package: str | None = None) -> object:
+        return None if name == "uvloop" else real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_uvloop)
+    with pytest.raises(ValidationError, match="uvloop is not installed: pip install uvloop"):
+        Settings(event_loop="uvloop")
+    assert Settings(event_loop="auto").event_loop == "auto"
+    assert event_loop_name("asyncio") == "asyncio"
+
+
+async def test_a_server_on_asyncios_own_loop_streams_an_answer(tmp_path: Path) -> None:
+    """`--event-loop asyncio` reaches uvicorn: the server starts on it and streams a run to its end."""
+    env = {**clean_env(), "ASP_JWT_SECRET": SECRET}
+    command = [sys.executable, "-m", "asp_cli.main", "serve", "--port", "0", "--event-loop", "asyncio"]
+    with announced(command, tmp_path, env, timeout=30) as started:
+        with open(f"/proc/{started.pid}/maps") as mapped:  # noqa: ASYNC230 (procfs: never blocks)
+            maps = mapped.read()
+        client = await AspClient.open(started.url, token=mint("loop", SECRET, ttl_seconds=60))
+        await client.expect("session")
+        await client.send({"type": "message", "content": "asp-fixture:text 3"})
+        complete = await client.expect("complete")
+        await client.close()
+    assert complete["finish_reason"] == "stop" and client.violations == []
+    assert "uvloop" not in maps  # asyncio's own loop, even where uvloop is installed
 
 
 def test_tracing_off_spelled_false_is_off() -> None:
