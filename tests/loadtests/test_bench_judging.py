@@ -26,7 +26,7 @@ from loadtests.bench.run import (
 )
 from loadtests.bench.scale import SharedState
 from loadtests.bench.table import shown_figure, table
-from loadtests.cli import bench_exit_code, target_line
+from loadtests.cli import bench_exit_code, target_line, targets_summary
 
 
 def level(
@@ -556,3 +556,40 @@ def test_the_table_and_the_target_lines_show_a_figure_alike() -> None:
     assert "| workers_vs_embedded | 1.62 (650 / 400 streams) |" in shown, shown
     assert lines["workers_vs_embedded"] == "target met: workers_vs_embedded = 1.62 (target >= 1.5)"
     assert lines["max_streams_at_50tps"] == "target met: max_streams_at_50tps = 400 (target >= 200)"
+
+
+def verdicts(*said: str) -> dict[str, Any]:
+    """Judged targets as `targets` gives them, one per verdict in `said`."""
+    return {
+        f"t{i}": {"value": 1.0, "target": ">= 1", "verdict": v, "met": v == "met"} for i, v in enumerate(said)
+    }
+
+
+@pytest.mark.parametrize(
+    ("said", "line"),
+    [
+        (
+            ["met"] * 7 + ["missed"] + ["not determined"] * 2,
+            "3 of 10 targets not met (1 missed, 2 not determined): exit 3",
+        ),
+        (["met", "missed", "met"], "1 of 3 targets not met (1 missed): exit 3"),
+        (["not determined", "met"], "1 of 2 targets not met (1 not determined): exit 3"),
+        (["met"] * 6, "6 of 6 targets met: exit 0"),
+        (["met"], "1 of 1 target met: exit 0"),
+    ],
+)
+def test_the_closing_line_counts_the_targets_by_verdict_and_gives_the_exit_code(said, line) -> None:
+    judged = verdicts(*said)
+    assert targets_summary(judged) == line
+    assert line.endswith(f"exit {bench_exit_code({'targets': judged})}")
+
+
+def test_the_closing_line_of_a_judged_run_agrees_with_its_target_lines() -> None:
+    """On `targets`' own output (the run of the false pass: one met, one not determined)."""
+    results = run(
+        sweep(10, 100, 200, 300, 400), sweep(10, 100, 400, 600, 650, failed=(700, 800), machine_cpu=1.97)
+    )
+    judged = targets(results, BenchPlan())
+    said = [target_line(name, target).split(":")[0] for name, target in judged.items()]
+    assert said == ["target met", "target NOT DETERMINED"]
+    assert targets_summary(judged) == "1 of 2 targets not met (1 not determined): exit 3"
