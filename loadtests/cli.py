@@ -533,6 +533,33 @@ def bench_exit_code(results: dict[str, Any]) -> int:
     return EXIT_SLO if any(not target["met"] for target in results["targets"].values()) else 0
 
 
+def targets_summary(judged: dict[str, Any]) -> str:
+    """The closing line of `asp bench`: the judged targets (results["targets"]) counted by verdict,
+    and the exit code they give (`bench_exit_code`): "3 of 10 targets not met (1 missed, 2 not
+    determined): exit 3", or "10 of 10 targets met: exit 0"."""
+    code = bench_exit_code({"targets": judged})
+    total = len(judged)
+    noun = "target" if total == 1 else "targets"
+    unmet = [target["verdict"] for target in judged.values() if not target["met"]]
+    if not unmet:
+        return f"{total} of {total} {noun} met: exit {code}" if total else f"no target judged: exit {code}"
+    counts = ", ".join(f"{unmet.count(v)} {v}" for v in ("missed", "not determined") if v in unmet)
+    return f"{len(unmet)} of {total} {noun} not met ({counts}): exit {code}"
+
+
+def target_line(name: str, target: dict[str, Any]) -> str:
+    """The line `asp bench` prints for one judged target (an entry of results["targets"]): its
+    verdict, the figure as the table shows it (`shown_figure`, with its bound), the target, and why
+    when the figure is bounded."""
+    from loadtests.bench.table import bounded, shown_figure
+
+    verdict = "met" if target["met"] else target["verdict"].upper()
+    shown = "null" if target["value"] is None else shown_figure(target["value"])  # nothing to divide by
+    value = bounded(shown, target.get("bound", "exact"))
+    why = f": {target['why']}" if "why" in target else ""
+    return f"target {verdict}: {name} = {value} (target {target['target']}){why}"
+
+
 def did_not_start(failed: DidNotStart) -> tuple[str, int]:
     """What `asp bench` says, one line, and its exit code when a server it measures did not start:
     EXIT_USAGE when the server refused the user's settings (it exited EXIT_USAGE, its one-line reason,
@@ -617,15 +644,12 @@ def _bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
     print(text)
-    from loadtests.bench.table import bounded, table
+    from loadtests.bench.table import table
 
     print(table(results), file=sys.stderr)
     for name, target in results["targets"].items():
-        verdict = "met" if target["met"] else target["verdict"].upper()
-        shown = "null" if target["value"] is None else str(target["value"])  # nothing to divide by
-        value = bounded(shown, target.get("bound", "exact"))
-        why = f": {target['why']}" if "why" in target else ""
-        print(f"target {verdict}: {name} = {value} (target {target['target']}){why}", file=sys.stderr)
+        print(target_line(name, target), file=sys.stderr)
+    print(targets_summary(results["targets"]), file=sys.stderr)
     return bench_exit_code(results)
 
 

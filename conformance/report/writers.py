@@ -175,14 +175,37 @@ def to_traceability(report: Report) -> str:
 _WAITS_IT_OUT = re.compile(r"--max-wait (\d+) waits it out")
 
 
+def _nothing_judged(report: Report) -> bool:
+    """The server's first connection never became an ASP session and the probe blamed no
+    requirement (nothing listens, or no ASP endpoint answered): there is nothing to list."""
+    return (
+        report.judges == "server"
+        and report.terms is None
+        and not report.usage_error
+        and [(r.case_id, r.requirements) for r in report.results] == [("probe.first_connection", [])]
+    )
+
+
 def to_terminal(report: Report) -> str:
-    """A plain-text summary: what did not pass and why, the counts, compliance, the exit code."""
+    """A plain-text summary: what did not pass and why, the counts, compliance, the exit code.
+
+    When nothing could be judged (`_nothing_judged`), two lines: "cannot check URL: why" and the
+    compliance line of counts; the probe's result, the case count and the exit code would only
+    repeat the first line (the reports still hold the probe's result)."""
     lines = []
     if report.usage_error:
         lines.append(f"cannot check {report.target}: {report.usage_error}")
     elif report.terms is None and report.judges == "server":
         reason = report.results[0].reason if report.results else "the probe failed"
         lines.append(f"cannot check {report.target}: {reason}")
+    compliance = report.compliance()
+    if report.judges == "server" and report.terms is None:  # nothing reached: counts, not every ID
+        untested = ", ".join(f"{name} {len(compliance[name].untestable)}" for name in LEVELS)
+        levels = [f"compliance: not proven at any level, nothing could be checked (untested: {untested})"]
+    else:
+        levels = [f"compliance {name}: {compliance[name].describe()}" for name in LEVELS]
+    if _nothing_judged(report):
+        return "\n".join([*lines, *levels])
     for result in report.everything:
         if result.outcome in (Outcome.PASS, Outcome.INFO):
             continue
@@ -200,12 +223,7 @@ def to_terminal(report: Report) -> str:
     )
     if report.oracle is not None:
         lines.append(f"oracle over every frame: {report.oracle.outcome.value}")
-    compliance = report.compliance()
-    if report.judges == "server" and report.terms is None:  # nothing reached: counts, not every ID
-        untested = ", ".join(f"{name} {len(compliance[name].untestable)}" for name in LEVELS)
-        lines.append(f"compliance: not proven at any level, nothing could be checked (untested: {untested})")
-    else:
-        lines.extend(f"compliance {name}: {compliance[name].describe()}" for name in LEVELS)
+    lines.extend(levels)
     waits = [
         (result.case_id, int(found.group(1)))
         for result in report.results

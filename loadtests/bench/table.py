@@ -6,9 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 
-def _number(value: float | None) -> str:
+def shown_figure(value: float | None) -> str:
+    """A figure as `asp bench` shows it, in its table and in its target lines alike (the JSON keeps
+    3 decimals): a whole number as it is, with thousands separated (400, 1,200); otherwise 3
+    significant digits under 10 (1.07), one decimal under 1,000 (881.1), none from 1,000 (1,234);
+    "-" for a figure with nothing measured (null in the JSON)."""
     if value is None:
         return "-"
+    if isinstance(value, int):  # a count (streams, pongs): no ".0" to read as a measured fraction
+        return f"{value:,}"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 10:
@@ -31,7 +37,7 @@ def _why(results: dict[str, Any], name: str) -> tuple[str, str]:
 
 
 def _spread(figure: dict[str, Any]) -> str:
-    return f"{_number(figure['median'])} [{_number(figure['min'])}-{_number(figure['max'])}]"
+    return f"{shown_figure(figure['median'])} [{shown_figure(figure['min'])}-{shown_figure(figure['max'])}]"
 
 
 def _cpu(figure: dict[str, Any], name: str) -> str:
@@ -83,10 +89,10 @@ def table(results: dict[str, Any]) -> str:
     for name in ("max_streams_at_50tps", "framework_max_streams_at_50tps"):
         if name in results:
             bound, why = _why(results, name)
-            lines.append(f"| {name} | {bounded(str(results[name]), bound)}{why} | | |")
+            lines.append(f"| {name} | {bounded(shown_figure(results[name]), bound)}{why} | | |")
     if "max_streams_vs_framework" in results:
         bound, why = _why(results, "max_streams_vs_framework")
-        shown = bounded(_number(results["max_streams_vs_framework"]), bound)
+        shown = bounded(shown_figure(results["max_streams_vs_framework"]), bound)
         lines.append(f"| max_streams_vs_framework | {shown}{why} | | |")
     lines += _sweep_rows(results.get("sweep", []), "")
     lines += _sweep_rows(results.get("framework_sweep", []), "framework: ")
@@ -134,14 +140,15 @@ def _scale_out(section: dict[str, Any], results: dict[str, Any]) -> list[str]:
         ),
     )
     workers = bounded(
-        str(section["workers_max_streams_at_50tps"]), _why(results, "workers_max_streams_at_50tps")[0]
+        shown_figure(section["workers_max_streams_at_50tps"]),
+        _why(results, "workers_max_streams_at_50tps")[0],
     )
     embedded = bounded(
-        str(section["embedded_max_streams_at_50tps"]), _why(results, "max_streams_at_50tps")[0]
+        shown_figure(section["embedded_max_streams_at_50tps"]), _why(results, "max_streams_at_50tps")[0]
     )
     bound, why = _why(results, "workers_vs_embedded")
     lines.append(
-        f"| workers_vs_embedded | {bounded(_number(section['workers_vs_embedded']), bound)} "
+        f"| workers_vs_embedded | {bounded(shown_figure(section['workers_vs_embedded']), bound)} "
         f"({workers} / {embedded} streams){why} | | |"
     )
     full = section.get("machine_full_at")

@@ -126,6 +126,18 @@ def test_an_unreachable_server_writes_every_report_and_exits_1(tmp_path: Path):
     assert A_TOKEN not in "".join(p.read_text() for p in tmp_path.iterdir()) + result.stdout
 
 
+def test_an_unreachable_server_is_one_line_and_the_compliance_counts_not_five(tmp_path: Path):
+    """As a new user runs it (no --quiet): nothing listens, so the terminal says so once and gives
+    the compliance line of counts; the probe's result line, the case count and "exit 1" only
+    repeated it. The reports are still written, holding the probe's result."""
+    result = asp_check(UNREACHABLE, "--jwt-secret", SECRET, *report_files(tmp_path))
+    assert result.returncode == 1 and result.stderr == "", result.stdout + result.stderr
+    first, compliance = result.stdout.splitlines()
+    assert first.startswith(f"cannot check {UNREACHABLE}: cannot connect: "), result.stdout
+    assert compliance.startswith("compliance: not proven at any level, nothing could be checked (untested: ")
+    assert valid_report(tmp_path / "report.json")["cases"][0]["id"] == "probe.first_connection"
+
+
 def test_a_session_that_breaks_the_spec_is_a_failure_citing_its_requirement_in_every_report(
     panel: ServerProcess, tmp_path: Path
 ):
@@ -299,6 +311,7 @@ def test_a_wrong_path_is_no_asp_endpoint_not_a_server_failure(check_server: Serv
         "(HTTP 403: is the path right? are the credentials right?)" in result.stdout
     ), result.stdout
     assert "ASP-TRN-002" not in result.stdout
+    assert len(result.stdout.splitlines()) == 2, result.stdout  # that line and the compliance counts
     assert json.loads(sarif.read_text())["runs"][0]["results"] == []
 
 

@@ -18,14 +18,15 @@ from loadtests.bench.run import (
     bounds,
     bracketed,
     ceiling,
+    figure,
     judge,
     level_passed,
     quotient,
     targets,
 )
 from loadtests.bench.scale import SharedState
-from loadtests.bench.table import table
-from loadtests.cli import bench_exit_code
+from loadtests.bench.table import shown_figure, table
+from loadtests.cli import bench_exit_code, target_line, targets_summary
 
 
 def level(
@@ -517,3 +518,78 @@ async def test_a_measurement_a_cancelled_run_leaves_behind_fails_without_a_trace
     gc.collect()
     await asyncio.sleep(0)
     assert [context["message"] for context in reported] == ["Task exception was never retrieved"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(1.069, "1.07"), (0.8996, "0.9"), (881.124, "881.1"), (1234.6, "1,235"), (400, "400"), (1200, "1,200")],
+)
+def test_a_figure_has_one_shown_value(value: float, shown: str) -> None:
+    """3 significant digits under 10, one decimal under 1,000, none above; a count as it is."""
+    assert shown_figure(value) == shown
+
+
+def test_the_table_and_the_target_lines_show_a_figure_alike() -> None:
+    """A run's table said ttft_ratio 1.07, connects_per_s 881.1 and workers_vs_embedded 1.62 while
+    its target lines said 1.069, 881.124 and 1.625: both now show `shown_figure`'s text."""
+    results = run(sweep(10, 400, failed=(500,)), sweep(10, 650, failed=(700,)))
+    connects = figure([881.124, 870.5, 902.3], [0.3] * 3, [1.0] * 3)
+    results |= {
+        "ttft_ratio": figure([1.069, 1.02, 1.12], [0.2] * 3, [1.0] * 3),
+        "connects_per_s": connects,
+        "connection_scale": {
+            "connections": 1000,
+            "server": {
+                "connects_per_s": connects,
+                **{name: figure([10.0] * 3) for name in ("connect_p99_ms", "pong_p50_ms", "pong_p99_ms")},
+                "pongs_missed": figure([0, 0, 0]),
+            },
+        },
+    }
+    judged = targets(results, BenchPlan())
+    shown = table(results)
+    lines = {name: target_line(name, target) for name, target in judged.items()}
+    assert "| ttft_ratio | 1.07 [1.02-1.12] |" in shown, shown
+    assert lines["ttft_ratio"] == "target met: ttft_ratio = 1.07 (target <= 1.25)"
+    assert "| server connects_per_s at 1000 connections | 881.1 [870.5-902.3] |" in shown, shown
+    assert lines["connects_per_s"] == "target met: connects_per_s = 881.1 (target >= 500)"
+    assert "| workers_vs_embedded | 1.62 (650 / 400 streams) |" in shown, shown
+    assert lines["workers_vs_embedded"] == "target met: workers_vs_embedded = 1.62 (target >= 1.5)"
+    assert lines["max_streams_at_50tps"] == "target met: max_streams_at_50tps = 400 (target >= 200)"
+
+
+def verdicts(*said: str) -> dict[str, Any]:
+    """Judged targets as `targets` gives them, one per verdict in `said`."""
+    return {
+        f"t{i}": {"value": 1.0, "target": ">= 1", "verdict": v, "met": v == "met"} for i, v in enumerate(said)
+    }
+
+
+@pytest.mark.parametrize(
+    ("said", "line"),
+    [
+        (
+            ["met"] * 7 + ["missed"] + ["not determined"] * 2,
+            "3 of 10 targets not met (1 missed, 2 not determined): exit 3",
+        ),
+        (["met", "missed", "met"], "1 of 3 targets not met (1 missed): exit 3"),
+        (["not determined", "met"], "1 of 2 targets not met (1 not determined): exit 3"),
+        (["met"] * 6, "6 of 6 targets met: exit 0"),
+        (["met"], "1 of 1 target met: exit 0"),
+    ],
+)
+def test_the_closing_line_counts_the_targets_by_verdict_and_gives_the_exit_code(said, line) -> None:
+    judged = verdicts(*said)
+    assert targets_summary(judged) == line
+    assert line.endswith(f"exit {bench_exit_code({'targets': judged})}")
+
+
+def test_the_closing_line_of_a_judged_run_agrees_with_its_target_lines() -> None:
+    """On `targets`' own output (the run of the false pass: one met, one not determined)."""
+    results = run(
+        sweep(10, 100, 200, 300, 400), sweep(10, 100, 400, 600, 650, failed=(700, 800), machine_cpu=1.97)
+    )
+    judged = targets(results, BenchPlan())
+    said = [target_line(name, target).split(":")[0] for name, target in judged.items()]
+    assert said == ["target met", "target NOT DETERMINED"]
+    assert targets_summary(judged) == "1 of 2 targets not met (1 not determined): exit 3"

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 import redis
 
-from loadtests.cli import bench_exit_code
+from loadtests.cli import bench_exit_code, target_line, targets_summary
 from reference_server.server import event_loop_name
 from tests.loadtests.asp_load import asp_load as run_asp_load
 from tests.loadtests.asp_load import assert_errors_add_up, assert_nothing_fabricated, load_env, plain_locust
@@ -265,8 +265,13 @@ def test_asp_bench_quick_reports_every_figure_against_its_floor(tmp_path):
     assert figures["event_loop"] == event_loop_name("auto")  # the servers', the floors' and the client's
     # a missed target exits 3, like a missed --slo; this machine may be too busy to meet them all
     assert result.returncode == bench_exit_code(figures), result.stderr[-2000:]
+    said = result.stderr.splitlines()
     for name, target in figures["targets"].items():
         assert f"target {'met' if target['met'] else target['verdict'].upper()}: {name}" in result.stderr
+        assert target_line(name, target) in said
+    # the closing line counts them and gives the exit code
+    assert said[-1] == targets_summary(figures["targets"]), result.stderr[-2000:]
+    assert said[-1].endswith(f": exit {result.returncode}")
     for name in (
         "framework_deltas_per_s",
         "framework_ttft_ms",
