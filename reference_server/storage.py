@@ -46,6 +46,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Row, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Select
 
@@ -631,7 +632,7 @@ class SqlConversationStore(ConversationStore):
         """One statement: the row is inserted only when the conversation is the user's (an
         INSERT ... SELECT on the owner's conversation row), so the ownership check and the write
         are one statement, not two (SQLite, 100-token exchanges, process CPU per append: 1.03-1.04 ms
-        before, 0.72-0.92 ms after)."""
+        before, 0.72-0.92 ms after). Only when it fails is ownership read apart: refused, False."""
         values = select(
             literal(conversation_id, String),
             literal(user_id, String),
@@ -642,11 +643,34 @@ class SqlConversationStore(ConversationStore):
             literal(_now(), DateTime(timezone=True)),
         ).where(exists().where(conversations.c.id == conversation_id, conversations.c.user_id == user_id))
         columns = ["conversation_id", "user_id", "run_id", "message_id", "finish_reason", "messages_json"]
-        async with self._writing() as connection:
-            inserted = await connection.execute(
-                insert(exchanges).from_select([*columns, "created_at"], values)
-            )
+        try:
+            async with self._writing() as connection:
+                inserted = await connection.execute(
+                    insert(exchanges).from_select([*columns, "created_at"], values)
+                )
+        except DBAPIError:
+            # PostgreSQL fits the values to their columns when it plans the statement, before the
+            # ownership condition is evaluated: a value longer than its column (a user id over 256
+            # characters, a message_id over 128) failed an append that was refused, where the check
+            # before the insert had returned False. Refused stays False; the owner's failure is raised.
+            try:
+                owned = await self._owns(conversation_id, user_id)
+            except DBAPIError:
+                owned = True  # unknown: the insert's own failure is the news
+            if not owned:
+                return False
+            raise
         return bool(inserted.rowcount)
+
+    async def _owns(self, conversation_id: str, user_id: str) -> bool:
+        """Whether the conversation exists and is the user's."""
+        async with self.engine.connect() as connection:
+            owner = await connection.scalar(
+                select(conversations.c.user_id).where(
+                    conversations.c.id == conversation_id, conversations.c.user_id == user_id
+                )
+            )
+        return owner is not None
 
 
 def row_exchange(conversation_id: str, row: Row[Any]) -> Exchange | None:
