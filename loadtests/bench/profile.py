@@ -2,8 +2,8 @@
 
 Starts the server as `asp bench` does (its own process, same settings), under py-spy when
 `--py-spy FILE` is given (`py-spy record --format raw|speedscope`, sampling 250 Hz, idle frames
-left out), drives one scenario with the bench's client code in this process, stops the server and
-prints the scenario's figures. Scenarios:
+left out), drives one scenario with the bench's client code in this process (on the bench's event
+loop, the server's), stops the server and prints the scenario's figures. Scenarios:
 
 - `connect N`: N authenticated connections opened 50 at a time (token check, binding, history);
 - `stream N`: one instant stream of N tokens, three times, each beside the framework in this process
@@ -51,6 +51,7 @@ from loadtests.bench.processes import Served, start
 from loadtests.bench.run import server_env
 from reference_server.auth import mint
 from reference_server.config import Settings, env_name
+from reference_server.server import event_loop_factory
 
 TRACEMALLOC_ENTRY = "loadtests.bench.traced_server"
 
@@ -245,7 +246,10 @@ def main() -> None:
             "--",
         ]
     try:
-        figures = asyncio.run(_profiled(args, env, module, prefix, secret))
+        # the bench's loop (measure.EVENT_LOOP, the server's too): the framework beside the server
+        # ran on asyncio's while the server ran on uvloop's, so server_vs_framework compared two loops
+        with asyncio.Runner(loop_factory=event_loop_factory(measure.EVENT_LOOP)) as runner:
+            figures = runner.run(_profiled(args, env, module, prefix, secret))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()})
@@ -254,14 +258,16 @@ def main() -> None:
 async def _profiled(
     args: argparse.Namespace, env: dict[str, str], module: str, prefix: list[str], secret: str
 ) -> dict[str, Any]:
-    """Start the server (on a fresh Redis prefix with --redis-url), run the scenario, stop it."""
+    """Start the server (on a fresh Redis prefix with --redis-url), run the scenario, stop it; the
+    scenario's figures and `event_loop`, the loop this client ran on (`asyncio` or `uvloop`)."""
     async with contextlib.AsyncExitStack() as stack:
         if args.redis_url:
             shared = await stack.enter_async_context(scale.provisioned(args.redis_url, args.database_url))
             env |= shared.env()
         served = start(module, env, prefix=prefix)
         try:
-            return await _scenario(args.scenario, args.count, served, secret, args.redis_url)
+            figures = await _scenario(args.scenario, args.count, served, secret, args.redis_url)
+            return figures | {"event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0]}
         finally:
             served.process.send_signal(signal.SIGINT)
             try:
