@@ -218,7 +218,12 @@ def probe(plan: Plan, connect_timeout: float = 10.0) -> list[str]:
         session = client.connect()
     except Failure as failure:
         if failure.code == unauthorized:
-            given = "--jwt-secret" if plan.jwt_secret else "--token / --token-file"
+            # Name the variable too: the README's quick start gives the secret in the environment.
+            given = (
+                "--jwt-secret (or ASP_LOAD_JWT_SECRET)"
+                if plan.jwt_secret
+                else "--token / --token-file (or ASP_LOAD_TOKEN)"
+            )
             raise CredentialsRefused(
                 f"the server refused the credentials ({unauthorized}): check {given}"
             ) from None
