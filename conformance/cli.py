@@ -120,8 +120,9 @@ def register(commands: Any) -> None:
     check = commands.add_parser(
         "check",
         help="judge an ASP server at a ws:// URL",
-        description="Run the ASP conformance cases against URL. Exit 0: every applicable case passed "
-        "(warnings allowed unless --strict or --fail-on); 1: a failure, a stale baseline entry, or the "
+        description="Run the ASP conformance cases against URL. Exit 0: no applicable case failed "
+        "(warnings allowed unless --strict or --fail-on; untestable cases do not fail the run, the "
+        "compliance lines say 'not proven'); 1: a failure, a stale baseline entry, or the "
         "server unreachable; 2: a usage error (bad URL, unknown selector, credentials the server refused) "
         "or the kit's own error.",
     )

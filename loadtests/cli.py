@@ -218,7 +218,12 @@ def probe(plan: Plan, connect_timeout: float = 10.0) -> list[str]:
         session = client.connect()
     except Failure as failure:
         if failure.code == unauthorized:
-            given = "--jwt-secret" if plan.jwt_secret else "--token / --token-file"
+            # Name the variable too: the README's quick start gives the secret in the environment.
+            given = (
+                "--jwt-secret (or ASP_LOAD_JWT_SECRET)"
+                if plan.jwt_secret
+                else "--token / --token-file (or ASP_LOAD_TOKEN)"
+            )
             raise CredentialsRefused(
                 f"the server refused the credentials ({unauthorized}): check {given}"
             ) from None
@@ -666,14 +671,18 @@ def register(commands: Any) -> None:
         "against the embedded one (stream, CPU per 1,000 tokens, memory) and `asp serve --workers 2` on "
         "Redis against one embedded process (sweep). A figure the run can only bound (a sweep that passed "
         "its top level, a generator-bound figure) is shown as one, and a target it cannot prove is NOT "
-        "DETERMINED. Exit 0 when every target is met, 3 when one is missed or not determined, 2 when "
-        "--redis-url or --database-url cannot be used, 1 when a server under measurement did not start for a "
-        "reason of the bench's own. The servers run on the bench's settings alone: ASP_ variables of this "
-        "shell do not reach them.",
+        "DETERMINED. Exit 0 when every target is met, 3 when one is missed or not determined, 2 on a usage "
+        "error (a flag that is no number, a --json path that cannot be written) or when --redis-url or "
+        "--database-url cannot be used, 1 when a server under measurement did not start for a reason of "
+        "the bench's own, 130 on Ctrl-C and 143 on SIGTERM (no results). The servers run on the bench's "
+        "settings alone: ASP_ variables of this shell do not reach them.",
     )
     bench_parser.add_argument("--json", help="write the results here")
     bench_parser.add_argument(
-        "--quick", action="store_true", help="a small run (about a minute), a smoke test"
+        "--quick",
+        action="store_true",
+        help="a small run (about a minute), a smoke test: it shows every measurement runs; on its "
+        "default 30 connections memory_ratio is NOT DETERMINED, so it exits 3",
     )
     bench_parser.add_argument(
         "--connections",

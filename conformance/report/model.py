@@ -342,9 +342,9 @@ class Report:
         return found
 
     def exit_code(self) -> int:
-        """0 every applicable case passed; 1 a failure (a server fault, a stale baseline entry, an
-        unreachable server); 2 the check could not be made as asked (refused credentials) or only
-        the kit's own errors stand in the way."""
+        """0 no applicable case failed (untestable ones do not fail the run); 1 a failure (a server
+        fault, a stale baseline entry, an unreachable server); 2 the check could not be made as asked
+        (refused credentials) or only the kit's own errors stand in the way."""
         if self.usage_error:
             return EXIT_USAGE
         bad = self.blocking()

@@ -364,6 +364,23 @@ def test_a_ttft_ratio_that_beats_its_floor_by_more_than_noise_is_not_determined(
         assert "bound" not in judged
 
 
+@pytest.mark.parametrize(
+    ("samples", "said"),
+    [
+        ((0.815, 0.882406, 1.082), "its median repeat at 0.882, more than 10% below 1"),
+        ((0.2712, 0.4351234, 0.4923456), "below 1 in every repeat (0.271-0.492), by more than their spread"),
+    ],
+)
+def test_a_disturbed_floor_names_the_repeats_as_the_target_line_shows_them(samples, said) -> None:
+    """A --quick run's line read `ttft_ratio = ... 0.882 ...: ... its median repeat at 0.882406`:
+    one figure, two texts. The why shows the repeats as the table and the target line do."""
+    results = {"ttft_ratio": growth(*samples) | {"generator_bound": False}}
+    judged = targets(results, BenchPlan.quick())["ttft_ratio"]
+    line = target_line("ttft_ratio", judged)
+    assert said in judged["why"] and said in line, line
+    assert f"ttft_ratio = not determined: {shown_figure(samples[1])} (" in line, line
+
+
 def shared() -> SharedState:
     return SharedState(redis_url="redis://127.0.0.1:6379/0", prefix="asp-test-", database="", database_url="")
 

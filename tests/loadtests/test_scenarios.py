@@ -536,7 +536,9 @@ def test_a_refused_secret_is_one_line_and_exit_2_before_locust_starts(load_serve
         load_server.url, tmp_path, "--jwt-secret", secret, "--users", "2", "--run-time", "30s"
     )
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == "asp load: the server refused the credentials (4001): check --jwt-secret\n"
+    assert result.stderr == (
+        "asp load: the server refused the credentials (4001): check --jwt-secret (or ASP_LOAD_JWT_SECRET)\n"
+    )
     assert summary == {}  # Locust never started
 
 
