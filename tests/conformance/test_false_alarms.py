@@ -129,3 +129,27 @@ async def test_retry_after_ms_is_waited_out_and_honoured_with_a_short_rate_windo
     text = [(f["direction"], f.get("text") or "") for f in frames]
     started = [t for d, t in text if d == "recv" and '"run_started"' in t and "kit-rate-after" in t]
     assert sent and started, "the message after retry_after_ms was not sent, or started no run"
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_a_session_ttl_of_zero_is_no_false_alarm(implementation: str, tmp_path: Path):
+    """session_ttl_ms 0 is legal (session.json: minimum 0): a session need not be resumable once
+    its connection ended, so resume_failed for a session closed before the resume is allowed
+    (ASP-RES-003). Once resume.what_a_resume_may_name failed ASP-RES-006 on both servers for it,
+    and the announcement of 0 was read as no announcement at all."""
+    settings = {"ASP_SESSION_TTL_MS": "0"}
+    server = (
+        start(tmp_path / "asp.db", **settings)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    )
+    try:
+        report = await run_check(options(server, include=["resume"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    outcomes = {r.case_id: r for r in report.results}
+    named = outcomes["resume.what_a_resume_may_name"]
+    assert named.outcome == Outcome.UNTESTABLE, failures(report)
+    assert "session_ttl_ms (0)" in named.reason
+    assert outcomes["resume.refused_for_unknown_sessions"].outcome == Outcome.PASS
