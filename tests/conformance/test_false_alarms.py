@@ -153,3 +153,26 @@ async def test_a_session_ttl_of_zero_is_no_false_alarm(implementation: str, tmp_
     assert named.outcome == Outcome.UNTESTABLE, failures(report)
     assert "session_ttl_ms (0)" in named.reason
     assert outcomes["resume.refused_for_unknown_sessions"].outcome == Outcome.PASS
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_one_run_a_window_is_no_false_alarm(implementation: str, tmp_path: Path):
+    """rate_limit of 1 message per 5 s is legal: a message sent during a run still gets
+    run_in_progress, which a 1.1 server checks before the rate (ASP-LIM-009). Once the kit's own
+    pace held the second message of runs.one_at_a_time back until the window had room, by then the
+    first run had ended, and the run the server rightly started failed ASP-RUN-002."""
+    settings = {"ASP_RATE_LIMIT_MESSAGES": "1", "ASP_RATE_LIMIT_WINDOW_MS": "5000"}
+    server = (
+        start(tmp_path / "asp.db", **settings)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    )
+    try:
+        report = await run_check(options(server, include=["runs.one_at_a_time"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    (result,) = report.results
+    assert result.outcome == Outcome.PASS, failures(report)
+    received = [f.get("text") or "" for t in result.transcripts for f in t if f["direction"] == "recv"]
+    assert any('"run_in_progress"' in text for text in received)
