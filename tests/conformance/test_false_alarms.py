@@ -176,3 +176,29 @@ async def test_one_run_a_window_is_no_false_alarm(implementation: str, tmp_path:
     assert result.outcome == Outcome.PASS, failures(report)
     received = [f.get("text") or "" for t in result.transcripts for f in t if f["direction"] == "recv"]
     assert any('"run_in_progress"' in text for text in received)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_a_connection_limit_of_one_judges_one_users_connections(implementation: str, tmp_path: Path):
+    """max_connections 1 is legal (session.json: minimum 1). One user's newer connection takes the
+    slot of the one it supersedes (ASP-LIM-007), so the cases whose connections supersede each
+    other, or that hold one at a time, get a verdict; once they were untestable ("holds 2
+    connections at once"). Only the cases holding two users' connections at once cannot run."""
+    settings = {"ASP_MAX_CONNECTIONS": "1"}
+    server = (
+        start(tmp_path / "asp.db", **settings)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    )
+    try:
+        report = await run_check(options(server, include=["duplicates", "session.foreign_conversation"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    outcomes = {r.case_id: r.outcome for r in report.results}
+    assert outcomes == {
+        "duplicates.newer_supersedes_older": Outcome.PASS,
+        "duplicates.superseded_run_is_stored": Outcome.PASS,
+        "session.foreign_conversation": Outcome.PASS,
+        "duplicates.other_users_untouched": Outcome.UNTESTABLE,
+    }, failures(report)
