@@ -45,8 +45,10 @@ def _expired(ctx: CaseContext, ended: float, answered: float) -> str:
 )
 async def replays_then_continues(ctx: CaseContext) -> None:
     window = ctx.terms.replay_window
-    if window is None or window < EXTRA_EVENTS + 1:
+    if window is None or window < 1:
         raise Unavailable(f"the announced replay_window ({window}) leaves no room to resume a run")
+    # With a window of EXTRA_EVENTS or less the run is paced at one token per planned reconnect:
+    # a resume that comes in time is judged, a refusal when more may have passed is allowed.
     reconnect = ctx.scaled(1.0) * ctx.stretch  # planned time from the drop to the resume
     pace_ms = max(25, math.ceil(reconnect * 1000 / max(1, window - EXTRA_EVENTS)))
     after = math.ceil(reconnect * 1000 / pace_ms) + 4  # the run goes on past the resume

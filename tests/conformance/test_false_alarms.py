@@ -202,3 +202,23 @@ async def test_a_connection_limit_of_one_judges_one_users_connections(implementa
         "session.foreign_conversation": Outcome.PASS,
         "duplicates.other_users_untouched": Outcome.UNTESTABLE,
     }, failures(report)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_a_replay_window_of_two_still_judges_the_replay(implementation: str, tmp_path: Path):
+    """replay_window 2 is legal (session.json: minimum 0): the run the resume joins is paced at one
+    token per planned reconnect, so the replay is judged (once untestable: "leaves no room to
+    resume a run")."""
+    settings = {"ASP_REPLAY_WINDOW": "2"}
+    server = (
+        start(tmp_path / "asp.db", **settings)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    )
+    try:
+        report = await run_check(options(server, include=["resume.replays_then_continues"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    (result,) = report.results
+    assert result.outcome == Outcome.PASS, failures(report)
