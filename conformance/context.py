@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -191,6 +192,9 @@ class CaseContext:
             self.fail("ASP-TRN-002", f"{broken}, not answered with 101")
             raise
         except (OSError, TimeoutError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                # The kit's own limit of open files, never the server's doing.
+                raise Unavailable(f"the kit cannot open another socket ({exc}): raise `ulimit -n`") from None
             self.fail(requirement, f"cannot open a connection: {exc}")
             raise
         if token is DEFAULT:

@@ -6,6 +6,11 @@ misses only a SHOULD) and proves the check now passes it, or costs only what the
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +20,7 @@ from conformance.outcomes import Outcome
 from conformance.runner import run_check
 from tests.conformance.conftest import options, start
 from tests.examples.conftest import MinimalServer
-from tests.support.server import ServerProcess
+from tests.support.server import SECRET, ServerProcess
 
 SPEC_DEFAULTS = {
     "ASP_IDLE_TIMEOUT_MS": "60000",
@@ -239,3 +244,48 @@ async def test_a_slow_consumer_close_is_no_verdict_on_the_run(tmp_path: Path):
     assert not [f for f in result.findings if not f.passed], failures(report)
     if result.outcome != Outcome.PASS:  # the server closed 4004 on both attempts
         assert result.outcome == Outcome.UNTESTABLE and "4004" in result.reason, failures(report)
+
+
+# A soft limit of open files under the sockets limits.connection_limit holds against this server
+# (max_connections + 6): macOS's default soft limit is 256.
+KIT_FILES = 256
+
+
+@pytest.mark.parametrize("hard", ["kept", "at_the_soft_limit"])
+def test_the_kits_own_limit_of_open_files_is_no_false_alarm(hard: str, tmp_path: Path):
+    """max_connections 300 is legal; a kit whose process may open fewer files than the case's
+    sockets cannot fill it. Once each connect past the limit failed with EMFILE inside the kit and
+    was blamed on the server (ASP-TRN-002, ASP-LIM-001, ASP-LIM-008). Now the kit raises its soft
+    limit toward the hard one, and when the hard one is too low the case is untestable, saying so."""
+    _, hard_now = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard_now != resource.RLIM_INFINITY and hard_now < 1024:
+        pytest.skip(f"this machine's hard limit of open files is {hard_now}")
+    limit = (KIT_FILES, KIT_FILES if hard == "at_the_soft_limit" else hard_now)
+    server = start(tmp_path / "asp.db", ASP_MAX_CONNECTIONS="300")
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "asp_cli.main",
+                "check",
+                server.url,
+                "--cases",
+                "limits.connection_limit",
+                "--json-file",
+                str(tmp_path / "report.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "ASP_CHECK_JWT_SECRET": SECRET},
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit),
+        )
+    finally:
+        server.stop()
+    (case,) = json.loads((tmp_path / "report.json").read_text())["cases"]
+    assert result.returncode == 0, result.stdout[-2000:]
+    if hard == "kept":
+        assert case["outcome"] == "pass", case["reason"]
+    else:
+        assert case["outcome"] == "untestable" and "ulimit -n" in case["reason"], case["reason"]
