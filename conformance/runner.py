@@ -246,6 +246,9 @@ async def run_case(
         except Precondition as missed:
             premise = str(missed)
             continue
+        if premise and outcome == Outcome.UNTESTABLE:
+            # Why the longer runs were tried at all: the retry's own limit alone hides the cause.
+            reason = f"{reason}; tried because on the first attempt {premise}"
         return _result(case, started, outcome, reason, ctx, credentials)
     return _result(
         case,

@@ -160,6 +160,21 @@ async def test_a_session_ttl_of_zero_is_no_false_alarm(implementation: str, tmp_
     assert outcomes["resume.refused_for_unknown_sessions"].outcome == Outcome.PASS
 
 
+async def test_an_untestable_retry_names_the_premise_that_caused_it(tmp_path: Path):
+    """With session_ttl_ms 0 and replay_window 2 the minimal server refuses the resume (allowed),
+    and the retry's longer run exceeds --max-wait: the reason names the TTL too, not only the
+    --max-wait the retry would need (once it named that alone)."""
+    settings = {"ASP_SESSION_TTL_MS": "0", "ASP_REPLAY_WINDOW": "2"}
+    server = MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    try:
+        report = await run_check(options(server, include=["resume.replays_then_continues"]))
+    finally:
+        server.stop()
+    (result,) = report.results
+    assert result.outcome == Outcome.UNTESTABLE, failures(report)
+    assert "--max-wait" in result.reason and "session_ttl_ms (0)" in result.reason, result.reason
+
+
 @pytest.mark.parametrize("implementation", ["reference", "minimal"])
 async def test_one_run_a_window_is_no_false_alarm(implementation: str, tmp_path: Path):
     """rate_limit of 1 message per 5 s is legal: a message sent during a run still gets
