@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ CARRIAGE_REQUIREMENT = {"query": "ASP-AUTH-001", "subprotocol": "ASP-AUTH-002"}
 UNAUTHORIZED = close_code("unauthorized")
 SUPERSEDED = close_code("superseded")
 TRY_AGAIN_LATER = close_code("try_again_later")
+SLOW_CONSUMER = close_code("slow_consumer")
 
 # The kit's own time between two waits (building frames, judging): the slack of a case's budget.
 KIT_SLACK_S = 10.0
@@ -190,6 +192,9 @@ class CaseContext:
             self.fail("ASP-TRN-002", f"{broken}, not answered with 101")
             raise
         except (OSError, TimeoutError) as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                # The kit's own limit of open files, never the server's doing.
+                raise Unavailable(f"the kit cannot open another socket ({exc}): raise `ulimit -n`") from None
             self.fail(requirement, f"cannot open a connection: {exc}")
             raise
         if token is DEFAULT:
@@ -258,8 +263,25 @@ class CaseContext:
         except TimeoutError:
             self.fail(requirement, f"no {label} within {seconds:.1f}s")
         except Closed as closed:
+            self.kept_up(closed, label)
             self.fail(requirement, f"the connection {closure(closed.code, closed.reason)} before {label}")
         raise AssertionError("unreachable")
+
+    def kept_up(self, closed: Closed, label: str) -> None:
+        """The premise of every scenario: the kit reads what the server sends in time. A close
+        with 4004 (slow consumer) says the server found otherwise, which a server may (ASP-LIM-005),
+        and the kit cannot prove it wrong (its reader runs always, but a busy machine stalls it):
+        no evidence on what the case awaited.
+
+        Raises:
+            Precondition: the connection was closed with 4004.
+        """
+        if closed.code == SLOW_CONSUMER:
+            raise Precondition(
+                f"the connection {closure(closed.code, closed.reason)} before {label}: the server "
+                "judged the kit a slow consumer, which the kit, reading every frame as it arrives, "
+                "cannot disprove"
+            )
 
     def _usable(self, event: Event, label: str) -> Event:
         """The awaited event, when a case can go on with it: every member its type's schema requires
@@ -444,6 +466,7 @@ class CaseContext:
                 requirement, f"no pong {ping_id!r} within {seconds:.1f}s (the connection should answer)"
             )
         except Closed as closed:
+            self.kept_up(closed, f"pong {ping_id!r}")
             self.fail(
                 requirement, f"the connection {closure(closed.code, closed.reason)} before pong {ping_id!r}"
             )

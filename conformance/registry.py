@@ -22,7 +22,9 @@ class Case:
     A case has no fixed time cap: its budget grows with the waits inside it (CaseContext.allow).
     `realtime` cases wait on real time (idle timeouts, long runs) and run beside the others;
     an `exclusive` case needs the server to itself (it fills the connection limit); `connections`
-    is the most connections the case holds at once.
+    is the most connections the case holds at once; `supersedes`: they are all one user's, each
+    superseding the one before, so on a server that admits a superseding connection at its limit
+    (ASP-LIM-007, since 1.1) they need one slot.
     """
 
     id: str
@@ -37,6 +39,7 @@ class Case:
     realtime: bool = False
     exclusive: bool = False
     connections: int = 1
+    supersedes: bool = False
 
     @property
     def section(self) -> str:
@@ -76,6 +79,7 @@ def case(
     realtime: bool = False,
     exclusive: bool = False,
     connections: int = 1,
+    supersedes: bool = False,
 ) -> Callable[[CaseBody], CaseBody]:
     """Register a case; every requirement it cites must exist in the catalog.
 
@@ -108,6 +112,7 @@ def case(
             realtime,
             exclusive,
             connections,
+            supersedes,
         )
         return body
 

@@ -83,8 +83,12 @@ class ServerTerms:
 
     @property
     def session_ttl_s(self) -> float | None:
-        ms = self._positive("session_ttl_ms")
-        return ms / 1000 if ms is not None else None
+        """`session_ttl_ms` in seconds; 0 is legal (a session is not resumable once its connection
+        ends, ASP-RES-003). None when not announced (it is optional) or not a number."""
+        value = self.limits.get("session_ttl_ms")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            return None
+        return float(value) / 1000
 
     @property
     def replay_window(self) -> int | None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 
 from conformance.context import ANSWER_S, CaseContext, assistant_text, how_closed
+from conformance.credentials import Unavailable
+from conformance.gating import applies
 from conformance.registry import case
 from conformance.wire import AspClient, Closed
 from spec.fixtures import fixture_text
 from spec.registry import close_code
 
 SUPERSEDED = close_code("superseded")
+TRY_AGAIN_LATER = close_code("try_again_later")
 
 
 @case(
@@ -18,6 +21,7 @@ SUPERSEDED = close_code("superseded")
     f"a second connection of a user closes the first with {SUPERSEDED}",
     ["ASP-DUP-001", "ASP-DUP-002"],
     connections=2,
+    supersedes=True,
 )
 async def newer_supersedes(ctx: CaseContext) -> None:
     first, _ = await ctx.connect(0)
@@ -28,11 +32,25 @@ async def newer_supersedes(ctx: CaseContext) -> None:
         served = True
     except (TimeoutError, Closed) as problem:
         served = False
-        ctx.check(
-            False,
-            "ASP-DUP-002",
-            f"the newer connection was not served ({how_closed(second)}): {problem}",
-        )
+        if second.close_code == TRY_AGAIN_LATER:
+            # Refused for capacity: a 1.1 server admits a superseding connection at its limit
+            # (ASP-LIM-007); a 1.0 server may refuse it when others hold the other slots.
+            if not applies("ASP-LIM-007", ctx.terms.protocol_version):
+                raise Unavailable(
+                    f"the server is at its connection limit ({TRY_AGAIN_LATER}): others hold its connections"
+                ) from None
+            ctx.check(
+                False,
+                "ASP-LIM-007",
+                f"the newer connection of the user was refused ({how_closed(second)}): a superseding "
+                "connection is admitted at the connection limit, in the slot of the one it supersedes",
+            )
+        else:
+            ctx.check(
+                False,
+                "ASP-DUP-002",
+                f"the newer connection was not served ({how_closed(second)}): {problem}",
+            )
     _older_closed(ctx, first, await ctx.closed_with(first))
     if served:
         await ctx.alive(second, "ASP-DUP-002")
@@ -63,6 +81,7 @@ async def other_users(ctx: CaseContext) -> None:
     "the superseded connection's run finishes and is stored",
     ["ASP-DUP-003"],
     connections=2,
+    supersedes=True,
 )
 async def superseded_run(ctx: CaseContext) -> None:
     first, session = await ctx.connect(0, conversation_id="new")

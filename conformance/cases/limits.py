@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from conformance.context import ANSWER_S, CaseContext, how_closed, text_of
 from conformance.credentials import Unavailable
+from conformance.files import room_for
 from conformance.gating import applies
 from conformance.registry import case
 from conformance.wire import AspClient, Closed, Event
@@ -47,6 +48,10 @@ async def connection_limit(ctx: CaseContext) -> None:
     limit = int(ctx.terms.max_connections or ctx.options.max_connections or 0)
     extra = 3
     seconds = ctx.scaled(ANSWER_S)
+    # Each round holds limit + extra sockets, and the refusals at the limit three more.
+    short = room_for(limit + extra + 3)
+    if short:
+        raise Unavailable(short)
 
     async def attempt(user: int) -> Attempt:
         try:

@@ -58,7 +58,6 @@ async def history_follows_session(ctx: CaseContext) -> None:
     "session.foreign_conversation",
     "another user's conversation id binds a new conversation and errors",
     ["ASP-SES-006", "ASP-HIS-005", "ASP-SEC-003"],
-    connections=2,
 )
 async def foreign_conversation(ctx: CaseContext) -> None:
     owner, session = await ctx.connect(0, conversation_id="new")

@@ -6,6 +6,11 @@ misses only a SHOULD) and proves the check now passes it, or costs only what the
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +20,7 @@ from conformance.outcomes import Outcome
 from conformance.runner import run_check
 from tests.conformance.conftest import options, start
 from tests.examples.conftest import MinimalServer
-from tests.support.server import ServerProcess
+from tests.support.server import SECRET, ServerProcess
 
 SPEC_DEFAULTS = {
     "ASP_IDLE_TIMEOUT_MS": "60000",
@@ -129,3 +134,173 @@ async def test_retry_after_ms_is_waited_out_and_honoured_with_a_short_rate_windo
     text = [(f["direction"], f.get("text") or "") for f in frames]
     started = [t for d, t in text if d == "recv" and '"run_started"' in t and "kit-rate-after" in t]
     assert sent and started, "the message after retry_after_ms was not sent, or started no run"
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_a_session_ttl_of_zero_is_no_false_alarm(implementation: str, tmp_path: Path):
+    """session_ttl_ms 0 is legal (session.json: minimum 0): a session need not be resumable once
+    its connection ended, so resume_failed for a session closed before the resume is allowed
+    (ASP-RES-003). Once resume.what_a_resume_may_name failed ASP-RES-006 on both servers for it,
+    and the announcement of 0 was read as no announcement at all."""
+    settings = {"ASP_SESSION_TTL_MS": "0"}
+    server = (
+        start(tmp_path / "asp.db", **settings)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    )
+    try:
+        report = await run_check(options(server, include=["resume"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    outcomes = {r.case_id: r for r in report.results}
+    named = outcomes["resume.what_a_resume_may_name"]
+    assert named.outcome == Outcome.UNTESTABLE, failures(report)
+    assert "session_ttl_ms (0)" in named.reason
+    assert outcomes["resume.refused_for_unknown_sessions"].outcome == Outcome.PASS
+
+
+async def test_an_untestable_retry_names_the_premise_that_caused_it(tmp_path: Path):
+    """With session_ttl_ms 0 and replay_window 2 the minimal server refuses the resume (allowed),
+    and the retry's longer run exceeds --max-wait: the reason names the TTL too, not only the
+    --max-wait the retry would need (once it named that alone)."""
+    settings = {"ASP_SESSION_TTL_MS": "0", "ASP_REPLAY_WINDOW": "2"}
+    server = MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    try:
+        report = await run_check(options(server, include=["resume.replays_then_continues"]))
+    finally:
+        server.stop()
+    (result,) = report.results
+    assert result.outcome == Outcome.UNTESTABLE, failures(report)
+    assert "--max-wait" in result.reason and "session_ttl_ms (0)" in result.reason, result.reason
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_one_run_a_window_is_no_false_alarm(implementation: str, tmp_path: Path):
+    """rate_limit of 1 message per 5 s is legal: a message sent during a run still gets
+    run_in_progress, which a 1.1 server checks before the rate (ASP-LIM-009). Once the kit's own
+    pace held the second message of runs.one_at_a_time back until the window had room, by then the
+    first run had ended, and the run the server rightly started failed ASP-RUN-002."""
+    settings = {"ASP_RATE_LIMIT_MESSAGES": "1", "ASP_RATE_LIMIT_WINDOW_MS": "5000"}
+    server = (
+        start(tmp_path / "asp.db", **settings)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    )
+    try:
+        report = await run_check(options(server, include=["runs.one_at_a_time"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    (result,) = report.results
+    assert result.outcome == Outcome.PASS, failures(report)
+    received = [f.get("text") or "" for t in result.transcripts for f in t if f["direction"] == "recv"]
+    assert any('"run_in_progress"' in text for text in received)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_a_connection_limit_of_one_judges_one_users_connections(implementation: str, tmp_path: Path):
+    """max_connections 1 is legal (session.json: minimum 1). One user's newer connection takes the
+    slot of the one it supersedes (ASP-LIM-007), so the cases whose connections supersede each
+    other, or that hold one at a time, get a verdict; once they were untestable ("holds 2
+    connections at once"). Only the cases holding two users' connections at once cannot run."""
+    settings = {"ASP_MAX_CONNECTIONS": "1"}
+    server = (
+        start(tmp_path / "asp.db", **settings)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    )
+    try:
+        report = await run_check(options(server, include=["duplicates", "session.foreign_conversation"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    outcomes = {r.case_id: r.outcome for r in report.results}
+    assert outcomes == {
+        "duplicates.newer_supersedes_older": Outcome.PASS,
+        "duplicates.superseded_run_is_stored": Outcome.PASS,
+        "session.foreign_conversation": Outcome.PASS,
+        "duplicates.other_users_untouched": Outcome.UNTESTABLE,
+    }, failures(report)
+
+
+@pytest.mark.parametrize("implementation", ["reference", "minimal"])
+async def test_a_replay_window_of_two_still_judges_the_replay(implementation: str, tmp_path: Path):
+    """replay_window 2 is legal (session.json: minimum 0): the run the resume joins is paced at one
+    token per planned reconnect, so the replay is judged (once untestable: "leaves no room to
+    resume a run")."""
+    settings = {"ASP_REPLAY_WINDOW": "2"}
+    server = (
+        start(tmp_path / "asp.db", **settings)
+        if implementation == "reference"
+        else MinimalServer(database=tmp_path / "asp.db", settings=settings).start()
+    )
+    try:
+        report = await run_check(options(server, include=["resume.replays_then_continues"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    (result,) = report.results
+    assert result.outcome == Outcome.PASS, failures(report)
+
+
+async def test_a_slow_consumer_close_is_no_verdict_on_the_run(tmp_path: Path):
+    """A server may close a client it finds too slow with 4004 (ASP-LIM-005), and the kit cannot
+    prove it read in time: no evidence on the run it awaited. The reference server at its smallest
+    ASP_MAX_PENDING_EVENTS (10) closes the kit 4004 in a burst of 50 deltas; once the kit blamed
+    ASP-RUN-004 ("closed before complete")."""
+    server = start(tmp_path / "asp.db", ASP_MAX_PENDING_EVENTS="10")
+    try:
+        report = await run_check(options(server, include=["runs.deltas_rebuild_the_text"]))
+    finally:
+        server.stop()
+    assert report.exit_code() == 0, failures(report)
+    (result,) = report.results
+    assert not [f for f in result.findings if not f.passed], failures(report)
+    if result.outcome != Outcome.PASS:  # the server closed 4004 on both attempts
+        assert result.outcome == Outcome.UNTESTABLE and "4004" in result.reason, failures(report)
+
+
+# A soft limit of open files under the sockets limits.connection_limit holds against this server
+# (max_connections + 6): macOS's default soft limit is 256.
+KIT_FILES = 256
+
+
+@pytest.mark.parametrize("hard", ["kept", "at_the_soft_limit"])
+def test_the_kits_own_limit_of_open_files_is_no_false_alarm(hard: str, tmp_path: Path):
+    """max_connections 300 is legal; a kit whose process may open fewer files than the case's
+    sockets cannot fill it. Once each connect past the limit failed with EMFILE inside the kit and
+    was blamed on the server (ASP-TRN-002, ASP-LIM-001, ASP-LIM-008). Now the kit raises its soft
+    limit toward the hard one, and when the hard one is too low the case is untestable, saying so."""
+    _, hard_now = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard_now != resource.RLIM_INFINITY and hard_now < 1024:
+        pytest.skip(f"this machine's hard limit of open files is {hard_now}")
+    limit = (KIT_FILES, KIT_FILES if hard == "at_the_soft_limit" else hard_now)
+    server = start(tmp_path / "asp.db", ASP_MAX_CONNECTIONS="300")
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "asp_cli.main",
+                "check",
+                server.url,
+                "--cases",
+                "limits.connection_limit",
+                "--json-file",
+                str(tmp_path / "report.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "ASP_CHECK_JWT_SECRET": SECRET},
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit),
+        )
+    finally:
+        server.stop()
+    (case,) = json.loads((tmp_path / "report.json").read_text())["cases"]
+    assert result.returncode == 0, result.stdout[-2000:]
+    if hard == "kept":
+        assert case["outcome"] == "pass", case["reason"]
+    else:
+        assert case["outcome"] == "untestable" and "ulimit -n" in case["reason"], case["reason"]

@@ -804,6 +804,17 @@ FAULTS = {
             cap_connections=3,
         ),
         Fault(
+            # At a limit of one, a user's second connection is the superseding one: refused 1013 it
+            # breaks ASP-LIM-007, not ASP-DUP-002 (the server did not serve it otherwise than a full
+            # server may, but a superseding connection takes the slot it frees).
+            "superseding_connection_refused_at_limit_of_one",
+            ("ASP-LIM-007",),
+            ("duplicates.newer_supersedes_older",),
+            announce={"max_connections": 1},
+            cap_connections=1,
+            not_named=("ASP-DUP-002",),
+        ),
+        Fault(
             "history_tool_entries_last",
             ("ASP-HIS-008",),
             ("history.layout",),
