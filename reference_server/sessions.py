@@ -117,6 +117,12 @@ class Session:
         self._buffer: deque[str] = deque(maxlen=max(1, limits.replay_window))
         self._outbox: deque[Event] = deque()
         self._pending_bytes = 0  # pending_weight of the events in the outbox
+        # The last outbox delta while the deltas queued behind it merge into it as they come (an
+        # outbox holds the events it will send, so its bound counts those, not the deltas a gather
+        # waits for), and its parts, joined once by _close_tail.
+        self._tail: Event | None = None
+        self._tail_parts: list[str] = []
+        self._tail_chars = 0
         self._loop = asyncio.get_running_loop()
         self._last_delta_at = 0.0  # when the previous delta was queued
         self._fast_producer = False  # the last two deltas came closer than a quarter window
@@ -159,6 +165,8 @@ class Session:
             self._last_delta_at = now
             if not outbox:
                 self._head_since = now
+            elif self._merged(outbox[-1], event):
+                return
         else:
             if kind == "run_started":
                 self._last_delta_at = 0.0  # a run's first delta always leaves at once (TTFT)
@@ -170,12 +178,47 @@ class Session:
         # While deltas gather (a timer) or the pump runs, the event waits for them: nothing to do.
         if self._pump is None and self._gather_timer is None and not self._deliver_now():
             self._wake()
+        self._bound_outbox()
+
+    def _merged(self, tail: Event, delta: Event) -> bool:
+        """Merge `delta` into the outbox's last event when that is a delta of the same run and kind
+        with room for it (max_coalesced_chars), as _coalesce would merge them when sent. Returns
+        whether it did. The outbox bound (ASP-LIM-005) then counts events to be sent, not deltas
+        waiting to be merged: a client reading at once was closed 4004 with max_pending_events 10
+        when a fast burst gathered 11 deltas in one coalescing window."""
+        if tail["type"] != delta["type"] or tail["run_id"] != delta["run_id"]:
+            return False
+        if tail is not self._tail:
+            self._close_tail()
+            self._tail, self._tail_parts, self._tail_chars = tail, [tail["delta"]], len(tail["delta"])
+        text = delta["delta"]
+        if self._tail_chars + len(text) > self.limits.max_coalesced_chars:
+            return False
+        self._tail_parts.append(text)
+        self._tail_chars += len(text)
+        self._pending_bytes += len(text)  # the merged delta's pending_weight grows by its text
+        self._bound_outbox()
+        return True
+
+    def _bound_outbox(self) -> None:
+        """Close the connection 4004 when what waits for it is over the outbox bound (ASP-LIM-005);
+        events wait for a resume's pins as for a connection."""
         if self._sink is not None or self._pins:
+            limits = self.limits
             why = outbox_overflow(
-                len(outbox), self._pending_bytes, limits.max_pending_events, limits.max_pending_bytes
+                len(self._outbox), self._pending_bytes, limits.max_pending_events, limits.max_pending_bytes
             )
             if why is not None:
                 self._overflowed(why)
+
+    def _close_tail(self) -> None:
+        """Join the parts of the merging tail into its delta: it is sequenced, or another event
+        follows it."""
+        tail = self._tail
+        if tail is not None:
+            if len(self._tail_parts) > 1:
+                tail["delta"] = "".join(self._tail_parts)
+            self._tail, self._tail_parts = None, []
 
     def relay(self, seq: int, text: str) -> None:
         """An event another process sequenced for this session: kept for replay and delivered.
@@ -466,6 +509,7 @@ class Session:
             await asyncio.sleep(wait)
 
     def _sequence_next(self) -> tuple[int, str]:
+        self._close_tail()
         event = self._outbox.popleft()
         self._pending_bytes -= pending_weight(event, self.limits.max_event_bytes)
         if event["type"] in COALESCABLE:

@@ -423,10 +423,12 @@ class BlockedAfterOneSink(BlockedSink):
 async def test_a_blocked_connection_is_closed_at_the_delta_whose_pending_weight_crosses_the_bytes_bound() -> (
     None
 ):
-    """ASP-LIM-005. The session counts each queued delta's sizing.pending_weight and uncounts it when
-    it coalesces it: the 4004 comes at the very delta whose weight, summed, crosses max_pending_bytes,
-    after a burst the pump merged (so an accounting that drifts either way fails here)."""
-    limits = replace(LIMITS, max_pending_bytes=2000, max_coalesced_chars=100_000)
+    """ASP-LIM-005. The session counts each queued event's sizing.pending_weight (a delta merged into
+    the one queued before it adds its text alone: they leave as one event) and uncounts it when it
+    sends it: the 4004 comes at the very delta whose weight, summed, crosses max_pending_bytes, after
+    a burst that merged while the connection took its first frame (so an accounting that drifts
+    either way fails here)."""
+    limits = replace(LIMITS, max_pending_bytes=250, max_coalesced_chars=100_000)
     session = new_session(limits)
     sink = BlockedAfterOneSink()
     session.attach(sink)
@@ -437,7 +439,7 @@ async def test_a_blocked_connection_is_closed_at_the_delta_whose_pending_weight_
     assert session.seq == 2 and session.attached
     weight = 0
     for n, event in enumerate(burst[20:]):
-        weight += pending_weight(event, limits.max_event_bytes)
+        weight += pending_weight(event, limits.max_event_bytes) if n == 0 else len(event["delta"])
         session.emit(event)
         assert session.attached == (weight <= limits.max_pending_bytes), n
         if not session.attached:

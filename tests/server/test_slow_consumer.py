@@ -92,3 +92,21 @@ async def test_defect_12_a_client_that_never_reads_again_is_dropped_not_kept_as_
     assert sleeper.close_code in (SLOW_CONSUMER, 1006), sleeper.close_code
     assert received < 20_000_000
     assert took < 5  # the stream ended: not a live socket that sends nothing
+
+
+async def test_a_client_reading_at_once_is_not_closed_4004_while_a_fast_burst_gathers(make_server, connect):
+    """ASP-LIM-005 bounds what waits for a client that is not reading. Deltas of an instant model
+    gather for the coalescing window by the server's choice and leave as one event: with
+    max_pending_events 10 a client reading every frame at once was closed 4004 when a burst put
+    11 deltas in one window. The outbox counts the events it will send."""
+    server = make_server(max_pending_events=10, token_delay_ms=0, coalesce_ms=20, heartbeat_interval_ms=60000)
+    client = await connect(server, user="fast-reader", conversation_id="new")
+    await client.expect("session")
+    for _ in range(3):
+        await client.send({"type": "message", "content": "asp-fixture:text 2000"})
+        events = await client.collect_run(timeout=30)
+        assert events[-1]["type"] == "complete" and events[-1]["finish_reason"] == "stop"
+        deltas = [event for event in events if event["type"] == "text_delta"]
+        assert "".join(event["delta"] for event in deltas).count(" ") == 2000
+        assert len(deltas) < 2000  # they gathered: merged into fewer events
+    assert client.close_code is None
