@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32  # HS256: a key at least as long as the hash output (RFC 7518 section 3.2)
@@ -158,7 +158,7 @@ class Settings(BaseSettings):
         default=2.0,
         ge=0,
         description="Deltas arriving faster than a quarter of this wait at most this long and leave as one "
-        "event; the first delta of a run and paced streams never wait.",
+        "event; the first delta of a run and paced streams never wait. At most a tenth of the idle timeout.",
     )
     max_coalesced_chars: int = Field(default=16_384, ge=1, description="Largest delta made by coalescing.")
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
@@ -215,6 +215,21 @@ class Settings(BaseSettings):
         if not path.startswith("/"):
             raise ValueError(f"must start with /, such as /ws/chat, got {path!r}")
         return path
+
+    @field_validator("coalesce_ms")
+    @classmethod
+    def _coalesce_within_idle(cls, coalesce_ms: float, info: ValidationInfo) -> float:
+        """A run's last events wait at most coalesce_ms after its end, from which the idle timeout
+        counts (ASP-HB-002): at most a tenth of it, as a client measuring the timeout from the last
+        event it got may allow. A window longer than the idle timeout closed connections 4003 before
+        their run's last deltas and `complete` arrived (15 s of coalescing, a 2 s idle timeout)."""
+        idle_ms = info.data.get("idle_timeout_ms")
+        if idle_ms is not None and coalesce_ms * 10 > idle_ms:
+            raise ValueError(
+                f"is {coalesce_ms:g}, more than a tenth of idle_timeout_ms ({idle_ms}): a run's last "
+                "events would wait that long after its end, from which the idle timeout counts"
+            )
+        return coalesce_ms
 
     @field_validator("event_loop")
     @classmethod

@@ -480,6 +480,21 @@ def test_a_path_or_tracing_mode_that_cannot_work_is_one_line_before_listening(
     assert "listening" not in result.stdout
 
 
+def test_a_coalescing_window_over_a_tenth_of_the_idle_timeout_is_one_line_before_listening(
+    tmp_path: Path,
+) -> None:
+    """ASP-HB-002. A run's last events wait up to coalesce_ms after its end, from which the idle
+    timeout counts: 15 s of coalescing under a 2 s idle timeout closed a connection 4003 after its
+    first delta, the rest of the run and its `complete` never delivered."""
+    env = {**clean_env(), "ASP_JWT_SECRET": SECRET, "ASP_COALESCE_MS": "15000", "ASP_IDLE_TIMEOUT_MS": "2000"}
+    result = asp_serve("--port", "0", env=env, cwd=tmp_path)
+    assert one_line_refusal(result) == (
+        "error: ASP_COALESCE_MS (--coalesce-ms): is 15000, more than a tenth of idle_timeout_ms (2000): "
+        "a run's last events would wait that long after its end, from which the idle timeout counts\n"
+    )
+    assert Settings(coalesce_ms=200, idle_timeout_ms=2000).coalesce_ms == 200
+
+
 def test_uvloop_asked_for_by_name_must_be_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     """`auto` takes asyncio's loop without uvloop; `uvloop` named without it installed is refused with
     the way out, before start-up (uvicorn failed on its import once the server had begun)."""

@@ -60,7 +60,7 @@ async def test_the_older_connection_gets_4002_when_it_sends_a_frame_while_its_cl
     deltas held in a 5 s coalescing window. A frame the older connection sent meanwhile ended its
     receive loop, the app returned before the close frame was written and the transport was
     dropped: 1006 every time, where the close code must be 4002."""
-    server = make_server(coalesce_ms=5000)
+    server = make_server(coalesce_ms=5000, idle_timeout_ms=60000)  # a window of at most a tenth of it
     for attempt in range(3):
         user = f"dup-late-{attempt}"
         first = await connect(server, user=user, conversation_id="new")
