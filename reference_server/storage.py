@@ -35,6 +35,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
     event,
     exists,
@@ -48,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 
 from reference_server.logs import get_logger
 
@@ -530,9 +531,7 @@ class SqlConversationStore(ConversationStore):
         try:
             async with self._writing() as connection:
                 result = await connection.execute(
-                    update(conversations)
-                    .where(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
-                    .values(bound_at=_now())
+                    update(conversations).where(_owned(conversation_id, user_id)).values(bound_at=_now())
                 )
             owned = bool(result.rowcount)
         finally:
@@ -570,12 +569,7 @@ class SqlConversationStore(ConversationStore):
             self._cache.move_to_end(conversation_id)
             return list(cached.exchanges) if cached.owner == user_id else []
         async with self.engine.connect() as connection:
-            owner = await connection.scalar(
-                select(conversations.c.user_id).where(
-                    conversations.c.id == conversation_id, conversations.c.user_id == user_id
-                )
-            )
-            if owner is None:
+            if not await _owns(connection, conversation_id, user_id):
                 return []
             rows = (
                 await connection.execute(
@@ -641,7 +635,7 @@ class SqlConversationStore(ConversationStore):
             literal(exchange.finish_reason, String),
             literal(payload, Text),
             literal(_now(), DateTime(timezone=True)),
-        ).where(exists().where(conversations.c.id == conversation_id, conversations.c.user_id == user_id))
+        ).where(exists().where(_owned(conversation_id, user_id)))
         columns = ["conversation_id", "user_id", "run_id", "message_id", "finish_reason", "messages_json"]
         try:
             async with self._writing() as connection:
@@ -654,7 +648,8 @@ class SqlConversationStore(ConversationStore):
             # characters, a message_id over 128) failed an append that was refused, where the check
             # before the insert had returned False. Refused stays False; the owner's failure is raised.
             try:
-                owned = await self._owns(conversation_id, user_id)
+                async with self.engine.connect() as connection:
+                    owned = await _owns(connection, conversation_id, user_id)
             except DBAPIError:
                 owned = True  # unknown: the insert's own failure is the news
             if not owned:
@@ -662,15 +657,17 @@ class SqlConversationStore(ConversationStore):
             raise
         return bool(inserted.rowcount)
 
-    async def _owns(self, conversation_id: str, user_id: str) -> bool:
-        """Whether the conversation exists and is the user's."""
-        async with self.engine.connect() as connection:
-            owner = await connection.scalar(
-                select(conversations.c.user_id).where(
-                    conversations.c.id == conversation_id, conversations.c.user_id == user_id
-                )
-            )
-        return owner is not None
+
+def _owned(conversation_id: str, user_id: str) -> ColumnElement[bool]:
+    """The condition on `conversations` that selects `conversation_id` only when it is `user_id`'s:
+    every query that reads or writes a conversation filters by it (see the module docstring)."""
+    return and_(conversations.c.id == conversation_id, conversations.c.user_id == user_id)
+
+
+async def _owns(connection: AsyncConnection, conversation_id: str, user_id: str) -> bool:
+    """Whether the conversation exists and is the user's."""
+    owner = await connection.scalar(select(conversations.c.user_id).where(_owned(conversation_id, user_id)))
+    return owner is not None
 
 
 def row_exchange(conversation_id: str, row: Row[Any]) -> Exchange | None:
